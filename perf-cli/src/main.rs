@@ -1,0 +1,3 @@
+//! The `perfopt` command line.
+
+fn main() {}

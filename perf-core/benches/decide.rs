@@ -1,0 +1,3 @@
+//! Decision benchmarks.
+
+fn main() {}

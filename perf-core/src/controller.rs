@@ -1,0 +1,698 @@
+//! The decision engine: forced -> rules -> quick path -> cost analysis -> exploration.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{
+    Adaptation, Config, ConfigError, ConfigErrors, CostCoefficients, PoolSettings,
+};
+use crate::cost::{Weights, calibrated_estimates, weigh};
+use crate::decision::{
+    Decision, EstimateSource, Estimates, Reason, ReasonCode, ThresholdBreakdown,
+};
+use crate::name::Name;
+use crate::request::{DecisionContext, Timestamp, TransferRequest, ZeroCopyAvailability};
+use crate::rng::SplitMix;
+use crate::seams::{
+    DecisionFunction, MetricsQuery, NoopPredictor, NoopQuery, Predictor, TransferPolicy,
+};
+use crate::threshold::{
+    AtomicF64, NoopThresholdStore, ThresholdChange, ThresholdError, ThresholdManager,
+    ThresholdStore, breakdown,
+};
+use crate::vocab::{DataType, Format, Locality, Method};
+
+/// Why a controller could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ControllerError {
+    /// The configuration (with the registered functions) is invalid.
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigErrors),
+    /// Threshold state could not be restored.
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
+}
+
+/// Decisions counted per method and reason, for one pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DecisionCounts {
+    /// Total decisions.
+    pub total: u64,
+    /// Per method (`zero_copy`, `grpc`).
+    pub by_method: BTreeMap<Method, u64>,
+    /// Per method and reason, non-zero entries only.
+    pub by_reason: BTreeMap<ReasonCode, BTreeMap<Method, u64>>,
+}
+
+#[derive(Debug, Default)]
+struct Counters([[AtomicU64; ReasonCode::ALL.len()]; 2]);
+
+impl Counters {
+    fn count(&self, method: Method, reason: ReasonCode) {
+        self.0[method.index()][reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> DecisionCounts {
+        let mut out = DecisionCounts::default();
+        for method in [Method::ZeroCopy, Method::Grpc] {
+            for code in ReasonCode::ALL {
+                let n = self.0[method.index()][code.index()].load(Ordering::Relaxed);
+                if n > 0 {
+                    out.total += n;
+                    *out.by_method.entry(method).or_default() += n;
+                    out.by_reason.entry(code).or_default().insert(method, n);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A rule condition compiled to bit masks, so matching never allocates.
+#[derive(Debug, Clone, Copy)]
+struct CompiledCondition {
+    size_min: u64,
+    size_max: u64,
+    data_types: u32,
+    formats: u32,
+}
+
+impl CompiledCondition {
+    fn matches(&self, r: &TransferRequest) -> bool {
+        r.size >= self.size_min
+            && r.size <= self.size_max
+            && (self.data_types == 0 || self.data_types & (1 << r.data_type as u32) != 0)
+            && (self.formats == 0 || self.formats & (1 << r.format as u32) != 0)
+    }
+}
+
+#[derive(Clone)]
+enum RuleStep {
+    Rule {
+        name: Name,
+        priority: i32,
+        condition: CompiledCondition,
+        method: Method,
+    },
+    Function {
+        name: Name,
+        priority: i32,
+        function: Arc<dyn DecisionFunction>,
+    },
+}
+
+impl RuleStep {
+    fn priority(&self) -> i32 {
+        match self {
+            RuleStep::Rule { priority, .. } | RuleStep::Function { priority, .. } => *priority,
+        }
+    }
+}
+
+struct PoolState {
+    name: Name,
+    settings: PoolSettings,
+    steps: Vec<RuleStep>,
+    history: Arc<AtomicF64>,
+    counters: Arc<Counters>,
+}
+
+/// One immutable policy version; reloads replace it whole.
+struct Snapshot {
+    version: u64,
+    config: Arc<Config>,
+    pools: Vec<PoolState>,
+    default_index: usize,
+}
+
+impl Snapshot {
+    fn pool(&self, name: Name) -> (&PoolState, bool) {
+        match self.pools.binary_search_by(|p| p.name.cmp(&name)) {
+            Ok(i) => (&self.pools[i], true),
+            Err(_) => (&self.pools[self.default_index], false),
+        }
+    }
+}
+
+/// A user-defined decision function with its place in the rule order.
+#[derive(Clone)]
+struct RegisteredFunction {
+    name: Name,
+    priority: i32,
+    pools: Vec<Name>,
+    function: Arc<dyn DecisionFunction>,
+}
+
+/// Builds a [`Controller`].
+pub struct ControllerBuilder {
+    config: Config,
+    predictor: Arc<dyn Predictor>,
+    metrics: Arc<dyn MetricsQuery>,
+    store: Arc<dyn ThresholdStore>,
+    functions: Vec<RegisteredFunction>,
+    seed: u64,
+}
+
+impl ControllerBuilder {
+    /// Uses `predictor` for learned estimates once it is confident.
+    pub fn predictor(mut self, predictor: Arc<dyn Predictor>) -> Self {
+        self.predictor = predictor;
+        self
+    }
+
+    /// Gives decision functions read access to recorded metrics.
+    pub fn metrics(mut self, metrics: Arc<dyn MetricsQuery>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Persists threshold changes in `store` and restores them from it.
+    pub fn threshold_store(mut self, store: Arc<dyn ThresholdStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Adds a decision function that runs among the rules at `priority`, for
+    /// the listed pools (all pools when `pools` is empty).
+    pub fn function(
+        mut self,
+        name: Name,
+        priority: i32,
+        pools: &[Name],
+        function: Arc<dyn DecisionFunction>,
+    ) -> Self {
+        self.functions.push(RegisteredFunction {
+            name,
+            priority,
+            pools: pools.to_vec(),
+            function,
+        });
+        self
+    }
+
+    /// Seeds the exploration draws; the same seed gives the same decisions.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Validates the rule order and restores thresholds.
+    pub fn build(self) -> Result<Controller, ControllerError> {
+        let thresholds = ThresholdManager::restore(self.store)?;
+        let counters = Mutex::new(BTreeMap::new());
+        let snapshot = compile(1, self.config, &self.functions, &thresholds, &counters)?;
+        Ok(Controller {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            thresholds,
+            counters,
+            functions: self.functions,
+            predictor: self.predictor,
+            metrics: self.metrics,
+            rng: SplitMix::new(self.seed),
+            reload: Mutex::new(()),
+        })
+    }
+}
+
+/// The decision engine.
+///
+/// `decide` reads one `ArcSwap` snapshot and a few atomics: no allocation, no
+/// lock, no syscall. Reloads validate first and then swap the whole snapshot,
+/// so a decision sees the old policy or the new one, never a mix.
+pub struct Controller {
+    snapshot: ArcSwap<Snapshot>,
+    thresholds: ThresholdManager,
+    counters: Mutex<BTreeMap<Name, Arc<Counters>>>,
+    functions: Vec<RegisteredFunction>,
+    predictor: Arc<dyn Predictor>,
+    metrics: Arc<dyn MetricsQuery>,
+    rng: SplitMix,
+    reload: Mutex<()>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("version", &self.version())
+            .field("predictor", &self.predictor.name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn compile(
+    version: u64,
+    config: Config,
+    functions: &[RegisteredFunction],
+    thresholds: &ThresholdManager,
+    counters: &Mutex<BTreeMap<Name, Arc<Counters>>>,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut pools = Vec::with_capacity(config.pools.len());
+    for (name, pool) in &config.pools {
+        let mut steps: Vec<RuleStep> = config
+            .rules_for(*name)
+            .into_iter()
+            .map(|r| RuleStep::Rule {
+                name: r.name,
+                priority: r.priority,
+                condition: CompiledCondition {
+                    size_min: r.condition.size_min.unwrap_or(0),
+                    size_max: r.condition.size_max.unwrap_or(u64::MAX),
+                    data_types: mask(r.condition.data_types.iter().map(|d| *d as u32)),
+                    formats: mask(r.condition.formats.iter().map(|f| *f as u32)),
+                },
+                method: r.method,
+            })
+            .collect();
+        for f in functions
+            .iter()
+            .filter(|f| f.pools.is_empty() || f.pools.contains(name))
+        {
+            if let Some(clash) = steps.iter().find(|s| s.priority() == f.priority) {
+                let other = match clash {
+                    RuleStep::Rule { name, .. } | RuleStep::Function { name, .. } => name,
+                };
+                errors.push(ConfigError {
+                    path: format!("functions.{}.priority", f.name),
+                    value: f.priority.to_string(),
+                    expected: format!(
+                        "a priority not used by rule \"{other}\" (both apply to pool {name})"
+                    ),
+                });
+            }
+            steps.push(RuleStep::Function {
+                name: f.name,
+                priority: f.priority,
+                function: f.function.clone(),
+            });
+        }
+        steps.sort_by(|a, b| b.priority().cmp(&a.priority()));
+        let counter = counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(*name)
+            .or_default()
+            .clone();
+        pools.push(PoolState {
+            name: *name,
+            settings: pool.settings,
+            steps,
+            history: thresholds.cell(*name),
+            counters: counter,
+        });
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let default_index = pools
+        .iter()
+        .position(|p| p.name == Name::DEFAULT_POOL)
+        .ok_or_else(|| {
+            ConfigErrors(vec![ConfigError {
+                path: "pools".into(),
+                value: "(no default pool)".into(),
+                expected: "a pool named default".into(),
+            }])
+        })?;
+    Ok(Snapshot {
+        version,
+        config: Arc::new(config),
+        pools,
+        default_index,
+    })
+}
+
+fn mask(bits: impl Iterator<Item = u32>) -> u32 {
+    bits.fold(0, |m, b| m | (1 << b))
+}
+
+const _: () = assert!(DataType::ALL.len() <= 32 && Format::ALL.len() <= 32);
+
+/// The forced step: caller override, remote worker, no shared memory.
+pub fn forced(request: &TransferRequest, ctx: &DecisionContext) -> Option<(Method, Reason)> {
+    if request.override_method == Some(Method::Grpc) {
+        return Some((Method::Grpc, Reason::Override));
+    }
+    if request.locality == Locality::Remote {
+        return Some((Method::Grpc, Reason::RemoteWorker));
+    }
+    if ctx.zero_copy == ZeroCopyAvailability::Unavailable || ctx.system.shm_free < request.size {
+        return Some((Method::Grpc, Reason::ZeroCopyUnavailable));
+    }
+    if request.override_method == Some(Method::ZeroCopy) {
+        return Some((Method::ZeroCopy, Reason::Override));
+    }
+    None
+}
+
+impl Controller {
+    /// A builder for a controller running `config`.
+    pub fn builder(config: Config) -> ControllerBuilder {
+        ControllerBuilder {
+            config,
+            predictor: Arc::new(NoopPredictor),
+            metrics: Arc::new(NoopQuery),
+            store: Arc::new(NoopThresholdStore),
+            functions: Vec::new(),
+            seed: 0x5EED,
+        }
+    }
+
+    /// A controller with `config` and every seam at its Noop.
+    pub fn new(config: Config) -> Result<Controller, ControllerError> {
+        Controller::builder(config).build()
+    }
+
+    /// Decides how `request` travels, and counts the decision.
+    pub fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
+        let snap = self.snapshot.load();
+        let (pool, configured) = snap.pool(request.pool);
+        let d = self.run(&snap, pool, configured, request, ctx, true);
+        pool.counters.count(d.method, d.reason.code());
+        d
+    }
+
+    /// Decides as `decide` would without exploring and without counting: what
+    /// the policy would pick (for dry runs and diagnostics).
+    pub fn preview(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
+        let snap = self.snapshot.load();
+        let (pool, configured) = snap.pool(request.pool);
+        self.run(&snap, pool, configured, request, ctx, false)
+    }
+
+    /// The per-method estimates the cost analysis would use for `request`.
+    pub fn estimate(&self, request: &TransferRequest, ctx: &DecisionContext) -> Estimates {
+        let snap = self.snapshot.load();
+        let (pool, _) = snap.pool(request.pool);
+        self.estimates(
+            &snap.config.costs,
+            &snap.config.adaptation,
+            pool,
+            request,
+            ctx,
+        )
+    }
+
+    fn estimates(
+        &self,
+        costs: &CostCoefficients,
+        adaptation: &Adaptation,
+        pool: &PoolState,
+        request: &TransferRequest,
+        ctx: &DecisionContext,
+    ) -> Estimates {
+        let weights = Weights::for_goal(pool.settings.goal, &ctx.system, adaptation);
+        if pool.settings.learning {
+            if let Some(p) = self.predictor.predict(request, &ctx.system) {
+                if p.confidence >= adaptation.predictor_min_confidence {
+                    return weigh(p.zero_copy, p.grpc, EstimateSource::Predicted, &weights);
+                }
+            }
+        }
+        let (zc, grpc) = calibrated_estimates(costs, request, ctx.zero_copy, &ctx.system);
+        weigh(zc, grpc, EstimateSource::Calibrated, &weights)
+    }
+
+    fn run(
+        &self,
+        snap: &Snapshot,
+        pool: &PoolState,
+        configured: bool,
+        request: &TransferRequest,
+        ctx: &DecisionContext,
+        explore: bool,
+    ) -> Decision {
+        let s = &pool.settings;
+        let adaptation = &snap.config.adaptation;
+        let threshold = breakdown(s, pool.history.load(), &ctx.system, adaptation);
+        let decision = |method, reason, estimates, confidence, propensity| Decision {
+            method,
+            reason,
+            pool: pool.name,
+            pool_configured: configured,
+            goal: s.goal,
+            size: request.size,
+            threshold,
+            estimates,
+            confidence,
+            propensity,
+            policy_version: snap.version,
+            decided_at: ctx.now,
+        };
+
+        if let Some((method, reason)) = forced(request, ctx) {
+            return decision(method, reason, None, 1.0, 1.0);
+        }
+        for step in &pool.steps {
+            match step {
+                RuleStep::Rule {
+                    name,
+                    priority,
+                    condition,
+                    method,
+                } if condition.matches(request) => {
+                    let reason = Reason::Rule {
+                        name: *name,
+                        priority: *priority,
+                    };
+                    return decision(*method, reason, None, 1.0, 1.0);
+                }
+                RuleStep::Function {
+                    name,
+                    priority,
+                    function,
+                } => {
+                    if let Some(method) = function.decide(request, ctx, self.metrics.as_ref()) {
+                        let reason = Reason::Function {
+                            name: *name,
+                            priority: *priority,
+                        };
+                        return decision(method, reason, None, 1.0, 1.0);
+                    }
+                }
+                RuleStep::Rule { .. } => {}
+            }
+        }
+        if request.size < s.floor {
+            let reason = Reason::BelowFloor { floor: s.floor };
+            return decision(Method::Grpc, reason, None, 1.0, 1.0);
+        }
+        if request.size > s.ceiling {
+            let reason = Reason::AboveCeiling { ceiling: s.ceiling };
+            return decision(Method::ZeroCopy, reason, None, 1.0, 1.0);
+        }
+
+        let e = self.estimates(&snap.config.costs, adaptation, pool, request, ctx);
+        let gain = e.zero_copy_gain;
+        let (greedy, reason, confidence) = if e.source == EstimateSource::Calibrated
+            && request.size < threshold.effective
+        {
+            let distance = (threshold.effective as f64 / request.size.max(1) as f64).log2();
+            let confidence = 0.5 + 0.5 * (distance / s.exploration_band.log2().max(1.0)).min(1.0);
+            (Method::Grpc, Reason::BelowThreshold, confidence)
+        } else {
+            let source = match e.source {
+                EstimateSource::Calibrated => 1.0,
+                EstimateSource::Predicted => self
+                    .predictor
+                    .predict(request, &ctx.system)
+                    .map_or(1.0, |p| p.confidence),
+            };
+            let confidence = (0.5 + gain.abs()).min(1.0) * source;
+            if gain >= s.marginal_gain {
+                (Method::ZeroCopy, Reason::CostAnalysis { gain }, confidence)
+            } else if gain > 0.0 {
+                let reason = Reason::MarginalGain {
+                    gain,
+                    marginal: s.marginal_gain,
+                };
+                (Method::Grpc, reason, confidence)
+            } else {
+                (
+                    Method::Grpc,
+                    Reason::CostAnalysis { gain: -gain },
+                    confidence,
+                )
+            }
+        };
+
+        let eps = s.exploration_rate;
+        let band_lo = (threshold.effective as f64 / s.exploration_band).max(s.floor as f64);
+        let band_hi = (threshold.effective as f64 * s.exploration_band).min(s.ceiling as f64);
+        let size = request.size as f64;
+        let in_band = s.learning && eps > 0.0 && size >= band_lo && size <= band_hi;
+        if !in_band {
+            return decision(greedy, reason, Some(e), confidence, 1.0);
+        }
+        if explore && self.rng.next_f64() < eps {
+            let reason = Reason::Exploration {
+                greedy,
+                epsilon: eps,
+            };
+            return decision(greedy.other(), reason, Some(e), 1.0 - confidence, eps);
+        }
+        decision(greedy, reason, Some(e), confidence, 1.0 - eps)
+    }
+
+    /// Validates `config` and swaps it in whole; returns the new version.
+    pub fn reload(&self, config: Config) -> Result<u64, ConfigErrors> {
+        let _one_at_a_time = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+        let version = self.snapshot.load().version + 1;
+        let snap = compile(
+            version,
+            config,
+            &self.functions,
+            &self.thresholds,
+            &self.counters,
+        )?;
+        self.snapshot.store(Arc::new(snap));
+        Ok(version)
+    }
+
+    /// Parses, validates and swaps in a TOML configuration.
+    pub fn reload_toml(&self, text: &str) -> Result<u64, ConfigErrors> {
+        self.reload(Config::from_toml_str(text)?)
+    }
+
+    /// The configuration version in force (1 for the first).
+    pub fn version(&self) -> u64 {
+        self.snapshot.load().version
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.snapshot.load().config.clone()
+    }
+
+    /// Whether `pool` is configured (others are decided by `default`).
+    pub fn has_pool(&self, pool: Name) -> bool {
+        self.snapshot.load().pool(pool).1
+    }
+
+    /// Decision counts of `pool` since start, across reloads.
+    pub fn counts(&self, pool: Name) -> Option<DecisionCounts> {
+        let snap = self.snapshot.load();
+        let (p, configured) = snap.pool(pool);
+        configured.then(|| p.counters.read())
+    }
+
+    /// The effective threshold of `pool` under `system`.
+    pub fn threshold(
+        &self,
+        pool: Name,
+        system: &crate::request::SystemState,
+    ) -> Result<ThresholdBreakdown, ThresholdError> {
+        let snap = self.snapshot.load();
+        let (p, configured) = snap.pool(pool);
+        if !configured {
+            return Err(ThresholdError::UnknownPool(pool.to_string()));
+        }
+        Ok(breakdown(
+            &p.settings,
+            p.history.load(),
+            system,
+            &snap.config.adaptation,
+        ))
+    }
+
+    /// Moves `pool`'s threshold toward `target` bytes (bounded per step and
+    /// overall), logging the reason and expected gain.
+    pub fn adjust_threshold(
+        &self,
+        pool: Name,
+        target: u64,
+        reason: &str,
+        expected_gain: f64,
+        now: Timestamp,
+    ) -> Result<ThresholdChange, ThresholdError> {
+        let snap = self.snapshot.load();
+        let (p, configured) = snap.pool(pool);
+        if !configured {
+            return Err(ThresholdError::UnknownPool(pool.to_string()));
+        }
+        self.thresholds.adjust_toward(
+            pool,
+            &p.settings,
+            &snap.config.adaptation,
+            target,
+            reason,
+            expected_gain,
+            now,
+        )
+    }
+
+    /// Restores the thresholds of `pool`, or of every pool, to their configured base.
+    pub fn reset_thresholds(
+        &self,
+        pool: Option<Name>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<ThresholdChange>, ThresholdError> {
+        let snap = self.snapshot.load();
+        let mut changes = Vec::new();
+        for p in &snap.pools {
+            if pool.is_none_or(|n| n == p.name) {
+                changes.push(self.thresholds.reset(p.name, &p.settings, reason, now)?);
+            }
+        }
+        if let Some(n) = pool {
+            if changes.is_empty() {
+                return Err(ThresholdError::UnknownPool(n.to_string()));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Every logged threshold change, oldest first.
+    pub fn threshold_history(&self) -> Vec<ThresholdChange> {
+        self.thresholds.history()
+    }
+}
+
+impl TransferPolicy for Controller {
+    fn name(&self) -> &str {
+        "threshold-cost"
+    }
+    fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
+        Controller::decide(self, request, ctx)
+    }
+}
+
+/// A baseline policy that always picks one method, unless forced.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedPolicy(pub Method);
+
+impl TransferPolicy for FixedPolicy {
+    fn name(&self) -> &str {
+        match self.0 {
+            Method::ZeroCopy => "always-zero-copy",
+            Method::Grpc => "always-grpc",
+        }
+    }
+    fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
+        let (method, reason) = forced(request, ctx).unwrap_or((self.0, Reason::Fixed));
+        let settings = PoolSettings::default();
+        Decision {
+            method,
+            reason,
+            pool: request.pool,
+            pool_configured: false,
+            goal: settings.goal,
+            size: request.size,
+            threshold: ThresholdBreakdown {
+                base: settings.threshold,
+                history: 1.0,
+                resources: 1.0,
+                effective: settings.threshold,
+            },
+            estimates: None,
+            confidence: 1.0,
+            propensity: 1.0,
+            policy_version: 0,
+            decided_at: ctx.now,
+        }
+    }
+}

@@ -1,0 +1,451 @@
+//! The outcome of one decision: method, reason, estimates, and its readable rationale.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::Name;
+use crate::request::Timestamp;
+use crate::size::{HumanMicros, HumanSize};
+use crate::vocab::{Goal, Method};
+
+/// The step of the decision order that made a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Caller override, remote worker or no shared memory.
+    Forced,
+    /// A user rule or decision function.
+    Rule,
+    /// The pool's floor or ceiling.
+    QuickPath,
+    /// Per-method cost estimates weighed by the goal.
+    CostAnalysis,
+    /// A deliberate try of the other method inside the ambiguous band.
+    Exploration,
+}
+
+/// Why a decision came out as it did: the step and the rule inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Reason {
+    /// The caller asked for this method.
+    Override,
+    /// The worker is on another host.
+    RemoteWorker,
+    /// Shared memory is unavailable or exhausted.
+    ZeroCopyUnavailable,
+    /// A configured rule matched.
+    Rule {
+        /// The rule's name.
+        name: Name,
+        /// Its priority (higher wins).
+        priority: i32,
+    },
+    /// A fixed policy that always picks one method (a baseline).
+    Fixed,
+    /// A user-defined decision function chose.
+    Function {
+        /// The function's name.
+        name: Name,
+        /// Its priority (higher wins).
+        priority: i32,
+    },
+    /// The size is under the pool's floor.
+    BelowFloor {
+        /// The floor in bytes.
+        floor: u64,
+    },
+    /// The size is over the pool's ceiling.
+    AboveCeiling {
+        /// The ceiling in bytes.
+        ceiling: u64,
+    },
+    /// The size is under the pool's effective threshold and no confident
+    /// prediction says otherwise.
+    BelowThreshold,
+    /// The chosen method's goal-weighted cost is lower by `gain` (a fraction).
+    CostAnalysis {
+        /// Relative goal-weighted gain of the chosen method over the other.
+        gain: f64,
+    },
+    /// Zero-copy gains less than the marginal threshold, so the simpler gRPC wins.
+    MarginalGain {
+        /// Relative goal-weighted gain of zero-copy over gRPC.
+        gain: f64,
+        /// The pool's marginal-gain threshold.
+        marginal: f64,
+    },
+    /// Exploration picked the method the policy would not have.
+    Exploration {
+        /// The method the policy would have picked.
+        greedy: Method,
+        /// The exploration rate in force.
+        epsilon: f64,
+    },
+}
+
+/// A [`Reason`] without its details, for counting and storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// See [`Reason::Override`].
+    Override,
+    /// See [`Reason::RemoteWorker`].
+    RemoteWorker,
+    /// See [`Reason::ZeroCopyUnavailable`].
+    ZeroCopyUnavailable,
+    /// See [`Reason::Rule`].
+    Rule,
+    /// See [`Reason::Fixed`].
+    Fixed,
+    /// See [`Reason::Function`].
+    Function,
+    /// See [`Reason::BelowFloor`].
+    BelowFloor,
+    /// See [`Reason::AboveCeiling`].
+    AboveCeiling,
+    /// See [`Reason::BelowThreshold`].
+    BelowThreshold,
+    /// See [`Reason::CostAnalysis`].
+    CostAnalysis,
+    /// See [`Reason::MarginalGain`].
+    MarginalGain,
+    /// See [`Reason::Exploration`].
+    Exploration,
+}
+
+impl ReasonCode {
+    /// Every code, in decision order.
+    pub const ALL: [ReasonCode; 12] = [
+        ReasonCode::Override,
+        ReasonCode::RemoteWorker,
+        ReasonCode::ZeroCopyUnavailable,
+        ReasonCode::Rule,
+        ReasonCode::Fixed,
+        ReasonCode::Function,
+        ReasonCode::BelowFloor,
+        ReasonCode::AboveCeiling,
+        ReasonCode::BelowThreshold,
+        ReasonCode::CostAnalysis,
+        ReasonCode::MarginalGain,
+        ReasonCode::Exploration,
+    ];
+
+    /// `step.rule`, e.g. `quick_path.below_floor`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::Override => "forced.override",
+            ReasonCode::RemoteWorker => "forced.remote_worker",
+            ReasonCode::ZeroCopyUnavailable => "forced.zero_copy_unavailable",
+            ReasonCode::Rule => "rule.user_rule",
+            ReasonCode::Fixed => "rule.fixed_policy",
+            ReasonCode::Function => "rule.decision_function",
+            ReasonCode::BelowFloor => "quick_path.below_floor",
+            ReasonCode::AboveCeiling => "quick_path.above_ceiling",
+            ReasonCode::BelowThreshold => "cost_analysis.below_threshold",
+            ReasonCode::CostAnalysis => "cost_analysis.lower_cost",
+            ReasonCode::MarginalGain => "cost_analysis.marginal_gain",
+            ReasonCode::Exploration => "exploration.epsilon_greedy",
+        }
+    }
+
+    /// The step this code belongs to.
+    pub const fn step(self) -> Step {
+        match self {
+            ReasonCode::Override | ReasonCode::RemoteWorker | ReasonCode::ZeroCopyUnavailable => {
+                Step::Forced
+            }
+            ReasonCode::Rule | ReasonCode::Fixed | ReasonCode::Function => Step::Rule,
+            ReasonCode::BelowFloor | ReasonCode::AboveCeiling => Step::QuickPath,
+            ReasonCode::BelowThreshold | ReasonCode::CostAnalysis | ReasonCode::MarginalGain => {
+                Step::CostAnalysis
+            }
+            ReasonCode::Exploration => Step::Exploration,
+        }
+    }
+
+    /// A dense index for per-reason counters.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Reason {
+    /// The code of this reason.
+    pub const fn code(&self) -> ReasonCode {
+        match self {
+            Reason::Override => ReasonCode::Override,
+            Reason::RemoteWorker => ReasonCode::RemoteWorker,
+            Reason::ZeroCopyUnavailable => ReasonCode::ZeroCopyUnavailable,
+            Reason::Rule { .. } => ReasonCode::Rule,
+            Reason::Fixed => ReasonCode::Fixed,
+            Reason::Function { .. } => ReasonCode::Function,
+            Reason::BelowFloor { .. } => ReasonCode::BelowFloor,
+            Reason::AboveCeiling { .. } => ReasonCode::AboveCeiling,
+            Reason::BelowThreshold => ReasonCode::BelowThreshold,
+            Reason::CostAnalysis { .. } => ReasonCode::CostAnalysis,
+            Reason::MarginalGain { .. } => ReasonCode::MarginalGain,
+            Reason::Exploration { .. } => ReasonCode::Exploration,
+        }
+    }
+
+    /// The step that made the decision.
+    pub const fn step(&self) -> Step {
+        self.code().step()
+    }
+
+    /// Whether this decision was an exploration.
+    pub const fn is_exploration(&self) -> bool {
+        matches!(self, Reason::Exploration { .. })
+    }
+
+    /// The user rule or decision function that decided, if one did.
+    pub const fn rule_name(&self) -> Option<Name> {
+        match self {
+            Reason::Rule { name, .. } | Reason::Function { name, .. } => Some(*name),
+            _ => None,
+        }
+    }
+}
+
+/// Where a cost estimate came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EstimateSource {
+    /// The static coefficients of the configuration or calibration profile.
+    Calibrated,
+    /// A confident [`Predictor`](crate::Predictor) learned from history.
+    Predicted,
+}
+
+/// The estimated cost of carrying one payload by one method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct MethodEstimate {
+    /// End-to-end latency, in microseconds.
+    pub latency_us: f64,
+    /// Fixed setup: call, reference, notification, segment creation; microseconds.
+    pub setup_us: f64,
+    /// Moving the bytes: copy into a segment, or serialize and send; microseconds.
+    pub transfer_us: f64,
+    /// First-touch page faults of a fresh segment, in microseconds.
+    pub page_fault_us: f64,
+    /// Cleanup: returning or unlinking a segment, freeing buffers; microseconds.
+    pub cleanup_us: f64,
+    /// Peak extra memory held, in bytes.
+    pub memory_bytes: u64,
+    /// CPU time on both sides, in microseconds.
+    pub cpu_us: f64,
+    /// A prediction interval for the latency (low, high), when a predictor gave one.
+    pub interval_us: Option<(f64, f64)>,
+}
+
+/// Per-method estimates of one request.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Estimates {
+    /// The zero-copy estimate.
+    pub zero_copy: MethodEstimate,
+    /// The gRPC estimate.
+    pub grpc: MethodEstimate,
+    /// Where the estimates came from.
+    pub source: EstimateSource,
+    /// Goal-weighted relative gain of zero-copy over gRPC, in -1.0..=1.0
+    /// (positive: zero-copy is cheaper).
+    pub zero_copy_gain: f64,
+}
+
+impl Estimates {
+    /// The estimate of `method`.
+    pub const fn of(&self, method: Method) -> &MethodEstimate {
+        match method {
+            Method::ZeroCopy => &self.zero_copy,
+            Method::Grpc => &self.grpc,
+        }
+    }
+}
+
+/// How the pool's effective threshold was made: base x history x resources.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdBreakdown {
+    /// The configured threshold, in bytes.
+    pub base: u64,
+    /// The adjustment learned from history.
+    pub history: f64,
+    /// The factor from current load and memory pressure.
+    pub resources: f64,
+    /// `base x history x resources`, clamped to the pool's floor and ceiling.
+    pub effective: u64,
+}
+
+/// One decision: which method, why, and what it expected.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The chosen method.
+    pub method: Method,
+    /// The step and rule that chose it.
+    pub reason: Reason,
+    /// The pool whose policy decided.
+    pub pool: Name,
+    /// Whether the pool is configured; an unknown pool is decided by the
+    /// `default` pool's policy.
+    pub pool_configured: bool,
+    /// The pool's goal.
+    pub goal: Goal,
+    /// The payload size in bytes.
+    pub size: u64,
+    /// The pool's threshold at the time.
+    pub threshold: ThresholdBreakdown,
+    /// Per-method estimates, when the cost analysis ran.
+    pub estimates: Option<Estimates>,
+    /// How sure the policy is, 0.0 to 1.0.
+    pub confidence: f64,
+    /// Probability that this policy picks `method` in this context (the
+    /// propensity used to evaluate policies offline).
+    pub propensity: f64,
+    /// The configuration version that decided.
+    pub policy_version: u64,
+    /// When it was decided.
+    pub decided_at: Timestamp,
+}
+
+impl Decision {
+    /// The predicted latency of the chosen method, when estimates exist.
+    pub fn predicted_latency_us(&self) -> Option<f64> {
+        self.estimates.map(|e| e.of(self.method).latency_us)
+    }
+
+    /// The readable rationale; it is formatted only when displayed.
+    pub fn rationale(&self) -> Rationale<'_> {
+        Rationale(self)
+    }
+}
+
+/// A decision's rationale as text, built on demand by its `Display`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rationale<'a>(&'a Decision);
+
+impl fmt::Display for Rationale<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        write!(f, "{}: ", d.method.label())?;
+        let size = HumanSize(d.size);
+        match d.reason {
+            Reason::Override => write!(f, "the caller asked for {}", d.method.label())?,
+            Reason::RemoteWorker => write!(
+                f,
+                "the worker runs on another host, where shared memory cannot reach"
+            )?,
+            Reason::ZeroCopyUnavailable => {
+                write!(f, "shared memory is unavailable or exhausted for {size}")?
+            }
+            Reason::Rule { name, priority } => {
+                write!(f, "rule \"{name}\" (priority {priority}) matched {size}")?
+            }
+            Reason::Fixed => write!(f, "a fixed policy always picks {}", d.method.label())?,
+            Reason::Function { name, priority } => write!(
+                f,
+                "decision function \"{name}\" (priority {priority}) chose it for {size}"
+            )?,
+            Reason::BelowFloor { floor } => write!(
+                f,
+                "{size} is below the floor of {}, always gRPC there",
+                HumanSize(floor)
+            )?,
+            Reason::AboveCeiling { ceiling } => write!(
+                f,
+                "{size} is above the ceiling of {}, always zero-copy there",
+                HumanSize(ceiling)
+            )?,
+            Reason::BelowThreshold => {
+                let t = d.threshold;
+                write!(
+                    f,
+                    "{size} is below the threshold of {} (base {} x history {:.2} x resources {:.2})",
+                    HumanSize(t.effective),
+                    HumanSize(t.base),
+                    t.history,
+                    t.resources
+                )?;
+                if let Some(e) = &d.estimates {
+                    write!(f, "; ")?;
+                    compare(f, e, Method::Grpc)?;
+                }
+            }
+            Reason::CostAnalysis { .. } => match &d.estimates {
+                Some(e) => compare(f, e, d.method)?,
+                None => write!(f, "lower estimated cost")?,
+            },
+            Reason::MarginalGain { gain, marginal } => {
+                write!(
+                    f,
+                    "zero-copy would gain only {:.1} % (under the {:.1} % marginal gain), so the simpler path wins",
+                    gain * 100.0,
+                    marginal * 100.0
+                )?;
+                if let Some(e) = &d.estimates {
+                    write!(
+                        f,
+                        "; estimated latency {} vs {}",
+                        HumanMicros(e.zero_copy.latency_us),
+                        HumanMicros(e.grpc.latency_us)
+                    )?;
+                }
+            }
+            Reason::Exploration { greedy, epsilon } => write!(
+                f,
+                "exploring the alternative to {} (rate {:.1} %, propensity {:.3})",
+                greedy.label(),
+                epsilon * 100.0,
+                d.propensity
+            )?,
+        }
+        write!(f, "; pool {}, goal {}", d.pool, d.goal)
+    }
+}
+
+/// Writes how `chosen` compares with the other method in latency and memory.
+fn compare(f: &mut fmt::Formatter<'_>, e: &Estimates, chosen: Method) -> fmt::Result {
+    let a = e.of(chosen);
+    let b = e.of(chosen.other());
+    if a.latency_us > 0.0 && b.latency_us >= a.latency_us * 2.0 {
+        let ratio = b.latency_us / a.latency_us;
+        if ratio >= 10.0 {
+            write!(f, "{ratio:.0}x lower estimated latency")?;
+        } else {
+            write!(f, "{ratio:.1}x lower estimated latency")?;
+        }
+    } else if b.latency_us >= a.latency_us {
+        let pct = percent_less(a.latency_us, b.latency_us);
+        write!(f, "{pct:.0} % lower estimated latency")?;
+    } else {
+        let pct = percent_less(b.latency_us, a.latency_us);
+        write!(f, "{pct:.0} % higher estimated latency")?;
+    }
+    write!(
+        f,
+        " ({} vs {})",
+        HumanMicros(a.latency_us),
+        HumanMicros(b.latency_us)
+    )?;
+    let (am, bm) = (a.memory_bytes as f64, b.memory_bytes as f64);
+    if am <= bm {
+        write!(f, " and {:.0} % less memory", percent_less(am, bm))
+    } else {
+        write!(f, " and {:.0} % more memory", percent_less(bm, am))
+    }
+}
+
+/// How much smaller `small` is than `large`, in percent of `large`.
+fn percent_less(small: f64, large: f64) -> f64 {
+    if large <= 0.0 {
+        0.0
+    } else {
+        (1.0 - small / large) * 100.0
+    }
+}

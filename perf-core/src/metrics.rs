@@ -1,0 +1,122 @@
+//! The record of one completed transfer: the vocabulary from the hot path to the dashboards.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::{Decision, ReasonCode};
+use crate::name::Name;
+use crate::request::{SystemState, Timestamp, TransferRequest};
+use crate::vocab::{Compression, DataType, Format, Method};
+
+/// Why a zero-copy transfer fell back to gRPC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackReason {
+    /// No segment could be had: pool exhausted, budget reached or no space.
+    ShmExhausted,
+    /// Creating or mapping a segment failed.
+    ShmError,
+    /// The worker refused the reference.
+    ReferenceRefused,
+    /// The worker did not answer in time.
+    Timeout,
+    /// The worker failed while reading the segment.
+    WorkerError,
+}
+
+/// Everything measured about one completed transfer (R2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TransferMetrics {
+    /// When the transfer started.
+    pub started_at: Timestamp,
+    /// The pool it went to.
+    pub pool: Name,
+    /// The method that carried it (after any fallback).
+    pub method: Method,
+    /// The method the decision chose.
+    pub decided_method: Method,
+    /// Why the decision chose it.
+    pub reason: ReasonCode,
+    /// Whether the decision was an exploration.
+    pub explored: bool,
+    /// Probability that the policy picks `decided_method` in this context.
+    pub propensity: f64,
+    /// The policy version that decided.
+    pub policy_version: u64,
+    /// Payload size in bytes.
+    pub size: u64,
+    /// What the payload holds.
+    pub data_type: DataType,
+    /// How it is encoded.
+    pub format: Format,
+    /// How it is compressed.
+    pub compression: Compression,
+    /// The caller's session.
+    pub session: u64,
+    /// End-to-end latency, decision excluded, in microseconds.
+    pub latency_us: f64,
+    /// Payload bytes per second over the latency.
+    pub throughput_bps: f64,
+    /// Peak extra memory the transfer held (segments, buffers), in bytes.
+    pub memory_bytes: u64,
+    /// CPU time spent on both sides, in microseconds.
+    pub cpu_time_us: f64,
+    /// Time the decision took, in nanoseconds.
+    pub decision_ns: u64,
+    /// The latency the decision predicted for the chosen method, if it had one.
+    pub predicted_latency_us: Option<f64>,
+    /// The resources at the time.
+    pub system: SystemState,
+    /// Why a zero-copy attempt fell back to gRPC, if it did.
+    pub fallback: Option<FallbackReason>,
+    /// Whether the worker confirmed the bytes (checksum) and the transfer completed.
+    pub success: bool,
+}
+
+impl TransferMetrics {
+    /// A record for `request` carried by `method` after `decision`, with the
+    /// measured latency; throughput is derived, other measures start at zero.
+    pub fn new(
+        request: &TransferRequest,
+        decision: &Decision,
+        method: Method,
+        latency_us: f64,
+        started_at: Timestamp,
+        system: SystemState,
+    ) -> TransferMetrics {
+        let throughput_bps = if latency_us > 0.0 {
+            request.size as f64 / (latency_us / 1e6)
+        } else {
+            0.0
+        };
+        TransferMetrics {
+            started_at,
+            pool: request.pool,
+            method,
+            decided_method: decision.method,
+            reason: decision.reason.code(),
+            explored: decision.reason.is_exploration(),
+            propensity: decision.propensity,
+            policy_version: decision.policy_version,
+            size: request.size,
+            data_type: request.data_type,
+            format: request.format,
+            compression: request.compression,
+            session: request.session,
+            latency_us,
+            throughput_bps,
+            memory_bytes: 0,
+            cpu_time_us: 0.0,
+            decision_ns: 0,
+            predicted_latency_us: decision.predicted_latency_us(),
+            system,
+            fallback: None,
+            success: true,
+        }
+    }
+
+    /// The relative error of the prediction, `(measured - predicted) / measured`.
+    pub fn prediction_error(&self) -> Option<f64> {
+        let predicted = self.predicted_latency_us?;
+        (self.latency_us > 0.0).then(|| (self.latency_us - predicted) / self.latency_us)
+    }
+}
