@@ -1,3 +1,45 @@
-//! The `perfopt` command line.
+//! The `perfopt` command line: decide, configure, and (later) run and inspect the optimizer.
 
-fn main() {}
+mod config_cmd;
+mod decide;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Exit;
+
+/// Decides, per transfer, between shared memory and gRPC, and explains why.
+#[derive(Debug, Parser)]
+#[command(name = "perfopt", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Shows which method the policy picks for one transfer, and why.
+    Decide(decide::DecideArgs),
+    /// Prints, validates and compares configuration files.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decide(args) => decide::run(&args),
+        Command::Config(cmd) => config_cmd::run(&cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit { code, message }) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::seams::{
     DecisionFunction, MetricsQuery, NoopPredictor, NoopQuery, Predictor, TransferPolicy,
 };
 use crate::threshold::{
-    AtomicF64, NoopThresholdStore, ThresholdChange, ThresholdError, ThresholdManager,
+    AtomicF64, NoopThresholdStore, Proposal, ThresholdChange, ThresholdError, ThresholdManager,
     ThresholdStore, breakdown,
 };
 use crate::vocab::{DataType, Format, Locality, Method};
@@ -289,7 +289,7 @@ fn compile(
                 function: f.function.clone(),
             });
         }
-        steps.sort_by(|a, b| b.priority().cmp(&a.priority()));
+        steps.sort_by_key(|s| std::cmp::Reverse(s.priority()));
         let counter = counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -613,15 +613,14 @@ impl Controller {
         if !configured {
             return Err(ThresholdError::UnknownPool(pool.to_string()));
         }
-        self.thresholds.adjust_toward(
-            pool,
-            &p.settings,
-            &snap.config.adaptation,
+        let proposal = Proposal {
             target,
             reason,
             expected_gain,
-            now,
-        )
+            at: now,
+        };
+        self.thresholds
+            .adjust_toward(pool, &p.settings, &snap.config.adaptation, &proposal)
     }
 
     /// Restores the thresholds of `pool`, or of every pool, to their configured base.

@@ -85,9 +85,9 @@ pub enum Reason {
     },
 }
 
-/// A [`Reason`] without its details, for counting and storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// A [`Reason`] without its details, for counting and storage; it reads and
+/// writes as `step.rule` (e.g. `quick_path.below_floor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReasonCode {
     /// See [`Reason::Override`].
     Override,
@@ -168,6 +168,22 @@ impl ReasonCode {
     /// A dense index for per-reason counters.
     pub const fn index(self) -> usize {
         self as usize
+    }
+}
+
+impl Serialize for ReasonCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ReasonCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ReasonCode::ALL
+            .into_iter()
+            .find(|c| c.as_str() == text)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown reason code {text:?}")))
     }
 }
 
@@ -373,8 +389,12 @@ impl fmt::Display for Rationale<'_> {
                     t.resources
                 )?;
                 if let Some(e) = &d.estimates {
-                    write!(f, "; ")?;
-                    compare(f, e, Method::Grpc)?;
+                    write!(
+                        f,
+                        "; static estimates (zero-copy {} vs grpc {}) move it only once measurements confirm them",
+                        HumanMicros(e.zero_copy.latency_us),
+                        HumanMicros(e.grpc.latency_us)
+                    )?;
                 }
             }
             Reason::CostAnalysis { .. } => match &d.estimates {
@@ -413,19 +433,18 @@ impl fmt::Display for Rationale<'_> {
 fn compare(f: &mut fmt::Formatter<'_>, e: &Estimates, chosen: Method) -> fmt::Result {
     let a = e.of(chosen);
     let b = e.of(chosen.other());
-    if a.latency_us > 0.0 && b.latency_us >= a.latency_us * 2.0 {
-        let ratio = b.latency_us / a.latency_us;
-        if ratio >= 10.0 {
-            write!(f, "{ratio:.0}x lower estimated latency")?;
-        } else {
-            write!(f, "{ratio:.1}x lower estimated latency")?;
-        }
-    } else if b.latency_us >= a.latency_us {
-        let pct = percent_less(a.latency_us, b.latency_us);
-        write!(f, "{pct:.0} % lower estimated latency")?;
+    let (lo, hi, word) = if a.latency_us <= b.latency_us {
+        (a.latency_us, b.latency_us, "lower")
     } else {
-        let pct = percent_less(b.latency_us, a.latency_us);
-        write!(f, "{pct:.0} % higher estimated latency")?;
+        (b.latency_us, a.latency_us, "higher")
+    };
+    let ratio = if lo > 0.0 { hi / lo } else { f64::INFINITY };
+    if ratio >= 10.0 && ratio.is_finite() {
+        write!(f, "{ratio:.0}x {word} estimated latency")?;
+    } else if ratio >= 2.0 && ratio.is_finite() {
+        write!(f, "{ratio:.1}x {word} estimated latency")?;
+    } else {
+        write!(f, "{:.0} % {word} estimated latency", percent_less(lo, hi))?;
     }
     write!(
         f,

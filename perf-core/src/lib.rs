@@ -38,6 +38,6 @@ pub use seams::{
     TransferPolicy,
 };
 pub use threshold::{
-    ChangeKind, MemoryThresholdStore, NoopThresholdStore, ThresholdChange, ThresholdError,
-    ThresholdManager, ThresholdStore,
+    ChangeKind, MemoryThresholdStore, NoopThresholdStore, Proposal, ThresholdChange,
+    ThresholdError, ThresholdManager, ThresholdStore,
 };

@@ -142,6 +142,19 @@ pub fn resource_factor(base: u64, system: &SystemState, adaptation: &Adaptation)
     f
 }
 
+/// A proposed threshold move: where to, why, and what it should gain.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Proposal<'a> {
+    /// The threshold the evidence points to, in bytes.
+    pub target: u64,
+    /// Why, in words (logged).
+    pub reason: &'a str,
+    /// The expected gain, as a fraction of mean latency (logged).
+    pub expected_gain: f64,
+    /// When it is proposed.
+    pub at: Timestamp,
+}
+
 /// Holds every pool's history adjustment, logs each change and persists it.
 ///
 /// Reads on the decision path are one atomic load per pool; changes take a
@@ -199,36 +212,23 @@ impl ThresholdManager {
         pool: Name,
         settings: &PoolSettings,
         adaptation: &Adaptation,
-        target: u64,
-        reason: &str,
-        expected_gain: f64,
-        now: Timestamp,
+        proposal: &Proposal<'_>,
     ) -> Result<ThresholdChange, ThresholdError> {
         if !settings.learning {
             return Err(ThresholdError::LearningOff(pool.to_string()));
         }
-        if target == 0 {
-            return Err(ThresholdError::InvalidTarget(target.to_string()));
+        if proposal.target == 0 {
+            return Err(ThresholdError::InvalidTarget(proposal.target.to_string()));
         }
         let cell = self.cell(pool);
         let from = cell.load();
-        let wanted = target as f64 / settings.threshold.max(1) as f64;
+        let wanted = proposal.target as f64 / settings.threshold.max(1) as f64;
         let step_lo = from * (1.0 - adaptation.max_step);
         let step_hi = from * (1.0 + adaptation.max_step);
         let to = wanted
             .clamp(step_lo, step_hi)
             .clamp(adaptation.min_factor, adaptation.max_factor);
-        self.apply(
-            cell,
-            ChangeKind::Adjust,
-            pool,
-            settings,
-            from,
-            to,
-            reason,
-            expected_gain,
-            now,
-        )
+        self.apply(cell, ChangeKind::Adjust, pool, settings, from, to, proposal)
     }
 
     /// Restores `pool`'s threshold to its configured base.
@@ -241,6 +241,12 @@ impl ThresholdManager {
     ) -> Result<ThresholdChange, ThresholdError> {
         let cell = self.cell(pool);
         let from = cell.load();
+        let proposal = Proposal {
+            target: settings.threshold,
+            reason,
+            expected_gain: 0.0,
+            at: now,
+        };
         self.apply(
             cell,
             ChangeKind::Reset,
@@ -248,13 +254,11 @@ impl ThresholdManager {
             settings,
             from,
             1.0,
-            reason,
-            0.0,
-            now,
+            &proposal,
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // Private: each argument is a distinct part of the change.
     fn apply(
         &self,
         cell: Arc<AtomicF64>,
@@ -263,21 +267,19 @@ impl ThresholdManager {
         settings: &PoolSettings,
         from: f64,
         to: f64,
-        reason: &str,
-        expected_gain: f64,
-        now: Timestamp,
+        proposal: &Proposal<'_>,
     ) -> Result<ThresholdChange, ThresholdError> {
         let base = settings.threshold as f64;
         let change = ThresholdChange {
             pool,
-            at: now,
+            at: proposal.at,
             kind,
             from_factor: from,
             to_factor: to,
             from_bytes: clamp_bytes(base * from, settings),
             to_bytes: clamp_bytes(base * to, settings),
-            reason: reason.to_string(),
-            expected_gain,
+            reason: proposal.reason.to_string(),
+            expected_gain: proposal.expected_gain,
         };
         self.store.append(&change)?;
         cell.store(to);
@@ -323,6 +325,15 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    fn propose(target: u64, reason: &str, expected_gain: f64, at: Timestamp) -> Proposal<'_> {
+        Proposal {
+            target,
+            reason,
+            expected_gain,
+            at,
+        }
+    }
+
     fn manager() -> (ThresholdManager, MemoryThresholdStore) {
         let store = MemoryThresholdStore::default();
         let m = ThresholdManager::restore(Arc::new(store.clone())).unwrap();
@@ -340,10 +351,7 @@ mod tests {
                 pool,
                 &s,
                 &a,
-                2 * MIB,
-                "crossover at 2 MiB",
-                0.1,
-                Timestamp(1),
+                &propose(2 * MIB, "crossover at 2 MiB", 0.1, Timestamp(1)),
             )
             .unwrap();
         assert_eq!(c.from_factor, 1.0);
@@ -354,17 +362,24 @@ mod tests {
                 pool,
                 &s,
                 &a,
-                2 * MIB,
-                "crossover at 2 MiB",
-                0.1,
-                Timestamp(i),
+                &propose(2 * MIB, "crossover at 2 MiB", 0.1, Timestamp(i)),
             )
             .unwrap();
         }
         assert_eq!(m.factor(pool), 0.25, "never below min_factor");
         for i in 0..40 {
-            m.adjust_toward(pool, &s, &a, 900 * MIB, "crossover high", 0.1, Timestamp(i))
-                .unwrap();
+            m.adjust_toward(
+                pool,
+                &s,
+                &a,
+                &Proposal {
+                    target: 900 * MIB,
+                    reason: "crossover high",
+                    expected_gain: 0.1,
+                    at: Timestamp(i),
+                },
+            )
+            .unwrap();
         }
         assert_eq!(m.factor(pool), 4.0, "never above max_factor");
     }
@@ -379,10 +394,7 @@ mod tests {
             ml,
             &s,
             &a,
-            5 * MIB,
-            "measured crossover",
-            0.08,
-            Timestamp(7),
+            &propose(5 * MIB, "measured crossover", 0.08, Timestamp(7)),
         )
         .unwrap();
         assert_eq!(m.history().len(), 1);
@@ -420,10 +432,7 @@ mod tests {
                 Name::DEFAULT_POOL,
                 &s,
                 &Adaptation::default(),
-                MIB,
-                "x",
-                0.0,
-                Timestamp(0),
+                &propose(MIB, "x", 0.0, Timestamp(0)),
             )
             .unwrap_err();
         assert_eq!(err, ThresholdError::Store("disk full".into()));
@@ -443,10 +452,7 @@ mod tests {
                 Name::DEFAULT_POOL,
                 &s,
                 &Adaptation::default(),
-                MIB,
-                "x",
-                0.0,
-                Timestamp(0),
+                &propose(MIB, "x", 0.0, Timestamp(0)),
             )
             .unwrap_err();
         assert!(matches!(err, ThresholdError::LearningOff(_)));

@@ -239,7 +239,7 @@ impl Config {
                     .filter(|r| r.condition.pools.is_empty() || r.condition.pools.contains(&pool)),
             )
             .collect();
-        rules.sort_by(|a, b| b.priority.cmp(&a.priority));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.priority));
         rules
     }
 }

@@ -1,0 +1,632 @@
+//! Reading, validating and resolving configuration files through the public API.
+
+use std::collections::BTreeSet;
+
+use perf_core::config::*;
+use perf_core::{DataType, Format, Goal, Method, Name};
+use proptest::prelude::*;
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn name(s: &str) -> Name {
+    Name::new(s).expect("a valid test name")
+}
+
+/// The errors of a configuration that must be rejected.
+fn errors(text: &str) -> Vec<ConfigError> {
+    match Config::from_toml_str(text) {
+        Ok(config) => panic!("accepted a bad configuration: {config:?}"),
+        Err(ConfigErrors(errors)) => errors,
+    }
+}
+
+fn paths(errors: &[ConfigError]) -> Vec<&str> {
+    errors.iter().map(|e| e.path.as_str()).collect()
+}
+
+#[test]
+fn default_toml_parses_to_the_default_config() {
+    let config = Config::from_toml_str(DEFAULT_CONFIG_TOML).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config, Config::default());
+}
+
+/// Every field of the settings, adaptation and costs appears in the default
+/// file, so that users see all of them.
+#[test]
+fn default_toml_shows_every_field() {
+    let file: toml::Table = DEFAULT_CONFIG_TOML.parse().expect("valid toml");
+    let fields = serde_json::to_value(Config::default()).expect("serializable");
+    for section in ["defaults", "adaptation", "costs"] {
+        let written: BTreeSet<&String> =
+            file[section].as_table().expect("a table").keys().collect();
+        let expected: BTreeSet<&String> = fields[section]
+            .as_object()
+            .expect("an object")
+            .keys()
+            .collect();
+        assert_eq!(written, expected, "keys of [{section}]");
+    }
+    for line in DEFAULT_CONFIG_TOML
+        .lines()
+        .filter(|l| l.contains(" = ") && !l.starts_with('#'))
+    {
+        let above = DEFAULT_CONFIG_TOML
+            .lines()
+            .take_while(|l| *l != line)
+            .last()
+            .unwrap_or_default();
+        assert!(above.starts_with('#'), "no comment above {line:?}");
+    }
+}
+
+const FULL: &str = r#"
+version = 1
+
+[defaults]
+goal = "balanced"
+floor = "512KiB"
+ceiling = 2147483648
+threshold = "8MiB"
+exploration_rate = 0.1
+
+[adaptation]
+max_step = 0.5
+max_factor = 8
+
+[costs]
+grpc_call_us = 80
+grpc_cache_bytes = 1048576
+
+[[rules]]
+name = "huge-anywhere"
+priority = 100
+method = "zero_copy"
+size_min = "256MiB"
+
+[[rules]]
+name = "json-ml"
+priority = 50
+method = "grpc"
+formats = ["json", "msgpack"]
+pools = ["ml"]
+
+[pools.ml]
+goal = "maximize_throughput"
+threshold = "4MiB"
+learning = false
+
+[[pools.ml.rules]]
+name = "tensors"
+priority = 75
+method = "zero_copy"
+data_types = ["tensor"]
+size_min = 65536
+size_max = "1.5GiB"
+
+[pools.batch]
+floor = 0
+ceiling = "1TiB"
+exploration_band = 4
+"#;
+
+#[test]
+fn full_config_resolves_pools_against_defaults() {
+    let config = Config::from_toml_str(FULL).unwrap_or_else(|e| panic!("{e}"));
+
+    let defaults = config.defaults;
+    assert_eq!(defaults.goal, Goal::Balanced);
+    assert_eq!(
+        (defaults.floor, defaults.threshold, defaults.ceiling),
+        (512 << 10, 8 * MIB, 2 * GIB)
+    );
+    assert_eq!(defaults.exploration_rate, 0.1);
+    assert_eq!(
+        defaults.marginal_gain,
+        PoolSettings::default().marginal_gain
+    );
+
+    assert_eq!(config.adaptation.max_step, 0.5);
+    assert_eq!(config.adaptation.max_factor, 8.0);
+    assert_eq!(
+        config.adaptation.min_factor,
+        Adaptation::default().min_factor
+    );
+    assert_eq!(config.costs.grpc_call_us, 80.0);
+    assert_eq!(config.costs.grpc_cache_bytes, MIB);
+    assert_eq!(
+        config.costs.page_fault_us,
+        CostCoefficients::default().page_fault_us
+    );
+
+    let pools: Vec<&str> = config.pools.keys().map(Name::as_str).collect();
+    assert_eq!(pools.len(), 3);
+    for pool in ["default", "ml", "batch"] {
+        assert!(pools.contains(&pool), "{pool} missing from {pools:?}");
+    }
+    assert_eq!(config.pools[&Name::DEFAULT_POOL].settings, defaults);
+    assert!(config.pools[&Name::DEFAULT_POOL].rules.is_empty());
+
+    let ml = &config.pools[&name("ml")];
+    assert_eq!(
+        ml.settings,
+        PoolSettings {
+            goal: Goal::MaximizeThroughput,
+            threshold: 4 * MIB,
+            learning: false,
+            ..defaults
+        }
+    );
+    assert_eq!(ml.rules.len(), 1);
+    let tensors = &ml.rules[0];
+    assert_eq!(tensors.method, Method::ZeroCopy);
+    assert_eq!(tensors.condition.size_min, Some(65536));
+    assert_eq!(tensors.condition.size_max, Some(3 * GIB / 2));
+    assert_eq!(tensors.condition.data_types, vec![DataType::Tensor]);
+    assert!(tensors.condition.pools.is_empty());
+
+    let batch = &config.pools[&name("batch")].settings;
+    assert_eq!(
+        (batch.floor, batch.threshold, batch.ceiling),
+        (0, 8 * MIB, 1 << 40)
+    );
+    assert_eq!(batch.exploration_band, 4.0);
+    assert_eq!(batch.goal, Goal::Balanced);
+
+    assert_eq!(config.rules.len(), 2);
+    assert_eq!(
+        config.rules[1].condition.formats,
+        vec![Format::Json, Format::Msgpack]
+    );
+    assert_eq!(config.rules[1].condition.pools, vec![name("ml")]);
+
+    let rule_names = |pool: &str| -> Vec<&str> {
+        config
+            .rules_for(name(pool))
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect()
+    };
+    assert_eq!(rule_names("ml"), ["huge-anywhere", "tensors", "json-ml"]);
+    assert_eq!(rule_names("batch"), ["huge-anywhere"]);
+    assert_eq!(rule_names("default"), ["huge-anywhere"]);
+}
+
+const BROKEN: &str = r#"
+version = 1
+colour = "blue"
+
+[defaults]
+goal = "fastest"
+learning = "yes"
+
+[adaptation]
+max_step = 0
+
+[costs]
+grpc_call_us = nan
+grpc_cache_bytes = -5
+
+[[rules]]
+name = "big"
+priority = 10
+method = "zero_copy"
+size_min = "2TiB"
+data_types = ["tensor", "matrix"]
+pools = ["ml", "gpu"]
+
+[[rules]]
+name = "small"
+priority = 10
+method = "grpc"
+
+[pools.ml]
+floor = "2GiB"
+treshold = "4MiB"
+
+[[pools.ml.rules]]
+name = "no method"
+priority = 5
+
+[pools."bad name"]
+goal = "balanced"
+"#;
+
+#[test]
+fn broken_config_reports_every_error_at_once() {
+    let err = Config::from_toml_str(BROKEN).expect_err("a broken configuration");
+    insta::assert_snapshot!(err.to_string());
+    assert_eq!(err.0.len(), 15, "{err}");
+}
+
+#[test]
+fn empty_text_misses_the_version() {
+    for text in ["", "  \n# only a comment\n"] {
+        let errs = errors(text);
+        assert_eq!(paths(&errs), ["version"]);
+        assert_eq!(errs[0].value, "(missing)");
+    }
+}
+
+#[test]
+fn syntax_error_is_one_error_for_the_file() {
+    let errs = errors("version = 1\n[defaults\ngoal = 3\n");
+    assert_eq!(paths(&errs), ["(file)"]);
+    let message = errs[0].to_string();
+    assert!(message.contains("line 2, column 10"), "{message}");
+    assert_eq!(message, message.to_lowercase());
+
+    let errs = errors("version = 1\nversion = 1\n");
+    assert_eq!(paths(&errs), ["(file)"]);
+    assert!(errs[0].value.contains("duplicate key"), "{}", errs[0]);
+}
+
+#[test]
+fn text_over_the_size_limit_is_rejected() {
+    let text = format!("version = 1\n{}", "#".repeat(MAX_CONFIG_BYTES));
+    assert_eq!(paths(&errors(&text)), ["(file)"]);
+}
+
+#[test]
+fn version_must_be_one() {
+    let errs = errors("version = 2");
+    assert_eq!(paths(&errs), ["version"]);
+    assert_eq!(errs[0].expected, "1 (this file is from a newer perfopt)");
+    for text in [
+        "version = 0",
+        "version = \"1\"",
+        "version = 1.0",
+        "[defaults]\ngoal = \"balanced\"",
+    ] {
+        let errs = errors(text);
+        assert_eq!(paths(&errs), ["version"], "{text}");
+        assert_eq!(errs[0].expected, "1");
+    }
+}
+
+#[test]
+fn sections_of_the_wrong_type_are_errors() {
+    let errs = errors(
+        "version = 1\ndefaults = 3\nadaptation = []\ncosts = \"x\"\nrules = 1\npools = true",
+    );
+    assert_eq!(
+        paths(&errs),
+        ["defaults", "adaptation", "costs", "pools", "rules"]
+    );
+    assert_eq!(errs[0].to_string(), "defaults: got 3, expected a table");
+    assert_eq!(
+        errs[4].to_string(),
+        "rules: got 1, expected an array of tables ([[rules]])"
+    );
+}
+
+#[test]
+fn absurd_sizes_are_errors() {
+    for value in [
+        "\"2TiB\"",
+        "\"-1\"",
+        "-1",
+        "1e30",
+        "\"10MB\"",
+        "\"\"",
+        "true",
+        "1099511627777",
+    ] {
+        let errs = errors(&format!("version = 1\n[defaults]\nceiling = {value}"));
+        assert_eq!(paths(&errs), ["defaults.ceiling"], "{value}");
+        assert_eq!(errs[0].value, value);
+        assert_eq!(
+            errs[0].expected,
+            "a size like \"10MiB\" or a byte count, at most 1 TiB"
+        );
+    }
+    let config = Config::from_toml_str("version = 1\n[defaults]\nceiling = \"1TiB\"")
+        .expect("1 TiB is allowed");
+    assert_eq!(config.defaults.ceiling, 1 << 40);
+}
+
+#[test]
+fn numbers_out_of_range_are_errors() {
+    let cases = [
+        (
+            "defaults",
+            "marginal_gain",
+            "1",
+            "a number from 0 to below 1",
+        ),
+        (
+            "defaults",
+            "exploration_rate",
+            "0.6",
+            "a number from 0 to 0.5",
+        ),
+        (
+            "defaults",
+            "exploration_band",
+            "inf",
+            "a number from 1 to 64",
+        ),
+        (
+            "adaptation",
+            "min_factor",
+            "0",
+            "a number above 0 and at most 1",
+        ),
+        ("adaptation", "max_factor", "101", "a number from 1 to 100"),
+        (
+            "adaptation",
+            "cpu_high",
+            "-nan",
+            "a number above 0 and at most 1",
+        ),
+        (
+            "costs",
+            "page_fault_us",
+            "-0.5",
+            "a number from 0 to 1000000000",
+        ),
+        ("costs", "grpc_cpu_share", "1.5", "a number from 0 to 1"),
+        (
+            "costs",
+            "segment_create_us",
+            "\"20\"",
+            "a number from 0 to 1000000000",
+        ),
+    ];
+    for (section, key, value, expected) in cases {
+        let errs = errors(&format!("version = 1\n[{section}]\n{key} = {value}"));
+        assert_eq!(paths(&errs), [format!("{section}.{key}")], "{value}");
+        assert_eq!(errs[0].expected, expected);
+    }
+}
+
+#[test]
+fn unknown_goal_names_the_goals() {
+    let errs = errors("version = 1\n[pools.ml]\ngoal = \"fastest\"");
+    assert_eq!(
+        errs[0].to_string(),
+        "pools.ml.goal: got \"fastest\", expected one of minimize_latency, maximize_throughput, minimize_memory, balanced"
+    );
+    assert_eq!(errs.len(), 1);
+}
+
+#[test]
+fn bounds_are_checked_after_inheritance() {
+    let errs = errors("version = 1\n[defaults]\nfloor = \"2GiB\"");
+    assert_eq!(
+        errs[0].to_string(),
+        "defaults.floor: got \"2GiB\", expected a floor no larger than the ceiling (1GiB)"
+    );
+    let errs = errors("version = 1\n[pools.ml]\nthreshold = \"2GiB\"");
+    assert_eq!(
+        errs[0].to_string(),
+        "pools.ml.threshold: got \"2GiB\", expected a threshold no larger than the ceiling (1GiB)"
+    );
+    let errs = errors("version = 1\n[pools.ml]\nceiling = \"4MiB\"");
+    assert_eq!(
+        errs[0].to_string(),
+        "pools.ml.ceiling: got \"4MiB\", expected a ceiling no smaller than the threshold (10MiB)"
+    );
+    assert_eq!(errs.len(), 1);
+}
+
+#[test]
+fn rule_errors_are_reported_by_path() {
+    let text = r#"
+version = 1
+[[rules]]
+name = "a"
+priority = 1
+method = "zero_copy"
+size_min = "2MiB"
+size_max = "1MiB"
+formats = ["json", 3]
+
+[[rules]]
+name = "a"
+priority = 2000000
+method = "rdma"
+
+[[rules]]
+priority = 3
+
+[pools.ml]
+[[pools.ml.rules]]
+name = "b"
+priority = 1
+method = "grpc"
+pools = ["ml"]
+"#;
+    let errs = errors(text);
+    assert_eq!(
+        paths(&errs),
+        [
+            "rules[0].size_min",
+            "rules[0].formats[1]",
+            "rules[1].priority",
+            "rules[1].method",
+            "rules[1].name",
+            "rules[2].name",
+            "rules[2].method",
+            "pools.ml.rules[0].pools",
+            "rules[0].priority",
+        ]
+    );
+    let last = errs.last().map(ToString::to_string).unwrap_or_default();
+    assert_eq!(
+        last,
+        "rules[0].priority: got 1, expected a priority not used by rule \"b\" (both apply to pool ml)"
+    );
+}
+
+#[test]
+fn pool_names_must_be_valid() {
+    let errs = errors("version = 1\n[pools.\"bad name\"]\n[pools.ok]\ngoal = 1");
+    assert_eq!(paths(&errs), ["pools.\"bad name\"", "pools.ok.goal"]);
+}
+
+#[test]
+fn too_many_pools_and_rules_are_errors() {
+    let mut text = String::from("version = 1\n");
+    for i in 0..MAX_POOLS {
+        text.push_str(&format!("[pools.p{i}]\n"));
+    }
+    assert_eq!(paths(&errors(&text)), ["pools"]);
+
+    let mut text = String::from("version = 1\n");
+    for i in 0..=MAX_RULES {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"r{i}\"\npriority = {i}\nmethod = \"grpc\"\n"
+        ));
+    }
+    assert_eq!(paths(&errors(&text)), ["rules"]);
+
+    let mut text = String::from("version = 1\n");
+    for i in 0..MAX_RULES {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"r{i}\"\npriority = {i}\nmethod = \"grpc\"\n"
+        ));
+    }
+    text.push_str("[[pools.ml.rules]]\nname = \"own\"\npriority = -1\nmethod = \"grpc\"\n");
+    assert_eq!(paths(&errors(&text)), ["pools.ml"]);
+}
+
+/// Lines that look like a configuration, so that generated files get past
+/// the TOML parser and into validation.
+fn config_line() -> impl Strategy<Value = String> {
+    let headers = prop::sample::select(vec![
+        "[defaults]",
+        "[adaptation]",
+        "[costs]",
+        "[[rules]]",
+        "[pools.ml]",
+        "[pools.default]",
+        "[[pools.ml.rules]]",
+        "[pools.\"bad name\"]",
+        "[pools.batch]",
+        "[[pools.batch.rules]]",
+    ]);
+    let keys = prop::sample::select(vec![
+        "version",
+        "goal",
+        "floor",
+        "ceiling",
+        "threshold",
+        "marginal_gain",
+        "exploration_rate",
+        "exploration_band",
+        "learning",
+        "max_step",
+        "max_factor",
+        "cpu_high",
+        "grpc_call_us",
+        "grpc_cache_bytes",
+        "grpc_cpu_share",
+        "name",
+        "priority",
+        "method",
+        "size_min",
+        "size_max",
+        "data_types",
+        "formats",
+        "pools",
+        "rules",
+        "defaults",
+        "unknown",
+    ]);
+    let values = prop::sample::select(vec![
+        "1",
+        "0",
+        "-1",
+        "2",
+        "0.5",
+        "1e30",
+        "nan",
+        "-inf",
+        "true",
+        "\"10MiB\"",
+        "\"2TiB\"",
+        "\"-5\"",
+        "\"a\"",
+        "\"b\"",
+        "\"bad name\"",
+        "\"zero_copy\"",
+        "\"grpc\"",
+        "\"balanced\"",
+        "[]",
+        "[\"tensor\", \"matrix\"]",
+        "[\"ml\", \"default\"]",
+        "[\"json\"]",
+        "{}",
+        "{ a = 1 }",
+        "1979-05-27",
+        "9223372036854775807",
+        "1000000",
+    ]);
+    prop_oneof![
+        headers.prop_map(str::to_string),
+        (keys, values).prop_map(|(k, v)| format!("{k} = {v}")),
+        "[ -~]{0,20}",
+    ]
+}
+
+fn check_never_panics(text: &str) {
+    match Config::from_toml_str(text) {
+        Ok(config) => {
+            assert!(config.pools.contains_key(&Name::DEFAULT_POOL));
+            for (pool, p) in &config.pools {
+                let s = p.settings;
+                assert!(
+                    s.floor <= s.threshold && s.threshold <= s.ceiling,
+                    "{pool}: {s:?}"
+                );
+                let priorities: BTreeSet<i32> =
+                    config.rules_for(*pool).iter().map(|r| r.priority).collect();
+                assert_eq!(priorities.len(), config.rules_for(*pool).len(), "{pool}");
+            }
+        }
+        Err(ConfigErrors(errors)) => {
+            assert!(!errors.is_empty());
+            for e in errors {
+                assert!(
+                    !e.path.is_empty() && !e.value.is_empty() && !e.expected.is_empty(),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(text in any::<String>()) {
+        check_never_panics(&text);
+    }
+
+    #[test]
+    fn config_like_text_never_panics(
+        version in prop::option::of(prop::sample::select(vec!["version = 1", "version = 3"])),
+        lines in prop::collection::vec(config_line(), 0..40),
+    ) {
+        let text = version.into_iter().map(str::to_string).chain(lines).collect::<Vec<_>>().join("\n");
+        check_never_panics(&text);
+    }
+}
+
+#[test]
+fn zz_scratch() {
+    let mut a = String::from("version = 1\n");
+    while a.len() < 1_000_000 { a.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\npools=['q','r']\n"); }
+    let mut b = String::from("version = 1\n");
+    let mut i = 0; while b.len() < 1_000_000 { b.push_str(&format!("[pools.p{i}]\nfloor='2GiB'\n")); i += 1; }
+    let mut c = String::from("version = 1\n");
+    for i in 0..64 { c.push_str(&format!("[pools.p{i}]\n[[pools.p{i}.rules]]\nname='x'\npriority=1\nmethod='grpc'\n")); }
+    for _ in 0..64 { c.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\n"); }
+    for t in [a, b, c] {
+        let s = std::time::Instant::now();
+        let r = Config::from_toml_str(&t);
+        let n = r.as_ref().map_or_else(|e| e.0.len(), |_| 0);
+        let len = r.map_or_else(|e| e.to_string().len(), |_| 0);
+        println!("{} bytes -> {n} errors, {len} chars, {:?}", t.len(), s.elapsed());
+    }
+}

@@ -1,0 +1,305 @@
+//! The builder that wires configuration, engine, sinks and probe into one optimizer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use perf_core::config::MAX_CONFIG_BYTES;
+use perf_core::{
+    Config, ConfigErrors, Controller, ControllerError, Decision, DecisionContext, DecisionFunction,
+    FixedProbe, MetricsQuery, MetricsSink, Name, Predictor, ResourceProbe, ThresholdStore,
+    Timestamp, TransferMetrics, TransferRequest, ZeroCopyAvailability,
+};
+
+use crate::watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
+
+/// Why an optimizer could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum OptimizerError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The configuration file is larger than perfopt accepts.
+    #[error("configuration {path} is {len} bytes, expected at most {MAX_CONFIG_BYTES}")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+    },
+    /// The configuration is invalid; nothing was applied.
+    #[error("invalid configuration {path}:\n{errors}")]
+    Config {
+        /// The file, or `(inline)`.
+        path: PathBuf,
+        /// Every problem found.
+        errors: ConfigErrors,
+    },
+    /// The engine could not be built.
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+}
+
+/// Reads and validates a configuration file (at most [`MAX_CONFIG_BYTES`]);
+/// nothing is applied.
+pub fn load_config(path: &Path) -> Result<Config, OptimizerError> {
+    read_config(path).map(|(_, config)| config)
+}
+
+/// Reads and validates a configuration file, returning its text too.
+pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerError> {
+    let io = |source| OptimizerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_CONFIG_BYTES as u64 {
+        return Err(OptimizerError::TooLarge {
+            path: path.to_path_buf(),
+            len,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    let config = Config::from_toml_str(&text).map_err(|errors| OptimizerError::Config {
+        path: path.to_path_buf(),
+        errors,
+    })?;
+    Ok((text, config))
+}
+
+struct FunctionSpec {
+    name: Name,
+    priority: i32,
+    pools: Vec<Name>,
+    function: Arc<dyn DecisionFunction>,
+}
+
+/// Assembles an [`Optimizer`].
+pub struct OptimizerBuilder {
+    config: Config,
+    config_file: Option<PathBuf>,
+    watch: Option<Duration>,
+    on_reload: Option<ReloadCallback>,
+    sinks: Vec<Arc<dyn MetricsSink>>,
+    probe: Arc<dyn ResourceProbe>,
+    predictor: Option<Arc<dyn Predictor>>,
+    metrics: Option<Arc<dyn MetricsQuery>>,
+    store: Option<Arc<dyn ThresholdStore>>,
+    functions: Vec<FunctionSpec>,
+    zero_copy: ZeroCopyAvailability,
+    seed: Option<u64>,
+}
+
+impl OptimizerBuilder {
+    /// Runs `config` (the default configuration otherwise).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Reads the configuration from `path` at build time.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Watches the configuration file and reloads it when it changes, checking
+    /// every `interval`; an invalid file is reported and never applied.
+    pub fn watch(mut self, interval: Duration) -> Self {
+        self.watch = Some(interval);
+        self
+    }
+
+    /// Calls `f` after every reload attempt of the watched file.
+    pub fn on_reload(mut self, f: impl Fn(&ReloadEvent) + Send + Sync + 'static) -> Self {
+        self.on_reload = Some(Box::new(f));
+        self
+    }
+
+    /// Sends every transfer record to `sink` too.
+    pub fn sink(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Reads resources from `probe` (a fixed idle machine otherwise).
+    pub fn probe(mut self, probe: Arc<dyn ResourceProbe>) -> Self {
+        self.probe = probe;
+        self
+    }
+
+    /// Uses `predictor` for learned estimates once it is confident.
+    pub fn predictor(mut self, predictor: Arc<dyn Predictor>) -> Self {
+        self.predictor = Some(predictor);
+        self
+    }
+
+    /// Gives decision functions access to recorded metrics.
+    pub fn metrics_query(mut self, metrics: Arc<dyn MetricsQuery>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Persists thresholds and their history in `store`.
+    pub fn threshold_store(mut self, store: Arc<dyn ThresholdStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Adds a user-defined decision function at `priority` among the rules.
+    pub fn function(
+        mut self,
+        name: Name,
+        priority: i32,
+        pools: &[Name],
+        f: Arc<dyn DecisionFunction>,
+    ) -> Self {
+        self.functions.push(FunctionSpec {
+            name,
+            priority,
+            pools: pools.to_vec(),
+            function: f,
+        });
+        self
+    }
+
+    /// States what shared memory can do when no transport reports it
+    /// (`Pooled` by default).
+    pub fn zero_copy(mut self, availability: ZeroCopyAvailability) -> Self {
+        self.zero_copy = availability;
+        self
+    }
+
+    /// Seeds exploration, for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Validates everything and starts the watcher, if asked for.
+    pub fn build(self) -> Result<Optimizer, OptimizerError> {
+        let (config, initial_text) = match &self.config_file {
+            Some(path) => {
+                let (text, config) = read_config(path)?;
+                (config, Some(text))
+            }
+            None => (self.config, None),
+        };
+        let mut builder = Controller::builder(config);
+        if let Some(p) = self.predictor {
+            builder = builder.predictor(p);
+        }
+        if let Some(m) = self.metrics {
+            builder = builder.metrics(m);
+        }
+        if let Some(s) = self.store {
+            builder = builder.threshold_store(s);
+        }
+        if let Some(seed) = self.seed {
+            builder = builder.seed(seed);
+        }
+        for f in self.functions {
+            builder = builder.function(f.name, f.priority, &f.pools, f.function);
+        }
+        let controller = Arc::new(builder.build()?);
+        let watcher = match (self.config_file, self.watch) {
+            (Some(path), Some(interval)) => Some(ConfigWatcher::spawn(
+                path,
+                controller.clone(),
+                interval,
+                initial_text,
+                self.on_reload,
+            )),
+            _ => None,
+        };
+        Ok(Optimizer {
+            controller,
+            sinks: self.sinks,
+            probe: self.probe,
+            zero_copy: self.zero_copy,
+            _watcher: watcher,
+        })
+    }
+}
+
+/// The optimizer: decides, records, reloads.
+pub struct Optimizer {
+    controller: Arc<Controller>,
+    sinks: Vec<Arc<dyn MetricsSink>>,
+    probe: Arc<dyn ResourceProbe>,
+    zero_copy: ZeroCopyAvailability,
+    _watcher: Option<ConfigWatcher>,
+}
+
+impl std::fmt::Debug for Optimizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Optimizer")
+            .field("controller", &self.controller)
+            .field("sinks", &self.sinks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wall clock as a [`Timestamp`].
+pub(crate) fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp(since.as_nanos() as u64)
+}
+
+impl Optimizer {
+    /// A builder with the default configuration and Noop parts.
+    pub fn builder() -> OptimizerBuilder {
+        OptimizerBuilder {
+            config: Config::default(),
+            config_file: None,
+            watch: None,
+            on_reload: None,
+            sinks: Vec::new(),
+            probe: Arc::new(FixedProbe::default()),
+            predictor: None,
+            metrics: None,
+            store: None,
+            functions: Vec::new(),
+            zero_copy: ZeroCopyAvailability::Pooled,
+            seed: None,
+        }
+    }
+
+    /// The context a decision made now would see.
+    pub fn context(&self) -> DecisionContext {
+        DecisionContext {
+            now: now(),
+            system: self.probe.sample(),
+            zero_copy: self.zero_copy,
+        }
+    }
+
+    /// Decides how `request` travels, now, under the probe's latest sample.
+    pub fn decide(&self, request: &TransferRequest) -> Decision {
+        self.controller.decide(request, &self.context())
+    }
+
+    /// Sends one transfer record to every sink.
+    pub fn record(&self, metrics: &TransferMetrics) {
+        for sink in &self.sinks {
+            sink.record(metrics);
+        }
+    }
+
+    /// Validates `toml` and swaps it in whole; returns the new version.
+    pub fn reload_config(&self, toml: &str) -> Result<u64, ConfigErrors> {
+        self.controller.reload_toml(toml)
+    }
+
+    /// The decision engine.
+    pub fn controller(&self) -> &Arc<Controller> {
+        &self.controller
+    }
+}

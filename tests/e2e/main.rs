@@ -1,0 +1,4 @@
+//! End-to-end tests of the facade: one integration binary, one module per area.
+
+mod optimizer;
+mod watch;
