@@ -128,9 +128,50 @@ fn flat(config: &Config) -> Result<BTreeMap<String, Value>, Exit> {
 pub(crate) fn diff(old: &Config, new: &Config) -> Result<Diff, Exit> {
     let (a, b) = (flat(old)?, flat(new)?);
     let mut keys = Vec::new();
+    for (config, other, flat_config, added) in [(new, old, &b, true), (old, new, &a, false)] {
+        // A pool on one side only is one line, plus the settings it sets
+        // differently from that side's [defaults].
+        for name in config
+            .pools
+            .keys()
+            .filter(|n| !other.pools.contains_key(*n))
+        {
+            let mark = Some(Value::String("(pool)".into()));
+            let (o, n) = if added { (None, mark) } else { (mark, None) };
+            keys.push(KeyChange {
+                path: format!("pools.{name}"),
+                old: o,
+                new: n,
+            });
+            let prefix = format!("pools.{name}.settings.");
+            for (path, v) in flat_config.range(prefix.clone()..) {
+                let Some(key) = path.strip_prefix(&prefix) else {
+                    break;
+                };
+                if flat_config.get(&format!("defaults.{key}")) != Some(v) {
+                    let (o, n) = if added {
+                        (None, Some(v.clone()))
+                    } else {
+                        (Some(v.clone()), None)
+                    };
+                    keys.push(KeyChange {
+                        path: path.clone(),
+                        old: o,
+                        new: n,
+                    });
+                }
+            }
+        }
+    }
+    let one_sided = |path: &str| {
+        path.strip_prefix("pools.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|pool| Name::new(pool).ok())
+            .is_some_and(|pool| old.pools.contains_key(&pool) != new.pools.contains_key(&pool))
+    };
     for path in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
         let (o, n) = (a.get(path), b.get(path));
-        if o != n {
+        if o != n && !one_sided(path) {
             keys.push(KeyChange {
                 path: path.clone(),
                 old: o.cloned(),
@@ -186,7 +227,13 @@ pub(crate) fn diff_text(d: &Diff) -> String {
     } else {
         out += &format!("{} key(s) change:\n", d.keys.len());
         for k in &d.keys {
-            out += &format!("  {}: {} -> {}\n", k.path, show(&k.old), show(&k.new));
+            let whole_pool = k.path.starts_with("pools.") && k.path.matches('.').count() == 1;
+            if whole_pool {
+                let what = if k.new.is_some() { "added" } else { "removed" };
+                out += &format!("  {}: pool {what}\n", k.path);
+            } else {
+                out += &format!("  {}: {} -> {}\n", k.path, show(&k.old), show(&k.new));
+            }
         }
     }
     if d.flips.is_empty() {

@@ -616,17 +616,33 @@ proptest! {
 #[test]
 fn zz_scratch() {
     let mut a = String::from("version = 1\n");
-    while a.len() < 1_000_000 { a.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\npools=['q','r']\n"); }
+    while a.len() < 1_000_000 {
+        a.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\npools=['q','r']\n");
+    }
     let mut b = String::from("version = 1\n");
-    let mut i = 0; while b.len() < 1_000_000 { b.push_str(&format!("[pools.p{i}]\nfloor='2GiB'\n")); i += 1; }
+    let mut i = 0;
+    while b.len() < 1_000_000 {
+        b.push_str(&format!("[pools.p{i}]\nfloor='2GiB'\n"));
+        i += 1;
+    }
     let mut c = String::from("version = 1\n");
-    for i in 0..64 { c.push_str(&format!("[pools.p{i}]\n[[pools.p{i}.rules]]\nname='x'\npriority=1\nmethod='grpc'\n")); }
-    for _ in 0..64 { c.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\n"); }
+    for i in 0..64 {
+        c.push_str(&format!(
+            "[pools.p{i}]\n[[pools.p{i}.rules]]\nname='x'\npriority=1\nmethod='grpc'\n"
+        ));
+    }
+    for _ in 0..64 {
+        c.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\n");
+    }
     for t in [a, b, c] {
         let s = std::time::Instant::now();
         let r = Config::from_toml_str(&t);
         let n = r.as_ref().map_or_else(|e| e.0.len(), |_| 0);
         let len = r.map_or_else(|e| e.to_string().len(), |_| 0);
-        println!("{} bytes -> {n} errors, {len} chars, {:?}", t.len(), s.elapsed());
+        println!(
+            "{} bytes -> {n} errors, {len} chars, {:?}",
+            t.len(),
+            s.elapsed()
+        );
     }
 }

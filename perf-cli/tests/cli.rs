@@ -1,0 +1,230 @@
+//! The `perfopt` binary as a user runs it: outputs, JSON fields and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn perfopt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_perfopt"))
+        .args(args)
+        .output()
+        .expect("the perfopt binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let o = perfopt(args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn decide_json_small_goes_grpc_and_huge_goes_zero_copy() {
+    let small = json(&["decide", "--size", "4KiB", "--json"]);
+    assert_eq!(small["method"], "grpc");
+    assert_eq!(small["reason"], "quick_path.below_floor");
+    assert_eq!(small["pool"], "default");
+    assert_eq!(small["goal"], "minimize_latency");
+    assert!(
+        small["rationale"]
+            .as_str()
+            .unwrap()
+            .starts_with("grpc: 4.0 KiB")
+    );
+    assert!(
+        small["estimates"]["zero_copy"]["latency_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(small["estimates"]["grpc"]["latency_us"].as_f64().unwrap() > 0.0);
+
+    let huge = json(&["decide", "--size", "2GiB", "--json"]);
+    assert_eq!(huge["method"], "zero_copy");
+    assert_eq!(huge["reason"], "quick_path.above_ceiling");
+    assert!(
+        huge["rationale"]
+            .as_str()
+            .unwrap()
+            .starts_with("zero-copy: 2.0 GiB")
+    );
+}
+
+#[test]
+fn decide_text_explains_the_cost_analysis() {
+    let o = perfopt(&["decide", "--size", "64MiB"]);
+    assert!(o.status.success());
+    insta::assert_snapshot!(stdout(&o));
+}
+
+#[test]
+fn decide_follows_load_locality_and_shared_memory() {
+    // High CPU halves the threshold, so 6 MiB flips to zero-copy.
+    let idle = json(&["decide", "--size", "6MiB", "--json"]);
+    let busy = json(&["decide", "--size", "6MiB", "--cpu", "0.95", "--json"]);
+    assert_eq!(idle["method"], "grpc");
+    assert_eq!(busy["method"], "zero_copy");
+    assert_eq!(busy["threshold"]["resources"], 0.5);
+    let remote = json(&["decide", "--size", "512MiB", "--remote", "--json"]);
+    assert_eq!(remote["reason"], "forced.remote_worker");
+    let no_shm = json(&[
+        "decide",
+        "--size",
+        "512MiB",
+        "--shm",
+        "unavailable",
+        "--json",
+    ]);
+    assert_eq!(no_shm["reason"], "forced.zero_copy_unavailable");
+}
+
+#[test]
+fn decide_applies_rules_from_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "p.toml",
+        "version = 1\n[pools.ml]\ngoal = \"balanced\"\n\
+         [[pools.ml.rules]]\nname = \"json\"\npriority = 3\nformats = [\"json\"]\nmethod = \"grpc\"\n",
+    );
+    let d = json(&[
+        "decide", "--size", "300MiB", "--pool", "ml", "--format", "json", "--config", &cfg,
+        "--json",
+    ]);
+    assert_eq!(d["method"], "grpc");
+    assert_eq!(d["reason"], "rule.user_rule");
+    assert_eq!(d["rule"], "json");
+    assert_eq!(d["goal"], "balanced");
+}
+
+#[test]
+fn bad_input_is_a_one_line_error_with_exit_code_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["decide", "--size", "12 parsecs"], "invalid size"),
+        (&["decide", "--size", "2TiB"], "too large"),
+        (&["decide", "--size=-5MiB"], "at least 0 bytes"),
+        (
+            &["decide", "--size", "1MiB", "--pool", "nope"],
+            "unknown pool \"nope\"",
+        ),
+        (
+            &["decide", "--size", "1MiB", "--pool", "a/b"],
+            "invalid pool",
+        ),
+        (
+            &["decide", "--size", "1MiB", "--data-type", "matrix"],
+            "unknown data type",
+        ),
+        (
+            &["decide", "--size", "1MiB", "--format", "xml"],
+            "unknown format",
+        ),
+        (
+            &["decide", "--size", "1MiB", "--cpu", "3"],
+            "--cpu 3 is out of range",
+        ),
+        (
+            &["decide", "--size", "1MiB", "--shm", "maybe"],
+            "unknown --shm",
+        ),
+        (
+            &[
+                "decide",
+                "--size",
+                "1MiB",
+                "--config",
+                "/nonexistent/p.toml",
+            ],
+            "cannot read",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = perfopt(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn the_default_config_is_valid_and_commented() {
+    let o = perfopt(&["config", "default"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    assert!(text.lines().filter(|l| l.starts_with('#')).count() > 40);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "default.toml", &text);
+    let v = perfopt(&["config", "validate", &path]);
+    assert_eq!((v.status.code(), stdout(&v).as_str()), (Some(0), "ok\n"));
+}
+
+#[test]
+fn validate_lists_every_error_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "broken.toml",
+        "version = 1\ncolour = \"blue\"\n[defaults]\ngoal = \"fastest\"\nfloor = -1\n\
+         [pools.ml]\nthreshold = \"2TiB\"\nexploration_rate = 0.9\nlearning = \"yes\"\n",
+    );
+    let o = perfopt(&["config", "validate", &path]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty());
+    let err = stderr(&o).replace(&path, "[FILE]");
+    assert!(err.lines().count() >= 6, "{err}");
+    insta::assert_snapshot!(err);
+
+    let empty = write(dir.path(), "empty.toml", "");
+    let o = perfopt(&["config", "validate", &empty]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("version: got (missing)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn diff_shows_changed_keys_and_flipped_decisions_without_applying() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = write(dir.path(), "old.toml", "version = 1\n[pools.ml]\n");
+    let new = write(
+        dir.path(),
+        "new.toml",
+        "version = 1\n[pools.ml]\nthreshold = \"3MiB\"\n[pools.batch]\ngoal = \"minimize_memory\"\n",
+    );
+    let o = perfopt(&["config", "diff", &old, &new]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    insta::assert_snapshot!(stdout(&o));
+
+    let d = json(&["config", "diff", &old, &new, "--json"]);
+    let flips = d["flips"].as_array().unwrap();
+    let sizes: Vec<u64> = flips.iter().map(|f| f["size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [4 << 20, 8 << 20]);
+    assert!(
+        flips
+            .iter()
+            .all(|f| f["pool"] == "ml" && f["new"]["method"] == "zero_copy")
+    );
+    assert_eq!(d["samples"], 3 * 21);
+
+    let same = json(&["config", "diff", &old, &old, "--json"]);
+    assert!(same["keys"].as_array().unwrap().is_empty());
+    assert!(same["flips"].as_array().unwrap().is_empty());
+}
