@@ -402,6 +402,16 @@ fn bounds_are_checked_after_inheritance() {
         errs[0].to_string(),
         "pools.ml.threshold: got \"2GiB\", expected a threshold no larger than the ceiling (1GiB)"
     );
+    let errs = errors("version = 1\n[pools.ml]\nfloor = \"20MiB\"");
+    assert_eq!(
+        errs[0].to_string(),
+        "pools.ml.floor: got \"20MiB\", expected a floor no larger than the threshold (10MiB)"
+    );
+    let errs = errors("version = 1\n[defaults]\nthreshold = 1024");
+    assert_eq!(
+        errs[0].to_string(),
+        "defaults.threshold: got 1024, expected a threshold no smaller than the floor (1MiB)"
+    );
     let errs = errors("version = 1\n[pools.ml]\nceiling = \"4MiB\"");
     assert_eq!(
         errs[0].to_string(),
@@ -457,6 +467,14 @@ pools = ["ml"]
         last,
         "rules[0].priority: got 1, expected a priority not used by rule \"b\" (both apply to pool ml)"
     );
+}
+
+#[test]
+fn global_rules_may_name_the_implicit_default_pool() {
+    let text = "version = 1\n[[rules]]\nname = \"r\"\npriority = 1\nmethod = \"grpc\"\npools = [\"default\"]";
+    let config = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.rules_for(Name::DEFAULT_POOL).len(), 1);
+    assert_eq!(config.pools.len(), 1);
 }
 
 #[test]
@@ -610,39 +628,5 @@ proptest! {
     ) {
         let text = version.into_iter().map(str::to_string).chain(lines).collect::<Vec<_>>().join("\n");
         check_never_panics(&text);
-    }
-}
-
-#[test]
-fn zz_scratch() {
-    let mut a = String::from("version = 1\n");
-    while a.len() < 1_000_000 {
-        a.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\npools=['q','r']\n");
-    }
-    let mut b = String::from("version = 1\n");
-    let mut i = 0;
-    while b.len() < 1_000_000 {
-        b.push_str(&format!("[pools.p{i}]\nfloor='2GiB'\n"));
-        i += 1;
-    }
-    let mut c = String::from("version = 1\n");
-    for i in 0..64 {
-        c.push_str(&format!(
-            "[pools.p{i}]\n[[pools.p{i}.rules]]\nname='x'\npriority=1\nmethod='grpc'\n"
-        ));
-    }
-    for _ in 0..64 {
-        c.push_str("[[rules]]\nname='x'\npriority=1\nmethod='grpc'\n");
-    }
-    for t in [a, b, c] {
-        let s = std::time::Instant::now();
-        let r = Config::from_toml_str(&t);
-        let n = r.as_ref().map_or_else(|e| e.0.len(), |_| 0);
-        let len = r.map_or_else(|e| e.to_string().len(), |_| 0);
-        println!(
-            "{} bytes -> {n} errors, {len} chars, {:?}",
-            t.len(),
-            s.elapsed()
-        );
     }
 }

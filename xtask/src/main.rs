@@ -1,6 +1,7 @@
-//! Project automation, run as `cargo xtask <command>`: the CI checks and the convention checks.
+//! Project automation, run as `cargo xtask <command>`: CI checks, convention checks, the perf gate.
 
 mod ci;
+mod perf_gate;
 mod tidy;
 
 use std::ffi::OsString;
@@ -23,6 +24,12 @@ enum Command {
     Ci,
     /// Check the dependency rules and the source conventions, printing every violation.
     Tidy,
+    /// Measure single-decision latency in release mode; fail when a p99 is over budget.
+    PerfGate {
+        /// Decisions timed per series.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: u64,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -31,6 +38,10 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ci => {
             ci::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PerfGate { samples } => {
+            perf_gate::run(&root, samples)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Tidy => {
