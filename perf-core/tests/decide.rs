@@ -304,126 +304,47 @@ fn the_cost_analysis_weighs_goal_load_and_availability() {
     use ReasonCode::{BelowThreshold, CostAnalysis};
     let (c, pools) = goal_pools();
     let pool_of = |goal: Goal| pools.iter().find(|(g, _)| *g == goal).unwrap().1;
-    // (size, goal or every goal, load, availability, method, reason)
-    type Row = (
-        u64,
-        Option<Goal>,
-        SystemState,
-        ZeroCopyAvailability,
-        Method,
-        ReasonCode,
-    );
-    let rows: &[Row] = &[
+    let every = None;
+    let latency = Some(Goal::MinimizeLatency);
+    let throughput = Some(Goal::MaximizeThroughput);
+    let memory = Some(Goal::MinimizeMemory);
+    let balanced = Some(Goal::Balanced);
+    // Size, goal (every goal when `None`), load, availability, method, reason.
+    #[rustfmt::skip]
+    let rows = [
         // Under the threshold on an idle machine, gRPC whatever zero-copy would gain.
-        (6 * MIB, None, IDLE, Pooled, Grpc, BelowThreshold),
-        (6 * MIB, None, IDLE, Fresh, Grpc, BelowThreshold),
-        (10 * MIB - 1, None, IDLE, Pooled, Grpc, BelowThreshold),
+        (6 * MIB, every, IDLE, Pooled, Grpc, BelowThreshold),
+        (6 * MIB, every, IDLE, Fresh, Grpc, BelowThreshold),
+        (10 * MIB - 1, every, IDLE, Pooled, Grpc, BelowThreshold),
         // Above it, pooled zero-copy is cheaper under every goal and load.
-        (10 * MIB, None, IDLE, Pooled, ZeroCopy, CostAnalysis),
-        (12 * MIB, None, IDLE, Pooled, ZeroCopy, CostAnalysis),
-        (12 * MIB, None, BUSY_CPU, Pooled, ZeroCopy, CostAnalysis),
-        (12 * MIB, None, FULL_MEMORY, Pooled, ZeroCopy, CostAnalysis),
-        (
-            12 * MIB,
-            None,
-            BUSY_AND_FULL,
-            Pooled,
-            ZeroCopy,
-            CostAnalysis,
-        ),
-        (256 * MIB, None, IDLE, Pooled, ZeroCopy, CostAnalysis),
-        (GIB, None, BUSY_AND_FULL, Pooled, ZeroCopy, CostAnalysis),
+        (10 * MIB, every, IDLE, Pooled, ZeroCopy, CostAnalysis),
+        (12 * MIB, every, IDLE, Pooled, ZeroCopy, CostAnalysis),
+        (12 * MIB, every, BUSY_CPU, Pooled, ZeroCopy, CostAnalysis),
+        (12 * MIB, every, FULL_MEMORY, Pooled, ZeroCopy, CostAnalysis),
+        (12 * MIB, every, BUSY_AND_FULL, Pooled, ZeroCopy, CostAnalysis),
+        (256 * MIB, every, IDLE, Pooled, ZeroCopy, CostAnalysis),
+        (GIB, every, BUSY_AND_FULL, Pooled, ZeroCopy, CostAnalysis),
         // A fresh segment pays page faults but still beats gRPC on an idle machine.
-        (12 * MIB, None, IDLE, Fresh, ZeroCopy, CostAnalysis),
-        (256 * MIB, None, IDLE, Fresh, ZeroCopy, CostAnalysis),
-        (GIB, None, BUSY_CPU, Fresh, ZeroCopy, CostAnalysis),
+        (12 * MIB, every, IDLE, Fresh, ZeroCopy, CostAnalysis),
+        (256 * MIB, every, IDLE, Fresh, ZeroCopy, CostAnalysis),
+        (GIB, every, BUSY_CPU, Fresh, ZeroCopy, CostAnalysis),
         // Under memory pressure its page faults cost four times as much: gRPC
         // wins on latency and throughput, zero-copy still wins on memory (it
         // holds one copy where gRPC holds two).
-        (
-            12 * MIB,
-            Some(Goal::MinimizeLatency),
-            FULL_MEMORY,
-            Fresh,
-            Grpc,
-            CostAnalysis,
-        ),
-        (
-            12 * MIB,
-            Some(Goal::MaximizeThroughput),
-            FULL_MEMORY,
-            Fresh,
-            Grpc,
-            CostAnalysis,
-        ),
-        (
-            12 * MIB,
-            Some(Goal::MinimizeMemory),
-            FULL_MEMORY,
-            Fresh,
-            ZeroCopy,
-            CostAnalysis,
-        ),
-        (
-            256 * MIB,
-            Some(Goal::MinimizeLatency),
-            FULL_MEMORY,
-            Fresh,
-            Grpc,
-            CostAnalysis,
-        ),
-        (
-            256 * MIB,
-            Some(Goal::MaximizeThroughput),
-            FULL_MEMORY,
-            Fresh,
-            Grpc,
-            CostAnalysis,
-        ),
-        (
-            256 * MIB,
-            Some(Goal::MinimizeMemory),
-            FULL_MEMORY,
-            Fresh,
-            ZeroCopy,
-            CostAnalysis,
-        ),
-        (
-            256 * MIB,
-            Some(Goal::Balanced),
-            FULL_MEMORY,
-            Fresh,
-            ZeroCopy,
-            CostAnalysis,
-        ),
+        (12 * MIB, latency, FULL_MEMORY, Fresh, Grpc, CostAnalysis),
+        (12 * MIB, throughput, FULL_MEMORY, Fresh, Grpc, CostAnalysis),
+        (12 * MIB, memory, FULL_MEMORY, Fresh, ZeroCopy, CostAnalysis),
+        (256 * MIB, latency, FULL_MEMORY, Fresh, Grpc, CostAnalysis),
+        (256 * MIB, throughput, FULL_MEMORY, Fresh, Grpc, CostAnalysis),
+        (256 * MIB, memory, FULL_MEMORY, Fresh, ZeroCopy, CostAnalysis),
+        (256 * MIB, balanced, FULL_MEMORY, Fresh, ZeroCopy, CostAnalysis),
         // Both scarce: the threshold is 3.75 MiB, pooled wins, fresh loses on latency.
-        (4 * MIB, None, BUSY_AND_FULL, Pooled, ZeroCopy, CostAnalysis),
-        (
-            6 * MIB,
-            Some(Goal::MinimizeLatency),
-            BUSY_AND_FULL,
-            Fresh,
-            Grpc,
-            CostAnalysis,
-        ),
-        (
-            6 * MIB,
-            Some(Goal::Balanced),
-            BUSY_AND_FULL,
-            Fresh,
-            Grpc,
-            CostAnalysis,
-        ),
-        (
-            6 * MIB,
-            Some(Goal::MinimizeMemory),
-            BUSY_AND_FULL,
-            Fresh,
-            ZeroCopy,
-            CostAnalysis,
-        ),
+        (4 * MIB, every, BUSY_AND_FULL, Pooled, ZeroCopy, CostAnalysis),
+        (6 * MIB, latency, BUSY_AND_FULL, Fresh, Grpc, CostAnalysis),
+        (6 * MIB, balanced, BUSY_AND_FULL, Fresh, Grpc, CostAnalysis),
+        (6 * MIB, memory, BUSY_AND_FULL, Fresh, ZeroCopy, CostAnalysis),
     ];
-    for &(size, goal, load, zc, method, code) in rows {
+    for (size, goal, load, zc, method, code) in rows {
         let goals: Vec<Goal> = goal.map_or_else(|| Goal::ALL.to_vec(), |g| vec![g]);
         for goal in goals {
             let d = expect(
@@ -597,54 +518,24 @@ fn forced_paths_win_over_everything_else() {
         Pooled,
     );
     let big = TransferRequest::new(256 * MIB);
+    let tiny = TransferRequest::new(4 * KIB);
+    let huge = TransferRequest::new(2 * GIB);
+    let remote = big.with_locality(Locality::Remote);
+    use ReasonCode::{Override, RemoteWorker, ZeroCopyUnavailable};
+    #[rustfmt::skip]
     let cases = [
-        (big.with_override(Grpc), idle(), Grpc, ReasonCode::Override),
-        (
-            TransferRequest::new(2 * GIB).with_override(Grpc),
-            idle(),
-            Grpc,
-            ReasonCode::Override,
-        ),
-        (
-            TransferRequest::new(4 * KIB).with_override(ZeroCopy),
-            idle(),
-            ZeroCopy,
-            ReasonCode::Override,
-        ),
-        (
-            big.with_locality(Locality::Remote),
-            idle(),
-            Grpc,
-            ReasonCode::RemoteWorker,
-        ),
-        (
-            big.with_locality(Locality::Remote).with_override(ZeroCopy),
-            idle(),
-            Grpc,
-            ReasonCode::RemoteWorker,
-        ),
-        (big, no_shm, Grpc, ReasonCode::ZeroCopyUnavailable),
-        (big, shm_short, Grpc, ReasonCode::ZeroCopyUnavailable),
+        (big.with_override(Grpc), idle(), Grpc, Override),
+        (huge.with_override(Grpc), idle(), Grpc, Override),
+        (tiny.with_override(ZeroCopy), idle(), ZeroCopy, Override),
+        (remote, idle(), Grpc, RemoteWorker),
+        (remote.with_override(ZeroCopy), idle(), Grpc, RemoteWorker),
+        (big, no_shm, Grpc, ZeroCopyUnavailable),
+        (big, shm_short, Grpc, ZeroCopyUnavailable),
         // An override to zero-copy cannot conjure shared memory.
-        (
-            big.with_override(ZeroCopy),
-            no_shm,
-            Grpc,
-            ReasonCode::ZeroCopyUnavailable,
-        ),
-        (
-            big.with_override(ZeroCopy),
-            shm_short,
-            Grpc,
-            ReasonCode::ZeroCopyUnavailable,
-        ),
+        (big.with_override(ZeroCopy), no_shm, Grpc, ZeroCopyUnavailable),
+        (big.with_override(ZeroCopy), shm_short, Grpc, ZeroCopyUnavailable),
         // Exactly enough free shared memory is enough.
-        (
-            TransferRequest::new(100 * MIB),
-            shm_short,
-            ZeroCopy,
-            ReasonCode::Rule,
-        ),
+        (TransferRequest::new(100 * MIB), shm_short, ZeroCopy, ReasonCode::Rule),
     ];
     for (request, context, method, code) in cases {
         expect(&c, request, context, method, code);
@@ -1420,11 +1311,10 @@ fn rationale_of_every_reason() {
         )
         .build()
         .unwrap();
-    let marginal = Controller::new(config_with(PoolSettings {
-        marginal_gain: 0.99,
-        ..settings()
-    }))
-    .unwrap();
+    // Copying into a segment costs almost what gRPC does, for a small gain.
+    let mut close = config_with(settings());
+    close.costs.memcpy_ns_per_byte = 0.95;
+    let marginal = Controller::new(close).unwrap();
     let explorer = Controller::builder(config_with(PoolSettings {
         exploration_rate: 0.5,
         ..PoolSettings::default()
@@ -1435,36 +1325,19 @@ fn rationale_of_every_reason() {
 
     let big = TransferRequest::new(256 * MIB);
     let size = TransferRequest::new;
+    #[rustfmt::skip]
     let decisions: Vec<(&str, Decision)> = vec![
         ("override", c.decide(&big.with_override(Grpc), &idle())),
-        (
-            "remote",
-            c.decide(&big.with_locality(Locality::Remote), &idle()),
-        ),
-        (
-            "unavailable",
-            c.decide(&big, &ctx(IDLE, ZeroCopyAvailability::Unavailable)),
-        ),
+        ("remote", c.decide(&big.with_locality(Locality::Remote), &idle())),
+        ("unavailable", c.decide(&big, &ctx(IDLE, ZeroCopyAvailability::Unavailable))),
         ("rule", c.decide(&big, &idle())),
-        (
-            "function",
-            c.decide(&size(4 * MIB).with_pool(scripted), &idle()),
-        ),
-        (
-            "fixed",
-            FixedPolicy(ZeroCopy).decide(&size(4 * KIB), &idle()),
-        ),
+        ("function", c.decide(&size(4 * MIB).with_pool(scripted), &idle())),
+        ("fixed", FixedPolicy(ZeroCopy).decide(&size(4 * KIB), &idle())),
         ("below floor", c.decide(&size(4 * KIB), &idle())),
-        ("above ceiling", c.decide(&size(2 * GIB), &idle())),
+        ("above ceiling", c.decide(&size(2 * GIB).with_pool(ml), &idle())),
         ("below threshold", c.decide(&size(6 * MIB), &idle())),
-        (
-            "cost analysis zero-copy",
-            c.decide(&big.with_pool(ml), &idle()),
-        ),
-        (
-            "cost analysis grpc",
-            c.decide(&size(12 * MIB), &ctx(FULL_MEMORY, Fresh)),
-        ),
+        ("cost analysis zero-copy", c.decide(&big.with_pool(ml), &idle())),
+        ("cost analysis grpc", c.decide(&size(12 * MIB), &ctx(FULL_MEMORY, Fresh))),
         ("marginal gain", marginal.decide(&size(12 * MIB), &idle())),
         ("exploration", first_exploration(&explorer, size(12 * MIB))),
     ];

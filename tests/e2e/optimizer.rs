@@ -155,3 +155,30 @@ fn without_shared_memory_every_transfer_goes_by_grpc() {
         .decide(&TransferRequest::new(2 << 30), &ctx);
     assert_eq!(d.method, Method::ZeroCopy);
 }
+
+#[test]
+fn the_example_policy_is_valid_and_does_what_its_comments_say() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/perfopt.toml");
+    let config = perfopt::load_config(&path).unwrap();
+    let optimizer = Optimizer::builder().config(config).build().unwrap();
+    let ctx = optimizer.context();
+    let preview = |r: TransferRequest| optimizer.controller().preview(&r, &ctx);
+    let ml = Name::new("ml").unwrap();
+    let tensor = preview(
+        TransferRequest::new(3 * MIB)
+            .with_pool(ml)
+            .with_data_type(perfopt::DataType::Tensor),
+    );
+    assert_eq!(tensor.method, Method::ZeroCopy);
+    assert_eq!(
+        tensor.reason.rule_name(),
+        Name::new("tensors-zero-copy").ok()
+    );
+    let json = preview(
+        TransferRequest::new(64 * MIB)
+            .with_pool(Name::new("batch").unwrap())
+            .with_format(perfopt::Format::Json),
+    );
+    assert_eq!(json.method, Method::Grpc);
+    assert_eq!(json.reason.rule_name(), Name::new("json-on-grpc").ok());
+}

@@ -4,8 +4,7 @@
 //! problem in the file is collected and reported at once, each with its key
 //! path, the value as written and what was expected there.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
@@ -287,50 +286,21 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
     configured.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     let global = read_rules(report, top.table.get("rules"), "rules", Some(&configured));
 
-    let mut pools = BTreeMap::new();
-    let mut own_rules: Vec<(Name, String, Vec<RuleDraft>)> = Vec::new();
+    let mut pools: Vec<PoolDraft> = Vec::new();
     if let Some(sec) = &pools_section {
         for (key, _) in sorted_entries(sec.table) {
-            let path = sec.key_path(key);
-            let name = match Name::new(key) {
-                Ok(name) => Some(name),
-                Err(_) => {
-                    report.push(
-                        &path,
-                        render_str(key),
-                        format!("a pool name of {NAME_RULES}"),
-                    );
-                    None
-                }
-            };
-            let Some(pool) = sec.table(report, key) else {
-                continue;
-            };
-            let (settings, sizes) = read_settings(report, &pool, defaults);
-            let rules_path = pool.key_path("rules");
-            let rules = read_rules(report, pool.table.get("rules"), &rules_path, None);
-            pool.unknown_keys(report, POOL_KEYS);
-            if sizes.any() && sizes.valid && defaults_sizes.valid {
-                check_bounds(report, &path, &settings, &sizes, "(from defaults)");
-            }
-            if let Some(name) = name {
-                let config = PoolConfig {
-                    settings,
-                    rules: rules.iter().filter_map(|d| d.rule.clone()).collect(),
-                };
-                pools.insert(name, config);
-                own_rules.push((name, path, rules));
-            }
+            pools.extend(read_pool(report, sec, key, defaults, defaults_sizes.valid));
         }
     }
-    if let Entry::Vacant(slot) = pools.entry(Name::DEFAULT_POOL) {
-        slot.insert(PoolConfig {
+    if !pools.iter().any(|p| p.name == Name::DEFAULT_POOL) {
+        pools.push(PoolDraft {
+            name: Name::DEFAULT_POOL,
+            path: join("pools", "default"),
             settings: defaults,
             rules: Vec::new(),
         });
-        own_rules.push((Name::DEFAULT_POOL, join("pools", "default"), Vec::new()));
+        pools.sort_unstable_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
     }
-    own_rules.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
     let n_pools = pools_section.as_ref().map_or(0, |sec| sec.table.len())
         + usize::from(!pools_section.as_ref().is_some_and(|sec| sec.has("default")));
     if n_pools > MAX_POOLS {
@@ -340,7 +310,7 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
             format!("at most {MAX_POOLS} pools, counting default"),
         );
     } else if global.len() <= MAX_RULES {
-        check_effective_rules(report, &own_rules, &global);
+        check_effective_rules(report, &pools, &global);
     }
     top.unknown_keys(report, TOP_KEYS);
 
@@ -349,8 +319,60 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
         adaptation,
         costs,
         rules: global.into_iter().filter_map(|d| d.rule).collect(),
-        pools,
+        pools: pools
+            .into_iter()
+            .map(|p| {
+                let rules = p.rules.into_iter().filter_map(|d| d.rule).collect();
+                let config = PoolConfig {
+                    settings: p.settings,
+                    rules,
+                };
+                (p.name, config)
+            })
+            .collect(),
     }
+}
+
+/// A pool as read: its resolved settings and its own rules, errors included.
+struct PoolDraft {
+    name: Name,
+    path: String,
+    settings: PoolSettings,
+    rules: Vec<RuleDraft>,
+}
+
+/// Reads the pool at `key` of the `pools` table, reporting every problem; a
+/// pool with an invalid name is still checked, but not returned.
+fn read_pool(
+    report: &mut Report,
+    pools: &Section<'_>,
+    key: &str,
+    defaults: PoolSettings,
+    defaults_valid: bool,
+) -> Option<PoolDraft> {
+    let path = pools.key_path(key);
+    let name = Name::new(key).ok();
+    if name.is_none() {
+        report.push(
+            &path,
+            render_str(key),
+            format!("a pool name of {NAME_RULES}"),
+        );
+    }
+    let sec = pools.table(report, key)?;
+    let (settings, sizes) = read_settings(report, &sec, defaults);
+    let rules = read_rules(report, sec.table.get("rules"), &sec.key_path("rules"), None);
+    sec.unknown_keys(report, POOL_KEYS);
+    // A pool that writes no size inherits checked ones from `defaults`.
+    if sizes.any() && sizes.valid && defaults_valid {
+        check_bounds(report, &path, &settings, &sizes, "(from defaults)");
+    }
+    Some(PoolDraft {
+        name: name?,
+        path,
+        settings,
+        rules,
+    })
 }
 
 /// Which of floor, ceiling and threshold a section wrote (rendered), and
@@ -756,11 +778,7 @@ fn read_list<T: FromStr>(
 }
 
 /// Checks the rules that apply to each pool: how many, and distinct priorities.
-fn check_effective_rules(
-    report: &mut Report,
-    own_rules: &[(Name, String, Vec<RuleDraft>)],
-    global: &[RuleDraft],
-) {
+fn check_effective_rules(report: &mut Report, pools: &[PoolDraft], global: &[RuleDraft]) {
     struct Clash<'r> {
         later: &'r RuleDraft,
         earlier: &'r RuleDraft,
@@ -768,7 +786,13 @@ fn check_effective_rules(
     }
     let mut clashes: Vec<Clash<'_>> = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
-    for (pool, path, own) in own_rules {
+    for PoolDraft {
+        name: pool,
+        path,
+        rules: own,
+        ..
+    } in pools
+    {
         if own.len() > MAX_RULES {
             continue;
         }
@@ -809,13 +833,13 @@ fn check_effective_rules(
         }
     }
     for c in clashes {
-        let pools: Vec<&str> = c.pools.iter().map(Name::as_str).collect();
-        let applies = if pools.len() > 1 && pools.len() == own_rules.len() {
+        let names: Vec<&str> = c.pools.iter().map(Name::as_str).collect();
+        let applies = if names.len() > 1 && names.len() == pools.len() {
             "every pool".to_string()
-        } else if pools.len() > 1 {
-            format!("pools {}", pools.join(", "))
+        } else if names.len() > 1 {
+            format!("pools {}", names.join(", "))
         } else {
-            format!("pool {}", pools.join(", "))
+            format!("pool {}", names.join(", "))
         };
         report.push(
             join(&c.later.path, "priority"),
