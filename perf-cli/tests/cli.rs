@@ -43,7 +43,7 @@ fn decide_json_small_goes_grpc_and_huge_goes_zero_copy() {
         small["rationale"]
             .as_str()
             .unwrap()
-            .starts_with("grpc: 4.0 KiB")
+            .starts_with("gRPC: 4.0 KiB")
     );
     assert!(
         small["estimates"]["zero_copy"]["latency_us"]

@@ -47,19 +47,40 @@ pub struct DecisionCounts {
     pub by_reason: BTreeMap<ReasonCode, BTreeMap<Method, u64>>,
 }
 
+/// Counter shards: threads count into different cache lines, so two threads
+/// deciding at once do not fight over one.
+const SHARDS: usize = 8;
+
 #[derive(Debug, Default)]
-struct Counters([[AtomicU64; ReasonCode::ALL.len()]; 2]);
+#[repr(align(64))]
+struct Shard([[AtomicU64; ReasonCode::ALL.len()]; 2]);
+
+#[derive(Debug, Default)]
+struct Counters([Shard; SHARDS]);
+
+/// This thread's counter shard, assigned round-robin on first use.
+fn shard_index() -> usize {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
+    }
+    SHARD.with(|s| *s)
+}
 
 impl Counters {
     fn count(&self, method: Method, reason: ReasonCode) {
-        self.0[method.index()][reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.0[shard_index()].0[method.index()][reason.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     fn read(&self) -> DecisionCounts {
         let mut out = DecisionCounts::default();
         for method in [Method::ZeroCopy, Method::Grpc] {
             for code in ReasonCode::ALL {
-                let n = self.0[method.index()][code.index()].load(Ordering::Relaxed);
+                let n: u64 = self
+                    .0
+                    .iter()
+                    .map(|s| s.0[method.index()][code.index()].load(Ordering::Relaxed))
+                    .sum();
                 if n > 0 {
                     out.total += n;
                     *out.by_method.entry(method).or_default() += n;
@@ -387,13 +408,14 @@ impl Controller {
     pub fn estimate(&self, request: &TransferRequest, ctx: &DecisionContext) -> Estimates {
         let snap = self.snapshot.load();
         let (pool, _) = snap.pool(request.pool);
-        self.estimates(
+        let (estimates, _) = self.estimates(
             &snap.config.costs,
             &snap.config.adaptation,
             pool,
             request,
             ctx,
-        )
+        );
+        estimates
     }
 
     fn estimates(
@@ -403,17 +425,18 @@ impl Controller {
         pool: &PoolState,
         request: &TransferRequest,
         ctx: &DecisionContext,
-    ) -> Estimates {
+    ) -> (Estimates, f64) {
         let weights = Weights::for_goal(pool.settings.goal, &ctx.system, adaptation);
         if pool.settings.learning {
             if let Some(p) = self.predictor.predict(request, &ctx.system) {
                 if p.confidence >= adaptation.predictor_min_confidence {
-                    return weigh(p.zero_copy, p.grpc, EstimateSource::Predicted, &weights);
+                    let e = weigh(p.zero_copy, p.grpc, EstimateSource::Predicted, &weights);
+                    return (e, p.confidence);
                 }
             }
         }
         let (zc, grpc) = calibrated_estimates(costs, request, ctx.zero_copy, &ctx.system);
-        weigh(zc, grpc, EstimateSource::Calibrated, &weights)
+        (weigh(zc, grpc, EstimateSource::Calibrated, &weights), 1.0)
     }
 
     fn run(
@@ -485,7 +508,8 @@ impl Controller {
             return decision(Method::ZeroCopy, reason, None, 1.0, 1.0);
         }
 
-        let e = self.estimates(&snap.config.costs, adaptation, pool, request, ctx);
+        let (e, source_confidence) =
+            self.estimates(&snap.config.costs, adaptation, pool, request, ctx);
         let gain = e.zero_copy_gain;
         let (greedy, reason, confidence) = if e.source == EstimateSource::Calibrated
             && request.size < threshold.effective
@@ -494,14 +518,7 @@ impl Controller {
             let confidence = 0.5 + 0.5 * (distance / s.exploration_band.log2().max(1.0)).min(1.0);
             (Method::Grpc, Reason::BelowThreshold, confidence)
         } else {
-            let source = match e.source {
-                EstimateSource::Calibrated => 1.0,
-                EstimateSource::Predicted => self
-                    .predictor
-                    .predict(request, &ctx.system)
-                    .map_or(1.0, |p| p.confidence),
-            };
-            let confidence = (0.5 + gain.abs()).min(1.0) * source;
+            let confidence = (0.5 + gain.abs()).min(1.0) * source_confidence;
             if gain >= s.marginal_gain {
                 (Method::ZeroCopy, Reason::CostAnalysis { gain }, confidence)
             } else if gain > 0.0 {

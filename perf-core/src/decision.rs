@@ -391,7 +391,7 @@ impl fmt::Display for Rationale<'_> {
                 if let Some(e) = &d.estimates {
                     write!(
                         f,
-                        "; static estimates (zero-copy {} vs grpc {}) move it only once measurements confirm them",
+                        "; static estimates (zero-copy {} vs gRPC {}) move it only once measurements confirm them",
                         HumanMicros(e.zero_copy.latency_us),
                         HumanMicros(e.grpc.latency_us)
                     )?;
@@ -411,7 +411,7 @@ impl fmt::Display for Rationale<'_> {
                 if let Some(e) = &d.estimates {
                     write!(
                         f,
-                        "; estimated latency {} vs {}",
+                        "; estimated latency zero-copy {} vs gRPC {}",
                         HumanMicros(e.zero_copy.latency_us),
                         HumanMicros(e.grpc.latency_us)
                     )?;
@@ -433,30 +433,45 @@ impl fmt::Display for Rationale<'_> {
 fn compare(f: &mut fmt::Formatter<'_>, e: &Estimates, chosen: Method) -> fmt::Result {
     let a = e.of(chosen);
     let b = e.of(chosen.other());
-    let (lo, hi, word) = if a.latency_us <= b.latency_us {
-        (a.latency_us, b.latency_us, "lower")
-    } else {
-        (b.latency_us, a.latency_us, "higher")
-    };
-    let ratio = if lo > 0.0 { hi / lo } else { f64::INFINITY };
-    if ratio >= 10.0 && ratio.is_finite() {
-        write!(f, "{ratio:.0}x {word} estimated latency")?;
-    } else if ratio >= 2.0 && ratio.is_finite() {
-        write!(f, "{ratio:.1}x {word} estimated latency")?;
-    } else {
-        write!(f, "{:.0} % {word} estimated latency", percent_less(lo, hi))?;
-    }
+    write_relation(f, a.latency_us, b.latency_us, ("lower", "higher"), true)?;
     write!(
         f,
-        " ({} vs {})",
+        " estimated latency ({} vs {}) and ",
         HumanMicros(a.latency_us),
         HumanMicros(b.latency_us)
     )?;
     let (am, bm) = (a.memory_bytes as f64, b.memory_bytes as f64);
-    if am <= bm {
-        write!(f, " and {:.0} % less memory", percent_less(am, bm))
+    write_relation(f, am, bm, ("less", "more"), false)?;
+    write!(f, " memory")
+}
+
+/// Writes how `a` relates to `b`: `22x lower`, `35 % lower`, `53 % higher`.
+///
+/// A smaller `a` reads as a share of `b` (`50 % less`), or as a multiple when
+/// `multiples` is set and it is at least half (`22x lower`); a larger `a`
+/// reads as a multiple from 2x on and below that as a share of the smaller
+/// value, so twice as much is `2.0x more`, never `50 % more`.
+fn write_relation(
+    f: &mut fmt::Formatter<'_>,
+    a: f64,
+    b: f64,
+    (less, more): (&str, &str),
+    multiples: bool,
+) -> fmt::Result {
+    let (lo, hi, word) = if a <= b { (a, b, less) } else { (b, a, more) };
+    let ratio = if lo > 0.0 { hi / lo } else { f64::INFINITY };
+    if !ratio.is_finite() {
+        write!(f, "100 % {word}")
+    } else if a <= b && !multiples {
+        write!(f, "{:.0} % {word}", percent_less(lo, hi))
+    } else if ratio >= 10.0 {
+        write!(f, "{ratio:.0}x {word}")
+    } else if ratio >= 2.0 {
+        write!(f, "{ratio:.1}x {word}")
+    } else if a <= b {
+        write!(f, "{:.0} % {word}", percent_less(lo, hi))
     } else {
-        write!(f, " and {:.0} % more memory", percent_less(bm, am))
+        write!(f, "{:.0} % {word}", (ratio - 1.0) * 100.0)
     }
 }
 

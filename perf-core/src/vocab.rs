@@ -86,11 +86,11 @@ impl Method {
         }
     }
 
-    /// The name used in readable text (`zero-copy`, `grpc`).
+    /// The name used in readable text (`zero-copy`, `gRPC`).
     pub const fn label(self) -> &'static str {
         match self {
             Method::ZeroCopy => "zero-copy",
-            Method::Grpc => "grpc",
+            Method::Grpc => "gRPC",
         }
     }
 

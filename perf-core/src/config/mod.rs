@@ -16,7 +16,7 @@ pub use parse::{ConfigError, ConfigErrors};
 
 /// The configuration version this build reads and writes.
 pub const CONFIG_VERSION: i64 = 1;
-/// At most this many pools may be configured.
+/// At most this many pools may be configured, `default` included.
 pub const MAX_POOLS: usize = 64;
 /// At most this many rules may apply to one pool (its own plus global ones).
 pub const MAX_RULES: usize = 64;
@@ -62,6 +62,9 @@ pub struct PoolSettings {
     /// static estimates.
     pub learning: bool,
 }
+
+/// The policy of one pool: its settings and its own rules.
+pub type Policy = PoolConfig;
 
 /// One pool: its settings and its own rules.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -125,7 +128,8 @@ pub struct CostCoefficients {
 pub struct Rule {
     /// The rule's name, unique where it is defined.
     pub name: Name,
-    /// Higher priority rules are tried first; priorities are distinct per pool.
+    /// Higher priority rules are tried first; priorities are distinct per pool
+    /// and lie in -1,000,000..=1,000,000.
     pub priority: i32,
     /// When the rule applies.
     pub condition: Condition,
