@@ -26,11 +26,13 @@ pub use vocab::{Compression, DataType, Format, Goal, Locality, Method, UnknownNa
 
 pub mod controller;
 pub mod cost;
+pub mod policy;
 pub mod rng;
 pub mod seams;
 pub mod threshold;
 
-pub use controller::{Controller, ControllerBuilder, ControllerError, DecisionCounts, FixedPolicy};
+pub use controller::{Controller, ControllerBuilder, ControllerError, DecisionCounts};
+pub use policy::{FixedPolicy, forced};
 pub use seams::{
     DecisionFunction, FixedPredictor, FixedProbe, MetricsQuery, MetricsSink, NoShm, NoopPredictor,
     NoopQuery, NoopSink, Percentiles, PlatformShm, Prediction, Predictor, QueryError,

@@ -1,29 +1,25 @@
 //! The decision engine: forced -> rules -> quick path -> cost analysis -> exploration.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{
-    Adaptation, Config, ConfigError, ConfigErrors, CostCoefficients, PoolSettings,
-};
+use crate::config::{Adaptation, Config, ConfigErrors, CostCoefficients};
 use crate::cost::{Weights, calibrated_estimates, weigh};
-use crate::decision::{
-    Decision, EstimateSource, Estimates, Reason, ReasonCode, ThresholdBreakdown,
-};
+use crate::decision::{Decision, EstimateSource, Estimates, Reason, ThresholdBreakdown};
 use crate::name::Name;
-use crate::request::{DecisionContext, Timestamp, TransferRequest, ZeroCopyAvailability};
+use crate::policy::forced;
+use crate::request::{DecisionContext, Timestamp, TransferRequest};
 use crate::rng::SplitMix;
 use crate::seams::{
     DecisionFunction, MetricsQuery, NoopPredictor, NoopQuery, Predictor, TransferPolicy,
 };
 use crate::threshold::{
-    AtomicF64, NoopThresholdStore, Proposal, ThresholdChange, ThresholdError, ThresholdManager,
+    NoopThresholdStore, Proposal, ThresholdChange, ThresholdError, ThresholdManager,
     ThresholdStore, breakdown,
 };
-use crate::vocab::{DataType, Format, Locality, Method};
+use crate::vocab::Method;
 
 /// Why a controller could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,136 +32,10 @@ pub enum ControllerError {
     Threshold(#[from] ThresholdError),
 }
 
-/// Decisions counted per method and reason, for one pool.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct DecisionCounts {
-    /// Total decisions.
-    pub total: u64,
-    /// Per method (`zero_copy`, `grpc`).
-    pub by_method: BTreeMap<Method, u64>,
-    /// Per method and reason, non-zero entries only.
-    pub by_reason: BTreeMap<ReasonCode, BTreeMap<Method, u64>>,
-}
+mod snapshot;
 
-/// Counter shards: threads count into different cache lines, so two threads
-/// deciding at once do not fight over one.
-const SHARDS: usize = 8;
-
-#[derive(Debug, Default)]
-#[repr(align(64))]
-struct Shard([[AtomicU64; ReasonCode::ALL.len()]; 2]);
-
-#[derive(Debug, Default)]
-struct Counters([Shard; SHARDS]);
-
-/// This thread's counter shard, assigned round-robin on first use.
-fn shard_index() -> usize {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    thread_local! {
-        static SHARD: usize = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS as u64) as usize;
-    }
-    SHARD.with(|s| *s)
-}
-
-impl Counters {
-    fn count(&self, method: Method, reason: ReasonCode) {
-        self.0[shard_index()].0[method.index()][reason.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn read(&self) -> DecisionCounts {
-        let mut out = DecisionCounts::default();
-        for method in [Method::ZeroCopy, Method::Grpc] {
-            for code in ReasonCode::ALL {
-                let n: u64 = self
-                    .0
-                    .iter()
-                    .map(|s| s.0[method.index()][code.index()].load(Ordering::Relaxed))
-                    .sum();
-                if n > 0 {
-                    out.total += n;
-                    *out.by_method.entry(method).or_default() += n;
-                    out.by_reason.entry(code).or_default().insert(method, n);
-                }
-            }
-        }
-        out
-    }
-}
-
-/// A rule condition compiled to bit masks, so matching never allocates.
-#[derive(Debug, Clone, Copy)]
-struct CompiledCondition {
-    size_min: u64,
-    size_max: u64,
-    data_types: u32,
-    formats: u32,
-}
-
-impl CompiledCondition {
-    fn matches(&self, r: &TransferRequest) -> bool {
-        r.size >= self.size_min
-            && r.size <= self.size_max
-            && (self.data_types == 0 || self.data_types & (1 << r.data_type as u32) != 0)
-            && (self.formats == 0 || self.formats & (1 << r.format as u32) != 0)
-    }
-}
-
-#[derive(Clone)]
-enum RuleStep {
-    Rule {
-        name: Name,
-        priority: i32,
-        condition: CompiledCondition,
-        method: Method,
-    },
-    Function {
-        name: Name,
-        priority: i32,
-        function: Arc<dyn DecisionFunction>,
-    },
-}
-
-impl RuleStep {
-    fn priority(&self) -> i32 {
-        match self {
-            RuleStep::Rule { priority, .. } | RuleStep::Function { priority, .. } => *priority,
-        }
-    }
-}
-
-struct PoolState {
-    name: Name,
-    settings: PoolSettings,
-    steps: Vec<RuleStep>,
-    history: Arc<AtomicF64>,
-    counters: Arc<Counters>,
-}
-
-/// One immutable policy version; reloads replace it whole.
-struct Snapshot {
-    version: u64,
-    config: Arc<Config>,
-    pools: Vec<PoolState>,
-    default_index: usize,
-}
-
-impl Snapshot {
-    fn pool(&self, name: Name) -> (&PoolState, bool) {
-        match self.pools.binary_search_by(|p| p.name.cmp(&name)) {
-            Ok(i) => (&self.pools[i], true),
-            Err(_) => (&self.pools[self.default_index], false),
-        }
-    }
-}
-
-/// A user-defined decision function with its place in the rule order.
-#[derive(Clone)]
-struct RegisteredFunction {
-    name: Name,
-    priority: i32,
-    pools: Vec<Name>,
-    function: Arc<dyn DecisionFunction>,
-}
+pub use snapshot::DecisionCounts;
+use snapshot::{Counters, PoolState, RegisteredFunction, RuleStep, Snapshot, compile};
 
 /// Builds a [`Controller`].
 pub struct ControllerBuilder {
@@ -261,112 +131,6 @@ impl std::fmt::Debug for Controller {
             .field("predictor", &self.predictor.name())
             .finish_non_exhaustive()
     }
-}
-
-fn compile(
-    version: u64,
-    config: Config,
-    functions: &[RegisteredFunction],
-    thresholds: &ThresholdManager,
-    counters: &Mutex<BTreeMap<Name, Arc<Counters>>>,
-) -> Result<Snapshot, ConfigErrors> {
-    let mut errors = Vec::new();
-    let mut pools = Vec::with_capacity(config.pools.len());
-    for (name, pool) in &config.pools {
-        let mut steps: Vec<RuleStep> = config
-            .rules_for(*name)
-            .into_iter()
-            .map(|r| RuleStep::Rule {
-                name: r.name,
-                priority: r.priority,
-                condition: CompiledCondition {
-                    size_min: r.condition.size_min.unwrap_or(0),
-                    size_max: r.condition.size_max.unwrap_or(u64::MAX),
-                    data_types: mask(r.condition.data_types.iter().map(|d| *d as u32)),
-                    formats: mask(r.condition.formats.iter().map(|f| *f as u32)),
-                },
-                method: r.method,
-            })
-            .collect();
-        for f in functions
-            .iter()
-            .filter(|f| f.pools.is_empty() || f.pools.contains(name))
-        {
-            if let Some(clash) = steps.iter().find(|s| s.priority() == f.priority) {
-                let other = match clash {
-                    RuleStep::Rule { name, .. } | RuleStep::Function { name, .. } => name,
-                };
-                errors.push(ConfigError {
-                    path: format!("functions.{}.priority", f.name),
-                    value: f.priority.to_string(),
-                    expected: format!(
-                        "a priority not used by rule \"{other}\" (both apply to pool {name})"
-                    ),
-                });
-            }
-            steps.push(RuleStep::Function {
-                name: f.name,
-                priority: f.priority,
-                function: f.function.clone(),
-            });
-        }
-        steps.sort_by_key(|s| std::cmp::Reverse(s.priority()));
-        let counter = counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(*name)
-            .or_default()
-            .clone();
-        pools.push(PoolState {
-            name: *name,
-            settings: pool.settings,
-            steps,
-            history: thresholds.cell(*name),
-            counters: counter,
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ConfigErrors(errors));
-    }
-    let default_index = pools
-        .iter()
-        .position(|p| p.name == Name::DEFAULT_POOL)
-        .ok_or_else(|| {
-            ConfigErrors(vec![ConfigError {
-                path: "pools".into(),
-                value: "(no default pool)".into(),
-                expected: "a pool named default".into(),
-            }])
-        })?;
-    Ok(Snapshot {
-        version,
-        config: Arc::new(config),
-        pools,
-        default_index,
-    })
-}
-
-fn mask(bits: impl Iterator<Item = u32>) -> u32 {
-    bits.fold(0, |m, b| m | (1 << b))
-}
-
-const _: () = assert!(DataType::ALL.len() <= 32 && Format::ALL.len() <= 32);
-
-/// The forced step: caller override, remote worker, no shared memory.
-pub fn forced(request: &TransferRequest, ctx: &DecisionContext) -> Option<(Method, Reason)> {
-    if request.override_method == Some(Method::Grpc) {
-        return Some((Method::Grpc, Reason::Override));
-    }
-    if request.locality == Locality::Remote {
-        return Some((Method::Grpc, Reason::RemoteWorker));
-    }
-    if ctx.zero_copy == ZeroCopyAvailability::Unavailable || ctx.system.shm_free < request.size {
-        return Some((Method::Grpc, Reason::ZeroCopyUnavailable));
-    }
-    if request.override_method == Some(Method::ZeroCopy) {
-        return Some((Method::ZeroCopy, Reason::Override));
-    }
-    None
 }
 
 impl Controller {
@@ -674,41 +438,5 @@ impl TransferPolicy for Controller {
     }
     fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
         Controller::decide(self, request, ctx)
-    }
-}
-
-/// A baseline policy that always picks one method, unless forced.
-#[derive(Debug, Clone, Copy)]
-pub struct FixedPolicy(pub Method);
-
-impl TransferPolicy for FixedPolicy {
-    fn name(&self) -> &str {
-        match self.0 {
-            Method::ZeroCopy => "always-zero-copy",
-            Method::Grpc => "always-grpc",
-        }
-    }
-    fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
-        let (method, reason) = forced(request, ctx).unwrap_or((self.0, Reason::Fixed));
-        let settings = PoolSettings::default();
-        Decision {
-            method,
-            reason,
-            pool: request.pool,
-            pool_configured: false,
-            goal: settings.goal,
-            size: request.size,
-            threshold: ThresholdBreakdown {
-                base: settings.threshold,
-                history: 1.0,
-                resources: 1.0,
-                effective: settings.threshold,
-            },
-            estimates: None,
-            confidence: 1.0,
-            propensity: 1.0,
-            policy_version: 0,
-            decided_at: ctx.now,
-        }
     }
 }
