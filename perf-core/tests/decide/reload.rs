@@ -9,24 +9,13 @@ use std::thread;
 use perf_core::config::{Condition, PoolSettings, Rule};
 use perf_core::{
     Config, Controller, Decision, DecisionContext, Goal, Method, MetricsQuery, Name, Reason,
-    ReasonCode, SystemState, Timestamp, TransferRequest,
+    ReasonCode, SystemState, TransferRequest,
 };
 
-const MIB: u64 = 1 << 20;
-const NOW: Timestamp = Timestamp::from_secs(1_700_000_000);
+use crate::support::{MIB, NOW, config_with, idle};
 
 /// Sizes that tell the two policies apart: floor, threshold, marginal gain and ceiling.
 const SIZES: [u64; 4] = [2 * MIB, 12 * MIB, 24 * MIB, 768 * MIB];
-
-fn ctx() -> DecisionContext {
-    DecisionContext::idle(NOW)
-}
-
-fn config_with(settings: PoolSettings) -> Config {
-    let mut cfg = Config::default();
-    cfg.pools.get_mut(&Name::DEFAULT_POOL).unwrap().settings = settings;
-    cfg
-}
 
 /// Policy A: the defaults, without exploration.
 fn config_a() -> Config {
@@ -54,7 +43,7 @@ fn expected(config: Config) -> [Decision; 4] {
     let c = Controller::new(config).unwrap();
     SIZES.map(|size| Decision {
         policy_version: 0,
-        ..c.decide(&TransferRequest::new(size), &ctx())
+        ..c.decide(&TransferRequest::new(size), &idle())
     })
 }
 
@@ -111,7 +100,7 @@ fn concurrent_decisions_see_one_whole_policy_across_reloads() {
                     let mut i = t;
                     while !stop.load(Ordering::Relaxed) {
                         let k = i % SIZES.len();
-                        let d = c.decide(&TransferRequest::new(SIZES[k]), &ctx());
+                        let d = c.decide(&TransferRequest::new(SIZES[k]), &idle());
                         let (want, which) = if d.policy_version % 2 == 1 {
                             (a[k], 0)
                         } else {
@@ -204,7 +193,7 @@ fn an_invalid_reload_changes_nothing() {
     let a = expected(config_a());
     let check_policy_a = |c: &Controller| {
         for (k, size) in SIZES.into_iter().enumerate() {
-            let d = c.decide(&TransferRequest::new(size), &ctx());
+            let d = c.decide(&TransferRequest::new(size), &idle());
             assert_eq!(
                 Decision {
                     policy_version: 0,
@@ -247,7 +236,7 @@ fn an_invalid_reload_changes_nothing() {
 
     // A valid reload still goes through afterwards, and takes the next version.
     assert_eq!(c.reload(config_b_with_rule(8)).unwrap(), 2);
-    let d = c.decide(&TransferRequest::new(128 * MIB), &ctx());
+    let d = c.decide(&TransferRequest::new(128 * MIB), &idle());
     assert_eq!((d.policy_version, d.reason.code()), (2, ReasonCode::Rule));
 }
 
@@ -257,13 +246,13 @@ fn threshold_adjustments_survive_reloads() {
     c.adjust_threshold(Name::DEFAULT_POOL, 2 * MIB, "measured crossover", 0.1, NOW)
         .unwrap();
     let eight = TransferRequest::new(8 * MIB);
-    assert_eq!(c.decide(&eight, &ctx()).method, Method::ZeroCopy);
+    assert_eq!(c.decide(&eight, &idle()).method, Method::ZeroCopy);
 
     // Policy B has a 16 MiB base: the history factor applies to it.
     c.reload(config_b()).unwrap();
     let t = c.threshold(Name::DEFAULT_POOL, &SystemState::IDLE).unwrap();
     assert_eq!((t.base, t.history, t.effective), (16 * MIB, 0.75, 12 * MIB));
-    let d = c.decide(&TransferRequest::new(12 * MIB), &ctx());
+    let d = c.decide(&TransferRequest::new(12 * MIB), &idle());
     assert_eq!((d.threshold.history, d.goal), (0.75, Goal::Balanced));
     // At the threshold the cost analysis runs, and B's marginal gain of 0.99 refuses.
     assert_eq!(
@@ -282,7 +271,7 @@ fn threshold_adjustments_survive_reloads() {
         .is_err()
     );
     c.reload(config_a()).unwrap();
-    let d = c.decide(&eight, &ctx());
+    let d = c.decide(&eight, &idle());
     assert_eq!(
         (d.threshold.history, d.threshold.effective),
         (0.75, 15 * MIB / 2)
