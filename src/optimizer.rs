@@ -6,9 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use perf_core::config::MAX_CONFIG_BYTES;
 use perf_core::{
-    Config, ConfigErrors, Controller, ControllerError, Decision, DecisionContext, DecisionFunction,
-    FixedProbe, MetricsQuery, MetricsSink, Name, Predictor, ResourceProbe, ThresholdStore,
-    Timestamp, TransferMetrics, TransferRequest, ZeroCopyAvailability,
+    Config, ConfigErrors, Controller, ControllerBuilder, ControllerError, Decision,
+    DecisionContext, DecisionFunction, FixedProbe, MetricsQuery, MetricsSink, Name, Predictor,
+    ResourceProbe, ThresholdStore, Timestamp, TransferMetrics, TransferRequest,
+    ZeroCopyAvailability,
 };
 
 use crate::watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
@@ -72,33 +73,21 @@ pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerErro
     Ok((text, config))
 }
 
-struct FunctionSpec {
-    name: Name,
-    priority: i32,
-    pools: Vec<Name>,
-    function: Arc<dyn DecisionFunction>,
-}
-
 /// Assembles an [`Optimizer`].
 pub struct OptimizerBuilder {
-    config: Config,
+    controller: ControllerBuilder,
     config_file: Option<PathBuf>,
     watch: Option<Duration>,
     on_reload: Option<ReloadCallback>,
     sinks: Vec<Arc<dyn MetricsSink>>,
     probe: Arc<dyn ResourceProbe>,
-    predictor: Option<Arc<dyn Predictor>>,
-    metrics: Option<Arc<dyn MetricsQuery>>,
-    store: Option<Arc<dyn ThresholdStore>>,
-    functions: Vec<FunctionSpec>,
     zero_copy: ZeroCopyAvailability,
-    seed: Option<u64>,
 }
 
 impl OptimizerBuilder {
     /// Runs `config` (the default configuration otherwise).
     pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
+        self.controller = self.controller.config(config);
         self
     }
 
@@ -135,19 +124,19 @@ impl OptimizerBuilder {
 
     /// Uses `predictor` for learned estimates once it is confident.
     pub fn predictor(mut self, predictor: Arc<dyn Predictor>) -> Self {
-        self.predictor = Some(predictor);
+        self.controller = self.controller.predictor(predictor);
         self
     }
 
     /// Gives decision functions access to recorded metrics.
     pub fn metrics_query(mut self, metrics: Arc<dyn MetricsQuery>) -> Self {
-        self.metrics = Some(metrics);
+        self.controller = self.controller.metrics(metrics);
         self
     }
 
     /// Persists thresholds and their history in `store`.
     pub fn threshold_store(mut self, store: Arc<dyn ThresholdStore>) -> Self {
-        self.store = Some(store);
+        self.controller = self.controller.threshold_store(store);
         self
     }
 
@@ -159,12 +148,7 @@ impl OptimizerBuilder {
         pools: &[Name],
         f: Arc<dyn DecisionFunction>,
     ) -> Self {
-        self.functions.push(FunctionSpec {
-            name,
-            priority,
-            pools: pools.to_vec(),
-            function: f,
-        });
+        self.controller = self.controller.function(name, priority, pools, f);
         self
     }
 
@@ -177,34 +161,18 @@ impl OptimizerBuilder {
 
     /// Seeds exploration, for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
+        self.controller = self.controller.seed(seed);
         self
     }
 
     /// Validates everything and starts the watcher, if asked for.
     pub fn build(self) -> Result<Optimizer, OptimizerError> {
-        let (config, initial_text) = match &self.config_file {
-            Some(path) => {
-                let (text, config) = read_config(path)?;
-                (config, Some(text))
-            }
-            None => (self.config, None),
-        };
-        let mut builder = Controller::builder(config);
-        if let Some(p) = self.predictor {
-            builder = builder.predictor(p);
-        }
-        if let Some(m) = self.metrics {
-            builder = builder.metrics(m);
-        }
-        if let Some(s) = self.store {
-            builder = builder.threshold_store(s);
-        }
-        if let Some(seed) = self.seed {
-            builder = builder.seed(seed);
-        }
-        for f in self.functions {
-            builder = builder.function(f.name, f.priority, &f.pools, f.function);
+        let mut builder = self.controller;
+        let mut initial_text = None;
+        if let Some(path) = &self.config_file {
+            let (text, config) = read_config(path)?;
+            builder = builder.config(config);
+            initial_text = Some(text);
         }
         let controller = Arc::new(builder.build()?);
         let watcher = match (self.config_file, self.watch) {
@@ -257,18 +225,13 @@ impl Optimizer {
     /// A builder with the default configuration and Noop parts.
     pub fn builder() -> OptimizerBuilder {
         OptimizerBuilder {
-            config: Config::default(),
+            controller: Controller::builder(Config::default()),
             config_file: None,
             watch: None,
             on_reload: None,
             sinks: Vec::new(),
             probe: Arc::new(FixedProbe::default()),
-            predictor: None,
-            metrics: None,
-            store: None,
-            functions: Vec::new(),
             zero_copy: ZeroCopyAvailability::Pooled,
-            seed: None,
         }
     }
 

@@ -48,6 +48,12 @@ pub struct ControllerBuilder {
 }
 
 impl ControllerBuilder {
+    /// Runs `config` instead of the one given to [`Controller::builder`].
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
     /// Uses `predictor` for learned estimates once it is confident.
     pub fn predictor(mut self, predictor: Arc<dyn Predictor>) -> Self {
         self.predictor = predictor;
