@@ -37,7 +37,7 @@ pub use seams::{
     DecisionFunction, FixedPredictor, FixedProbe, MetricsQuery, MetricsSink, NoShm, NoopPredictor,
     NoopQuery, NoopSink, Percentiles, PlatformShm, Prediction, Predictor, QueryError,
     ResourceProbe, SampleFilter, SegmentId, SeriesPoint, SeriesQuery, ShmError, ShmSegment,
-    TransferPolicy,
+    ShmView, TransferPolicy,
 };
 pub use threshold::{
     ChangeKind, MemoryThresholdStore, NoopThresholdStore, Proposal, ThresholdChange,

@@ -230,10 +230,13 @@ pub enum ShmError {
     Os(String),
 }
 
-/// A mapped shared-memory segment.
+/// A shared-memory segment this process created and may write.
 pub trait ShmSegment: Send + Sync {
     /// Its identity, to be sent to another process.
     fn id(&self) -> &SegmentId;
+    /// The identity of its backing file (inode), so that a reused descriptor
+    /// or name is never taken for this segment.
+    fn inode(&self) -> u64;
     /// Mapped length in bytes.
     fn len(&self) -> usize;
     /// Whether the segment is empty.
@@ -244,16 +247,46 @@ pub trait ShmSegment: Send + Sync {
     fn as_slice(&self) -> &[u8];
     /// The mapped bytes, writable.
     fn as_mut_slice(&mut self) -> &mut [u8];
+    /// Faults every page in now, so that later writes pay no page faults.
+    fn prefault(&mut self) -> Result<(), ShmError> {
+        let page = 4096;
+        let bytes = self.as_mut_slice();
+        let mut i = 0;
+        while i < bytes.len() {
+            bytes[i] = 0;
+            i += page;
+        }
+        Ok(())
+    }
+}
+
+/// A segment another process created, mapped read-only after its checks.
+pub trait ShmView: Send + Sync {
+    /// Its identity.
+    fn id(&self) -> &SegmentId;
+    /// The identity of its backing file (inode).
+    fn inode(&self) -> u64;
+    /// Mapped length in bytes.
+    fn len(&self) -> usize;
+    /// Whether the view is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The mapped bytes.
+    fn as_slice(&self) -> &[u8];
 }
 
 /// Creates, opens, seals and removes shared-memory segments.
 pub trait PlatformShm: Send + Sync {
     /// The backend's name.
     fn name(&self) -> &'static str;
-    /// Creates a segment of `len` bytes, owner-only, under an unguessable name.
+    /// Creates a segment of `len` bytes, owner-only (0600), under an
+    /// unguessable name, with its space reserved (a full device is an error
+    /// here, never a fault later).
     fn create(&self, len: usize) -> Result<Box<dyn ShmSegment>, ShmError>;
-    /// Maps an existing segment of at least `len` bytes.
-    fn open(&self, id: &SegmentId, len: usize) -> Result<Box<dyn ShmSegment>, ShmError>;
+    /// Maps an existing segment read-only after checking that it belongs to
+    /// this user, is owner-only and holds at least `len` bytes.
+    fn open(&self, id: &SegmentId, len: usize) -> Result<Box<dyn ShmView>, ShmError>;
     /// Forbids further resizing of the segment.
     fn seal(&self, segment: &mut dyn ShmSegment) -> Result<(), ShmError>;
     /// Removes the segment's name; it dies with its last mapping.
@@ -271,7 +304,7 @@ impl PlatformShm for NoShm {
     fn create(&self, _len: usize) -> Result<Box<dyn ShmSegment>, ShmError> {
         Err(ShmError::Unsupported("none"))
     }
-    fn open(&self, _id: &SegmentId, _len: usize) -> Result<Box<dyn ShmSegment>, ShmError> {
+    fn open(&self, _id: &SegmentId, _len: usize) -> Result<Box<dyn ShmView>, ShmError> {
         Err(ShmError::Unsupported("none"))
     }
     fn seal(&self, _segment: &mut dyn ShmSegment) -> Result<(), ShmError> {
