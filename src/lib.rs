@@ -31,7 +31,7 @@
 mod optimizer;
 mod watch;
 
-pub use optimizer::{Optimizer, OptimizerBuilder, OptimizerError, load_config};
+pub use optimizer::{Optimizer, OptimizerBuilder, OptimizerError, load_config, load_profile};
 pub use watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 
 /// The vocabulary, the seam traits and the decision engine.

@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use perf_core::config::MAX_CONFIG_BYTES;
 use perf_core::{
-    Config, ConfigErrors, Controller, ControllerBuilder, ControllerError, Decision,
-    DecisionContext, DecisionFunction, FixedProbe, MetricsQuery, MetricsSink, Name, Predictor,
-    ResourceProbe, ThresholdStore, Timestamp, TransferMetrics, TransferRequest,
+    Config, ConfigErrors, Controller, ControllerBuilder, ControllerError, CostCoefficients,
+    Decision, DecisionContext, DecisionFunction, FixedProbe, MetricsQuery, MetricsSink, Name,
+    Predictor, ResourceProbe, ThresholdStore, Timestamp, TransferMetrics, TransferRequest,
     ZeroCopyAvailability,
 };
 
@@ -52,8 +52,8 @@ pub fn load_config(path: &Path) -> Result<Config, OptimizerError> {
     read_config(path).map(|(_, config)| config)
 }
 
-/// Reads and validates a configuration file, returning its text too.
-pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerError> {
+/// Reads a file of at most [`MAX_CONFIG_BYTES`].
+fn read_bounded(path: &Path) -> Result<String, OptimizerError> {
     let io = |source| OptimizerError::Io {
         path: path.to_path_buf(),
         source,
@@ -65,11 +65,30 @@ pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerErro
             len,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(io)?;
-    let config = Config::from_toml_str(&text).map_err(|errors| OptimizerError::Config {
+    std::fs::read_to_string(path).map_err(io)
+}
+
+/// Reads and validates a calibration profile written by `perfopt bench`.
+pub fn load_profile(path: &Path) -> Result<CostCoefficients, OptimizerError> {
+    let text = read_bounded(path)?;
+    Config::parse_profile(&text).map_err(|errors| OptimizerError::Config {
+        path: path.to_path_buf(),
+        errors,
+    })
+}
+
+/// Reads and validates a configuration file, and the calibration profile it
+/// names (relative to the file's folder); returns the file's text too.
+pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerError> {
+    let text = read_bounded(path)?;
+    let mut config = Config::from_toml_str(&text).map_err(|errors| OptimizerError::Config {
         path: path.to_path_buf(),
         errors,
     })?;
+    if let Some(profile) = &config.profile {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        config.costs = load_profile(&dir.join(profile))?;
+    }
     Ok((text, config))
 }
 

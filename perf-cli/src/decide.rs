@@ -24,6 +24,10 @@ pub(crate) struct DecideArgs {
     /// A configuration file (the default configuration otherwise).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A calibration profile written by `perfopt bench`; its costs replace
+    /// the configuration's.
+    #[arg(long)]
+    profile: Option<PathBuf>,
     /// What the payload holds: bytes, tensor, table, text, image, records.
     #[arg(long, default_value = "bytes")]
     data_type: String,
@@ -113,7 +117,11 @@ fn request(args: &DecideArgs) -> Result<(TransferRequest, DecisionContext), Exit
 
 /// Runs `perfopt decide`.
 pub(crate) fn run(args: &DecideArgs) -> Result<(), Exit> {
-    let config = load(args.config.as_ref())?;
+    let mut config = load(args.config.as_ref())?;
+    if let Some(path) = &args.profile {
+        config.costs =
+            perfopt::load_profile(path).map_err(|e| Exit::bad_input(e.to_string().trim_end()))?;
+    }
     let (request, ctx) = request(args)?;
     let controller = Controller::new(config).map_err(Exit::bad_input)?;
     if !controller.has_pool(request.pool) {

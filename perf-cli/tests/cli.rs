@@ -228,3 +228,20 @@ fn diff_shows_changed_keys_and_flipped_decisions_without_applying() {
     assert!(same["keys"].as_array().unwrap().is_empty());
     assert!(same["flips"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn decide_runs_on_a_calibration_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    // A profile measured on a machine where a gRPC call costs 40 ms.
+    let costs = perf_core::CostCoefficients {
+        grpc_call_us: 40_000.0,
+        ..Default::default()
+    };
+    let profile = write(dir.path(), "p.toml", &costs.to_profile_toml(Default::default()));
+    let base = json(&["decide", "--size", "16MiB", "--json"]);
+    let slow = json(&["decide", "--size", "16MiB", "--profile", &profile, "--json"]);
+    let grpc = |v: &Value| v["estimates"]["grpc"]["latency_us"].as_f64().unwrap();
+    assert!(grpc(&slow) > grpc(&base) + 39_000.0, "{slow}");
+    let o = perfopt(&["decide", "--size", "16MiB", "--profile", "/nonexistent.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+}

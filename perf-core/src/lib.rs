@@ -13,7 +13,9 @@ pub mod request;
 pub mod size;
 pub mod vocab;
 
-pub use config::{Config, ConfigError, ConfigErrors, Policy, PoolConfig, PoolSettings};
+pub use config::{
+    Config, ConfigError, ConfigErrors, CostCoefficients, Policy, PoolConfig, PoolSettings,
+};
 pub use decision::{
     Decision, EstimateSource, Estimates, MethodEstimate, Rationale, Reason, ReasonCode, Step,
     ThresholdBreakdown,

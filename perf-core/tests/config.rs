@@ -600,3 +600,38 @@ proptest! {
         check_never_panics(&text);
     }
 }
+
+#[test]
+fn a_profile_round_trips_and_replaces_the_costs() {
+    let costs = perf_core::config::CostCoefficients {
+        grpc_call_us: 120.5,
+        memcpy_ns_per_byte: 0.07,
+        grpc_cache_bytes: 3 << 20,
+        ..Default::default()
+    };
+    let mut measured = toml::Table::new();
+    measured.insert("kernel".into(), toml::Value::String("6.1".into()));
+    let text = costs.to_profile_toml(measured);
+    assert_eq!(Config::parse_profile(&text).unwrap(), costs);
+
+    let config = Config::from_toml_str("version = 1\nprofile = \"calibration.toml\"\n").unwrap();
+    assert_eq!(config.profile.as_deref(), Some("calibration.toml"));
+}
+
+#[test]
+fn bad_profiles_and_profile_with_costs_are_errors() {
+    let both =
+        Config::from_toml_str("version = 1\nprofile = \"p.toml\"\n[costs]\ngrpc_call_us = 1\n")
+            .unwrap_err();
+    assert_eq!(both.0.len(), 1, "{both}");
+    assert_eq!(both.0[0].path, "profile");
+    let empty_path = Config::from_toml_str("version = 1\nprofile = \"\"\n").unwrap_err();
+    assert_eq!(empty_path.0[0].path, "profile");
+
+    let no_costs = Config::parse_profile("version = 1\n").unwrap_err();
+    assert_eq!(no_costs.0[0].path, "costs");
+    let bad =
+        Config::parse_profile("version = 1\n[costs]\ngrpc_call_us = -3\nbogus = 1\n").unwrap_err();
+    let paths: Vec<&str> = bad.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["costs.grpc_call_us", "costs.bogus"]);
+}

@@ -182,3 +182,30 @@ fn the_example_policy_is_valid_and_does_what_its_comments_say() {
     assert_eq!(json.method, Method::Grpc);
     assert_eq!(json.reason.rule_name(), Name::new("json-on-grpc").ok());
 }
+
+#[test]
+fn a_config_naming_a_profile_runs_on_the_profile_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let costs = perfopt::core::CostCoefficients {
+        grpc_call_us: 1234.0,
+        ..Default::default()
+    };
+    std::fs::write(
+        dir.path().join("calibration.toml"),
+        costs.to_profile_toml(Default::default()),
+    )
+    .unwrap();
+    let path = dir.path().join("perfopt.toml");
+    std::fs::write(&path, "version = 1\nprofile = \"calibration.toml\"\n").unwrap();
+    let config = perfopt::load_config(&path).unwrap();
+    assert_eq!(config.costs.grpc_call_us, 1234.0);
+
+    std::fs::write(dir.path().join("calibration.toml"), "version = 1\n").unwrap();
+    match perfopt::load_config(&path) {
+        Err(OptimizerError::Config { path, errors }) => {
+            assert!(path.ends_with("calibration.toml"));
+            assert_eq!(errors.0[0].path, "costs");
+        }
+        other => panic!("expected the profile's error, got {other:?}"),
+    }
+}

@@ -29,6 +29,9 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
+    /// A calibration profile (written by `perfopt bench`) whose `[costs]`
+    /// replace the static coefficients; loaded by whoever reads files.
+    pub profile: Option<String>,
     /// Settings every pool inherits unless it sets its own.
     pub defaults: PoolSettings,
     /// How thresholds adapt and how resources bend them.
@@ -200,6 +203,19 @@ impl Default for CostCoefficients {
     }
 }
 
+impl CostCoefficients {
+    /// These coefficients as a calibration profile that
+    /// [`Config::parse_profile`] reads back; `measured` describes the run.
+    pub fn to_profile_toml(&self, measured: toml::Table) -> String {
+        let mut top = toml::Table::new();
+        top.insert("version".into(), toml::Value::Integer(CONFIG_VERSION));
+        let costs = toml::Table::try_from(self).unwrap_or_default();
+        top.insert("costs".into(), toml::Value::Table(costs));
+        top.insert("measured".into(), toml::Value::Table(measured));
+        format!("# perfopt calibration profile: cost coefficients measured on this machine.\n{top}")
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         let defaults = PoolSettings::default();
@@ -212,6 +228,7 @@ impl Default for Config {
             },
         );
         Config {
+            profile: None,
             defaults,
             adaptation: Adaptation::default(),
             costs: CostCoefficients::default(),
@@ -225,6 +242,11 @@ impl Config {
     /// Reads and validates a TOML configuration, reporting every error at once.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
         parse::parse(text)
+    }
+
+    /// Reads a calibration profile's cost coefficients, reporting every error.
+    pub fn parse_profile(text: &str) -> Result<CostCoefficients, ConfigErrors> {
+        parse::parse_profile(text)
     }
 
     /// The rules that apply to `pool`, its own and the global ones that match

@@ -64,7 +64,10 @@ impl fmt::Display for ConfigErrors {
 }
 
 // The keys each table accepts, separated by single spaces.
-const TOP_KEYS: &str = "version defaults adaptation costs rules pools";
+const TOP_KEYS: &str = "version profile defaults adaptation costs rules pools";
+const PROFILE_KEYS: &str = "version costs measured";
+/// The longest profile path accepted, in bytes.
+const MAX_PROFILE_PATH: usize = 4096;
 const SETTINGS_KEYS: &str =
     "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning";
 const ADAPTATION_KEYS: &str =
@@ -77,6 +80,31 @@ const MISSING: &str = "(missing)";
 const MAX_COST: f64 = 1e9;
 
 pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_with(text, read_config)
+}
+
+/// Reads a calibration profile: `version = 1`, a `[costs]` table, and an
+/// optional free-form `[measured]` table describing the run that made it.
+pub(super) fn parse_profile(text: &str) -> Result<CostCoefficients, ConfigErrors> {
+    parse_with(text, |report, top| {
+        read_version(report, top);
+        let costs = match top.table(report, "costs") {
+            Some(sec) => read_costs(report, &sec),
+            None => {
+                report.push("costs", MISSING, "a [costs] table");
+                CostCoefficients::default()
+            }
+        };
+        top.table(report, "measured");
+        top.unknown_keys(report, PROFILE_KEYS);
+        costs
+    })
+}
+
+fn parse_with<T>(
+    text: &str,
+    read: impl FnOnce(&mut Report, &Section<'_>) -> T,
+) -> Result<T, ConfigErrors> {
     let mut report = Report::default();
     if text.len() > MAX_CONFIG_BYTES {
         report.push(
@@ -96,9 +124,9 @@ pub(super) fn parse(text: &str) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(report.0));
         }
     };
-    let config = read_config(&mut report, &Section::top(&table));
+    let it = read(&mut report, &Section::top(&table));
     if report.0.is_empty() {
-        Ok(config)
+        Ok(it)
     } else {
         Err(ConfigErrors(report.0))
     }
@@ -154,7 +182,7 @@ impl Report {
     }
 }
 
-fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
+fn read_version(report: &mut Report, top: &Section<'_>) {
     match top.table.get("version") {
         None => report.push("version", MISSING, CONFIG_VERSION.to_string()),
         Some(Value::Integer(v)) if *v == CONFIG_VERSION => {}
@@ -164,6 +192,29 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
             format!("{CONFIG_VERSION} (this file is from a newer perfopt)"),
         ),
         Some(other) => report.push("version", render(other), CONFIG_VERSION.to_string()),
+    }
+}
+
+fn read_profile_path(value: &Value) -> Result<String, String> {
+    match value {
+        Value::String(s) if !s.is_empty() && s.len() <= MAX_PROFILE_PATH && !s.contains('\0') => {
+            Ok(s.clone())
+        }
+        _ => Err(format!(
+            "the path of a calibration profile, 1 to {MAX_PROFILE_PATH} bytes"
+        )),
+    }
+}
+
+fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
+    read_version(report, top);
+    let profile = top.read(report, "profile", read_profile_path);
+    if profile.is_some() && top.has("costs") {
+        report.push(
+            "profile",
+            render(&top.table["profile"]),
+            "either a profile or a [costs] table, not both",
+        );
     }
 
     let defaults_section = top.table(report, "defaults");
@@ -228,6 +279,7 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
     top.unknown_keys(report, TOP_KEYS);
 
     Config {
+        profile,
         defaults,
         adaptation,
         costs,
