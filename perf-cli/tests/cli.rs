@@ -237,11 +237,21 @@ fn decide_runs_on_a_calibration_profile() {
         grpc_call_us: 40_000.0,
         ..Default::default()
     };
-    let profile = write(dir.path(), "p.toml", &costs.to_profile_toml(Default::default()));
+    let profile = write(
+        dir.path(),
+        "p.toml",
+        &costs.to_profile_toml(Default::default()),
+    );
     let base = json(&["decide", "--size", "16MiB", "--json"]);
     let slow = json(&["decide", "--size", "16MiB", "--profile", &profile, "--json"]);
     let grpc = |v: &Value| v["estimates"]["grpc"]["latency_us"].as_f64().unwrap();
     assert!(grpc(&slow) > grpc(&base) + 39_000.0, "{slow}");
-    let o = perfopt(&["decide", "--size", "16MiB", "--profile", "/nonexistent.toml"]);
+    let o = perfopt(&[
+        "decide",
+        "--size",
+        "16MiB",
+        "--profile",
+        "/nonexistent.toml",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
