@@ -225,6 +225,12 @@ pub enum ShmError {
     /// The segment exists but may not be used by this process.
     #[error("segment {0} is not accessible: {1}")]
     Denied(String, String),
+    /// The backend cannot seal segments (only memory files take seals).
+    #[error("segment {0} cannot be sealed: only memfd segments take seals")]
+    SealUnsupported(String),
+    /// The request itself is invalid (a zero length, a bad name).
+    #[error("invalid shared-memory request: {0}")]
+    Invalid(String),
     /// The operating system refused.
     #[error("shared memory operation failed: {0}")]
     Os(String),
@@ -247,13 +253,19 @@ pub trait ShmSegment: Send + Sync {
     fn as_slice(&self) -> &[u8];
     /// The mapped bytes, writable.
     fn as_mut_slice(&mut self) -> &mut [u8];
-    /// Faults every page in now, so that later writes pay no page faults.
+    /// The size of the pages backing the segment (4 KiB, or 2 MiB when huge
+    /// pages back it).
+    fn page_size(&self) -> usize {
+        4096
+    }
+    /// Faults every page in now, keeping its contents, so that later writes
+    /// pay no page faults.
     fn prefault(&mut self) -> Result<(), ShmError> {
-        let page = 4096;
+        let page = self.page_size().max(1);
         let bytes = self.as_mut_slice();
         let mut i = 0;
         while i < bytes.len() {
-            bytes[i] = 0;
+            bytes[i] = std::hint::black_box(bytes[i]);
             i += page;
         }
         Ok(())
@@ -287,7 +299,8 @@ pub trait PlatformShm: Send + Sync {
     /// Maps an existing segment read-only after checking that it belongs to
     /// this user, is owner-only and holds at least `len` bytes.
     fn open(&self, id: &SegmentId, len: usize) -> Result<Box<dyn ShmView>, ShmError>;
-    /// Forbids further resizing of the segment.
+    /// Forbids further resizing of the segment; backends without seals
+    /// return [`ShmError::SealUnsupported`].
     fn seal(&self, segment: &mut dyn ShmSegment) -> Result<(), ShmError>;
     /// Removes the segment's name; it dies with its last mapping.
     fn unlink(&self, id: &SegmentId) -> Result<(), ShmError>;

@@ -1,0 +1,365 @@
+//! One conformance suite for every `PlatformShm` backend, stamped out per backend by
+//! `conformance_suite!` with the capabilities that backend has.
+
+use std::path::PathBuf;
+
+use perf_core::seams::{PlatformShm, SegmentId, ShmError, ShmSegment};
+#[cfg(target_os = "linux")]
+use xxhash_rust::xxh3::xxh3_64;
+
+#[cfg(target_os = "linux")]
+use crate::child::{ReadOutcome, read_in_child};
+
+/// Which backend a second process uses.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildBackend {
+    Memfd,
+    Named,
+}
+
+/// The variant name of an error.
+pub(crate) fn kind(e: &ShmError) -> &'static str {
+    match e {
+        ShmError::Unsupported(_) => "unsupported",
+        ShmError::NoSpace(_) => "no_space",
+        ShmError::NotFound(_) => "not_found",
+        ShmError::Denied(..) => "denied",
+        ShmError::SealUnsupported(_) => "seal_unsupported",
+        ShmError::Invalid(_) => "invalid",
+        ShmError::Os(_) => "os",
+    }
+}
+
+/// What a backend can do, so the suite asks only what it promises.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// Where a segment's backing file is, for backends that have one.
+    pub(crate) path: Option<fn(&SegmentId) -> PathBuf>,
+    /// Whether `unlink` removes a name that `open` then no longer finds.
+    pub(crate) named: bool,
+    /// Whether `seal` forbids resizing (memfd); otherwise it must fail or be a no-op.
+    pub(crate) sealable: bool,
+    /// Which backend a second process opens segments with, if any.
+    pub(crate) child: Option<ChildBackend>,
+    /// The directory named segments live in (for the child).
+    pub(crate) dir: &'static str,
+    /// An id this backend has certainly never made.
+    pub(crate) missing: fn() -> SegmentId,
+}
+
+/// Deterministic, position-dependent bytes, different for each `seed`.
+pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn write(segment: &mut dyn ShmSegment, seed: u64) -> Vec<u8> {
+    let bytes = pattern(segment.len(), seed);
+    segment.as_mut_slice().copy_from_slice(&bytes);
+    bytes
+}
+
+pub(crate) fn created_bytes_read_back_through_open(shm: &dyn PlatformShm) {
+    for (i, len) in [1, 4095, 4096, 65_537, (3 << 20) + 5]
+        .into_iter()
+        .enumerate()
+    {
+        let mut segment = shm.create(len).unwrap();
+        assert_eq!(segment.len(), len);
+        assert!(segment.as_slice().iter().all(|&b| b == 0), "not zeroed");
+        let bytes = write(&mut *segment, i as u64);
+        let view = shm.open(segment.id(), len).unwrap();
+        assert_eq!(view.len(), len);
+        assert_eq!(view.id(), segment.id());
+        assert_eq!(view.inode(), segment.inode());
+        assert!(view.as_slice() == bytes.as_slice(), "bytes differ at {len}");
+        let half = shm.open(segment.id(), len.div_ceil(2)).unwrap();
+        assert_eq!(half.as_slice(), &bytes[..len.div_ceil(2)]);
+    }
+}
+
+pub(crate) fn a_reused_segment_shows_the_new_bytes(shm: &dyn PlatformShm) {
+    let mut segment = shm.create(10_000).unwrap();
+    write(&mut *segment, 1);
+    drop(shm.open(segment.id(), 10_000).unwrap());
+    let second = write(&mut *segment, 2);
+    assert!(shm.open(segment.id(), 10_000).unwrap().as_slice() == second);
+    segment.prefault().unwrap();
+    assert!(segment.as_slice() == second, "prefault changed the bytes");
+}
+
+pub(crate) fn a_view_maps_the_segment_in_place(shm: &dyn PlatformShm) {
+    let mut segment = shm.create(8192).unwrap();
+    let view = shm.open(segment.id(), 8192).unwrap();
+    segment.as_mut_slice()[5000] = 0xab;
+    assert_eq!(view.as_slice()[5000], 0xab, "the view is a copy");
+}
+
+pub(crate) fn segments_are_distinct(shm: &dyn PlatformShm) {
+    let a = shm.create(4096).unwrap();
+    let b = shm.create(4096).unwrap();
+    assert_ne!(a.id(), b.id());
+    assert_ne!(a.inode(), b.inode());
+}
+
+pub(crate) fn segments_are_owner_only(shm: &dyn PlatformShm, caps: Caps) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(path) = caps.path else {
+        return;
+    };
+    let segment = shm.create(4096).unwrap();
+    let meta = std::fs::metadata(path(segment.id())).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o600, "mode {:o}", meta.mode());
+    assert_eq!(meta.uid(), euid());
+    assert_eq!(meta.ino(), segment.inode());
+}
+
+/// This process's effective uid, read from `/proc/self/status` (the tests use no libc).
+pub(crate) fn euid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+pub(crate) fn missing_segments_are_not_found(shm: &dyn PlatformShm, caps: Caps) {
+    let id = (caps.missing)();
+    assert_eq!(
+        shm.open(&id, 1).err().map(|e| kind(&e)),
+        Some("not_found"),
+        "{id}"
+    );
+}
+
+pub(crate) fn short_or_empty_opens_are_refused(shm: &dyn PlatformShm) {
+    let segment = shm.create(4096).unwrap();
+    for len in [4097, 1 << 20, 0] {
+        match shm.open(segment.id(), len) {
+            Err(ShmError::Denied(id, why)) => {
+                assert_eq!(id, segment.id().to_string());
+                assert!(why.contains("expected"), "{why}");
+            }
+            other => panic!("open of {len} bytes gave {:?}", other.map(|v| v.len())),
+        }
+    }
+}
+
+pub(crate) fn loose_or_foreign_segments_are_refused(shm: &dyn PlatformShm, caps: Caps) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = caps.path else {
+        return;
+    };
+    let segment = shm.create(4096).unwrap();
+    let path = path(segment.id());
+    let set_mode = |mode| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+    for (mode, words) in [
+        (0o666, "lets other users in"),
+        (0o640, "lets other users in"),
+        (0o000, "expected 0600"),
+    ] {
+        set_mode(mode).unwrap();
+        match shm.open(segment.id(), 4096) {
+            Err(ShmError::Denied(_, why)) => assert!(
+                why.contains(words) || why.contains("refused"),
+                "{mode:o}: {why}"
+            ),
+            other => panic!("mode {mode:o} gave {:?}", other.map(|v| v.len())),
+        }
+    }
+    set_mode(0o600).unwrap();
+    assert!(shm.open(segment.id(), 4096).is_ok());
+    if euid() != 0 {
+        eprintln!("not root: cannot give a segment to another user, foreign-owner case skipped");
+        return;
+    }
+    std::os::unix::fs::chown(&path, Some(65_534), Some(65_534)).unwrap();
+    match shm.open(segment.id(), 4096) {
+        Err(ShmError::Denied(_, why)) => assert!(why.contains("owned by uid 65534"), "{why}"),
+        other => panic!("a foreign segment gave {:?}", other.map(|v| v.len())),
+    }
+    std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
+}
+
+pub(crate) fn unlink_removes_the_name(shm: &dyn PlatformShm, caps: Caps) {
+    let segment = shm.create(4096).unwrap();
+    let id = segment.id().clone();
+    let early_view = shm.open(&id, 4096).unwrap();
+    shm.unlink(&id).unwrap();
+    if caps.named {
+        assert!(matches!(shm.open(&id, 4096), Err(ShmError::NotFound(_))));
+        assert!(matches!(shm.unlink(&id), Err(ShmError::NotFound(_))));
+    } else {
+        // Nameless (memfd): the segment lives while its creator holds it.
+        assert!(shm.open(&id, 4096).is_ok());
+    }
+    // A mapping made before the unlink lives on.
+    assert_eq!(early_view.as_slice().len(), 4096);
+}
+
+pub(crate) fn a_dropped_segment_cannot_be_opened(shm: &dyn PlatformShm) {
+    let segment = shm.create(4096).unwrap();
+    let (id, inode) = (segment.id().clone(), segment.inode());
+    drop(segment);
+    match shm.open(&id, 4096) {
+        Err(ShmError::NotFound(_)) => {}
+        // A memfd descriptor number may be reused at once by another test's segment; the
+        // inode then tells them apart.
+        Ok(view) => assert_ne!(view.inode(), inode, "{id} still opens after drop"),
+        Err(e) => panic!("open after drop gave {e}"),
+    }
+}
+
+pub(crate) fn sealing_forbids_resizing(shm: &dyn PlatformShm, caps: Caps) {
+    let mut sealed = shm.create(8192).unwrap();
+    let result = shm.seal(&mut *sealed);
+    if !caps.sealable {
+        if caps.path.is_some() {
+            assert!(result.is_err(), "a backend without seals claimed to seal");
+        } else {
+            result.unwrap();
+        }
+        return;
+    }
+    result.unwrap();
+    shm.seal(&mut *sealed).unwrap();
+    let path = caps.path.unwrap();
+    let open_rw = |s: &dyn ShmSegment| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path(s.id()))
+            .unwrap()
+    };
+    // Unsealed: growing works (so the test can tell), shrinking never does.
+    let loose = shm.create(8192).unwrap();
+    let file = open_rw(&*loose);
+    assert!(file.set_len(4096).is_err(), "shrinking was allowed");
+    file.set_len(16_384).unwrap();
+    let file = open_rw(&*sealed);
+    assert!(
+        file.set_len(16_384).is_err(),
+        "growing a sealed segment was allowed"
+    );
+    assert!(
+        file.set_len(4096).is_err(),
+        "shrinking a sealed segment was allowed"
+    );
+    assert_eq!(shm.open(sealed.id(), 8192).unwrap().len(), 8192);
+}
+
+pub(crate) fn absurd_sizes_fail_cleanly(shm: &dyn PlatformShm) {
+    for len in [1usize << 50, usize::MAX] {
+        match shm.create(len) {
+            Err(ShmError::NoSpace(n)) => assert_eq!(n, len as u64),
+            other => panic!("create({len}) gave {:?}", other.map(|s| s.len())),
+        }
+    }
+    assert!(shm.create(0).is_err());
+    // Still usable afterwards.
+    assert_eq!(shm.create(4096).unwrap().len(), 4096);
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) fn another_process_reads_the_same_bytes(shm: &dyn PlatformShm, caps: Caps) {
+    let Some(backend) = caps.child else {
+        return;
+    };
+    let dir = std::path::Path::new(caps.dir);
+    let len = (1 << 20) + 3;
+    let mut segment = shm.create(len).unwrap();
+    let bytes = write(&mut *segment, 77);
+    match read_in_child(backend, dir, segment.id(), len) {
+        ReadOutcome::Read { len: n, hash, maps } => {
+            assert_eq!(n, len);
+            assert_eq!(hash, xxh3_64(&bytes), "the child read other bytes");
+            assert!(maps >= 1, "the child's mapping was not visible in its maps");
+        }
+        refused => panic!("the child could not read: {refused:?}"),
+    }
+    // Too long: refused in the child, and nothing of the segment is mapped there.
+    match read_in_child(backend, dir, segment.id(), len + 1) {
+        ReadOutcome::Refused { kind, maps } => {
+            assert_eq!(kind, "denied");
+            assert_eq!(maps, 0, "a refused open left a mapping");
+        }
+        read => panic!("the child read past the end: {read:?}"),
+    }
+}
+
+/// Stamps out the suite for one backend: `$make` builds it, `$caps` says what it can do.
+macro_rules! conformance_suite {
+    ($name:ident, $make:expr, $caps:expr) => {
+        mod $name {
+            use super::*;
+            use $crate::conformance as suite;
+
+            fn shm() -> Box<dyn perf_core::seams::PlatformShm> {
+                Box::new($make)
+            }
+
+            #[test]
+            fn created_bytes_read_back_through_open() {
+                suite::created_bytes_read_back_through_open(&*shm());
+            }
+            #[test]
+            fn a_reused_segment_shows_the_new_bytes() {
+                suite::a_reused_segment_shows_the_new_bytes(&*shm());
+            }
+            #[test]
+            fn a_view_maps_the_segment_in_place() {
+                suite::a_view_maps_the_segment_in_place(&*shm());
+            }
+            #[test]
+            fn segments_are_distinct() {
+                suite::segments_are_distinct(&*shm());
+            }
+            #[test]
+            fn segments_are_owner_only() {
+                suite::segments_are_owner_only(&*shm(), $caps);
+            }
+            #[test]
+            fn missing_segments_are_not_found() {
+                suite::missing_segments_are_not_found(&*shm(), $caps);
+            }
+            #[test]
+            fn short_or_empty_opens_are_refused() {
+                suite::short_or_empty_opens_are_refused(&*shm());
+            }
+            #[test]
+            fn loose_or_foreign_segments_are_refused() {
+                suite::loose_or_foreign_segments_are_refused(&*shm(), $caps);
+            }
+            #[test]
+            fn unlink_removes_the_name() {
+                suite::unlink_removes_the_name(&*shm(), $caps);
+            }
+            #[test]
+            fn a_dropped_segment_cannot_be_opened() {
+                suite::a_dropped_segment_cannot_be_opened(&*shm());
+            }
+            #[test]
+            fn sealing_forbids_resizing() {
+                suite::sealing_forbids_resizing(&*shm(), $caps);
+            }
+            #[test]
+            fn absurd_sizes_fail_cleanly() {
+                suite::absurd_sizes_fail_cleanly(&*shm());
+            }
+            #[cfg(target_os = "linux")]
+            #[test]
+            fn another_process_reads_the_same_bytes() {
+                suite::another_process_reads_the_same_bytes(&*shm(), $caps);
+            }
+        }
+    };
+}
+
+pub(crate) use conformance_suite;
