@@ -1,15 +1,37 @@
 //! Transport layer of perfopt: carries out a decided transfer, by zero-copy through a pool of
-//! shared-memory segments or by gRPC.
+//! shared-memory segments or by gRPC, and measures it.
 //!
-//! This crate will own the pool of pre-faulted, reused segments (a fresh segment per transfer
-//! pays its page faults every time), the zero-copy reference (segment id, offset, length, format,
-//! expiry and an HMAC-SHA256 over them with a per-host secret), the `loan(size)` path that lets a
-//! producer write straight into shared memory, the tonic gRPC service and client with large
-//! payloads streamed in chunks under tonic's 4 MiB message limit, and the worker side that checks
-//! token, expiry, bounds, owner and mode before it maps anything. Any zero-copy failure falls back
-//! to gRPC, and the transfer still succeeds. Segments come from the `PlatformShm` backends of
-//! `perf-platform`; the decision comes from `perf-core`.
+//! - [`SegmentPool`]: pre-faulted segments in power-of-two size classes, reused across
+//!   transfers within a byte budget; a payload above the largest class gets a one-off segment.
+//!   Its [`SegmentPool::availability`] tells the decision whether zero-copy is possible now.
+//!   [`SegmentPool::acquire`] is also the loan path: a producer writes straight into shared
+//!   memory and nothing is copied.
+//! - [`Reference`]: segment id, inode, offset, length, format and expiry, signed with
+//!   HMAC-SHA256 and a per-host [`Secret`]; [`ReferenceReader`] is the worker side that checks
+//!   token, expiry, bounds and owner before it maps anything, keeps recent mappings open and
+//!   reads the payload in place.
+//! - [`grpc`]: the tonic service a worker serves and the client a host uses, over a Unix domain
+//!   socket or TCP, with payloads of any size streamed in chunks under the message limit.
+//! - [`Executor`]: decide, carry out (any zero-copy failure falls back to gRPC, so the transfer
+//!   still succeeds), verify the worker's checksum, and send the measured
+//!   [`TransferMetrics`](perf_core::TransferMetrics) to every sink.
 //!
-//! Not implemented yet. It will cover R15.2 to R15.4 (references, loopback endpoints, bounds),
-//! R15.1 with `perf-platform`, and the execution side of R8.2 (fall back to gRPC when shared
-//! memory is exhausted).
+//! It covers R2.1 (measured transfers), R8.2 (fall back to gRPC when shared memory is
+//! exhausted), R15.2 to R15.4 (references, loopback endpoints, bounds) and, with
+//! `perf-platform`, R15.1.
+
+pub mod executor;
+pub mod grpc;
+pub mod handler;
+pub mod pool;
+pub mod reader;
+pub mod reference;
+
+pub use executor::{Executor, ExecutorConfig, TransferError, TransferOutcome};
+pub use grpc::{
+    ClientConfig, ClientError, Endpoint, ReferenceHandler, ServeError, ServiceConfig,
+    TransferService, WorkerClient,
+};
+pub use pool::{Lease, LeaseKind, PoolConfig, PoolError, PoolStats, SegmentPool};
+pub use reader::{ReadError, ReadOutcome, ReferenceReader};
+pub use reference::{Reference, ReferenceError, Secret, SecretError};

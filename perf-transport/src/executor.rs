@@ -1,0 +1,381 @@
+//! The executor: decide, carry the transfer out (falling back to gRPC on any zero-copy failure), measure, report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use perf_core::{
+    Decision, DecisionContext, FallbackReason, Method, MetricsSink, ResourceProbe, Timestamp,
+    TransferMetrics, TransferPolicy, TransferRequest, ZeroCopyAvailability,
+};
+
+use crate::grpc::proto::{Capabilities, TransferAck};
+use crate::grpc::{ClientError, Code, WorkerClient, checksum, same_host};
+use crate::handler::to_wire;
+use crate::pool::{Lease, PoolError, SegmentPool};
+use crate::reader::now_unix_ms;
+use crate::reference::{Reference, Secret};
+
+/// How the executor works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    /// How long a reference stays valid after it is signed.
+    pub reference_ttl: Duration,
+    /// Whether to compare the worker's checksum with the payload's (after the
+    /// transfer is timed); a zero-copy mismatch falls back to gRPC, a gRPC
+    /// mismatch is an error.
+    pub verify: bool,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            reference_ttl: Duration::from_secs(30),
+            verify: true,
+        }
+    }
+}
+
+/// Why a transfer failed; a zero-copy failure is never one of these, since it
+/// falls back to gRPC.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// gRPC, the last resort, failed too.
+    #[error("transfer {id} failed over gRPC: {source}")]
+    Grpc {
+        /// The transfer.
+        id: u64,
+        /// What went wrong.
+        source: ClientError,
+    },
+    /// The worker read other bytes than were sent.
+    #[error("transfer {id}: the worker read checksum {got:#018x}, expected {expected:#018x}")]
+    Corrupted {
+        /// The transfer.
+        id: u64,
+        /// The payload's checksum.
+        expected: u64,
+        /// The worker's.
+        got: u64,
+    },
+    /// The payload is larger than perfopt carries.
+    #[error("payload of {0} bytes is larger than the 1 TiB perfopt carries")]
+    TooLarge(u64),
+}
+
+/// What one transfer did.
+#[derive(Debug, Clone)]
+pub struct TransferOutcome {
+    /// The decision that was made.
+    pub decision: Decision,
+    /// What was measured; also sent to every sink.
+    pub metrics: TransferMetrics,
+    /// The worker's acknowledgement.
+    pub ack: TransferAck,
+}
+
+/// Carries transfers to one worker.
+pub struct Executor {
+    policy: Arc<dyn TransferPolicy>,
+    client: WorkerClient,
+    peer: Capabilities,
+    zero_copy: Option<(SegmentPool, Secret)>,
+    sinks: Vec<Arc<dyn MetricsSink>>,
+    probe: Arc<dyn ResourceProbe>,
+    config: ExecutorConfig,
+    next_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("policy", &self.policy.name())
+            .field("worker", self.client.endpoint())
+            .field("zero_copy", &self.zero_copy.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    )
+}
+
+/// Why a zero-copy attempt fell back, from what the client said.
+fn fallback_of(e: &ClientError) -> FallbackReason {
+    if e.is_timeout() {
+        return FallbackReason::Timeout;
+    }
+    match e.rejection_code() {
+        Some(
+            Code::Unauthenticated
+            | Code::PermissionDenied
+            | Code::OutOfRange
+            | Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::DeadlineExceeded,
+        ) => FallbackReason::ReferenceRefused,
+        _ => FallbackReason::WorkerError,
+    }
+}
+
+impl Executor {
+    /// An executor for the worker behind `client`, after negotiating with it.
+    /// Zero-copy is used only when `zero_copy` is given, the worker maps
+    /// references, and it runs on this host.
+    pub async fn connect(
+        policy: Arc<dyn TransferPolicy>,
+        client: WorkerClient,
+        zero_copy: Option<(SegmentPool, Secret)>,
+        probe: Arc<dyn ResourceProbe>,
+        config: ExecutorConfig,
+    ) -> Result<Executor, ClientError> {
+        let peer = client.negotiate().await?;
+        let usable = peer.zero_copy && same_host(&peer);
+        Ok(Executor {
+            policy,
+            client,
+            zero_copy: zero_copy.filter(|_| usable),
+            peer,
+            sinks: Vec::new(),
+            probe,
+            config,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    /// Sends every transfer record to `sink` too.
+    pub fn with_sink(mut self, sink: Arc<dyn MetricsSink>) -> Executor {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// What the worker said it can do.
+    pub fn peer(&self) -> &Capabilities {
+        &self.peer
+    }
+
+    /// The segment pool, when zero-copy is possible with this worker.
+    pub fn pool(&self) -> Option<&SegmentPool> {
+        self.zero_copy.as_ref().map(|(p, _)| p)
+    }
+
+    /// The decision context for `size` bytes now.
+    pub fn context(&self, size: u64) -> DecisionContext {
+        DecisionContext {
+            now: now(),
+            system: self.probe.sample(),
+            zero_copy: self
+                .pool()
+                .map_or(ZeroCopyAvailability::Unavailable, |p| p.availability(size)),
+        }
+    }
+
+    /// Decides, carries `payload` to the worker, verifies and records it.
+    pub async fn transfer(
+        &self,
+        request: &TransferRequest,
+        payload: &[u8],
+    ) -> Result<TransferOutcome, TransferError> {
+        let ctx = self.context(payload.len() as u64);
+        let request = TransferRequest {
+            size: payload.len() as u64,
+            ..*request
+        };
+        let started = Instant::now();
+        let decision = self.policy.decide(&request, &ctx);
+        let decision_ns = started.elapsed().as_nanos() as u64;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let format = request.format.as_str();
+
+        let start = Instant::now();
+        let mut fallback = None;
+        let mut carried = None;
+        if decision.method == Method::ZeroCopy {
+            match self.zero_copy_copy_in(id, payload, format).await {
+                Ok(done) => carried = Some(done),
+                Err(reason) => fallback = Some(reason),
+            }
+        }
+        if let Some((ack, _)) = &carried {
+            if self.config.verify && ack.checksum != checksum(payload) {
+                // The worker read other bytes: never trust that, go the simple way.
+                fallback = Some(FallbackReason::WorkerError);
+                carried = None;
+            }
+        }
+        let (method, ack, memory) = match carried {
+            Some((ack, memory)) => (Method::ZeroCopy, ack, memory),
+            None => {
+                let ack = self
+                    .client
+                    .send_inline(id, Bytes::copy_from_slice(payload), format)
+                    .await
+                    .map_err(|source| TransferError::Grpc { id, source })?;
+                if self.config.verify && ack.checksum != checksum(payload) {
+                    return Err(TransferError::Corrupted {
+                        id,
+                        expected: checksum(payload),
+                        got: ack.checksum,
+                    });
+                }
+                // The host's copy of the payload and the worker's buffer.
+                (Method::Grpc, ack, 2 * payload.len() as u64)
+            }
+        };
+        let latency_us = start.elapsed().as_secs_f64() * 1e6;
+        Ok(self.record(
+            &request,
+            decision,
+            method,
+            ack,
+            latency_us,
+            decision_ns,
+            memory,
+            fallback,
+            &ctx,
+        ))
+    }
+
+    /// Lends a segment for a payload of up to `size` bytes, for a producer that
+    /// writes straight into shared memory; send it with [`Executor::send_lease`].
+    pub fn loan(&self, size: usize) -> Result<Lease, PoolError> {
+        match &self.zero_copy {
+            Some((pool, _)) => pool.acquire(size),
+            None => Err(PoolError::Config(
+                "zero-copy is not available with this worker".into(),
+            )),
+        }
+    }
+
+    /// Sends the first `len` bytes of a loaned segment: nothing is copied on
+    /// the zero-copy path. If the reference is refused, the bytes go by gRPC.
+    pub async fn send_lease(
+        &self,
+        request: &TransferRequest,
+        lease: Lease,
+        len: usize,
+    ) -> Result<TransferOutcome, TransferError> {
+        let len = len.min(lease.len());
+        let request = TransferRequest {
+            size: len as u64,
+            ..*request
+        };
+        let ctx = self.context(len as u64);
+        let decision = self.policy.decide(&request, &ctx);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let format = request.format.as_str();
+        let start = Instant::now();
+        let sent = match (decision.method, &self.zero_copy) {
+            (Method::ZeroCopy, Some((_, secret))) => {
+                self.send_reference(id, &lease, len, format, secret).await
+            }
+            _ => Err(FallbackReason::ShmExhausted),
+        };
+        let (method, ack, memory, fallback) = match sent {
+            Ok(ack) => (Method::ZeroCopy, ack, lease.len() as u64, None),
+            Err(reason) => {
+                let bytes = Bytes::copy_from_slice(&lease.as_slice()[..len]);
+                let ack = self
+                    .client
+                    .send_inline(id, bytes, format)
+                    .await
+                    .map_err(|source| TransferError::Grpc { id, source })?;
+                let why = (decision.method == Method::ZeroCopy).then_some(reason);
+                (Method::Grpc, ack, 2 * len as u64, why)
+            }
+        };
+        let latency_us = start.elapsed().as_secs_f64() * 1e6;
+        if self.config.verify && ack.checksum != checksum(&lease.as_slice()[..len]) {
+            return Err(TransferError::Corrupted {
+                id,
+                expected: checksum(&lease.as_slice()[..len]),
+                got: ack.checksum,
+            });
+        }
+        drop(lease);
+        Ok(self.record(
+            &request, decision, method, ack, latency_us, 0, memory, fallback, &ctx,
+        ))
+    }
+
+    /// Writes the payload once into a pooled segment and sends its reference.
+    async fn zero_copy_copy_in(
+        &self,
+        id: u64,
+        payload: &[u8],
+        format: &str,
+    ) -> Result<(TransferAck, u64), FallbackReason> {
+        let Some((pool, secret)) = &self.zero_copy else {
+            return Err(FallbackReason::ShmExhausted);
+        };
+        let mut lease = pool.acquire(payload.len()).map_err(|e| match e {
+            PoolError::Exhausted { .. } => FallbackReason::ShmExhausted,
+            _ => FallbackReason::ShmError,
+        })?;
+        lease.as_mut_slice()[..payload.len()].copy_from_slice(payload);
+        let ack = self
+            .send_reference(id, &lease, payload.len(), format, secret)
+            .await?;
+        Ok((ack, lease.len() as u64))
+    }
+
+    async fn send_reference(
+        &self,
+        id: u64,
+        lease: &Lease,
+        len: usize,
+        format: &str,
+        secret: &Secret,
+    ) -> Result<TransferAck, FallbackReason> {
+        let mut reference = Reference {
+            transfer_id: id,
+            segment: lease.id().clone(),
+            segment_inode: lease.inode(),
+            segment_len: lease.len() as u64,
+            offset: 0,
+            length: len as u64,
+            format: format.to_string(),
+            expires_unix_ms: now_unix_ms() + self.config.reference_ttl.as_millis() as u64,
+            token: [0; 32],
+        };
+        reference.sign(secret);
+        self.client
+            .send_reference(to_wire(&reference))
+            .await
+            .map_err(|e| fallback_of(&e))
+    }
+
+    #[allow(clippy::too_many_arguments)] // Private: each is one measured part of the record.
+    fn record(
+        &self,
+        request: &TransferRequest,
+        decision: Decision,
+        method: Method,
+        ack: TransferAck,
+        latency_us: f64,
+        decision_ns: u64,
+        memory: u64,
+        fallback: Option<FallbackReason>,
+        ctx: &DecisionContext,
+    ) -> TransferOutcome {
+        let mut metrics =
+            TransferMetrics::new(request, &decision, method, latency_us, ctx.now, ctx.system);
+        metrics.memory_bytes = memory;
+        metrics.cpu_time_us = ack.worker_cpu_ns as f64 / 1000.0;
+        metrics.decision_ns = decision_ns;
+        metrics.fallback = fallback;
+        for sink in &self.sinks {
+            sink.record(&metrics);
+        }
+        TransferOutcome {
+            decision,
+            metrics,
+            ack,
+        }
+    }
+}

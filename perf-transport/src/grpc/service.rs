@@ -1,0 +1,320 @@
+//! The worker side of the `Transfer` service: negotiation, inline payloads reassembled and
+//! checksummed, and references handed to an injected [`ReferenceHandler`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::buffers::BufferPool;
+use super::cpu::{self, CpuTimed};
+use super::error::ConfigError;
+use super::host::local_capabilities;
+use super::inline::{Assembly, check_first_chunk};
+use super::proto::transfer_server::Transfer;
+use super::proto::{Capabilities, InlineChunk, SegmentReference, TransferAck};
+use super::{DEFAULT_MAX_INLINE_BYTES, MAX_FORMAT_LEN, PROTOCOL_VERSION};
+
+/// Largest value accepted for [`ServiceConfig::max_inline_bytes`]: 16 GiB.
+const MAX_INLINE_CEILING: u64 = 16 << 30;
+/// Largest value accepted for [`ServiceConfig::max_inflight_inline_bytes`] and
+/// [`ServiceConfig::max_retained_buffer_bytes`]: 64 GiB.
+const MAX_INFLIGHT_CEILING: u64 = 64 << 30;
+/// Longest value accepted for [`ServiceConfig::max_call_duration`]: one day.
+const MAX_CALL_CEILING: Duration = Duration::from_secs(24 * 60 * 60);
+/// In-flight inline bytes are counted in units of this many bytes.
+const INFLIGHT_UNIT: u64 = 1024;
+
+/// Maps a shared-memory reference and reads the payload in place: the worker's zero-copy path.
+///
+/// The handler checks the reference (token, expiry, bounds, owner, mode) before it maps
+/// anything, and answers with the length and XXH3-64 checksum of what it read. It may block for
+/// a while (mapping and checksumming a large payload), so the service runs it on a blocking
+/// thread. A status it returns goes back to the host as is.
+pub trait ReferenceHandler: Send + Sync {
+    /// Reads the payload `reference` points to and acknowledges it.
+    fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status>;
+}
+
+/// Limits of a worker's `Transfer` service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// Largest inline payload accepted, in bytes: a larger one is refused with
+    /// `RESOURCE_EXHAUSTED` before anything is reserved. Default 1 GiB, at most 16 GiB.
+    pub max_inline_bytes: u64,
+    /// Bytes of inline payloads held at once across all calls; a transfer waits, within its
+    /// deadline, until its whole payload fits. Default 2 GiB; at least `max_inline_bytes`, at
+    /// most 64 GiB.
+    pub max_inflight_inline_bytes: u64,
+    /// Bytes of receive buffers kept after their transfers for reuse, so later payloads land in
+    /// memory that is already paged in; 0 keeps none. Default 256 MiB, at most 64 GiB.
+    pub max_retained_buffer_bytes: u64,
+    /// Largest segment announced to hosts when a reference handler is installed (0 otherwise).
+    /// Default 1 GiB.
+    pub max_segment_bytes: u64,
+    /// Longest any call may run, whatever deadline the host asked for, or when it asked for
+    /// none. Default 5 minutes, at most a day.
+    pub max_call_duration: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig {
+            max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
+            max_inflight_inline_bytes: 2 << 30,
+            max_retained_buffer_bytes: 256 << 20,
+            max_segment_bytes: 1 << 30,
+            max_call_duration: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Checks every limit against its bounds.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_inline_bytes == 0 || self.max_inline_bytes > MAX_INLINE_CEILING {
+            return Err(ConfigError::new(
+                "max_inline_bytes",
+                self.max_inline_bytes,
+                format!("from 1 to {MAX_INLINE_CEILING}"),
+            ));
+        }
+        if self.max_inflight_inline_bytes < self.max_inline_bytes
+            || self.max_inflight_inline_bytes > MAX_INFLIGHT_CEILING
+        {
+            return Err(ConfigError::new(
+                "max_inflight_inline_bytes",
+                self.max_inflight_inline_bytes,
+                format!(
+                    "from max_inline_bytes ({}) to {MAX_INFLIGHT_CEILING}",
+                    self.max_inline_bytes
+                ),
+            ));
+        }
+        if self.max_retained_buffer_bytes > MAX_INFLIGHT_CEILING {
+            return Err(ConfigError::new(
+                "max_retained_buffer_bytes",
+                self.max_retained_buffer_bytes,
+                format!("at most {MAX_INFLIGHT_CEILING}"),
+            ));
+        }
+        if self.max_call_duration.is_zero() || self.max_call_duration > MAX_CALL_CEILING {
+            return Err(ConfigError::new(
+                "max_call_duration",
+                format!("{:?}", self.max_call_duration),
+                format!("more than zero and at most {MAX_CALL_CEILING:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The worker side of the `Transfer` service; serve it with [`super::serve`].
+pub struct TransferService {
+    config: ServiceConfig,
+    handler: Option<Arc<dyn ReferenceHandler>>,
+    /// Room for inline payloads being reassembled, in units of [`INFLIGHT_UNIT`] bytes.
+    inflight: Arc<Semaphore>,
+    buffers: BufferPool,
+}
+
+impl TransferService {
+    /// A service with these limits and no reference handler: it takes inline transfers only.
+    pub fn new(config: ServiceConfig) -> Result<TransferService, ConfigError> {
+        config.validate()?;
+        let units = config.max_inflight_inline_bytes.div_ceil(INFLIGHT_UNIT);
+        let units = usize::try_from(units).unwrap_or(Semaphore::MAX_PERMITS);
+        // validate() bounds the budget by 64 GiB.
+        let retained = usize::try_from(config.max_retained_buffer_bytes).unwrap_or(usize::MAX);
+        Ok(TransferService {
+            config,
+            handler: None,
+            inflight: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
+            buffers: BufferPool::new(retained),
+        })
+    }
+
+    /// Installs the handler for references to shared memory, which turns zero-copy on.
+    pub fn with_reference_handler(mut self, handler: Arc<dyn ReferenceHandler>) -> TransferService {
+        self.handler = Some(handler);
+        self
+    }
+
+    /// The limits this service was built with.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// What this worker announces in negotiation: zero-copy only with a reference handler.
+    pub fn capabilities(&self) -> Capabilities {
+        let zero_copy = self.handler.is_some();
+        let max_segment_bytes = if zero_copy {
+            self.config.max_segment_bytes
+        } else {
+            0
+        };
+        local_capabilities(zero_copy, self.config.max_inline_bytes, max_segment_bytes)
+    }
+
+    async fn receive_inline(
+        &self,
+        stream: &mut Streaming<InlineChunk>,
+    ) -> Result<TransferAck, Status> {
+        let first = stream.message().await?.ok_or_else(|| {
+            Status::invalid_argument(
+                "expected a first chunk carrying the header, got an empty stream",
+            )
+        })?;
+        let header = check_first_chunk(&first, self.config.max_inline_bytes)?;
+        // Bounded by max_inflight_inline_bytes, which validate() keeps far below u32::MAX units.
+        let units = u32::try_from(header.total_len.div_ceil(INFLIGHT_UNIT))
+            .map_err(|_| Status::resource_exhausted("inline payload too large to hold"))?;
+        let _room = self
+            .inflight
+            .acquire_many(units)
+            .await
+            .map_err(|_| Status::unavailable("the worker is shutting down"))?;
+        let mut assembly = Assembly::new(header, &self.buffers)?;
+        assembly.push(&first)?;
+        drop(first);
+        while let Some(chunk) = stream.message().await? {
+            assembly.push(&chunk)?;
+        }
+        let (ack, payload) = assembly.finish()?;
+        // A real consumer would take the payload here; this worker only proves it arrived.
+        self.buffers.give_back(payload);
+        Ok(ack)
+    }
+}
+
+impl fmt::Debug for TransferService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransferService")
+            .field("config", &self.config)
+            .field("zero_copy", &self.handler.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[tonic::async_trait]
+impl Transfer for TransferService {
+    async fn negotiate(
+        &self,
+        request: Request<Capabilities>,
+    ) -> Result<Response<Capabilities>, Status> {
+        let host = request.into_inner();
+        if host.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "expected protocol version {PROTOCOL_VERSION}, got {}",
+                host.protocol_version
+            )));
+        }
+        Ok(Response::new(self.capabilities()))
+    }
+
+    async fn send_inline(
+        &self,
+        request: Request<Streaming<InlineChunk>>,
+    ) -> Result<Response<TransferAck>, Status> {
+        let started = Instant::now();
+        let mut stream = request.into_inner();
+        let (received, cpu_ns) = CpuTimed::new(self.receive_inline(&mut stream)).await;
+        let mut ack = received?;
+        ack.worker_ns = nanos(started.elapsed());
+        ack.worker_cpu_ns = cpu_ns;
+        Ok(Response::new(ack))
+    }
+
+    async fn send_reference(
+        &self,
+        request: Request<SegmentReference>,
+    ) -> Result<Response<TransferAck>, Status> {
+        let Some(handler) = self.handler.clone() else {
+            return Err(Status::failed_precondition(
+                "zero-copy is not available on this worker",
+            ));
+        };
+        let reference = request.into_inner();
+        if reference.format.len() > MAX_FORMAT_LEN {
+            return Err(Status::invalid_argument(format!(
+                "format name of {} bytes, expected at most {MAX_FORMAT_LEN}",
+                reference.format.len()
+            )));
+        }
+        let transfer_id = reference.transfer_id;
+        let started = Instant::now();
+        // The blocking thread runs on after a deadline drops this future; it cannot be stopped.
+        let (handled, cpu_ns) =
+            tokio::task::spawn_blocking(move || cpu::timed(|| handler.handle(&reference)))
+                .await
+                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
+        let mut ack = handled?;
+        ack.transfer_id = transfer_id;
+        if ack.worker_ns == 0 {
+            ack.worker_ns = nanos(started.elapsed());
+        }
+        if ack.worker_cpu_ns == 0 {
+            ack.worker_cpu_ns = cpu_ns;
+        }
+        Ok(Response::new(ack))
+    }
+}
+
+fn nanos(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid_and_bounds_are_enforced() {
+        assert_eq!(ServiceConfig::default().validate(), Ok(()));
+        let small_budget = ServiceConfig {
+            max_inflight_inline_bytes: 1 << 20,
+            ..ServiceConfig::default()
+        };
+        let err = small_budget.validate().unwrap_err();
+        assert_eq!(err.field, "max_inflight_inline_bytes");
+        let no_time = ServiceConfig {
+            max_call_duration: Duration::ZERO,
+            ..ServiceConfig::default()
+        };
+        assert_eq!(no_time.validate().unwrap_err().field, "max_call_duration");
+        let zero = ServiceConfig {
+            max_inline_bytes: 0,
+            ..ServiceConfig::default()
+        };
+        assert_eq!(zero.validate().unwrap_err().field, "max_inline_bytes");
+    }
+
+    struct Echo;
+
+    impl ReferenceHandler for Echo {
+        fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status> {
+            Ok(TransferAck {
+                length: reference.length,
+                ..TransferAck::default()
+            })
+        }
+    }
+
+    #[test]
+    fn zero_copy_is_announced_only_with_a_handler() {
+        let service = TransferService::new(ServiceConfig::default()).unwrap();
+        let plain = service.capabilities();
+        assert!(!plain.zero_copy);
+        assert_eq!(plain.max_segment_bytes, 0);
+        assert_eq!(plain.protocol_version, PROTOCOL_VERSION);
+        assert_eq!(plain.pid, std::process::id());
+        let with = service
+            .with_reference_handler(Arc::new(Echo))
+            .capabilities();
+        assert!(with.zero_copy);
+        assert_eq!(with.max_segment_bytes, 1 << 30);
+        assert_eq!(with.max_inline_bytes, DEFAULT_MAX_INLINE_BYTES);
+    }
+}
