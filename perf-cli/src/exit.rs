@@ -4,6 +4,8 @@ use std::fmt::Display;
 
 /// Exit code for bad input: a malformed argument, an invalid file, an unknown name.
 pub(crate) const BAD_INPUT: u8 = 2;
+/// Exit code for a failure while running: a worker that died, a socket that broke.
+pub(crate) const FAILED: u8 = 1;
 
 /// A failed command: its exit code and what to print on standard error.
 #[derive(Debug)]
@@ -19,6 +21,14 @@ impl Exit {
     pub(crate) fn bad_input(message: impl Display) -> Exit {
         Exit {
             code: BAD_INPUT,
+            message: format!("error: {message}"),
+        }
+    }
+
+    /// A failure while running (exit code 1).
+    pub(crate) fn failed(message: impl Display) -> Exit {
+        Exit {
+            code: FAILED,
             message: format!("error: {message}"),
         }
     }

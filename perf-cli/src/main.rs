@@ -1,8 +1,12 @@
-//! The `perfopt` command line: decide, configure, and (later) run and inspect the optimizer.
+//! The `perfopt` command line: decide, configure, run workers, benchmark and run workloads.
 
 mod config_cmd;
 mod decide;
 mod exit;
+mod run;
+mod spawn;
+mod summary;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -25,6 +29,10 @@ enum Command {
     /// Prints, validates and compares configuration files.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// The main job: spawns workers and drives a workload of real transfers.
+    Run(run::RunArgs),
+    /// Runs a worker process that receives transfers on a socket.
+    Worker(worker::WorkerArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +40,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Decide(args) => decide::run(&args),
         Command::Config(cmd) => config_cmd::run(&cmd),
+        Command::Run(args) => run::run(&args),
+        Command::Worker(args) => worker::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

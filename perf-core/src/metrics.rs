@@ -8,7 +8,7 @@ use crate::request::{SystemState, Timestamp, TransferRequest};
 use crate::vocab::{Compression, DataType, Format, Method};
 
 /// Why a zero-copy transfer fell back to gRPC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FallbackReason {
     /// No segment could be had: pool exhausted, budget reached or no space.

@@ -95,7 +95,7 @@ pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};
 #[cfg(target_os = "linux")]
 pub use linux::{
     MemfdSegment, MemfdShm, MemfdView, NamedSegment, NamedShm, NamedShmConfig, NamedView,
-    SweepReport,
+    SweepReport, SystemShm,
 };
 #[cfg(target_os = "macos")]
 pub use macos::{PosixSegment, PosixShm, PosixView};

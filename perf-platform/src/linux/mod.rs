@@ -6,10 +6,12 @@ pub(crate) mod pages;
 pub(crate) mod proc;
 mod sweep;
 mod sys;
+mod system;
 
 pub use memfd::{MemfdSegment, MemfdShm, MemfdView};
 pub use named::{NamedSegment, NamedShm, NamedShmConfig, NamedView};
 pub use sweep::SweepReport;
+pub use system::SystemShm;
 
 use rustix::fs::MemfdFlags;
 use rustix::io::Errno;
