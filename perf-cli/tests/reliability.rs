@@ -1,0 +1,201 @@
+//! Reliability with real processes: a worker killed mid-transfer, and a host killed while holding named segments.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perf_core::{FixedPolicy, FixedProbe, Method, TransferRequest};
+use perfopt::platform::{NamedShm, NamedShmConfig};
+use perfopt::transport::grpc::{ClientConfig, Endpoint, WorkerClient, checksum};
+use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, Secret, SegmentPool};
+
+const MIB: usize = 1 << 20;
+
+/// Named segments in /dev/shm owned by process `pid` (the name records the owner).
+fn segments_of(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let parts: Vec<&str> = name.split('-').collect();
+            parts.len() == 5 && parts[0] == "perfopt" && parts[2] == pid.to_string()
+        })
+        .count()
+}
+
+/// A `perfopt worker` child on a socket in `dir`; killed when dropped.
+struct WorkerChild {
+    child: Child,
+    endpoint: Endpoint,
+}
+
+impl WorkerChild {
+    fn start(dir: &Path, name: &str, secret: &Path) -> WorkerChild {
+        let socket = dir.join(name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+            .arg("worker")
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--secret-file")
+            .arg(secret)
+            .arg("--peer-pid")
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("perfopt worker starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = Endpoint::parse(line.trim().strip_prefix("listening ").unwrap()).unwrap();
+        WorkerChild { child, endpoint }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+}
+
+impl Drop for WorkerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn named_pool() -> SegmentPool {
+    let shm = NamedShm::new(NamedShmConfig::default()).unwrap();
+    SegmentPool::new(Arc::new(shm), PoolConfig::default()).unwrap()
+}
+
+async fn executor(endpoint: &Endpoint, pool: SegmentPool, secret: Secret) -> Executor {
+    let config = ClientConfig {
+        call_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let client = WorkerClient::connect(endpoint, config).await.unwrap();
+    Executor::connect(
+        Arc::new(FixedPolicy(Method::ZeroCopy)),
+        client,
+        Some((pool, secret)),
+        Arc::new(FixedProbe::default()),
+        ExecutorConfig::default(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_transfer_fails_within_the_deadline_and_leaks_no_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("secret");
+    let secret = Secret::generate().unwrap();
+    secret.write_file(&secret_path).unwrap();
+    let me = std::process::id();
+    let before = segments_of(me);
+
+    let pool = named_pool();
+    let worker = WorkerChild::start(dir.path(), "a.sock", &secret_path);
+    let ex = executor(&worker.endpoint, pool.clone(), secret.clone()).await;
+    let data: Vec<u8> = (0..8 * MIB).map(|i| (i % 251) as u8).collect();
+    let warm = ex.transfer(&TransferRequest::new(0), &data).await.unwrap();
+    assert_eq!(warm.metrics.method, Method::ZeroCopy);
+
+    // Freeze the worker so the next transfer is surely in flight, then kill it.
+    worker.signal("STOP");
+    let started = Instant::now();
+    let request = TransferRequest::new(0);
+    let transfer = ex.transfer(&request, &data);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        worker.signal("KILL");
+    };
+    let (result, ()) = tokio::join!(transfer, kill);
+    let waited = started.elapsed();
+    match result {
+        Err(e) => assert!(e.to_string().contains("failed over gRPC"), "{e}"),
+        Ok(out) => panic!("a transfer to a dead worker succeeded: {:?}", out.metrics),
+    }
+    // Zero-copy's call and the gRPC fallback each have a 5 s deadline.
+    assert!(waited < Duration::from_secs(12), "took {waited:?}");
+    drop(ex);
+    drop(worker);
+
+    // A restarted worker takes the next transfer, from the same pool.
+    let again = WorkerChild::start(dir.path(), "b.sock", &secret_path);
+    let ex = executor(&again.endpoint, pool.clone(), secret).await;
+    let out = ex.transfer(&TransferRequest::new(0), &data).await.unwrap();
+    assert_eq!(out.metrics.method, Method::ZeroCopy);
+    assert_eq!(out.ack.checksum, checksum(&data));
+    drop(ex);
+
+    // Every segment the pool made is gone with it: nothing is left in /dev/shm.
+    assert!(segments_of(me) > before, "the pool kept its free segment");
+    drop(pool);
+    assert_eq!(segments_of(me), before, "a segment leaked");
+}
+
+fn perfopt_run(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_perfopt"))
+        .arg("run")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("perfopt run starts")
+}
+
+#[test]
+fn a_host_killed_while_holding_named_segments_is_swept_at_the_next_start() {
+    let mut host = perfopt_run(&[
+        "--backend",
+        "named",
+        "--workload",
+        "large",
+        "--duration",
+        "60s",
+        "--workers",
+        "1",
+    ]);
+    let pid = host.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while segments_of(pid) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the host never made a named segment"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let left = segments_of(pid);
+    assert!(left > 0, "a killed host leaves its named segments behind");
+
+    let next = perfopt_run(&["--duration", "200ms", "--workers", "1", "--json", "-"]);
+    let out = next.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let json_start = text.find("\n{").map_or(0, |i| i + 1);
+    let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
+    assert!(
+        report["swept_segments"].as_u64().unwrap() >= left as u64,
+        "{report}"
+    );
+    assert_eq!(segments_of(pid), 0, "the next start swept every segment");
+    assert!(report["transfers"].as_u64().unwrap() > 0);
+}
