@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use perf_core::config::MAX_CONFIG_BYTES;
 use perf_core::{
     Config, ConfigErrors, Controller, ControllerBuilder, ControllerError, CostCoefficients,
-    Decision, DecisionContext, DecisionFunction, FixedProbe, MetricsQuery, MetricsSink, Name,
-    Predictor, ResourceProbe, ThresholdStore, Timestamp, TransferMetrics, TransferRequest,
+    Decision, DecisionContext, DecisionFunction, MetricsQuery, MetricsSink, Name, Predictor,
+    ResourceProbe, ThresholdStore, Timestamp, TransferMetrics, TransferRequest,
     ZeroCopyAvailability,
 };
 
@@ -232,6 +232,18 @@ impl std::fmt::Debug for Optimizer {
     }
 }
 
+/// The machine's own resource probe where the platform has one, else an idle machine.
+fn default_probe() -> Arc<dyn ResourceProbe> {
+    #[cfg(all(feature = "platform", target_os = "linux"))]
+    {
+        Arc::new(perf_platform::ProcProbe::default())
+    }
+    #[cfg(not(all(feature = "platform", target_os = "linux")))]
+    {
+        Arc::new(perf_core::FixedProbe::default())
+    }
+}
+
 /// The wall clock as a [`Timestamp`].
 pub(crate) fn now() -> Timestamp {
     let since = SystemTime::now()
@@ -249,7 +261,7 @@ impl Optimizer {
             watch: None,
             on_reload: None,
             sinks: Vec::new(),
-            probe: Arc::new(FixedProbe::default()),
+            probe: default_probe(),
             zero_copy: ZeroCopyAvailability::Pooled,
         }
     }
@@ -283,5 +295,32 @@ impl Optimizer {
     /// The decision engine.
     pub fn controller(&self) -> &Arc<Controller> {
         &self.controller
+    }
+
+    /// Connects an executor to the worker at `endpoint`: it decides with this
+    /// optimizer's engine and probe and records to its sinks. Zero-copy is
+    /// used when `zero_copy` gives a pool and the host's secret, and the
+    /// worker maps references on this host.
+    #[cfg(feature = "transport")]
+    pub async fn connect(
+        &self,
+        endpoint: &perf_transport::grpc::Endpoint,
+        client: perf_transport::grpc::ClientConfig,
+        zero_copy: Option<(perf_transport::SegmentPool, perf_transport::Secret)>,
+    ) -> Result<perf_transport::Executor, perf_transport::ClientError> {
+        let client = perf_transport::WorkerClient::connect(endpoint, client).await?;
+        let policy: Arc<dyn perf_core::TransferPolicy> = self.controller.clone();
+        let mut executor = perf_transport::Executor::connect(
+            policy,
+            client,
+            zero_copy,
+            self.probe.clone(),
+            perf_transport::ExecutorConfig::default(),
+        )
+        .await?;
+        for sink in &self.sinks {
+            executor = executor.with_sink(sink.clone());
+        }
+        Ok(executor)
     }
 }

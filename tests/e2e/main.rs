@@ -1,4 +1,6 @@
 //! End-to-end tests of the facade: one integration binary, one module per area.
 
 mod optimizer;
+#[cfg(feature = "transport")]
+mod transfer;
 mod watch;

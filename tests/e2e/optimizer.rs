@@ -29,6 +29,7 @@ fn decisions_follow_the_default_policy_and_records_reach_every_sink() {
     let a = Arc::new(CountingSink::default());
     let b = Arc::new(CountingSink::default());
     let optimizer = Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
         .sink(a.clone())
         .sink(b.clone())
         .seed(7)
@@ -63,7 +64,11 @@ fn the_builder_reads_a_config_file_and_rejects_a_broken_one_whole() {
         "version = 1\n[pools.ml]\nthreshold = \"4MiB\"\ngoal = \"maximize_throughput\"\n",
     )
     .unwrap();
-    let optimizer = Optimizer::builder().config_file(&good).build().unwrap();
+    let optimizer = Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
+        .config_file(&good)
+        .build()
+        .unwrap();
     let ml = Name::new("ml").unwrap();
     let req = TransferRequest::new(6 * MIB).with_pool(ml);
     // A preview shows the policy's own pick: 6 MiB lies in the exploration band.
@@ -77,7 +82,11 @@ fn the_builder_reads_a_config_file_and_rejects_a_broken_one_whole() {
         "version = 1\n[pools.ml]\nthreshold = -4\ngoal = \"fast\"\n",
     )
     .unwrap();
-    match Optimizer::builder().config_file(&bad).build() {
+    match Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
+        .config_file(&bad)
+        .build()
+    {
         Err(OptimizerError::Config { path, errors }) => {
             assert_eq!(path, bad);
             assert_eq!(errors.0.len(), 2, "{errors}");
@@ -86,13 +95,19 @@ fn the_builder_reads_a_config_file_and_rejects_a_broken_one_whole() {
     }
     let missing = dir.path().join("missing.toml");
     assert!(matches!(
-        Optimizer::builder().config_file(&missing).build(),
+        Optimizer::builder()
+            .probe(Arc::new(perfopt::core::FixedProbe::default()))
+            .config_file(&missing)
+            .build(),
         Err(OptimizerError::Io { .. })
     ));
     let huge = dir.path().join("huge.toml");
     std::fs::write(&huge, vec![b'#'; (1 << 20) + 1]).unwrap();
     assert!(matches!(
-        Optimizer::builder().config_file(&huge).build(),
+        Optimizer::builder()
+            .probe(Arc::new(perfopt::core::FixedProbe::default()))
+            .config_file(&huge)
+            .build(),
         Err(OptimizerError::TooLarge { .. })
     ));
 }
@@ -121,6 +136,7 @@ fn a_decision_function_reads_metrics_and_decides_among_the_rules() {
         (history.is_empty() && r.size >= 2 * MIB).then_some(Method::ZeroCopy)
     };
     let optimizer = Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
         .metrics_query(Arc::new(Busy))
         .function(Name::new("no-history").unwrap(), 5, &[], Arc::new(f))
         .build()
@@ -136,6 +152,7 @@ fn a_decision_function_reads_metrics_and_decides_among_the_rules() {
 #[test]
 fn without_shared_memory_every_transfer_goes_by_grpc() {
     let optimizer = Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
         .zero_copy(ZeroCopyAvailability::Unavailable)
         .config(Config::default())
         .build()
@@ -160,7 +177,11 @@ fn without_shared_memory_every_transfer_goes_by_grpc() {
 fn the_example_policy_is_valid_and_does_what_its_comments_say() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/perfopt.toml");
     let config = perfopt::load_config(&path).unwrap();
-    let optimizer = Optimizer::builder().config(config).build().unwrap();
+    let optimizer = Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
+        .config(config)
+        .build()
+        .unwrap();
     let ctx = optimizer.context();
     let preview = |r: TransferRequest| optimizer.controller().preview(&r, &ctx);
     let ml = Name::new("ml").unwrap();

@@ -22,6 +22,7 @@ fn a_changed_file_is_applied_and_a_broken_one_is_rejected_without_effect() {
     let (tx, rx) = mpsc::channel();
     let tx = Arc::new(std::sync::Mutex::new(tx));
     let optimizer = Optimizer::builder()
+        .probe(Arc::new(perfopt::core::FixedProbe::default()))
         .config_file(&path)
         .watch(Duration::from_millis(20))
         .on_reload(move |e| {

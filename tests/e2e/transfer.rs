@@ -1,0 +1,73 @@
+//! The facade end to end: an optimizer connects to a worker and carries real transfers by both methods.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use perfopt::core::FixedProbe;
+use perfopt::platform::MemfdShm;
+use perfopt::transport::grpc::{
+    ClientConfig, Endpoint, Listener, ServiceConfig, TransferService, checksum,
+};
+use perfopt::transport::{PoolConfig, ReferenceReader, Secret, SegmentPool};
+use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
+
+#[derive(Default)]
+struct Count(AtomicU64);
+
+impl MetricsSink for Count {
+    fn record(&self, _m: &TransferMetrics) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optimizer_carries_small_payloads_by_grpc_and_large_ones_by_zero_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
+    let secret = Secret::generate().unwrap();
+    let reader = ReferenceReader::new(Arc::new(MemfdShm::default()), secret.clone(), None);
+    let service = TransferService::new(ServiceConfig::default())
+        .unwrap()
+        .with_reference_handler(Arc::new(reader));
+    let listener = Listener::bind(&endpoint).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(listener.serve(service, async {
+        let _ = stopped.await;
+    }));
+
+    let count = Arc::new(Count::default());
+    let optimizer = Optimizer::builder()
+        .probe(Arc::new(FixedProbe::default()))
+        .sink(count.clone())
+        .build()
+        .unwrap();
+    let pool = SegmentPool::new(Arc::new(MemfdShm::default()), PoolConfig::default()).unwrap();
+    let executor = optimizer
+        .connect(&endpoint, ClientConfig::default(), Some((pool, secret)))
+        .await
+        .unwrap();
+
+    let small = vec![7u8; 4 << 10];
+    let out = executor
+        .transfer(&TransferRequest::new(0), &small)
+        .await
+        .unwrap();
+    assert_eq!(out.metrics.method, Method::Grpc);
+    assert_eq!(out.ack.checksum, checksum(&small));
+
+    let large: Vec<u8> = (0..(48 << 20)).map(|i| (i % 253) as u8).collect();
+    let out = executor
+        .transfer(&TransferRequest::new(0), &large)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.metrics.method,
+        Method::ZeroCopy,
+        "{}",
+        out.decision.rationale()
+    );
+    assert_eq!(out.ack.checksum, checksum(&large));
+    assert!(out.metrics.latency_us > 0.0 && out.metrics.throughput_bps > 0.0);
+    assert_eq!(count.0.load(Ordering::Relaxed), 2);
+    let _ = stop.send(());
+}
