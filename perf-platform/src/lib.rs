@@ -74,6 +74,7 @@
 // few system calls; every unsafe block is small and carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+mod cpu;
 mod detect;
 mod inprocess;
 mod names;
@@ -90,6 +91,7 @@ mod windows;
 
 use perf_core::seams::PlatformShm;
 
+pub use cpu::thread_cpu_ns;
 pub use detect::{IoUringStatus, PlatformInfo, ThpMode, detect};
 pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};
 #[cfg(target_os = "linux")]

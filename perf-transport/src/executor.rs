@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use perf_core::{
-    Decision, DecisionContext, FallbackReason, Method, MetricsSink, ResourceProbe, Timestamp,
-    TransferMetrics, TransferPolicy, TransferRequest, ZeroCopyAvailability,
+    Decision, DecisionContext, FallbackReason, Locality, Method, MetricsSink, ResourceProbe,
+    Timestamp, TransferMetrics, TransferPolicy, TransferRequest, ZeroCopyAvailability,
 };
 
+use crate::grpc::cpu::CpuTimed;
 use crate::grpc::proto::{Capabilities, TransferAck};
 use crate::grpc::{ClientError, Code, WorkerClient, checksum, same_host};
 use crate::handler::to_wire;
@@ -73,6 +73,17 @@ pub struct TransferOutcome {
     pub metrics: TransferMetrics,
     /// The worker's acknowledgement.
     pub ack: TransferAck,
+}
+
+/// What carrying one transfer measured.
+struct Measured {
+    method: Method,
+    ack: TransferAck,
+    latency_us: f64,
+    host_cpu_ns: u64,
+    decision_ns: u64,
+    memory: u64,
+    fallback: Option<FallbackReason>,
 }
 
 /// Carries transfers to one worker.
@@ -166,9 +177,13 @@ impl Executor {
 
     /// The decision context for `size` bytes now.
     pub fn context(&self, size: u64) -> DecisionContext {
+        let system = self.probe.sample();
+        if let Some(pool) = self.pool() {
+            pool.follow_pressure(system.memory_used);
+        }
         DecisionContext {
             now: now(),
-            system: self.probe.sample(),
+            system,
             zero_copy: self
                 .pool()
                 .map_or(ZeroCopyAvailability::Unavailable, |p| p.availability(size)),
@@ -176,16 +191,16 @@ impl Executor {
     }
 
     /// Decides, carries `payload` to the worker, verifies and records it.
+    ///
+    /// The latency covers the carrying only: the decision is timed apart,
+    /// and the checksum comparison happens after the clock stops.
     pub async fn transfer(
         &self,
         request: &TransferRequest,
         payload: &[u8],
     ) -> Result<TransferOutcome, TransferError> {
         let ctx = self.context(payload.len() as u64);
-        let request = TransferRequest {
-            size: payload.len() as u64,
-            ..*request
-        };
+        let request = self.shape(request, payload.len());
         let started = Instant::now();
         let decision = self.policy.decide(&request, &ctx);
         let decision_ns = started.elapsed().as_nanos() as u64;
@@ -195,12 +210,16 @@ impl Executor {
         let start = Instant::now();
         let mut fallback = None;
         let mut carried = None;
+        let mut cpu_ns = 0;
         if decision.method == Method::ZeroCopy {
-            match self.zero_copy_copy_in(id, payload, format).await {
+            let (result, cpu) = CpuTimed::new(self.zero_copy_copy_in(id, payload, format)).await;
+            cpu_ns += cpu;
+            match result {
                 Ok(done) => carried = Some(done),
                 Err(reason) => fallback = Some(reason),
             }
         }
+        let mut elapsed = start.elapsed();
         if let Some((ack, _)) = &carried {
             if self.config.verify && ack.checksum != checksum(payload) {
                 // The worker read other bytes: never trust that, go the simple way.
@@ -211,11 +230,12 @@ impl Executor {
         let (method, ack, memory) = match carried {
             Some((ack, memory)) => (Method::ZeroCopy, ack, memory),
             None => {
-                let ack = self
-                    .client
-                    .send_inline(id, Bytes::copy_from_slice(payload), format)
-                    .await
-                    .map_err(|source| TransferError::Grpc { id, source })?;
+                let again = Instant::now();
+                let send = self.client.send_inline_slice(id, payload, format);
+                let (sent, cpu) = CpuTimed::new(send).await;
+                elapsed += again.elapsed();
+                cpu_ns += cpu;
+                let ack = sent.map_err(|source| TransferError::Grpc { id, source })?;
                 if self.config.verify && ack.checksum != checksum(payload) {
                     return Err(TransferError::Corrupted {
                         id,
@@ -227,18 +247,31 @@ impl Executor {
                 (Method::Grpc, ack, 2 * payload.len() as u64)
             }
         };
-        let latency_us = start.elapsed().as_secs_f64() * 1e6;
-        Ok(self.record(
-            &request,
-            decision,
+        let measured = Measured {
             method,
             ack,
-            latency_us,
+            latency_us: elapsed.as_secs_f64() * 1e6,
+            host_cpu_ns: cpu_ns,
             decision_ns,
             memory,
             fallback,
-            &ctx,
-        ))
+        };
+        Ok(self.record(&request, decision, measured, &ctx))
+    }
+
+    /// The request as carried: its real size, and marked remote when the
+    /// worker runs on another host (no shared memory can reach it).
+    fn shape(&self, request: &TransferRequest, len: usize) -> TransferRequest {
+        let locality = if same_host(&self.peer) {
+            request.locality
+        } else {
+            Locality::Remote
+        };
+        TransferRequest {
+            size: len as u64,
+            locality,
+            ..*request
+        }
     }
 
     /// Lends a segment for a payload of up to `size` bytes, for a producer that
@@ -261,46 +294,54 @@ impl Executor {
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
         let len = len.min(lease.len());
-        let request = TransferRequest {
-            size: len as u64,
-            ..*request
-        };
         let ctx = self.context(len as u64);
+        let request = self.shape(request, len);
+        let started = Instant::now();
         let decision = self.policy.decide(&request, &ctx);
+        let decision_ns = started.elapsed().as_nanos() as u64;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let format = request.format.as_str();
         let start = Instant::now();
-        let sent = match (decision.method, &self.zero_copy) {
-            (Method::ZeroCopy, Some((_, secret))) => {
-                self.send_reference(id, &lease, len, format, secret).await
+        let attempt = async {
+            match (decision.method, &self.zero_copy) {
+                (Method::ZeroCopy, Some((_, secret))) => {
+                    self.send_reference(id, &lease, len, format, secret).await
+                }
+                _ => Err(FallbackReason::ShmExhausted),
             }
-            _ => Err(FallbackReason::ShmExhausted),
         };
+        let (sent, mut cpu_ns) = CpuTimed::new(attempt).await;
+        let bytes = &lease.as_slice()[..len];
         let (method, ack, memory, fallback) = match sent {
             Ok(ack) => (Method::ZeroCopy, ack, lease.len() as u64, None),
             Err(reason) => {
-                let bytes = Bytes::copy_from_slice(&lease.as_slice()[..len]);
-                let ack = self
-                    .client
-                    .send_inline(id, bytes, format)
-                    .await
-                    .map_err(|source| TransferError::Grpc { id, source })?;
+                let send = self.client.send_inline_slice(id, bytes, format);
+                let (sent, cpu) = CpuTimed::new(send).await;
+                cpu_ns += cpu;
+                let ack = sent.map_err(|source| TransferError::Grpc { id, source })?;
                 let why = (decision.method == Method::ZeroCopy).then_some(reason);
                 (Method::Grpc, ack, 2 * len as u64, why)
             }
         };
-        let latency_us = start.elapsed().as_secs_f64() * 1e6;
-        if self.config.verify && ack.checksum != checksum(&lease.as_slice()[..len]) {
+        let elapsed = start.elapsed();
+        if self.config.verify && ack.checksum != checksum(bytes) {
             return Err(TransferError::Corrupted {
                 id,
-                expected: checksum(&lease.as_slice()[..len]),
+                expected: checksum(bytes),
                 got: ack.checksum,
             });
         }
         drop(lease);
-        Ok(self.record(
-            &request, decision, method, ack, latency_us, 0, memory, fallback, &ctx,
-        ))
+        let measured = Measured {
+            method,
+            ack,
+            latency_us: elapsed.as_secs_f64() * 1e6,
+            host_cpu_ns: cpu_ns,
+            decision_ns,
+            memory,
+            fallback,
+        };
+        Ok(self.record(&request, decision, measured, &ctx))
     }
 
     /// Writes the payload once into a pooled segment and sends its reference.
@@ -350,25 +391,26 @@ impl Executor {
             .map_err(|e| fallback_of(&e))
     }
 
-    #[allow(clippy::too_many_arguments)] // Private: each is one measured part of the record.
     fn record(
         &self,
         request: &TransferRequest,
         decision: Decision,
-        method: Method,
-        ack: TransferAck,
-        latency_us: f64,
-        decision_ns: u64,
-        memory: u64,
-        fallback: Option<FallbackReason>,
+        m: Measured,
         ctx: &DecisionContext,
     ) -> TransferOutcome {
-        let mut metrics =
-            TransferMetrics::new(request, &decision, method, latency_us, ctx.now, ctx.system);
-        metrics.memory_bytes = memory;
-        metrics.cpu_time_us = ack.worker_cpu_ns as f64 / 1000.0;
-        metrics.decision_ns = decision_ns;
-        metrics.fallback = fallback;
+        let mut metrics = TransferMetrics::new(
+            request,
+            &decision,
+            m.method,
+            m.latency_us,
+            ctx.now,
+            ctx.system,
+        );
+        metrics.memory_bytes = m.memory;
+        metrics.cpu_time_us = (m.host_cpu_ns + m.ack.worker_cpu_ns) as f64 / 1000.0;
+        metrics.decision_ns = m.decision_ns;
+        metrics.fallback = m.fallback;
+        let ack = m.ack;
         for sink in &self.sinks {
             sink.record(&metrics);
         }

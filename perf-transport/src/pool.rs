@@ -11,7 +11,7 @@ pub const MIN_CLASS: usize = 64 << 10;
 pub const CLASSES: usize = 15;
 
 /// How the pool is sized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolConfig {
     /// The largest payload served from a pooled class; larger ones get a
     /// one-off segment. A power of two from 64 KiB to 1 GiB.
@@ -20,6 +20,9 @@ pub struct PoolConfig {
     pub budget_bytes: u64,
     /// Free segments kept per class; more are released when returned.
     pub max_free_per_class: usize,
+    /// Memory use (0..1) above which the budget shrinks, down to a quarter
+    /// when memory is full (R8.3).
+    pub pressure_high: f64,
 }
 
 impl Default for PoolConfig {
@@ -28,6 +31,7 @@ impl Default for PoolConfig {
             max_class: 256 << 20,
             budget_bytes: 1 << 30,
             max_free_per_class: 4,
+            pressure_high: 0.8,
         }
     }
 }
@@ -75,6 +79,7 @@ pub struct PoolStats {
 struct Inner {
     shm: Arc<dyn PlatformShm>,
     config: PoolConfig,
+    base_budget: AtomicU64,
     budget: AtomicU64,
     held: AtomicU64,
     free_counts: [AtomicU32; CLASSES],
@@ -123,6 +128,12 @@ impl SegmentPool {
     /// A pool over `shm`; segments are created on first need.
     pub fn new(shm: Arc<dyn PlatformShm>, config: PoolConfig) -> Result<SegmentPool, PoolError> {
         let max = config.max_class;
+        if !(0.0..1.0).contains(&config.pressure_high) {
+            return Err(PoolError::Config(format!(
+                "pressure_high {}, expected a fraction from 0 to below 1",
+                config.pressure_high
+            )));
+        }
         if !max.is_power_of_two() || max < MIN_CLASS || max > class_bytes(CLASSES - 1) {
             return Err(PoolError::Config(format!(
                 "max_class {max}, expected a power of two from {MIN_CLASS} to {}",
@@ -132,6 +143,7 @@ impl SegmentPool {
         Ok(SegmentPool(Arc::new(Inner {
             shm,
             config,
+            base_budget: AtomicU64::new(config.budget_bytes),
             budget: AtomicU64::new(config.budget_bytes),
             held: AtomicU64::new(0),
             free_counts: Default::default(),
@@ -300,11 +312,29 @@ impl SegmentPool {
         self.destroy(segment);
     }
 
-    /// Changes the budget (memory pressure lowers it, R8.3); free segments
-    /// are released until the pool holds no more than the new budget.
+    /// Changes the budget; free segments are released until the pool holds
+    /// no more than the new budget.
     pub fn set_budget(&self, bytes: u64) {
+        self.0.base_budget.store(bytes, Ordering::Release);
+        self.apply_budget(bytes);
+    }
+
+    fn apply_budget(&self, bytes: u64) {
         self.0.budget.store(bytes, Ordering::Release);
         while self.0.held.load(Ordering::Acquire) > bytes && self.release_one_free() {}
+    }
+
+    /// Follows memory pressure (R8.3): the whole budget up to
+    /// `pressure_high` memory use, shrinking linearly to a quarter of it when
+    /// memory is full, and growing back as pressure eases.
+    pub fn follow_pressure(&self, memory_used: f64) {
+        let high = self.0.config.pressure_high;
+        let excess = ((memory_used - high) / (1.0 - high)).clamp(0.0, 1.0);
+        let base = self.0.base_budget.load(Ordering::Acquire);
+        let target = (base as f64 * (1.0 - 0.75 * excess)) as u64;
+        if target != self.0.budget.load(Ordering::Acquire) {
+            self.apply_budget(target);
+        }
     }
 
     /// Creates and pre-faults one free segment for each of `sizes`, so the
@@ -484,6 +514,7 @@ mod tests {
             max_class: 64 * MIB,
             budget_bytes: budget,
             max_free_per_class: 2,
+            pressure_high: 0.8,
         };
         (SegmentPool::new(heap.clone(), config).unwrap(), heap)
     }
@@ -549,6 +580,26 @@ mod tests {
             p.availability(4 * MIB as u64),
             ZeroCopyAvailability::Unavailable
         );
+    }
+
+    #[test]
+    fn memory_pressure_shrinks_the_budget_and_relief_restores_it() {
+        let (p, _) = pool(64 * MIB as u64);
+        p.warm(&[8 * MIB, 16 * MIB, 32 * MIB]).unwrap();
+        p.follow_pressure(0.5);
+        assert_eq!(p.stats().budget_bytes, 64 * MIB as u64);
+        p.follow_pressure(0.9);
+        assert_eq!(p.stats().budget_bytes, 40 * MIB as u64);
+        assert!(p.stats().held_bytes <= 40 * MIB as u64);
+        p.follow_pressure(1.0);
+        assert_eq!(p.stats().budget_bytes, 16 * MIB as u64);
+        assert_eq!(
+            p.availability(32 * MIB as u64),
+            ZeroCopyAvailability::Unavailable
+        );
+        p.follow_pressure(0.2);
+        assert_eq!(p.stats().budget_bytes, 64 * MIB as u64);
+        assert_eq!(p.availability(32 * MIB as u64), ZeroCopyAvailability::Fresh);
     }
 
     #[test]

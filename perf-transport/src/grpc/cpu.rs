@@ -1,47 +1,16 @@
-//! CPU time a worker spends on one transfer, measured per thread without libc.
+//! CPU time a transfer spends, measured per thread.
 //!
-//! Linux reports a thread's time on CPU in nanoseconds as the first field of
-//! `/proc/thread-self/schedstat`. Each thread keeps that file open and re-reads it from offset 0
-//! (about 0.4 µs here). An async transfer may move between runtime threads at every `.await`,
-//! so [`CpuTimed`] reads the clock around each poll of the transfer's future and adds up the
-//! differences: the sum is the CPU time the transfer itself used, on whichever threads ran it.
-//! Where the file is missing (not Linux, or a kernel without schedstats) the time reads as 0.
+//! The platform reads the calling thread's CPU clock (`CLOCK_THREAD_CPUTIME_ID`). An async
+//! transfer may move between runtime threads at every `.await`, so [`CpuTimed`] reads the clock
+//! around each poll of the transfer's future and adds up the differences: the sum is the CPU
+//! time the transfer itself used, on whichever threads ran it. Where the platform has no such
+//! clock the time reads as 0.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-#[cfg(unix)]
-const SCHEDSTAT_PATH: &str = "/proc/thread-self/schedstat";
-
-#[cfg(unix)]
-thread_local! {
-    /// This thread's schedstat file: `None` before the first read, `Some(None)` if unavailable.
-    static SCHEDSTAT: std::cell::RefCell<Option<Option<std::fs::File>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// CPU time the calling thread has used so far, in nanoseconds, if the platform reports it.
-#[cfg(unix)]
-pub(crate) fn thread_cpu_ns() -> Option<u64> {
-    use std::os::unix::fs::FileExt;
-
-    SCHEDSTAT.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let file = slot.get_or_insert_with(|| std::fs::File::open(SCHEDSTAT_PATH).ok());
-        let file = file.as_ref()?;
-        let mut buf = [0u8; 96];
-        let n = file.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
-        text.split_ascii_whitespace().next()?.parse().ok()
-    })
-}
-
-/// CPU time the calling thread has used so far: not reported on this platform.
-#[cfg(not(unix))]
-pub(crate) fn thread_cpu_ns() -> Option<u64> {
-    None
-}
+use perf_platform::thread_cpu_ns;
 
 /// Runs `f` and returns its result with the CPU time the calling thread spent in it.
 pub(crate) fn timed<T>(f: impl FnOnce() -> T) -> (T, u64) {

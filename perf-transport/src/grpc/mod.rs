@@ -24,7 +24,7 @@
 
 mod buffers;
 mod client;
-mod cpu;
+pub(crate) mod cpu;
 mod endpoint;
 mod error;
 mod host;
