@@ -1,5 +1,6 @@
 //! The `perfopt` command line: decide, configure, run workers, benchmark and run workloads.
 
+mod bench;
 mod config_cmd;
 mod decide;
 mod exit;
@@ -33,6 +34,9 @@ enum Command {
     Run(run::RunArgs),
     /// Runs a worker process that receives transfers on a socket.
     Worker(worker::WorkerArgs),
+    /// Measures gRPC, zero-copy (pooled and fresh segments) and memcpy at each size against
+    /// a worker process; prints crossovers and writes a calibration profile.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(&cmd),
         Command::Run(args) => run::run(&args),
         Command::Worker(args) => worker::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
