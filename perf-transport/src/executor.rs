@@ -17,6 +17,13 @@ use crate::pool::{Lease, PoolError, SegmentPool};
 use crate::reader::now_unix_ms;
 use crate::reference::{Reference, Secret};
 
+/// Payloads from this size on are written and read in overlapping parts.
+pub const PIPELINE_MIN: usize = 4 << 20;
+/// The part a pipelined copy announces at a time.
+pub const PIPELINE_PART: usize = 2 << 20;
+/// Announcements in flight before the writer waits for the worker.
+const PIPELINE_DEPTH: usize = 4;
+
 /// How the executor works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecutorConfig {
@@ -345,6 +352,10 @@ impl Executor {
     }
 
     /// Writes the payload once into a pooled segment and sends its reference.
+    ///
+    /// From [`PIPELINE_MIN`] bytes on, the reference goes first and the copy
+    /// follows in parts of [`PIPELINE_PART`] bytes, each announced as it is
+    /// written, so the worker reads one part while the host writes the next.
     async fn zero_copy_copy_in(
         &self,
         id: u64,
@@ -358,21 +369,44 @@ impl Executor {
             PoolError::Exhausted { .. } => FallbackReason::ShmExhausted,
             _ => FallbackReason::ShmError,
         })?;
-        lease.as_mut_slice()[..payload.len()].copy_from_slice(payload);
-        let ack = self
-            .send_reference(id, &lease, payload.len(), format, secret)
-            .await?;
-        Ok((ack, lease.len() as u64))
+        let segment_len = lease.len() as u64;
+        if payload.len() < PIPELINE_MIN {
+            lease.as_mut_slice()[..payload.len()].copy_from_slice(payload);
+            let ack = self
+                .send_reference(id, &lease, payload.len(), format, secret)
+                .await?;
+            return Ok((ack, segment_len));
+        }
+        let reference = self.reference(id, &lease, payload.len(), format, secret);
+        let (progress, announced) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
+        let call = self
+            .client
+            .send_reference_stream(to_wire(&reference), announced);
+        let target = lease.as_mut_slice();
+        let write = async move {
+            for (part, bytes) in payload.chunks(PIPELINE_PART).enumerate() {
+                let from = part * PIPELINE_PART;
+                target[from..from + bytes.len()].copy_from_slice(bytes);
+                // A closed channel means the call ended early; its result says why.
+                if progress.send((from + bytes.len()) as u64).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let (sent, ()) = tokio::join!(call, write);
+        let ack = sent.map_err(|e| fallback_of(&e))?;
+        drop(lease);
+        Ok((ack, segment_len))
     }
 
-    async fn send_reference(
+    fn reference(
         &self,
         id: u64,
         lease: &Lease,
         len: usize,
         format: &str,
         secret: &Secret,
-    ) -> Result<TransferAck, FallbackReason> {
+    ) -> Reference {
         let mut reference = Reference {
             transfer_id: id,
             segment: lease.id().clone(),
@@ -385,6 +419,18 @@ impl Executor {
             token: [0; 32],
         };
         reference.sign(secret);
+        reference
+    }
+
+    async fn send_reference(
+        &self,
+        id: u64,
+        lease: &Lease,
+        len: usize,
+        format: &str,
+        secret: &Secret,
+    ) -> Result<TransferAck, FallbackReason> {
+        let reference = self.reference(id, lease, len, format, secret);
         self.client
             .send_reference(to_wire(&reference))
             .await

@@ -3,10 +3,10 @@
 use perf_core::SegmentId;
 use tonic::Status;
 
-use crate::grpc::ReferenceHandler;
 use crate::grpc::proto::segment_reference::Segment;
 use crate::grpc::proto::{MemfdSegment, SegmentReference, TransferAck};
-use crate::reader::{ReadError, ReferenceReader};
+use crate::grpc::{ReferenceHandler, ReferenceRead};
+use crate::reader::{PartialRead, ReadError, ReferenceReader};
 use crate::reference::{Reference, ReferenceError};
 
 /// The wire form of a reference, made from a checked [`Reference`].
@@ -89,6 +89,44 @@ impl ReferenceHandler for ReferenceReader {
         let out = self.read(&r).map_err(|e| status_of(&e))?;
         Ok(TransferAck {
             transfer_id: r.transfer_id,
+            length: out.length,
+            checksum: out.checksum,
+            worker_ns: out.worker_ns,
+            worker_cpu_ns: 0,
+        })
+    }
+
+    fn begin(&self, reference: &SegmentReference) -> Result<Box<dyn ReferenceRead>, Status> {
+        let r = from_wire(reference)?;
+        let read = ReferenceReader::begin(self, &r).map_err(|e| status_of(&e))?;
+        Ok(Box::new(Progress {
+            transfer_id: r.transfer_id,
+            read,
+        }))
+    }
+}
+
+/// A reference being read part by part.
+struct Progress {
+    transfer_id: u64,
+    read: PartialRead,
+}
+
+impl ReferenceRead for Progress {
+    fn advance(&mut self, ready: u64) -> Result<(), Status> {
+        self.read
+            .advance(ready)
+            .map_err(|e| Status::out_of_range(format!("reference {}: {e}", self.transfer_id)))
+    }
+
+    fn finish(self: Box<Self>) -> Result<TransferAck, Status> {
+        let id = self.transfer_id;
+        let out = self
+            .read
+            .finish()
+            .map_err(|e| Status::invalid_argument(format!("reference {id}: {e}")))?;
+        Ok(TransferAck {
+            transfer_id: id,
             length: out.length,
             checksum: out.checksum,
             worker_ns: out.worker_ns,

@@ -20,6 +20,7 @@
 //! exhausted), R15.2 to R15.4 (references, loopback endpoints, bounds) and, with
 //! `perf-platform`, R15.1.
 
+pub mod checksum;
 pub mod executor;
 pub mod grpc;
 pub mod handler;
@@ -33,5 +34,5 @@ pub use grpc::{
     TransferService, WorkerClient,
 };
 pub use pool::{Lease, LeaseKind, PoolConfig, PoolError, PoolStats, SegmentPool};
-pub use reader::{ReadError, ReadOutcome, ReferenceReader};
+pub use reader::{PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader};
 pub use reference::{Reference, ReferenceError, Secret, SecretError};

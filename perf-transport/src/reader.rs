@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::checksum::{Checksum, checksum};
 use perf_core::{PlatformShm, SegmentId, ShmError, ShmView};
-use xxhash_rust::xxh3::xxh3_64;
 
 use crate::reference::{Reference, ReferenceError, Secret};
 
@@ -105,7 +105,7 @@ impl ReferenceReader {
         let (view, cached) = self.view(reference)?;
         let start_byte = reference.offset as usize;
         let bytes = &view.as_slice()[start_byte..start_byte + reference.length as usize];
-        let checksum = xxh3_64(bytes);
+        let checksum = checksum(bytes);
         Ok(ReadOutcome {
             length: reference.length,
             checksum,
@@ -143,11 +143,111 @@ impl ReferenceReader {
         Ok((view, false))
     }
 
+    /// Checks `reference` and maps its segment for a payload that is still
+    /// being written: [`PartialRead::advance`] reads each part as the host
+    /// announces it.
+    pub fn begin(&self, reference: &Reference) -> Result<PartialRead, ReadError> {
+        let started = Instant::now();
+        reference.verify(&self.secret, now_unix_ms(), self.peer_pid)?;
+        if reference.segment_len > MAX_SEGMENT_BYTES {
+            return Err(ReadError::TooLarge(reference.segment_len));
+        }
+        let (view, cached) = self.view(reference)?;
+        Ok(PartialRead {
+            view,
+            offset: reference.offset as usize,
+            length: reference.length,
+            done: 0,
+            hasher: Checksum::new(),
+            started,
+            cached,
+        })
+    }
+
     /// How many mappings are open.
     pub fn open_mappings(&self) -> usize {
         self.mappings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+}
+
+/// A payload read part by part while its host is still writing it.
+pub struct PartialRead {
+    view: Arc<dyn ShmView>,
+    offset: usize,
+    length: u64,
+    done: u64,
+    hasher: Checksum,
+    started: Instant,
+    cached: bool,
+}
+
+impl std::fmt::Debug for PartialRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartialRead")
+            .field("done", &self.done)
+            .field("length", &self.length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a part-by-part read went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProgressError {
+    /// The host announced less than before, or more than the payload.
+    #[error("progress {ready} is outside {done}..={length}")]
+    OutOfOrder {
+        /// Bytes announced.
+        ready: u64,
+        /// Bytes read before.
+        done: u64,
+        /// Payload length.
+        length: u64,
+    },
+    /// The host stopped before announcing the whole payload.
+    #[error("the payload ended at {done} of {length} bytes")]
+    Incomplete {
+        /// Bytes read.
+        done: u64,
+        /// Payload length.
+        length: u64,
+    },
+}
+
+impl PartialRead {
+    /// Reads the bytes from the last announcement up to `ready`.
+    pub fn advance(&mut self, ready: u64) -> Result<(), ProgressError> {
+        if ready < self.done || ready > self.length {
+            return Err(ProgressError::OutOfOrder {
+                ready,
+                done: self.done,
+                length: self.length,
+            });
+        }
+        let (from, to) = (
+            self.offset + self.done as usize,
+            self.offset + ready as usize,
+        );
+        self.hasher.update(&self.view.as_slice()[from..to]);
+        self.done = ready;
+        Ok(())
+    }
+
+    /// Ends the read; the whole payload must have been announced.
+    pub fn finish(self) -> Result<ReadOutcome, ProgressError> {
+        if self.done != self.length {
+            return Err(ProgressError::Incomplete {
+                done: self.done,
+                length: self.length,
+            });
+        }
+        Ok(ReadOutcome {
+            length: self.length,
+            checksum: self.hasher.digest(),
+            worker_ns: self.started.elapsed().as_nanos() as u64,
+            cached: self.cached,
+        })
     }
 }

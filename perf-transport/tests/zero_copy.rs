@@ -231,3 +231,79 @@ async fn named_segments_carry_transfers_and_are_unlinked_when_released() {
     let left = std::fs::read_dir(shm_dir.path()).unwrap().count();
     assert_eq!(left, 0, "the one-off segment was unlinked");
 }
+
+/// A signed reference to the first `len` bytes of `lease`, valid for a minute.
+fn signed(lease: &perf_transport::Lease, len: usize, secret: &Secret) -> perf_transport::Reference {
+    let mut r = perf_transport::Reference {
+        transfer_id: 99,
+        segment: lease.id().clone(),
+        segment_inode: lease.inode(),
+        segment_len: lease.len() as u64,
+        offset: 0,
+        length: len as u64,
+        format: "raw".into(),
+        expires_unix_ms: perf_transport::reader::now_unix_ms() + 60_000,
+        token: [0; 32],
+    };
+    r.sign(secret);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_stream_must_announce_the_whole_payload_in_order() {
+    let secret = Secret::generate().unwrap();
+    let reader = ReferenceReader::new(Arc::new(MemfdShm::default()), secret.clone(), None);
+    let w = worker(Some(reader)).await;
+    let client = WorkerClient::connect(&w.endpoint, ClientConfig::default())
+        .await
+        .unwrap();
+    let pool = memfd_pool(1 << 30);
+    let mut lease = pool.acquire(8 * MIB).unwrap();
+    let data = payload(8 * MIB, 4);
+    lease.as_mut_slice()[..data.len()].copy_from_slice(&data);
+    let wire = perf_transport::handler::to_wire(&signed(&lease, data.len(), &secret));
+
+    // In order and complete: the worker's checksum is the payload's.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    for ready in [MIB, 5 * MIB, 8 * MIB] {
+        tx.send(ready as u64).await.unwrap();
+    }
+    drop(tx);
+    let ack = client
+        .send_reference_stream(wire.clone(), rx)
+        .await
+        .unwrap();
+    assert_eq!(ack.checksum, checksum(&data));
+
+    // Stopping early is refused.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(3 * MIB as u64).await.unwrap();
+    drop(tx);
+    let err = client
+        .send_reference_stream(wire.clone(), rx)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.rejection_code(),
+        Some(perf_transport::grpc::Code::InvalidArgument),
+        "{err}"
+    );
+
+    // Going backwards, or beyond the payload, is refused.
+    for steps in [[4 * MIB, 2 * MIB], [MIB, 9 * MIB]] {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for ready in steps {
+            tx.send(ready as u64).await.unwrap();
+        }
+        drop(tx);
+        let err = client
+            .send_reference_stream(wire.clone(), rx)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.rejection_code(),
+            Some(perf_transport::grpc::Code::OutOfRange),
+            "{err}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -16,7 +16,9 @@ use super::error::{ClientError, ConfigError, error_chain};
 use super::host::local_capabilities;
 use super::proto::transfer_client::TransferClient;
 use super::proto::transfer_server::SERVICE_NAME;
-use super::proto::{Capabilities, InlineChunk, InlineHeader, SegmentReference, TransferAck};
+use super::proto::{
+    Capabilities, InlineChunk, InlineHeader, ReferenceProgress, SegmentReference, TransferAck,
+};
 use super::{
     CONNECTION_WINDOW, CONTROL_MESSAGE_LIMIT, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_FORMAT_LEN,
     MESSAGE_SLACK, MIN_CHUNK_SIZE, PROTOCOL_VERSION, STREAM_WINDOW,
@@ -267,6 +269,45 @@ impl WorkerClient {
         request.set_timeout(deadline);
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_reference(request)).await?;
+        check_ack(CALL, &ack, transfer_id, length)?;
+        Ok(ack)
+    }
+
+    /// Sends a reference before the payload is all written, then each value
+    /// `progress` yields (bytes written so far): the worker reads each part as
+    /// it is announced. The call ends when `progress` closes; the worker
+    /// refuses it unless the whole payload was announced.
+    pub async fn send_reference_stream(
+        &self,
+        reference: SegmentReference,
+        progress: tokio::sync::mpsc::Receiver<u64>,
+    ) -> Result<TransferAck, ClientError> {
+        const CALL: &str = "send_reference_stream";
+        if reference.format.len() > MAX_FORMAT_LEN {
+            return Err(ClientError::InvalidRequest {
+                call: CALL,
+                message: format!(
+                    "format name of {} bytes, expected at most {MAX_FORMAT_LEN}",
+                    reference.format.len()
+                ),
+            });
+        }
+        let (transfer_id, length) = (reference.transfer_id, reference.length);
+        let deadline = self.inline_deadline(length);
+        let first = ReferenceProgress {
+            reference: Some(reference),
+            ready: 0,
+        };
+        let rest =
+            tokio_stream::wrappers::ReceiverStream::new(progress).map(|ready| ReferenceProgress {
+                reference: None,
+                ready,
+            });
+        let messages = tokio_stream::iter(std::iter::once(first)).chain(rest);
+        let mut request = tonic::Request::new(messages);
+        request.set_timeout(deadline);
+        let mut client = self.transfer.clone();
+        let ack = bounded(CALL, deadline, client.send_reference_stream(request)).await?;
         check_ack(CALL, &ack, transfer_id, length)?;
         Ok(ack)
     }

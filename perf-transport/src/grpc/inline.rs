@@ -2,8 +2,8 @@
 //! it did not write: the header comes first and only there, the announced length is within
 //! bounds, and the chunks fill exactly that length.
 
+use crate::checksum::Checksum;
 use tonic::Status;
-use xxhash_rust::xxh3::Xxh3;
 
 use super::MAX_FORMAT_LEN;
 use super::buffers::BufferPool;
@@ -42,7 +42,7 @@ pub(crate) struct Assembly {
     transfer_id: u64,
     total_len: usize,
     buffer: Vec<u8>,
-    hasher: Xxh3,
+    hasher: Checksum,
     chunks: u64,
 }
 
@@ -61,7 +61,7 @@ impl Assembly {
             transfer_id: header.transfer_id,
             total_len,
             buffer,
-            hasher: Xxh3::new(),
+            hasher: Checksum::new(),
             chunks: 0,
         })
     }

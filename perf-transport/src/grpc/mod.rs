@@ -49,7 +49,7 @@ pub use endpoint::{Endpoint, EndpointError, MAX_UNIX_PATH_LEN};
 pub use error::{ClientError, Code, ConfigError, ServeError};
 pub use host::{host_id, platform, same_host};
 pub use server::{Listener, serve};
-pub use service::{ReferenceHandler, ServiceConfig, TransferService};
+pub use service::{ReferenceHandler, ReferenceRead, ServiceConfig, TransferService};
 
 /// The protocol version this crate speaks; `transfer.proto` is version 1.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -84,8 +84,4 @@ const STREAM_WINDOW: u32 = 16 << 20;
 /// HTTP/2 flow-control window per connection, shared by its concurrent streams.
 const CONNECTION_WINDOW: u32 = 64 << 20;
 
-/// The XXH3-64 checksum a worker computes over the bytes it read; a host compares it with the
-/// checksum of what it sent.
-pub fn checksum(payload: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(payload)
-}
+pub use crate::checksum::checksum;

@@ -14,7 +14,7 @@ use super::error::ConfigError;
 use super::host::local_capabilities;
 use super::inline::{Assembly, check_first_chunk};
 use super::proto::transfer_server::Transfer;
-use super::proto::{Capabilities, InlineChunk, SegmentReference, TransferAck};
+use super::proto::{Capabilities, InlineChunk, ReferenceProgress, SegmentReference, TransferAck};
 use super::{DEFAULT_MAX_INLINE_BYTES, MAX_FORMAT_LEN, PROTOCOL_VERSION};
 
 /// Largest value accepted for [`ServiceConfig::max_inline_bytes`]: 16 GiB.
@@ -36,6 +36,23 @@ const INFLIGHT_UNIT: u64 = 1024;
 pub trait ReferenceHandler: Send + Sync {
     /// Reads the payload `reference` points to and acknowledges it.
     fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status>;
+
+    /// Checks `reference` and prepares to read a payload that the host is
+    /// still writing, part by part; handlers that cannot do that refuse.
+    fn begin(&self, reference: &SegmentReference) -> Result<Box<dyn ReferenceRead>, Status> {
+        let _ = reference;
+        Err(Status::unimplemented(
+            "this worker reads references only once they are fully written",
+        ))
+    }
+}
+
+/// A payload read part by part as its host announces how far it has written.
+pub trait ReferenceRead: Send {
+    /// Reads up to `ready` bytes from the payload's start.
+    fn advance(&mut self, ready: u64) -> Result<(), Status>;
+    /// Ends the read and acknowledges the whole payload.
+    fn finish(self: Box<Self>) -> Result<TransferAck, Status>;
 }
 
 /// Limits of a worker's `Transfer` service.
@@ -259,6 +276,76 @@ impl Transfer for TransferService {
             ack.worker_cpu_ns = cpu_ns;
         }
         Ok(Response::new(ack))
+    }
+
+    async fn send_reference_stream(
+        &self,
+        request: Request<Streaming<ReferenceProgress>>,
+    ) -> Result<Response<TransferAck>, Status> {
+        let Some(handler) = self.handler.clone() else {
+            return Err(Status::failed_precondition(
+                "zero-copy is not available on this worker",
+            ));
+        };
+        let started = Instant::now();
+        let mut stream = request.into_inner();
+        let (mut ack, cpu_ns) = self.receive_progress(handler, &mut stream).await?;
+        ack.worker_ns = nanos(started.elapsed());
+        ack.worker_cpu_ns = cpu_ns;
+        Ok(Response::new(ack))
+    }
+}
+
+impl TransferService {
+    async fn receive_progress(
+        &self,
+        handler: Arc<dyn ReferenceHandler>,
+        stream: &mut Streaming<ReferenceProgress>,
+    ) -> Result<(TransferAck, u64), Status> {
+        let first = stream.message().await?.ok_or_else(|| {
+            Status::invalid_argument("expected a first message carrying the reference, got none")
+        })?;
+        let reference = first.reference.ok_or_else(|| {
+            Status::invalid_argument("expected the reference in the first message")
+        })?;
+        if reference.format.len() > MAX_FORMAT_LEN {
+            return Err(Status::invalid_argument(format!(
+                "format name of {} bytes, expected at most {MAX_FORMAT_LEN}",
+                reference.format.len()
+            )));
+        }
+        let transfer_id = reference.transfer_id;
+        let (begun, mut cpu_ns) =
+            tokio::task::spawn_blocking(move || cpu::timed(|| handler.begin(&reference)))
+                .await
+                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
+        let mut read = begun?;
+        let mut ready = first.ready;
+        loop {
+            if ready > 0 {
+                let (advanced, spent) = tokio::task::spawn_blocking(move || {
+                    let (result, spent) = cpu::timed(|| read.advance(ready));
+                    (result.map(|()| read), spent)
+                })
+                .await
+                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
+                cpu_ns += spent;
+                read = advanced?;
+            }
+            match stream.message().await? {
+                Some(next) if next.reference.is_some() => {
+                    return Err(Status::invalid_argument(
+                        "expected progress after the first message, got a second reference",
+                    ));
+                }
+                Some(next) => ready = next.ready,
+                None => break,
+            }
+        }
+        let (finished, spent) = cpu::timed(|| read.finish());
+        let mut ack = finished?;
+        ack.transfer_id = transfer_id;
+        Ok((ack, cpu_ns + spent))
     }
 }
 
