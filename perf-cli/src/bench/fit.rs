@@ -68,7 +68,9 @@ fn ns_per_byte(points: &[(u64, f64)]) -> Option<f64> {
 /// - `grpc_cached_ns_per_byte` and `grpc_ns_per_byte`: least-squares slopes of the gRPC
 ///   medians at sizes up to and above `grpc_cache_bytes` (two sizes or more each);
 /// - `grpc_call_us`: the smallest gRPC median less its per-byte part;
-/// - `memcpy_ns_per_byte`: the slope of the memcpy medians;
+/// - `memcpy_ns_per_byte`: the slope of the pooled zero-copy medians: what zero-copy costs
+///   per byte, the host's write into the segment and the worker's read of it together (the
+///   plain memcpy is measured beside it as the physical ceiling, not fitted);
 /// - `zero_copy_notify_us`: the smallest pooled median less its copy;
 /// - `page_fault_us`: the slope of (fresh - pooled) per 4 KiB page from 1 MiB up (from 64 KiB
 ///   up when fewer than two sizes are that large);
@@ -107,13 +109,12 @@ pub(crate) fn fit(results: &Results, defaults: CostCoefficients) -> Fit {
     });
     set(&mut c.grpc_call_us, "grpc_call_us", call);
 
-    let memcpy = results.series(BenchMethod::Memcpy);
+    let pooled = results.series(BenchMethod::ZeroCopyPooled);
     set(
         &mut c.memcpy_ns_per_byte,
         "memcpy_ns_per_byte",
-        ns_per_byte(&memcpy),
+        ns_per_byte(&pooled),
     );
-    let pooled = results.series(BenchMethod::ZeroCopyPooled);
     let notify = pooled
         .first()
         .and_then(|&(size, us)| cost(us - size as f64 * c.memcpy_ns_per_byte / 1000.0));

@@ -114,7 +114,8 @@ pub struct CostCoefficients {
     pub grpc_memory_factor: f64,
     /// Fixed cost of a zero-copy transfer: reference, token, notification; microseconds.
     pub zero_copy_notify_us: f64,
-    /// Writing the payload into a segment, per byte, in nanoseconds.
+    /// Zero-copy's cost per payload byte, in nanoseconds: writing it into
+    /// the segment (and, as `perfopt bench` measures it, the worker's read).
     pub memcpy_ns_per_byte: f64,
     /// Creating and mapping a fresh segment, in microseconds.
     pub segment_create_us: f64,
