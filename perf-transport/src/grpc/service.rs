@@ -24,6 +24,8 @@ const MAX_INLINE_CEILING: u64 = 16 << 30;
 const MAX_INFLIGHT_CEILING: u64 = 64 << 30;
 /// Longest value accepted for [`ServiceConfig::max_call_duration`]: one day.
 const MAX_CALL_CEILING: Duration = Duration::from_secs(24 * 60 * 60);
+/// References to payloads up to this size are read on the serving thread.
+const SMALL_REFERENCE: u64 = 256 << 10;
 /// In-flight inline bytes are counted in units of this many bytes.
 const INFLIGHT_UNIT: u64 = 1024;
 
@@ -262,11 +264,15 @@ impl Transfer for TransferService {
         }
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
-        // The blocking thread runs on after a deadline drops this future; it cannot be stopped.
-        let (handled, cpu_ns) =
+        let (handled, cpu_ns) = if reference.length <= SMALL_REFERENCE {
+            // Reading a small payload costs less than a hand-off to a blocking thread.
+            cpu::timed(|| handler.handle(&reference))
+        } else {
+            // The blocking thread runs on after a deadline drops this future; it cannot be stopped.
             tokio::task::spawn_blocking(move || cpu::timed(|| handler.handle(&reference)))
                 .await
-                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
+                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
+        };
         let mut ack = handled?;
         ack.transfer_id = transfer_id;
         if ack.worker_ns == 0 {
