@@ -24,8 +24,6 @@ const MAX_INLINE_CEILING: u64 = 16 << 30;
 const MAX_INFLIGHT_CEILING: u64 = 64 << 30;
 /// Longest value accepted for [`ServiceConfig::max_call_duration`]: one day.
 const MAX_CALL_CEILING: Duration = Duration::from_secs(24 * 60 * 60);
-/// References to payloads up to this size are read on the serving thread.
-const SMALL_REFERENCE: u64 = 256 << 10;
 /// In-flight inline bytes are counted in units of this many bytes.
 const INFLIGHT_UNIT: u64 = 1024;
 
@@ -38,6 +36,14 @@ const INFLIGHT_UNIT: u64 = 1024;
 pub trait ReferenceHandler: Send + Sync {
     /// Reads the payload `reference` points to and acknowledges it.
     fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status>;
+
+    /// Whether reading `length` bytes takes so little time (a few tens of
+    /// microseconds, no blocking call) that it may run on the serving thread
+    /// instead of being handed to a blocking thread.
+    fn reads_quickly(&self, length: u64) -> bool {
+        let _ = length;
+        false
+    }
 
     /// Checks `reference` and prepares to read a payload that the host is
     /// still writing, part by part; handlers that cannot do that refuse.
@@ -264,7 +270,7 @@ impl Transfer for TransferService {
         }
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
-        let (handled, cpu_ns) = if reference.length <= SMALL_REFERENCE {
+        let (handled, cpu_ns) = if handler.reads_quickly(reference.length) {
             // Reading a small payload costs less than a hand-off to a blocking thread.
             cpu::timed(|| handler.handle(&reference))
         } else {
