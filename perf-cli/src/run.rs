@@ -302,6 +302,10 @@ fn text_report(r: &serde_json::Value, failures: &[String]) -> String {
             );
         }
     }
+    if let Some(pools) = r["by_pool"].as_object() {
+        let list: Vec<String> = pools.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        out += &format!("\n  transfers by pool: {}\n", list.join(", "));
+    }
     out += "\n  decisions by reason:\n";
     if let Some(reasons) = r["by_reason"].as_object() {
         for (reason, methods) in reasons {

@@ -24,6 +24,7 @@ struct PerMethod {
 struct State {
     methods: BTreeMap<Method, PerMethod>,
     reasons: BTreeMap<(Method, ReasonCode), u64>,
+    pools: BTreeMap<String, u64>,
     fallbacks: BTreeMap<FallbackReason, u64>,
     decision_ns: Option<Histogram<u64>>,
 }
@@ -48,6 +49,7 @@ impl MetricsSink for Summary {
             .get_or_insert_with(hist)
             .record((m.throughput_bps / 1024.0) as u64);
         *s.reasons.entry((m.decided_method, m.reason)).or_default() += 1;
+        *s.pools.entry(m.pool.to_string()).or_default() += 1;
         if let Some(f) = m.fallback {
             *s.fallbacks.entry(f).or_default() += 1;
         }
@@ -60,7 +62,7 @@ fn pct(h: &Option<Histogram<u64>>, q: f64) -> u64 {
 }
 
 impl Summary {
-    /// The summary as JSON: `transfers`, `bytes`, `by_method`, `by_reason`,
+    /// The summary as JSON: `transfers`, `bytes`, `by_method`, `by_pool`, `by_reason`,
     /// per-method latency and throughput percentiles, fallbacks, decision time.
     pub(crate) fn to_json(&self) -> Value {
         let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
@@ -108,6 +110,7 @@ impl Summary {
             "transfers": transfers,
             "bytes": bytes,
             "by_method": by_method,
+            "by_pool": s.pools,
             "by_reason": by_reason,
             "methods": methods,
             "fallbacks": fallbacks,

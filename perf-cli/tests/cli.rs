@@ -255,3 +255,50 @@ fn decide_runs_on_a_calibration_profile() {
     ]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn run_drives_real_transfers_through_workers_and_reports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run.json");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/perfopt.toml");
+    let o = perfopt(&[
+        "run",
+        "--duration",
+        "1500ms",
+        "--workers",
+        "1",
+        "--config",
+        config,
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("perfopt run: "), "{}", stdout(&o));
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let transfers = r["transfers"].as_u64().unwrap();
+    assert!(transfers > 0);
+    assert_eq!(r["failed"], 0);
+    let sum = |v: &Value| -> u64 {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum(&r["by_method"]), transfers);
+    assert_eq!(sum(&r["by_pool"]), transfers);
+    for pool in r["by_pool"].as_object().unwrap().keys() {
+        assert!(
+            ["default", "ml", "batch"].contains(&pool.as_str()),
+            "{pool}"
+        );
+    }
+    for method in r["by_method"].as_object().unwrap().keys() {
+        assert!(["grpc", "zero_copy"].contains(&method.as_str()), "{method}");
+    }
+
+    let bad = perfopt(&["run", "--duration", "forever"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = perfopt(&["run", "--workers", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
