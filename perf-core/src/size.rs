@@ -86,7 +86,7 @@ impl fmt::Display for HumanSize {
 /// Formats a size for a configuration file: the largest unit that divides it exactly.
 pub fn config_size(n: u64) -> String {
     for (unit, m) in [("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-        if n >= m && n % m == 0 {
+        if n >= m && n.is_multiple_of(m) {
             return format!("{}{unit}", n / m);
         }
     }

@@ -11,3 +11,10 @@
 //!
 //! Not implemented yet. It will cover R2.1, R2.3, R2.5 and R2.6 (measurement), the series of
 //! R5.4, and R14.5 and R14.6 (retention and migration).
+
+pub mod model;
+
+pub use model::{
+    Backend, Batch, Bucket, BucketKey, Granularity, Measure, SeriesKey, Stats, StoreError,
+    size_class,
+};

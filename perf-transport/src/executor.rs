@@ -227,12 +227,13 @@ impl Executor {
             }
         }
         let mut elapsed = start.elapsed();
-        if let Some((ack, _)) = &carried {
-            if self.config.verify && ack.checksum != checksum(payload) {
-                // The worker read other bytes: never trust that, go the simple way.
-                fallback = Some(FallbackReason::WorkerError);
-                carried = None;
-            }
+        if let Some((ack, _)) = &carried
+            && self.config.verify
+            && ack.checksum != checksum(payload)
+        {
+            // The worker read other bytes: never trust that, go the simple way.
+            fallback = Some(FallbackReason::WorkerError);
+            carried = None;
         }
         let (method, ack, memory) = match carried {
             Some((ack, memory)) => (Method::ZeroCopy, ack, memory),

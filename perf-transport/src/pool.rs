@@ -190,17 +190,17 @@ impl SegmentPool {
     pub fn acquire(&self, size: usize) -> Result<Lease, PoolError> {
         let inner = &self.0;
         let class = class_of(size, inner.config.max_class);
-        if let Some(c) = class {
-            if let Some(segment) = lock(&inner.free)[c].pop() {
-                inner.free_counts[c].fetch_sub(1, Ordering::AcqRel);
-                inner.reused.fetch_add(1, Ordering::Relaxed);
-                return Ok(Lease {
-                    segment: Some(segment),
-                    class,
-                    kind: LeaseKind::Reused,
-                    pool: self.clone(),
-                });
-            }
+        if let Some(c) = class
+            && let Some(segment) = lock(&inner.free)[c].pop()
+        {
+            inner.free_counts[c].fetch_sub(1, Ordering::AcqRel);
+            inner.reused.fetch_add(1, Ordering::Relaxed);
+            return Ok(Lease {
+                segment: Some(segment),
+                class,
+                kind: LeaseKind::Reused,
+                pool: self.clone(),
+            });
         }
         let bytes = class.map_or_else(|| one_off_bytes(size), class_bytes);
         self.reserve(bytes as u64)?;

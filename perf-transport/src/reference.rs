@@ -245,16 +245,16 @@ impl Reference {
                 ),
             });
         }
-        if let SegmentId::Named(name) = &self.segment {
-            if name.len() > MAX_SEGMENT_NAME_LEN {
-                return Err(ReferenceError::Malformed {
-                    id,
-                    what: format!(
-                        "segment name of {} bytes, expected at most {MAX_SEGMENT_NAME_LEN}",
-                        name.len()
-                    ),
-                });
-            }
+        if let SegmentId::Named(name) = &self.segment
+            && name.len() > MAX_SEGMENT_NAME_LEN
+        {
+            return Err(ReferenceError::Malformed {
+                id,
+                what: format!(
+                    "segment name of {} bytes, expected at most {MAX_SEGMENT_NAME_LEN}",
+                    name.len()
+                ),
+            });
         }
         self.mac(secret)
             .verify_slice(&self.token)
@@ -275,14 +275,14 @@ impl Reference {
                 segment_len: self.segment_len,
             });
         }
-        if let (SegmentId::Memfd { pid, .. }, Some(peer)) = (&self.segment, peer_pid) {
-            if *pid != peer {
-                return Err(ReferenceError::ForeignOwner {
-                    id,
-                    owner: *pid,
-                    peer,
-                });
-            }
+        if let (SegmentId::Memfd { pid, .. }, Some(peer)) = (&self.segment, peer_pid)
+            && *pid != peer
+        {
+            return Err(ReferenceError::ForeignOwner {
+                id,
+                owner: *pid,
+                peer,
+            });
         }
         Ok(())
     }

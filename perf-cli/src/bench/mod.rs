@@ -61,12 +61,12 @@ struct Plan {
 impl Plan {
     fn from_args(args: &BenchArgs) -> Result<Plan, Exit> {
         let sizes = parse_sizes(&args.sizes).map_err(Exit::bad_input)?;
-        if let Some(n) = args.repeats {
-            if !(1..=MAX_REPEATS).contains(&n) {
-                return Err(Exit::bad_input(format_args!(
-                    "--repeats {n} is out of range, expected 1 to {MAX_REPEATS}"
-                )));
-            }
+        if let Some(n) = args.repeats
+            && !(1..=MAX_REPEATS).contains(&n)
+        {
+            return Err(Exit::bad_input(format_args!(
+                "--repeats {n} is out of range, expected 1 to {MAX_REPEATS}"
+            )));
         }
         Ok(Plan {
             sizes: sizes

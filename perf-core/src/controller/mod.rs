@@ -197,13 +197,12 @@ impl Controller {
         ctx: &DecisionContext,
     ) -> (Estimates, f64) {
         let weights = Weights::for_goal(pool.settings.goal, &ctx.system, adaptation);
-        if pool.settings.learning {
-            if let Some(p) = self.predictor.predict(request, &ctx.system) {
-                if p.confidence >= adaptation.predictor_min_confidence {
-                    let e = weigh(p.zero_copy, p.grpc, EstimateSource::Predicted, &weights);
-                    return (e, p.confidence);
-                }
-            }
+        if pool.settings.learning
+            && let Some(p) = self.predictor.predict(request, &ctx.system)
+            && p.confidence >= adaptation.predictor_min_confidence
+        {
+            let e = weigh(p.zero_copy, p.grpc, EstimateSource::Predicted, &weights);
+            return (e, p.confidence);
         }
         let (zc, grpc) = calibrated_estimates(costs, request, ctx.zero_copy, &ctx.system);
         (weigh(zc, grpc, EstimateSource::Calibrated, &weights), 1.0)
@@ -424,10 +423,10 @@ impl Controller {
                 changes.push(self.thresholds.reset(p.name, &p.settings, reason, now)?);
             }
         }
-        if let Some(n) = pool {
-            if changes.is_empty() {
-                return Err(ThresholdError::UnknownPool(n.to_string()));
-            }
+        if let Some(n) = pool
+            && changes.is_empty()
+        {
+            return Err(ThresholdError::UnknownPool(n.to_string()));
         }
         Ok(changes)
     }

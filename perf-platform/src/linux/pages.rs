@@ -118,7 +118,7 @@ impl HugePageSupport {
         if len < HUGE_PAGE {
             return PagePlan::Small;
         }
-        if self.hugetlb && len % HUGE_PAGE == 0 {
+        if self.hugetlb && len.is_multiple_of(HUGE_PAGE) {
             return PagePlan::HugeTlb;
         }
         match self.thp {

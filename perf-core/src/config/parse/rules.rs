@@ -135,14 +135,14 @@ fn read_rule(report: &mut Report, sec: &Section<'_>, configured: Option<&[Name]>
     );
     let size_min = sec.read(report, "size_min", read_size);
     let size_max = sec.read(report, "size_max", read_size);
-    if let (Some(min), Some(max)) = (size_min, size_max) {
-        if min > max {
-            report.push(
-                sec.key_path("size_min"),
-                sec.table.get("size_min").map_or_else(String::new, render),
-                format!("a size_min no larger than size_max ({})", config_size(max)),
-            );
-        }
+    if let (Some(min), Some(max)) = (size_min, size_max)
+        && min > max
+    {
+        report.push(
+            sec.key_path("size_min"),
+            sec.table.get("size_min").map_or_else(String::new, render),
+            format!("a size_min no larger than size_max ({})", config_size(max)),
+        );
     }
     let data_types =
         read_list::<DataType>(report, sec, "data_types", "data types", DataType::NAMES);
