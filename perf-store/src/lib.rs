@@ -1,16 +1,22 @@
-//! Metrics store of perfopt: implements `MetricsSink` and `MetricsQuery` from `perf-core` with
-//! time series, percentiles and persistence in redb.
+//! The metrics store of perfopt: records every transfer without blocking the caller, keeps
+//! time series from 1 s to 1 h with mergeable histograms, answers percentile queries, and
+//! persists everything in an embedded redb file.
 //!
-//! This crate will own the record of every completed transfer (the `TransferMetrics` vocabulary
-//! shared from the hot path to the dashboards), recording that never blocks the caller,
-//! aggregation into time series from 1 s to 1 h granularity, percentiles P50, P95, P99 and P99.9
-//! by pool, method and range, profiles that correlate latency with size, format, compression and
-//! load, retention, clean-up and archival of old metrics, and migration of stored data on
-//! upgrade. Its crash safety will be tested as redb's is: by killing the writer at random points
-//! and reopening, with storage faults injected through a test backend.
+//! - [`StoreSink`] implements `MetricsSink`: `record` pushes onto a bounded lock-free queue
+//!   (a full queue drops and counts, never stalls); one background thread aggregates into 1 s,
+//!   1 min and 1 h [`Bucket`]s per pool x method x size class x data type and commits them with
+//!   the raw samples every 100 ms or N records. A failing backend keeps everything in memory
+//!   and retries; nothing committed is lost.
+//! - [`StoreQuery`] implements `MetricsQuery`: P50, P95, P99, P99.9, mean and count for any
+//!   range at any granularity from 1 s to 1 h, by merging histograms (never averaging
+//!   percentiles), raw samples for training, and correlation [`Profile`]s (R2.6).
+//! - [`RedbBackend`] is the durable [`Backend`]: one atomic write transaction per batch, a
+//!   versioned schema with [`migrate`] (backup first), [`Retention`] with archival, a
+//!   read-only [`check`] for `perfopt doctor`, and [`RedbThresholdStore`] so thresholds and
+//!   their history survive a restart (R1.6). [`MemoryBackend`] serves tests and runs that keep
+//!   nothing.
 //!
-//! Not implemented yet. It will cover R2.1, R2.3, R2.5 and R2.6 (measurement), the series of
-//! R5.4, and R14.5 and R14.6 (retention and migration).
+//! It covers R2.1, R2.3, R2.5, R2.6, the series of R5.4, R14.5 and R14.6.
 
 pub mod model;
 
@@ -18,3 +24,29 @@ pub use model::{
     Backend, Batch, Bucket, BucketKey, Granularity, Measure, SeriesKey, Stats, StoreError,
     size_class,
 };
+
+pub mod aggregate;
+pub mod memory;
+pub mod profile;
+pub mod query;
+pub mod sink;
+#[cfg(test)]
+mod test_support;
+
+pub use aggregate::{Aggregator, AggregatorConfig, Committed};
+pub use memory::{MemoryBackend, MemoryConfig};
+pub use profile::{Profile, ProfileRow};
+pub use query::StoreQuery;
+pub use sink::{SinkConfig, SinkStats, StoreSink};
+
+pub mod datadir;
+pub mod db;
+pub mod migrate;
+pub mod retention;
+
+pub use datadir::{DATA_DIR_ENV, DataDir, DataDirError, DataDirSource};
+pub use db::{
+    CheckReport, RedbBackend, RedbConfig, RedbThresholdStore, TableRows, WriteFaults, check,
+};
+pub use migrate::{MigrationReport, migrate};
+pub use retention::{CleanupReport, Retention};
