@@ -11,7 +11,7 @@
 //!   range at any granularity from 1 s to 1 h, by merging histograms (never averaging
 //!   percentiles), raw samples for training, and correlation [`Profile`]s (R2.6).
 //! - [`RedbBackend`] is the durable [`Backend`]: one atomic write transaction per batch, a
-//!   versioned schema with [`migrate`] (backup first), [`Retention`] with archival, a
+//!   versioned schema with [`migrate()`] (backup first), [`Retention`] with archival, a
 //!   read-only [`check`] for `perfopt doctor`, and [`RedbThresholdStore`] so thresholds and
 //!   their history survive a restart (R1.6). [`MemoryBackend`] serves tests and runs that keep
 //!   nothing.
