@@ -6,6 +6,7 @@ mod decide;
 mod exit;
 mod run;
 mod spawn;
+mod store_cmd;
 mod summary;
 mod worker;
 
@@ -34,6 +35,20 @@ enum Command {
     Run(run::RunArgs),
     /// Runs a worker process that receives transfers on a socket.
     Worker(worker::WorkerArgs),
+    /// Percentiles per time bucket from the metrics store.
+    Stats(store_cmd::StatsArgs),
+    /// Raw samples from the metrics store, as JSON lines or CSV.
+    Export(store_cmd::ExportArgs),
+    /// Upgrades the metrics store to this version's schema, after a backup.
+    Migrate(store_cmd::DataDirArg),
+    /// Checks the platform, the data directory, the metrics store and a configuration.
+    Doctor {
+        #[command(flatten)]
+        data: store_cmd::DataDirArg,
+        /// A configuration file to validate too.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Measures gRPC, zero-copy (pooled and fresh segments) and memcpy at each size against
     /// a worker process; prints crossovers and writes a calibration profile.
     Bench(bench::BenchArgs),
@@ -46,6 +61,10 @@ fn main() -> ExitCode {
         Command::Config(cmd) => config_cmd::run(&cmd),
         Command::Run(args) => run::run(&args),
         Command::Worker(args) => worker::run(&args),
+        Command::Stats(args) => store_cmd::stats(&args),
+        Command::Export(args) => store_cmd::export(&args),
+        Command::Migrate(args) => store_cmd::run_migrate(&args),
+        Command::Doctor { data, config } => store_cmd::doctor(&data, config.as_ref()),
         Command::Bench(args) => bench::run(&args),
     };
     match result {

@@ -8,15 +8,17 @@ use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
     Compression, Controller, DataType, Format, HumanSize, MetricsSink, Name, ResourceProbe,
-    TransferRequest,
+    ThresholdStore, TransferRequest,
 };
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
+use perfopt::store::{Backend as StoreBackend, MemoryBackend, SinkConfig, StoreSink};
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
 use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool};
 use serde_json::json;
 
 use crate::exit::Exit;
 use crate::spawn::{WorkerProcess, Workspace};
+use crate::store_cmd::DataDirArg;
 use crate::summary::Summary;
 
 /// The mix of sizes a run sends.
@@ -76,6 +78,51 @@ pub(crate) struct RunArgs {
     /// Which segments the host creates.
     #[arg(long, value_enum, default_value = "memfd")]
     backend: Backend,
+    #[command(flatten)]
+    data: DataDirArg,
+}
+
+/// The metrics store a run records into: the redb store of the data
+/// directory, or memory when it cannot be opened (the run goes on).
+struct RunStore {
+    sink: Arc<StoreSink>,
+    thresholds: Option<Arc<dyn ThresholdStore>>,
+    where_: String,
+}
+
+fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
+    let dir = data.resolve()?;
+    let (backend, thresholds, where_): (
+        Arc<dyn StoreBackend>,
+        Option<Arc<dyn ThresholdStore>>,
+        String,
+    ) = match crate::store_cmd::open(&dir) {
+        Ok(redb) => {
+            let thresholds: Arc<dyn ThresholdStore> = Arc::new(redb.thresholds());
+            (
+                Arc::new(redb),
+                Some(thresholds),
+                dir.path.display().to_string(),
+            )
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: metrics are kept in memory only: {}",
+                e.message.trim_start_matches("error: ")
+            );
+            (
+                Arc::new(MemoryBackend::default()),
+                None,
+                "memory".to_string(),
+            )
+        }
+    };
+    let sink = StoreSink::new(backend, SinkConfig::default()).map_err(Exit::failed)?;
+    Ok(RunStore {
+        sink: Arc::new(sink),
+        thresholds,
+        where_,
+    })
 }
 
 /// Reads `30s`, `2m`, `500ms`, `1h`; bounded to 1 ms .. 24 h.
@@ -140,12 +187,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let budget = perf_core::parse_size(&args.shm_budget).map_err(Exit::bad_input)?;
     let config = crate::decide::load(args.config.as_ref())?;
     let pools: Vec<Name> = config.pools.keys().copied().collect();
-    let controller = Arc::new(
-        Controller::builder(config)
-            .seed(args.seed)
-            .build()
-            .map_err(Exit::bad_input)?,
-    );
+    let store = open_store(&args.data)?;
+    let mut builder = Controller::builder(config).seed(args.seed);
+    if let Some(t) = &store.thresholds {
+        builder = builder.threshold_store(t.clone());
+    }
+    let controller = Arc::new(builder.build().map_err(Exit::bad_input)?);
 
     let named = NamedShm::new(NamedShmConfig::default()).map_err(Exit::failed)?;
     let swept = named.sweep_stale().map_err(Exit::failed)?;
@@ -198,7 +245,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             )
             .await
             .map_err(Exit::failed)?
-            .with_sink(summary.clone() as Arc<dyn MetricsSink>);
+            .with_sink(summary.clone() as Arc<dyn MetricsSink>)
+            .with_sink(store.sink.clone() as Arc<dyn MetricsSink>);
             executors.push(ex);
         }
         let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
@@ -237,6 +285,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     })?;
     let elapsed = started.elapsed();
     drop(workers);
+    let flushed = store.sink.try_flush();
+    let recorded = store.sink.stats();
 
     let mut report = summary.to_json();
     report["duration_s"] = json!(elapsed.as_secs_f64());
@@ -245,6 +295,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["failed"] = json!(failures.len());
     report["pool"] = json!(pool.stats());
     report["swept_segments"] = json!(swept.removed);
+    report["store"] = json!({
+        "data_dir": store.where_,
+        "recorded": recorded.recorded,
+        "committed": recorded.committed,
+        "dropped": recorded.dropped,
+        "failed_commits": recorded.failed_commits,
+        "error": flushed.err().map(|e| e.to_string()),
+    });
     print!("{}", text_report(&report, &failures));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).map_err(Exit::failed)?;
@@ -330,6 +388,13 @@ fn text_report(r: &serde_json::Value, failures: &[String]) -> String {
         r["pool"]["created"],
         r["pool"]["one_off"],
         r["pool"]["refused"],
+    );
+    out += &format!(
+        "  metrics store: {} ({} recorded, {} committed, {} dropped)\n",
+        r["store"]["data_dir"].as_str().unwrap_or(""),
+        r["store"]["recorded"],
+        r["store"]["committed"],
+        r["store"]["dropped"],
     );
     for f in failures.iter().take(5) {
         out += &format!("  failed: {f}\n");

@@ -269,6 +269,8 @@ fn run_drives_real_transfers_through_workers_and_reports_them() {
         "1",
         "--config",
         config,
+        "--data-dir",
+        dir.path().join("store").to_str().unwrap(),
         "--json",
         out.to_str().unwrap(),
     ]);
@@ -301,4 +303,89 @@ fn run_drives_real_transfers_through_workers_and_reports_them() {
     assert_eq!(bad.status.code(), Some(2));
     let bad = perfopt(&["run", "--workers", "0"]);
     assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn the_store_commands_read_what_a_run_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("store");
+    let data = data.to_str().unwrap();
+    let report = dir.path().join("run.json");
+    let o = perfopt(&[
+        "run",
+        "--duration",
+        "1s",
+        "--workers",
+        "1",
+        "--data-dir",
+        data,
+        "--json",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let transfers = run["transfers"].as_u64().unwrap();
+    assert_eq!(run["store"]["committed"].as_u64(), Some(transfers), "{run}");
+
+    let stats = json(&["stats", "--data-dir", data, "--granularity", "1s", "--json"]);
+    assert_eq!(stats["total_transfers"].as_u64(), Some(transfers));
+    let buckets = stats["buckets"].as_array().unwrap();
+    let counted: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, transfers);
+    for b in buckets {
+        for metric in [
+            "latency_us",
+            "throughput_bps",
+            "decision_ns",
+            "memory_bytes",
+        ] {
+            let m = &b[metric];
+            assert!(
+                m["p50"].as_f64().unwrap() <= m["p999"].as_f64().unwrap(),
+                "{b}"
+            );
+        }
+    }
+
+    let jsonl = perfopt(&["export", "--data-dir", data, "--since", "1h"]);
+    assert!(jsonl.status.success());
+    let lines: Vec<Value> = stdout(&jsonl)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, transfers);
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["started_at"].as_u64() <= w[1]["started_at"].as_u64())
+    );
+    let csv = perfopt(&["export", "--data-dir", data, "--format", "csv"]);
+    let text = stdout(&csv);
+    assert!(text.starts_with("started_at_ns,pool,method,"));
+    assert_eq!(text.lines().count() as u64, transfers + 1);
+
+    let m = perfopt(&["migrate", "--data-dir", data]);
+    assert!(stdout(&m).contains("nothing to do"), "{}", stdout(&m));
+    let d = perfopt(&["doctor", "--data-dir", data]);
+    assert_eq!(d.status.code(), Some(0), "{}", stderr(&d));
+    assert!(
+        stdout(&d).contains(&format!("{transfers} samples")),
+        "{}",
+        stdout(&d)
+    );
+
+    let bad = perfopt(&["stats", "--data-dir", data, "--granularity", "2h"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let bad = perfopt(&["stats", "--data-dir", data, "--method", "carrier-pigeon"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    // A damaged store is reported by doctor, never a panic.
+    let file = std::path::Path::new(data).join("metrics.redb");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let len = bytes.len();
+    bytes.truncate(len / 3);
+    std::fs::write(&file, bytes).unwrap();
+    let d = perfopt(&["doctor", "--data-dir", data]);
+    assert_eq!(d.status.code(), Some(1), "{}", stdout(&d));
+    assert!(stderr(&d).contains("metrics store"), "{}", stderr(&d));
 }

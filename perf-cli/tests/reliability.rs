@@ -146,10 +146,11 @@ async fn a_worker_killed_mid_transfer_fails_within_the_deadline_and_leaks_no_seg
     assert_eq!(segments_of(me), before, "a segment leaked");
 }
 
-fn perfopt_run(args: &[&str]) -> Child {
+fn perfopt_run(args: &[&str], data_dir: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_perfopt"))
         .arg("run")
         .args(args)
+        .env("PERFOPT_DATA_DIR", data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -158,16 +159,20 @@ fn perfopt_run(args: &[&str]) -> Child {
 
 #[test]
 fn a_host_killed_while_holding_named_segments_is_swept_at_the_next_start() {
-    let mut host = perfopt_run(&[
-        "--backend",
-        "named",
-        "--workload",
-        "large",
-        "--duration",
-        "60s",
-        "--workers",
-        "1",
-    ]);
+    let data = tempfile::tempdir().unwrap();
+    let mut host = perfopt_run(
+        &[
+            "--backend",
+            "named",
+            "--workload",
+            "large",
+            "--duration",
+            "60s",
+            "--workers",
+            "1",
+        ],
+        data.path(),
+    );
     let pid = host.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     while segments_of(pid) == 0 {
@@ -182,7 +187,10 @@ fn a_host_killed_while_holding_named_segments_is_swept_at_the_next_start() {
     let left = segments_of(pid);
     assert!(left > 0, "a killed host leaves its named segments behind");
 
-    let next = perfopt_run(&["--duration", "200ms", "--workers", "1", "--json", "-"]);
+    let next = perfopt_run(
+        &["--duration", "200ms", "--workers", "1", "--json", "-"],
+        data.path(),
+    );
     let out = next.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -60,7 +60,11 @@ fn cost(x: f64) -> Option<f64> {
 /// The least-squares slope of `points` (bytes, microseconds) in nanoseconds per byte.
 fn ns_per_byte(points: &[(u64, f64)]) -> Option<f64> {
     let xy: Vec<(f64, f64)> = points.iter().map(|&(s, us)| (s as f64, us)).collect();
-    least_squares(&xy).and_then(|(slope, _)| cost(slope * 1000.0))
+    // A slope of zero or less is noise over too narrow a range, not a cost:
+    // the default stays.
+    least_squares(&xy)
+        .filter(|(slope, _)| *slope > 0.0)
+        .and_then(|(slope, _)| cost(slope * 1000.0))
 }
 
 /// Fits the coefficients to `results`, starting from `defaults`:
