@@ -44,6 +44,15 @@ pub enum OptimizerError {
     /// The engine could not be built.
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    /// The metrics store could not be opened.
+    #[cfg(feature = "store")]
+    #[error("metrics store {path}: {source}")]
+    Store {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: perf_store::StoreError,
+    },
 }
 
 /// Reads and validates a configuration file (at most [`MAX_CONFIG_BYTES`]);
@@ -101,6 +110,8 @@ pub struct OptimizerBuilder {
     sinks: Vec<Arc<dyn MetricsSink>>,
     probe: Arc<dyn ResourceProbe>,
     zero_copy: ZeroCopyAvailability,
+    #[cfg(feature = "store")]
+    data_dir: Option<PathBuf>,
 }
 
 impl OptimizerBuilder {
@@ -171,6 +182,15 @@ impl OptimizerBuilder {
         self
     }
 
+    /// Records every transfer into the metrics store in `dir` (redb), answers
+    /// decision functions' queries from it, and keeps thresholds and their
+    /// history there so they survive a restart.
+    #[cfg(feature = "store")]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
     /// States what shared memory can do when no transport reports it
     /// (`Pooled` by default).
     pub fn zero_copy(mut self, availability: ZeroCopyAvailability) -> Self {
@@ -185,7 +205,13 @@ impl OptimizerBuilder {
     }
 
     /// Validates everything and starts the watcher, if asked for.
-    pub fn build(self) -> Result<Optimizer, OptimizerError> {
+    #[cfg_attr(not(feature = "store"), allow(unused_mut))]
+    pub fn build(mut self) -> Result<Optimizer, OptimizerError> {
+        #[cfg(feature = "store")]
+        let store = match self.data_dir.take() {
+            Some(dir) => Some(self.open_store(dir)?),
+            None => None,
+        };
         let mut builder = self.controller;
         let mut initial_text = None;
         if let Some(path) = &self.config_file {
@@ -206,6 +232,8 @@ impl OptimizerBuilder {
         };
         Ok(Optimizer {
             controller,
+            #[cfg(feature = "store")]
+            store,
             sinks: self.sinks,
             probe: self.probe,
             zero_copy: self.zero_copy,
@@ -214,9 +242,35 @@ impl OptimizerBuilder {
     }
 }
 
+#[cfg(feature = "store")]
+impl OptimizerBuilder {
+    /// Opens the store and wires its sink, query and threshold log into the builder.
+    fn open_store(&mut self, dir: PathBuf) -> Result<Arc<perf_store::StoreSink>, OptimizerError> {
+        let err = |source| OptimizerError::Store {
+            path: dir.clone(),
+            source,
+        };
+        let backend = perf_store::RedbBackend::open(&dir).map_err(err)?;
+        let thresholds: Arc<dyn ThresholdStore> = Arc::new(backend.thresholds());
+        let backend: Arc<dyn perf_store::Backend> = Arc::new(backend);
+        let sink = Arc::new(
+            perf_store::StoreSink::new(backend.clone(), perf_store::SinkConfig::default())
+                .map_err(err)?,
+        );
+        let query: Arc<dyn MetricsQuery> = Arc::new(perf_store::StoreQuery::new(backend));
+        let controller =
+            std::mem::replace(&mut self.controller, Controller::builder(Config::default()));
+        self.controller = controller.threshold_store(thresholds).metrics(query);
+        self.sinks.push(sink.clone());
+        Ok(sink)
+    }
+}
+
 /// The optimizer: decides, records, reloads.
 pub struct Optimizer {
     controller: Arc<Controller>,
+    #[cfg(feature = "store")]
+    store: Option<Arc<perf_store::StoreSink>>,
     sinks: Vec<Arc<dyn MetricsSink>>,
     probe: Arc<dyn ResourceProbe>,
     zero_copy: ZeroCopyAvailability,
@@ -263,6 +317,8 @@ impl Optimizer {
             sinks: Vec::new(),
             probe: default_probe(),
             zero_copy: ZeroCopyAvailability::Pooled,
+            #[cfg(feature = "store")]
+            data_dir: None,
         }
     }
 
@@ -295,6 +351,12 @@ impl Optimizer {
     /// The decision engine.
     pub fn controller(&self) -> &Arc<Controller> {
         &self.controller
+    }
+
+    /// The metrics store's sink, when a data directory was given.
+    #[cfg(feature = "store")]
+    pub fn store(&self) -> Option<&Arc<perf_store::StoreSink>> {
+        self.store.as_ref()
     }
 
     /// Connects an executor to the worker at `endpoint`: it decides with this

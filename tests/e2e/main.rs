@@ -1,6 +1,8 @@
 //! End-to-end tests of the facade: one integration binary, one module per area.
 
 mod optimizer;
+#[cfg(feature = "store")]
+mod store;
 #[cfg(feature = "transport")]
 mod transfer;
 mod watch;
