@@ -11,7 +11,9 @@ use perf_core::{
     ThresholdStore, TransferRequest,
 };
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
-use perfopt::store::{Backend as StoreBackend, MemoryBackend, SinkConfig, StoreSink};
+use perfopt::store::{
+    Backend as StoreBackend, CleanupReport, MemoryBackend, Retention, SinkConfig, StoreSink,
+};
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
 use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool};
 use serde_json::json;
@@ -88,16 +90,23 @@ struct RunStore {
     sink: Arc<StoreSink>,
     thresholds: Option<Arc<dyn ThresholdStore>>,
     where_: String,
+    /// What the start-up clean-up removed (default retention).
+    cleaned: Option<CleanupReport>,
 }
 
 fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
     let dir = data.resolve()?;
+    let mut cleaned = None;
     let (backend, thresholds, where_): (
         Arc<dyn StoreBackend>,
         Option<Arc<dyn ThresholdStore>>,
         String,
     ) = match crate::store_cmd::open(&dir) {
         Ok(redb) => {
+            cleaned = redb
+                .clean_up(&Retention::default(), crate::store_cmd::now())
+                .map_err(|e| eprintln!("warning: clean-up of old metrics failed: {e}"))
+                .ok();
             let thresholds: Arc<dyn ThresholdStore> = Arc::new(redb.thresholds());
             (
                 Arc::new(redb),
@@ -122,6 +131,7 @@ fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
         sink: Arc::new(sink),
         thresholds,
         where_,
+        cleaned,
     })
 }
 
@@ -301,6 +311,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         "committed": recorded.committed,
         "dropped": recorded.dropped,
         "failed_commits": recorded.failed_commits,
+        "cleaned_rows": store.cleaned.as_ref().map(CleanupReport::total),
         "error": flushed.err().map(|e| e.to_string()),
     });
     print!("{}", text_report(&report, &failures));

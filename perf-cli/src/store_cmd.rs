@@ -37,7 +37,8 @@ pub(crate) fn open(dir: &DataDir) -> Result<RedbBackend, Exit> {
         .map_err(|e| Exit::failed(format_args!("{}: {e}", dir.path.display())))
 }
 
-fn now() -> Timestamp {
+/// The wall clock.
+pub(crate) fn now() -> Timestamp {
     Timestamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -62,6 +63,10 @@ pub(crate) struct StatsArgs {
     /// Bucket width, 1s to 1h (e.g. 1s, 10s, 1m, 1h).
     #[arg(long, default_value = "1m")]
     granularity: String,
+    /// Also shows how latency correlates with size, format, compression
+    /// and CPU load, from the raw samples of the range.
+    #[arg(long)]
+    profile: bool,
     /// Prints one JSON object.
     #[arg(long)]
     json: bool,
@@ -116,6 +121,17 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
     };
     let points = query.series(&q).map_err(Exit::bad_input)?;
     let total = query.summary(&q).map_err(Exit::failed)?;
+    let profile = if args.profile {
+        let filter = SampleFilter {
+            pool,
+            method,
+            since: q.from,
+            sizes: None,
+        };
+        Some(query.profile(&filter, 1_000_000).map_err(Exit::failed)?)
+    } else {
+        None
+    };
     if args.json {
         let buckets: Vec<Value> = points
             .iter()
@@ -138,6 +154,7 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
             "total_transfers": total.latency_us.count,
             "latency_us": pct_json(&total.latency_us),
             "buckets": buckets,
+            "profile": profile,
         });
         println!("{out}");
         return Ok(());
@@ -166,6 +183,28 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
             us(l.p99),
             us(l.p999)
         );
+    }
+    if let Some(p) = &profile {
+        println!("\n  latency by ({} samples)", p.samples);
+        let tables = [
+            ("size class", &p.by_size),
+            ("format", &p.by_format),
+            ("compression", &p.by_compression),
+            ("cpu load", &p.by_load),
+        ];
+        for (what, rows) in tables {
+            println!("  {what}:");
+            for r in rows {
+                println!(
+                    "    {:<18} {:>8} transfers  p50 {:>10}  p95 {:>10}  {:>8.0} MiB/s",
+                    r.group,
+                    r.count,
+                    perf_core::HumanMicros(r.latency_p50_us).to_string(),
+                    perf_core::HumanMicros(r.latency_p95_us).to_string(),
+                    r.mean_throughput_bps / (1024.0 * 1024.0)
+                );
+            }
+        }
     }
     Ok(())
 }

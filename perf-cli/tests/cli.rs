@@ -347,6 +347,13 @@ fn the_store_commands_read_what_a_run_recorded() {
         }
     }
 
+    let profiled = json(&["stats", "--data-dir", data, "--profile", "--json"]);
+    assert_eq!(profiled["profile"]["samples"].as_u64(), Some(transfers));
+    let by_size = profiled["profile"]["by_size"].as_array().unwrap();
+    let in_sizes: u64 = by_size.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert_eq!(in_sizes, transfers);
+    assert_eq!(run["store"]["cleaned_rows"], 0);
+
     let jsonl = perfopt(&["export", "--data-dir", data, "--since", "1h"]);
     assert!(jsonl.status.success());
     let lines: Vec<Value> = stdout(&jsonl)
