@@ -39,6 +39,8 @@ enum Command {
     Stats(store_cmd::StatsArgs),
     /// Raw samples from the metrics store, as JSON lines or CSV.
     Export(store_cmd::ExportArgs),
+    /// Removes metrics past their retention, archiving them first if asked.
+    Cleanup(store_cmd::CleanupArgs),
     /// Upgrades the metrics store to this version's schema, after a backup.
     Migrate(store_cmd::DataDirArg),
     /// Checks the platform, the data directory, the metrics store and a configuration.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Stats(args) => store_cmd::stats(&args),
         Command::Export(args) => store_cmd::export(&args),
         Command::Migrate(args) => store_cmd::run_migrate(&args),
+        Command::Cleanup(args) => store_cmd::cleanup(&args),
         Command::Doctor { data, config } => store_cmd::doctor(&data, config.as_ref()),
         Command::Bench(args) => bench::run(&args),
     };

@@ -370,3 +370,111 @@ pub(crate) fn doctor(args: &DataDirArg, config: Option<&PathBuf>) -> Result<(), 
         Err(Exit::failed(problems.join("\nerror: ")))
     }
 }
+
+/// Reads a retention period: `90m`, `36h`, `7d`; from 1 minute to 3650 days.
+pub(crate) fn parse_keep(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid period {text:?}, expected e.g. 90m, 36h, 7d"))?;
+    let secs = match unit {
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "invalid period {text:?}, expected a unit m, h or d"
+            ));
+        }
+    };
+    if !(60..=3650 * 86_400).contains(&secs) {
+        return Err(format!(
+            "period {text:?} is out of range, expected 1m to 3650d"
+        ));
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Arguments of `perfopt cleanup`.
+#[derive(Debug, Args)]
+pub(crate) struct CleanupArgs {
+    #[command(flatten)]
+    data: DataDirArg,
+    /// How long raw samples are kept.
+    #[arg(long, default_value = "7d")]
+    keep_samples: String,
+    /// How long 1-second buckets are kept.
+    #[arg(long, default_value = "1d")]
+    keep_seconds: String,
+    /// How long 1-minute buckets are kept.
+    #[arg(long, default_value = "30d")]
+    keep_minutes: String,
+    /// How long 1-hour buckets are kept.
+    #[arg(long, default_value = "365d")]
+    keep_hours: String,
+    /// Archives what is removed to a compressed file in this directory first.
+    #[arg(long)]
+    archive_dir: Option<PathBuf>,
+    /// Prints one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `perfopt cleanup`: removes metrics past their retention, archiving them first if asked.
+pub(crate) fn cleanup(args: &CleanupArgs) -> Result<(), Exit> {
+    let keep = |t: &str| parse_keep(t).map_err(Exit::bad_input);
+    let retention = perfopt::store::Retention {
+        samples: keep(&args.keep_samples)?,
+        second_buckets: keep(&args.keep_seconds)?,
+        minute_buckets: keep(&args.keep_minutes)?,
+        hour_buckets: keep(&args.keep_hours)?,
+        archive_dir: args.archive_dir.clone(),
+    };
+    let dir = args.data.resolve()?;
+    let report = open(&dir)?
+        .clean_up(&retention, now())
+        .map_err(Exit::failed)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "samples": report.samples,
+                "second_buckets": report.second_buckets,
+                "minute_buckets": report.minute_buckets,
+                "hour_buckets": report.hour_buckets,
+                "total": report.total(),
+                "archive": report.archive,
+            })
+        );
+    } else {
+        println!(
+            "removed {} rows: {} samples, {} 1 s buckets, {} 1 min buckets, {} 1 h buckets{}",
+            report.total(),
+            report.samples,
+            report.second_buckets,
+            report.minute_buckets,
+            report.hour_buckets,
+            report
+                .archive
+                .as_ref()
+                .map_or_else(String::new, |a| format!("; archived to {}", a.display()))
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_periods_parse_with_units_and_bounds() {
+        assert_eq!(parse_keep("7d").unwrap().as_secs(), 7 * 86_400);
+        assert_eq!(parse_keep("36h").unwrap().as_secs(), 36 * 3600);
+        assert_eq!(parse_keep("90m").unwrap().as_secs(), 5400);
+        for bad in ["", "7", "7w", "0m", "3651d", "-1d", "soon"] {
+            assert!(parse_keep(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -371,6 +371,19 @@ fn the_store_commands_read_what_a_run_recorded() {
     assert!(text.starts_with("started_at_ns,pool,method,"));
     assert_eq!(text.lines().count() as u64, transfers + 1);
 
+    // Keeping 1 minute of samples removes nothing that a run just wrote.
+    let kept = json(&[
+        "cleanup",
+        "--data-dir",
+        data,
+        "--keep-samples",
+        "1m",
+        "--json",
+    ]);
+    assert_eq!(kept["total"], 0);
+    let bad = perfopt(&["cleanup", "--data-dir", data, "--keep-samples", "forever"]);
+    assert_eq!(bad.status.code(), Some(2));
+
     let m = perfopt(&["migrate", "--data-dir", data]);
     assert!(stdout(&m).contains("nothing to do"), "{}", stdout(&m));
     let d = perfopt(&["doctor", "--data-dir", data]);
