@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -12,7 +13,7 @@ use perf_core::{
 };
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
 use perfopt::store::{
-    Backend as StoreBackend, CleanupReport, MemoryBackend, Retention, SinkConfig, StoreSink,
+    Backend as StoreBackend, MemoryBackend, RedbBackend, Retention, SinkConfig, StoreSink,
 };
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
 use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool};
@@ -90,26 +91,42 @@ struct RunStore {
     sink: Arc<StoreSink>,
     thresholds: Option<Arc<dyn ThresholdStore>>,
     where_: String,
-    /// What the start-up clean-up removed (default retention).
-    cleaned: Option<CleanupReport>,
+    /// The durable store, for clean-ups while the run goes on.
+    redb: Option<RedbBackend>,
+    /// Rows removed by clean-ups (default retention), at start and every
+    /// [`CLEANUP_EVERY`].
+    cleaned: AtomicU64,
+}
+
+/// How often a long run removes metrics past their retention.
+const CLEANUP_EVERY: Duration = Duration::from_secs(600);
+
+impl RunStore {
+    /// Removes metrics past the default retention; a failure is a warning.
+    fn clean_up(&self) {
+        if let Some(redb) = &self.redb {
+            match redb.clean_up(&Retention::default(), crate::store_cmd::now()) {
+                Ok(report) => {
+                    self.cleaned.fetch_add(report.total(), Ordering::Relaxed);
+                }
+                Err(e) => eprintln!("warning: clean-up of old metrics failed: {e}"),
+            }
+        }
+    }
 }
 
 fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
     let dir = data.resolve()?;
-    let mut cleaned = None;
+    let opened = crate::store_cmd::open(&dir);
     let (backend, thresholds, where_): (
         Arc<dyn StoreBackend>,
         Option<Arc<dyn ThresholdStore>>,
         String,
-    ) = match crate::store_cmd::open(&dir) {
+    ) = match &opened {
         Ok(redb) => {
-            cleaned = redb
-                .clean_up(&Retention::default(), crate::store_cmd::now())
-                .map_err(|e| eprintln!("warning: clean-up of old metrics failed: {e}"))
-                .ok();
             let thresholds: Arc<dyn ThresholdStore> = Arc::new(redb.thresholds());
             (
-                Arc::new(redb),
+                Arc::new(redb.clone()),
                 Some(thresholds),
                 dir.path.display().to_string(),
             )
@@ -127,12 +144,15 @@ fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
         }
     };
     let sink = StoreSink::new(backend, SinkConfig::default()).map_err(Exit::failed)?;
-    Ok(RunStore {
+    let store = RunStore {
         sink: Arc::new(sink),
         thresholds,
         where_,
-        cleaned,
-    })
+        redb: opened.ok(),
+        cleaned: AtomicU64::new(0),
+    };
+    store.clean_up();
+    Ok(store)
 }
 
 /// Reads `30s`, `2m`, `500ms`, `1h`; bounded to 1 ms .. 24 h.
@@ -284,8 +304,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             }));
         }
         let ticker = async {
+            let mut last_cleanup = Instant::now();
             while Instant::now() < deadline {
                 progress.set_position(started.elapsed().as_millis() as u64);
+                if last_cleanup.elapsed() >= CLEANUP_EVERY {
+                    last_cleanup = Instant::now();
+                    store.clean_up();
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
@@ -311,7 +336,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         "committed": recorded.committed,
         "dropped": recorded.dropped,
         "failed_commits": recorded.failed_commits,
-        "cleaned_rows": store.cleaned.as_ref().map(CleanupReport::total),
+        "cleaned_rows": store.cleaned.load(Ordering::Relaxed),
         "error": flushed.err().map(|e| e.to_string()),
     });
     print!("{}", text_report(&report, &failures));
