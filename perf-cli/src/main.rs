@@ -4,6 +4,7 @@ mod bench;
 mod config_cmd;
 mod decide;
 mod exit;
+mod predict_cmd;
 mod run;
 mod spawn;
 mod store_cmd;
@@ -54,6 +55,12 @@ enum Command {
     /// Measures gRPC, zero-copy (pooled and fresh segments) and memcpy at each size against
     /// a worker process; prints crossovers and writes a calibration profile.
     Bench(bench::BenchArgs),
+    /// Estimates a transfer's latency, interval, throughput and memory per method, from models
+    /// learned on the stored samples (or the calibrated coefficients when they are too few).
+    Predict(predict_cmd::PredictArgs),
+    /// Forecasts latency percentiles, CPU, shared memory and the first bottleneck for a
+    /// transfer rate, a size mix and a worker count, with what-if for threshold and budget.
+    Plan(predict_cmd::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
         Command::Cleanup(args) => store_cmd::cleanup(&args),
         Command::Doctor { data, config } => store_cmd::doctor(&data, config.as_ref()),
         Command::Bench(args) => bench::run(&args),
+        Command::Predict(args) => predict_cmd::predict(&args),
+        Command::Plan(args) => predict_cmd::plan_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

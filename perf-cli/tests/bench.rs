@@ -12,7 +12,13 @@ fn perfopt(args: &[&str]) -> Output {
         .expect("the perfopt binary runs")
 }
 
-const METHODS: [&str; 4] = ["grpc", "zero_copy_pooled", "zero_copy_fresh", "memcpy"];
+const METHODS: [&str; 5] = [
+    "grpc",
+    "zero_copy_pooled",
+    "zero_copy_loan",
+    "zero_copy_fresh",
+    "memcpy",
+];
 
 #[test]
 fn a_small_bench_measures_every_size_and_method_and_writes_a_valid_profile() {

@@ -302,7 +302,11 @@ impl Executor {
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
         let len = len.min(lease.len());
-        let ctx = self.context(len as u64);
+        // The segment is in hand: zero-copy is possible whatever the pool holds now.
+        let ctx = DecisionContext {
+            zero_copy: ZeroCopyAvailability::Pooled,
+            ..self.context(len as u64)
+        };
         let request = self.shape(request, len);
         let started = Instant::now();
         let decision = self.policy.decide(&request, &ctx);

@@ -173,7 +173,7 @@ impl Transports {
     fn of(&self, method: BenchMethod) -> Option<&Executor> {
         match method {
             BenchMethod::Grpc => Some(&self.grpc),
-            BenchMethod::ZeroCopyPooled => Some(&self.pooled),
+            BenchMethod::ZeroCopyPooled | BenchMethod::ZeroCopyLoan => Some(&self.pooled),
             BenchMethod::ZeroCopyFresh => Some(&self.fresh),
             BenchMethod::Memcpy => None,
         }
@@ -338,6 +338,7 @@ impl Bench<'_> {
     async fn sample(&mut self, method: BenchMethod, size: u64) -> Result<Sample, Exit> {
         let bytes = &self.payload[..size as usize];
         match self.transports.of(method) {
+            Some(ex) if method == BenchMethod::ZeroCopyLoan => loan(ex, bytes).await,
             Some(ex) => transfer(ex, method, bytes).await,
             None => {
                 let us = memcpy_us(&mut self.target[..size as usize], bytes);
@@ -345,6 +346,37 @@ impl Bench<'_> {
             }
         }
     }
+}
+
+/// Lends a pooled segment, writes the payload into it as a producer would
+/// (not timed), and sends it: the loan path, where nothing is copied.
+async fn loan(ex: &Executor, bytes: &[u8]) -> Result<Sample, Exit> {
+    let stats = |ex: &Executor| ex.pool().map(SegmentPool::stats).unwrap_or_default();
+    let before = stats(ex);
+    let mut lease = ex.loan(bytes.len()).map_err(Exit::failed)?;
+    lease.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
+    let request = TransferRequest::new(bytes.len() as u64);
+    let out = ex
+        .send_lease(&request, lease, bytes.len())
+        .await
+        .map_err(Exit::failed)?;
+    let after = stats(ex);
+    let expected = checksum(bytes);
+    if out.ack.checksum != expected || out.ack.length != bytes.len() as u64 {
+        return Err(Exit::failed(format_args!(
+            "zero_copy_loan at {}: the worker read other bytes than were written",
+            HumanSize(bytes.len() as u64)
+        )));
+    }
+    Ok(
+        match judge(BenchMethod::ZeroCopyLoan, &out, before, after) {
+            None => Sample::Took(
+                out.metrics.latency_us,
+                Some(out.ack.worker_ns as f64 / 1000.0),
+            ),
+            Some(what) => Sample::Anomaly(what),
+        },
+    )
 }
 
 /// Carries one transfer and checks it went the way `method` measures.
@@ -395,7 +427,9 @@ fn judge(
     }
     let new = |s: PoolStats| s.created + s.one_off;
     match method {
-        BenchMethod::ZeroCopyPooled if after.reused != before.reused + 1 => {
+        BenchMethod::ZeroCopyPooled | BenchMethod::ZeroCopyLoan
+            if after.reused != before.reused + 1 =>
+        {
             Some("segment not reused".to_string())
         }
         BenchMethod::ZeroCopyFresh if new(after) != new(before) + 1 => {

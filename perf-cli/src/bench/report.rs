@@ -15,6 +15,9 @@ pub(crate) enum BenchMethod {
     Grpc,
     /// Zero-copy through a pre-faulted segment the pool reuses.
     ZeroCopyPooled,
+    /// Zero-copy of a pooled segment the producer wrote into directly (the
+    /// loan path): nothing is copied, the worker still reads every byte.
+    ZeroCopyLoan,
     /// Zero-copy through a segment created for the transfer and released after it.
     ZeroCopyFresh,
     /// A plain copy into a pre-faulted buffer in this process: the physical ceiling.
@@ -23,9 +26,10 @@ pub(crate) enum BenchMethod {
 
 impl BenchMethod {
     /// Every method, in the order the table shows them.
-    pub(crate) const ALL: [BenchMethod; 4] = [
+    pub(crate) const ALL: [BenchMethod; 5] = [
         BenchMethod::Grpc,
         BenchMethod::ZeroCopyPooled,
+        BenchMethod::ZeroCopyLoan,
         BenchMethod::ZeroCopyFresh,
         BenchMethod::Memcpy,
     ];
@@ -35,6 +39,7 @@ impl BenchMethod {
         match self {
             BenchMethod::Grpc => "grpc",
             BenchMethod::ZeroCopyPooled => "zero_copy_pooled",
+            BenchMethod::ZeroCopyLoan => "zero_copy_loan",
             BenchMethod::ZeroCopyFresh => "zero_copy_fresh",
             BenchMethod::Memcpy => "memcpy",
         }
@@ -150,6 +155,8 @@ pub(crate) struct Ratio {
     pub(crate) target: f64,
     /// Whether `value` is a speedup over gRPC (else throughput relative to memcpy).
     pub(crate) speedup: bool,
+    /// The zero-copy method measured.
+    pub(crate) method: BenchMethod,
 }
 
 impl Ratio {
@@ -168,13 +175,16 @@ impl Ratio {
                 format!("at most {:.1}x slower", 1.0 / self.target)
             };
             format!(
-                "zero_copy_pooled vs grpc at {size}: {} (target {target}: {verdict})",
+                "{} vs grpc at {size}: {} (target {target}: {verdict})",
+                self.method.name(),
                 times(self.value)
             )
         } else {
             format!(
-                "zero_copy_pooled / memcpy throughput at {size}: {:.2} (target at least {}: {verdict})",
-                self.value, self.target
+                "{} / memcpy throughput at {size}: {:.2} (target at least {}: {verdict})",
+                self.method.name(),
+                self.value,
+                self.target
             )
         }
     }
@@ -191,28 +201,32 @@ fn times(speedup: f64) -> String {
 
 /// The ratios the issue asks for, at the sizes that were measured.
 pub(crate) fn ratios(results: &Results) -> Vec<Ratio> {
-    let pooled = |size| results.median_at(size, BenchMethod::ZeroCopyPooled);
     let mut out = Vec::new();
-    for size in [64u64 << 20, 256 << 20] {
-        if let (Some(p), Some(m)) = (pooled(size), results.median_at(size, BenchMethod::Memcpy)) {
-            out.push(Ratio {
-                key: format!("zero_copy_pooled_over_memcpy_{}", key_size(size)),
-                size,
-                value: m / p,
-                target: 0.75,
-                speedup: false,
-            });
+    for method in [BenchMethod::ZeroCopyPooled, BenchMethod::ZeroCopyLoan] {
+        let zc = |size| results.median_at(size, method);
+        for size in [64u64 << 20, 256 << 20] {
+            if let (Some(p), Some(m)) = (zc(size), results.median_at(size, BenchMethod::Memcpy)) {
+                out.push(Ratio {
+                    key: format!("{}_over_memcpy_{}", method.name(), key_size(size)),
+                    size,
+                    value: m / p,
+                    target: 0.75,
+                    speedup: false,
+                    method,
+                });
+            }
         }
-    }
-    for (size, target) in [(256u64 << 20, 10.0), (1 << 10, 1.0 / 1.2)] {
-        if let (Some(p), Some(g)) = (pooled(size), results.median_at(size, BenchMethod::Grpc)) {
-            out.push(Ratio {
-                key: format!("zero_copy_pooled_speedup_over_grpc_{}", key_size(size)),
-                size,
-                value: g / p,
-                target,
-                speedup: true,
-            });
+        for (size, target) in [(256u64 << 20, 10.0), (1 << 10, 1.0 / 1.2)] {
+            if let (Some(p), Some(g)) = (zc(size), results.median_at(size, BenchMethod::Grpc)) {
+                out.push(Ratio {
+                    key: format!("{}_speedup_over_grpc_{}", method.name(), key_size(size)),
+                    size,
+                    value: g / p,
+                    target,
+                    speedup: true,
+                    method,
+                });
+            }
         }
     }
     out

@@ -1,0 +1,247 @@
+//! The online learner and its lock-free predictor: models per pool x method, versioned, published by one atomic swap.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use perf_core::decision::MethodEstimate;
+use perf_core::seams::{Prediction, Predictor};
+use perf_core::{Method, Name, SystemState, TransferMetrics, TransferRequest};
+use serde::Serialize;
+
+use crate::error::PredictError;
+use crate::model::{MethodModel, ModelConfig, ModelEstimate};
+
+/// Identifies one model: a pool and a method (the platform is the learner's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ModelKey {
+    /// The pool.
+    pub pool: Name,
+    /// The method.
+    pub method: Method,
+}
+
+/// An immutable, published state of every model: what predictions read.
+#[derive(Debug, Clone)]
+pub struct ModelSnapshot {
+    version: u64,
+    platform: Arc<str>,
+    config: ModelConfig,
+    /// Sorted by key, so that a lookup is a binary search.
+    models: Vec<(ModelKey, Arc<MethodModel>)>,
+}
+
+impl ModelSnapshot {
+    /// The version: 0 when empty, one more on every published update.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The platform these models were measured on.
+    pub fn platform(&self) -> &str {
+        &self.platform
+    }
+
+    /// The settings the models learn with.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The model of `method` in `pool`, if it has seen a transfer.
+    pub fn model(&self, pool: Name, method: Method) -> Option<&MethodModel> {
+        let key = ModelKey { pool, method };
+        self.models
+            .binary_search_by_key(&key, |(k, _)| *k)
+            .ok()
+            .map(|i| &*self.models[i].1)
+    }
+
+    /// Every model, by key.
+    pub fn models(&self) -> impl Iterator<Item = (ModelKey, &MethodModel)> {
+        self.models.iter().map(|(k, m)| (*k, &**m))
+    }
+
+    /// The estimate of `method` for `size` bytes in `pool`; no allocation.
+    pub fn estimate(&self, pool: Name, method: Method, size: u64) -> Option<ModelEstimate> {
+        self.model(pool, method)
+            .map(|m| m.estimate(&self.config, size))
+    }
+
+    /// Whether `estimate` is trusted enough to replace calibrated coefficients.
+    pub fn usable(&self, estimate: &ModelEstimate) -> bool {
+        estimate.class_samples >= self.config.min_class_samples && estimate.interval_us.is_some()
+    }
+}
+
+struct History {
+    previous: Option<Arc<ModelSnapshot>>,
+    next_version: u64,
+}
+
+/// Learns cost models from transfers, off the decision path.
+///
+/// Updates take a mutex (only updaters contend), change the one model they
+/// touch, and publish a new [`ModelSnapshot`] with one atomic swap; the
+/// predictor only loads the snapshot. The previous version is kept for
+/// [`Learner::rollback`].
+pub struct Learner {
+    current: Arc<ArcSwap<ModelSnapshot>>,
+    history: Mutex<History>,
+}
+
+impl std::fmt::Debug for Learner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Learner")
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a transfer can teach a model: completed, no fallback, sane numbers.
+pub fn usable_sample(m: &TransferMetrics) -> bool {
+    m.success
+        && m.fallback.is_none()
+        && m.size > 0
+        && m.latency_us.is_finite()
+        && m.latency_us > 0.0
+        && m.cpu_time_us.is_finite()
+        && m.cpu_time_us >= 0.0
+}
+
+impl Learner {
+    /// An empty learner for models measured on `platform`.
+    pub fn new(platform: &str, config: ModelConfig) -> Result<Learner, PredictError> {
+        config.validate()?;
+        let snapshot = ModelSnapshot {
+            version: 0,
+            platform: Arc::from(platform),
+            config,
+            models: Vec::new(),
+        };
+        Ok(Learner {
+            current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            history: Mutex::new(History {
+                previous: None,
+                next_version: 1,
+            }),
+        })
+    }
+
+    /// Learns from one transfer and publishes a new version; returns whether
+    /// the sample was used (see [`usable_sample`]).
+    pub fn update(&self, m: &TransferMetrics) -> bool {
+        self.update_batch(std::slice::from_ref(m)) == 1
+    }
+
+    /// Learns from `samples` in order and publishes one new version if any
+    /// was used; returns how many were used.
+    pub fn update_batch(&self, samples: &[TransferMetrics]) -> usize {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.current.load_full();
+        let mut next = (*old).clone();
+        let mut used = 0;
+        for m in samples.iter().filter(|m| usable_sample(m)) {
+            let key = ModelKey {
+                pool: m.pool,
+                method: m.method,
+            };
+            let i = match next.models.binary_search_by_key(&key, |(k, _)| *k) {
+                Ok(i) => i,
+                Err(i) => {
+                    let fresh = Arc::new(MethodModel::new(&next.config));
+                    next.models.insert(i, (key, fresh));
+                    i
+                }
+            };
+            Arc::make_mut(&mut next.models[i].1).update(&next.config, m);
+            used += 1;
+        }
+        if used > 0 {
+            next.version = history.next_version;
+            history.next_version += 1;
+            history.previous = Some(old);
+            self.current.store(Arc::new(next));
+        }
+        used
+    }
+
+    /// The published version.
+    pub fn version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    /// The published snapshot.
+    pub fn snapshot(&self) -> Arc<ModelSnapshot> {
+        self.current.load_full()
+    }
+
+    /// Puts the previous version back (e.g. after a bad batch) and returns its
+    /// number; later updates get new, higher numbers. Only one step back is kept.
+    pub fn rollback(&self) -> Result<u64, PredictError> {
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = history
+            .previous
+            .take()
+            .ok_or_else(|| PredictError::NoPreviousVersion(self.version()))?;
+        let version = previous.version;
+        self.current.store(previous);
+        Ok(version)
+    }
+
+    /// A predictor that reads this learner's published models.
+    pub fn predictor(&self) -> LearnedPredictor {
+        LearnedPredictor {
+            current: self.current.clone(),
+        }
+    }
+}
+
+/// The [`Predictor`] of learned models: one snapshot load, a binary search
+/// and a few flops per call; no allocation, no lock.
+#[derive(Clone)]
+pub struct LearnedPredictor {
+    current: Arc<ArcSwap<ModelSnapshot>>,
+}
+
+impl std::fmt::Debug for LearnedPredictor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LearnedPredictor")
+            .field("version", &self.current.load().version)
+            .finish()
+    }
+}
+
+fn method_estimate(e: &ModelEstimate) -> MethodEstimate {
+    MethodEstimate {
+        latency_us: e.latency_us,
+        setup_us: e.fixed_us,
+        transfer_us: e.latency_us - e.fixed_us,
+        page_fault_us: 0.0,
+        cleanup_us: 0.0,
+        memory_bytes: e.memory_bytes,
+        cpu_us: e.cpu_us,
+        interval_us: e.interval_us,
+    }
+}
+
+impl Predictor for LearnedPredictor {
+    fn name(&self) -> &str {
+        "perf-predict rls"
+    }
+
+    /// `None` until both methods have enough samples in the request's size
+    /// class and intervals; then the lower of the two confidences.
+    fn predict(&self, request: &TransferRequest, _system: &SystemState) -> Option<Prediction> {
+        let snap = self.current.load();
+        let zc = snap.estimate(request.pool, Method::ZeroCopy, request.size)?;
+        let grpc = snap.estimate(request.pool, Method::Grpc, request.size)?;
+        if !(snap.usable(&zc) && snap.usable(&grpc)) {
+            return None;
+        }
+        Some(Prediction {
+            zero_copy: method_estimate(&zc),
+            grpc: method_estimate(&grpc),
+            confidence: zc.confidence.min(grpc.confidence),
+            samples: zc.class_samples.min(grpc.class_samples),
+        })
+    }
+}
