@@ -16,7 +16,7 @@ use perfopt::store::{
     Backend as StoreBackend, MemoryBackend, RedbBackend, Retention, SinkConfig, StoreSink,
 };
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
-use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool};
+use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferError};
 use serde_json::json;
 
 use crate::exit::Exit;
@@ -184,6 +184,70 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// What every driver shares: the engine, the pool, the workers' directory,
+/// the probe and the sinks; it (re)connects executors to workers.
+struct Links {
+    controller: Arc<Controller>,
+    pool: SegmentPool,
+    workspace: Arc<Workspace>,
+    probe: Arc<dyn ResourceProbe>,
+    sinks: Vec<Arc<dyn MetricsSink>>,
+    restarts: AtomicU64,
+}
+
+impl Links {
+    /// An executor connected to `worker`, recording to every sink.
+    async fn executor(&self, worker: &WorkerProcess) -> Result<Executor, Exit> {
+        let client = WorkerClient::connect(worker.endpoint(), ClientConfig::default())
+            .await
+            .map_err(Exit::failed)?;
+        let mut executor = Executor::connect(
+            self.controller.clone(),
+            client,
+            Some((self.pool.clone(), self.workspace.secret().clone())),
+            self.probe.clone(),
+            ExecutorConfig::default(),
+        )
+        .await
+        .map_err(Exit::failed)?;
+        for sink in &self.sinks {
+            executor = executor.with_sink(sink.clone());
+        }
+        Ok(executor)
+    }
+
+    /// Carries one transfer through the driver's worker. When the worker is
+    /// gone (gRPC, the last resort, failed too), a new worker takes its place
+    /// and the transfer is tried once more, so a dead worker loses nothing.
+    async fn carry(
+        &self,
+        index: usize,
+        slot: &mut Option<(WorkerProcess, Executor)>,
+        request: &TransferRequest,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        if let Some((_, executor)) = slot.as_ref() {
+            match executor.transfer(request, bytes).await {
+                Ok(_) => return Ok(()),
+                Err(TransferError::Grpc { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        // Kill and reap what is left of the old worker before its socket is reused.
+        drop(slot.take());
+        let workspace = self.workspace.clone();
+        let worker = tokio::task::spawn_blocking(move || workspace.spawn(index))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.message)?;
+        let executor = self.executor(&worker).await.map_err(|e| e.message)?;
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+        let result = executor.transfer(request, bytes).await.map(|_| ());
+        *slot = Some((worker, executor));
+        result.map_err(|e| e.to_string())
+    }
+}
+
 /// One random request of the workload, and its size.
 fn next_request(rng: &SplitMix, workload: Workload, pools: &[Name]) -> TransferRequest {
     let (lo, hi) = workload.bounds();
@@ -240,12 +304,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     )
     .map_err(Exit::bad_input)?;
 
-    let workspace = Workspace::new()?;
+    let workspace = Arc::new(Workspace::new()?);
     let workers: Vec<WorkerProcess> = (0..args.workers)
         .map(|i| workspace.spawn(i))
         .collect::<Result<_, _>>()?;
     let summary = Arc::new(Summary::default());
-    let probe: Arc<dyn ResourceProbe> = Arc::new(ProcProbe::default());
     let (_, hi) = args.workload.bounds();
     let payload: Arc<[u8]> = {
         let rng = SplitMix::new(args.seed ^ 0xDA7A);
@@ -253,6 +316,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             .flat_map(|_| rng.next_u64().to_le_bytes())
             .collect()
     };
+    let links = Arc::new(Links {
+        controller: controller.clone(),
+        pool: pool.clone(),
+        workspace: workspace.clone(),
+        probe: Arc::new(ProcProbe::default()),
+        sinks: vec![summary.clone(), store.sink.clone()],
+        restarts: AtomicU64::new(0),
+    });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -261,23 +332,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         .map_err(Exit::failed)?;
     let started = Instant::now();
     let failures = runtime.block_on(async {
-        let mut executors = Vec::new();
-        for w in &workers {
-            let client = WorkerClient::connect(w.endpoint(), ClientConfig::default())
-                .await
-                .map_err(Exit::failed)?;
-            let ex = Executor::connect(
-                controller.clone(),
-                client,
-                Some((pool.clone(), workspace.secret().clone())),
-                probe.clone(),
-                ExecutorConfig::default(),
-            )
-            .await
-            .map_err(Exit::failed)?
-            .with_sink(summary.clone() as Arc<dyn MetricsSink>)
-            .with_sink(store.sink.clone() as Arc<dyn MetricsSink>);
-            executors.push(ex);
+        let mut drivers = Vec::new();
+        for (i, worker) in workers.into_iter().enumerate() {
+            let executor = links.executor(&worker).await?;
+            drivers.push((i, worker, executor));
         }
         let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
         progress.set_style(
@@ -286,18 +344,20 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         );
         let deadline = started + duration;
         let mut tasks = Vec::new();
-        for (i, ex) in executors.into_iter().enumerate() {
+        for (i, worker, executor) in drivers {
             let rng = SplitMix::new(args.seed.wrapping_mul(31).wrapping_add(i as u64));
             let payload = payload.clone();
             let pools = pools.clone();
             let workload = args.workload;
+            let links = links.clone();
             tasks.push(tokio::spawn(async move {
                 let mut failed = Vec::new();
+                let mut slot = Some((worker, executor));
                 while Instant::now() < deadline {
                     let request = next_request(&rng, workload, &pools);
                     let bytes = &payload[..request.size as usize];
-                    if let Err(e) = ex.transfer(&request, bytes).await {
-                        failed.push(e.to_string());
+                    if let Err(e) = links.carry(i, &mut slot, &request, bytes).await {
+                        failed.push(e);
                     }
                 }
                 failed
@@ -319,7 +379,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         Ok::<Vec<String>, Exit>(results.into_iter().flatten().collect())
     })?;
     let elapsed = started.elapsed();
-    drop(workers);
     let flushed = store.sink.try_flush();
     let recorded = store.sink.stats();
 
@@ -330,6 +389,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["failed"] = json!(failures.len());
     report["pool"] = json!(pool.stats());
     report["swept_segments"] = json!(swept.removed);
+    report["workers_restarted"] = json!(links.restarts.load(Ordering::Relaxed));
     report["store"] = json!({
         "data_dir": store.where_,
         "recorded": recorded.recorded,
@@ -424,6 +484,10 @@ fn text_report(r: &serde_json::Value, failures: &[String]) -> String {
         r["pool"]["created"],
         r["pool"]["one_off"],
         r["pool"]["refused"],
+    );
+    out += &format!(
+        "  workers restarted: {}\n",
+        r["workers_restarted"].as_u64().unwrap_or(0)
     );
     out += &format!(
         "  metrics store: {} ({} recorded, {} committed, {} dropped)\n",

@@ -207,3 +207,61 @@ fn a_host_killed_while_holding_named_segments_is_swept_at_the_next_start() {
     assert_eq!(segments_of(pid), 0, "the next start swept every segment");
     assert!(report["transfers"].as_u64().unwrap() > 0);
 }
+
+/// The children of process `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The parent pid is the second field after the command name's ')'.
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+#[test]
+fn a_worker_killed_during_a_run_is_replaced_and_no_transfer_is_lost() {
+    let data = tempfile::tempdir().unwrap();
+    let host = perfopt_run(
+        &["--duration", "6s", "--workers", "1", "--json", "-"],
+        data.path(),
+    );
+    let pid = host.id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let worker = loop {
+        if let Some(w) = children_of(pid).first() {
+            break *w;
+        }
+        assert!(Instant::now() < deadline, "the run never started a worker");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .arg("-KILL")
+        .arg(worker.to_string())
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let out = host.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let json_start = text.find("\n{").map_or(0, |i| i + 1);
+    let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
+    assert_eq!(report["failed"], 0, "{report}");
+    assert!(
+        report["workers_restarted"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    assert!(report["transfers"].as_u64().unwrap() > 0);
+}
