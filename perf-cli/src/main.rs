@@ -4,6 +4,7 @@ mod bench;
 mod config_cmd;
 mod decide;
 mod exit;
+mod learn_feed;
 mod predict_cmd;
 mod run;
 mod spawn;

@@ -12,6 +12,7 @@ use perf_core::{
     ThresholdStore, TransferRequest,
 };
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
+use perfopt::predict::{Learner, ModelConfig};
 use perfopt::store::{
     Backend as StoreBackend, MemoryBackend, RedbBackend, Retention, SinkConfig, StoreSink,
 };
@@ -20,6 +21,7 @@ use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, Tran
 use serde_json::json;
 
 use crate::exit::Exit;
+use crate::learn_feed::LearnFeed;
 use crate::spawn::{WorkerProcess, Workspace};
 use crate::store_cmd::DataDirArg;
 use crate::summary::Summary;
@@ -282,7 +284,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let config = crate::decide::load(args.config.as_ref())?;
     let pools: Vec<Name> = config.pools.keys().copied().collect();
     let store = open_store(&args.data)?;
-    let mut builder = Controller::builder(config).seed(args.seed);
+    // The learned cost models: fed by every transfer of this run, used by
+    // the engine (in pools with learning on) once they are confident.
+    let learner = Arc::new(
+        Learner::new(
+            &perfopt::platform::detect().kernel_release,
+            ModelConfig::default(),
+        )
+        .map_err(Exit::failed)?,
+    );
+    let learn_feed = Arc::new(LearnFeed::start(learner.clone()));
+    let mut builder = Controller::builder(config)
+        .seed(args.seed)
+        .predictor(Arc::new(learner.predictor()));
     if let Some(t) = &store.thresholds {
         builder = builder.threshold_store(t.clone());
     }
@@ -321,7 +335,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         pool: pool.clone(),
         workspace: workspace.clone(),
         probe: Arc::new(ProcProbe::default()),
-        sinks: vec![summary.clone(), store.sink.clone()],
+        sinks: vec![summary.clone(), store.sink.clone(), learn_feed.clone()],
         restarts: AtomicU64::new(0),
     });
 
@@ -390,6 +404,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["pool"] = json!(pool.stats());
     report["swept_segments"] = json!(swept.removed);
     report["workers_restarted"] = json!(links.restarts.load(Ordering::Relaxed));
+    learn_feed.finish();
+    report["learning"] = json!({
+        "model_version": learner.version(),
+        "dropped": learn_feed.dropped(),
+    });
     report["store"] = json!({
         "data_dir": store.where_,
         "recorded": recorded.recorded,
