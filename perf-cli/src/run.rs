@@ -17,7 +17,9 @@ use perfopt::store::{
     Backend as StoreBackend, MemoryBackend, RedbBackend, Retention, SinkConfig, StoreSink,
 };
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
-use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferError};
+use perfopt::transport::{
+    ClientError, Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferError,
+};
 use serde_json::json;
 
 use crate::exit::Exit;
@@ -219,7 +221,7 @@ impl Links {
     }
 
     /// Carries one transfer through the driver's worker. When the worker is
-    /// gone (gRPC, the last resort, failed too), a new worker takes its place
+    /// unreachable (gRPC, the last resort, failed too), a new worker takes its place
     /// and the transfer is tried once more, so a dead worker loses nothing.
     async fn carry(
         &self,
@@ -231,7 +233,15 @@ impl Links {
         if let Some((_, executor)) = slot.as_ref() {
             match executor.transfer(request, bytes).await {
                 Ok(_) => return Ok(()),
-                Err(TransferError::Grpc { .. }) => {}
+                // The worker is gone or hung: replace it. A refusal from a
+                // live worker is the transfer's own failure.
+                Err(TransferError::Grpc {
+                    source:
+                        ClientError::Unavailable { .. }
+                        | ClientError::Connect { .. }
+                        | ClientError::Timeout { .. },
+                    ..
+                }) => {}
                 Err(e) => return Err(e.to_string()),
             }
         }

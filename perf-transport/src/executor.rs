@@ -238,19 +238,9 @@ impl Executor {
         let (method, ack, memory) = match carried {
             Some((ack, memory)) => (Method::ZeroCopy, ack, memory),
             None => {
-                let again = Instant::now();
-                let send = self.client.send_inline_slice(id, payload, format);
-                let (sent, cpu) = CpuTimed::new(send).await;
-                elapsed += again.elapsed();
+                let (ack, took, cpu) = self.inline(id, payload, format).await?;
+                elapsed += took;
                 cpu_ns += cpu;
-                let ack = sent.map_err(|source| TransferError::Grpc { id, source })?;
-                if self.config.verify && ack.checksum != checksum(payload) {
-                    return Err(TransferError::Corrupted {
-                        id,
-                        expected: checksum(payload),
-                        got: ack.checksum,
-                    });
-                }
                 // The host's copy of the payload and the worker's buffer.
                 (Method::Grpc, ack, 2 * payload.len() as u64)
             }
@@ -323,26 +313,25 @@ impl Executor {
             }
         };
         let (sent, mut cpu_ns) = CpuTimed::new(attempt).await;
+        let mut elapsed = start.elapsed();
         let bytes = &lease.as_slice()[..len];
+        let sent = match sent {
+            // The worker read other bytes: never trust that, go the simple way.
+            Ok(ack) if self.config.verify && ack.checksum != checksum(bytes) => {
+                Err(FallbackReason::WorkerError)
+            }
+            other => other,
+        };
         let (method, ack, memory, fallback) = match sent {
             Ok(ack) => (Method::ZeroCopy, ack, lease.len() as u64, None),
             Err(reason) => {
-                let send = self.client.send_inline_slice(id, bytes, format);
-                let (sent, cpu) = CpuTimed::new(send).await;
+                let (ack, took, cpu) = self.inline(id, bytes, format).await?;
+                elapsed += took;
                 cpu_ns += cpu;
-                let ack = sent.map_err(|source| TransferError::Grpc { id, source })?;
                 let why = (decision.method == Method::ZeroCopy).then_some(reason);
                 (Method::Grpc, ack, 2 * len as u64, why)
             }
         };
-        let elapsed = start.elapsed();
-        if self.config.verify && ack.checksum != checksum(bytes) {
-            return Err(TransferError::Corrupted {
-                id,
-                expected: checksum(bytes),
-                got: ack.checksum,
-            });
-        }
         drop(lease);
         let measured = Measured {
             method,
@@ -425,6 +414,29 @@ impl Executor {
         };
         reference.sign(secret);
         reference
+    }
+
+    /// Sends `bytes` by gRPC, the last resort, and checks the worker's
+    /// checksum (after the clock stops); returns the ack, the time the call
+    /// took and the host's CPU time.
+    async fn inline(
+        &self,
+        id: u64,
+        bytes: &[u8],
+        format: &str,
+    ) -> Result<(TransferAck, Duration, u64), TransferError> {
+        let start = Instant::now();
+        let (sent, cpu) = CpuTimed::new(self.client.send_inline_slice(id, bytes, format)).await;
+        let took = start.elapsed();
+        let ack = sent.map_err(|source| TransferError::Grpc { id, source })?;
+        if self.config.verify && ack.checksum != checksum(bytes) {
+            return Err(TransferError::Corrupted {
+                id,
+                expected: checksum(bytes),
+                got: ack.checksum,
+            });
+        }
+        Ok((ack, took, cpu))
     }
 
     async fn send_reference(
