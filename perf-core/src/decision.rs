@@ -76,6 +76,14 @@ pub enum Reason {
         /// The pool's marginal-gain threshold.
         marginal: f64,
     },
+    /// A classifier trained on paired measurements of both methods expects
+    /// this method to be faster.
+    Learned {
+        /// The classifier's probability that the chosen method is faster.
+        confidence: f64,
+        /// The version of the model that answered.
+        model_version: u64,
+    },
     /// Exploration picked the method the policy would not have.
     Exploration {
         /// The method the policy would have picked.
@@ -111,13 +119,15 @@ pub enum ReasonCode {
     CostAnalysis,
     /// See [`Reason::MarginalGain`].
     MarginalGain,
+    /// See [`Reason::Learned`].
+    Learned,
     /// See [`Reason::Exploration`].
     Exploration,
 }
 
 impl ReasonCode {
     /// Every code, in decision order.
-    pub const ALL: [ReasonCode; 12] = [
+    pub const ALL: [ReasonCode; 13] = [
         ReasonCode::Override,
         ReasonCode::RemoteWorker,
         ReasonCode::ZeroCopyUnavailable,
@@ -129,6 +139,7 @@ impl ReasonCode {
         ReasonCode::BelowThreshold,
         ReasonCode::CostAnalysis,
         ReasonCode::MarginalGain,
+        ReasonCode::Learned,
         ReasonCode::Exploration,
     ];
 
@@ -146,6 +157,7 @@ impl ReasonCode {
             ReasonCode::BelowThreshold => "cost_analysis.below_threshold",
             ReasonCode::CostAnalysis => "cost_analysis.lower_cost",
             ReasonCode::MarginalGain => "cost_analysis.marginal_gain",
+            ReasonCode::Learned => "cost_analysis.learned_classifier",
             ReasonCode::Exploration => "exploration.epsilon_greedy",
         }
     }
@@ -158,9 +170,10 @@ impl ReasonCode {
             }
             ReasonCode::Rule | ReasonCode::Fixed | ReasonCode::Function => Step::Rule,
             ReasonCode::BelowFloor | ReasonCode::AboveCeiling => Step::QuickPath,
-            ReasonCode::BelowThreshold | ReasonCode::CostAnalysis | ReasonCode::MarginalGain => {
-                Step::CostAnalysis
-            }
+            ReasonCode::BelowThreshold
+            | ReasonCode::CostAnalysis
+            | ReasonCode::MarginalGain
+            | ReasonCode::Learned => Step::CostAnalysis,
             ReasonCode::Exploration => Step::Exploration,
         }
     }
@@ -208,6 +221,7 @@ impl Reason {
             Reason::BelowThreshold => ReasonCode::BelowThreshold,
             Reason::CostAnalysis { .. } => ReasonCode::CostAnalysis,
             Reason::MarginalGain { .. } => ReasonCode::MarginalGain,
+            Reason::Learned { .. } => ReasonCode::Learned,
             Reason::Exploration { .. } => ReasonCode::Exploration,
         }
     }
@@ -407,6 +421,24 @@ impl fmt::Display for Rationale<'_> {
                     "zero-copy would gain only {:.1} % (under the {:.1} % marginal gain), so the simpler path wins",
                     gain * 100.0,
                     marginal * 100.0
+                )?;
+                if let Some(e) = &d.estimates {
+                    write!(
+                        f,
+                        "; estimated latency zero-copy {} vs gRPC {}",
+                        HumanMicros(e.zero_copy.latency_us),
+                        HumanMicros(e.grpc.latency_us)
+                    )?;
+                }
+            }
+            Reason::Learned {
+                confidence,
+                model_version,
+            } => {
+                write!(
+                    f,
+                    "the classifier trained on paired measurements (model v{model_version}) expects it to be faster for {size} (confidence {:.0} %)",
+                    confidence * 100.0
                 )?;
                 if let Some(e) = &d.estimates {
                     write!(

@@ -28,12 +28,17 @@ pub use vocab::{Compression, DataType, Format, Goal, Locality, Method, UnknownNa
 
 pub mod controller;
 pub mod cost;
+pub mod learned;
 pub mod policy;
 pub mod rng;
 pub mod seams;
 pub mod threshold;
 
 pub use controller::{Controller, ControllerBuilder, ControllerError, DecisionCounts};
+pub use learned::{
+    MAX_MODEL_BYTES, MemoryModelStore, MethodClassifier, ModelStore, ModelStoreError,
+    NoopClassifier, NoopModelStore, StoredModel, Verdict, check_model,
+};
 pub use policy::{FixedPolicy, forced};
 pub use seams::{
     DecisionFunction, FixedPredictor, FixedProbe, MetricsQuery, MetricsSink, NoShm, NoopPredictor,

@@ -93,6 +93,11 @@ pub struct Adaptation {
     pub memory_high: f64,
     /// A predictor's estimates replace the static ones from this confidence on.
     pub predictor_min_confidence: f64,
+    /// A learned classifier's pick replaces the cost analysis from this confidence on.
+    pub classifier_min_confidence: f64,
+    /// Exploration shrinks as the policy grows sure, down to this share of
+    /// `exploration_rate` (0..1; 1 keeps the rate flat).
+    pub exploration_min_share: f64,
 }
 
 /// Static cost coefficients, measured on the machine (a calibration profile
@@ -180,6 +185,8 @@ impl Default for Adaptation {
             cpu_high: 0.8,
             memory_high: 0.8,
             predictor_min_confidence: 0.8,
+            classifier_min_confidence: 0.7,
+            exploration_min_share: 0.2,
         }
     }
 }

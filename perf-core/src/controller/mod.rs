@@ -8,6 +8,7 @@ use arc_swap::ArcSwap;
 use crate::config::{Adaptation, Config, ConfigErrors, CostCoefficients};
 use crate::cost::{Weights, calibrated_estimates, weigh};
 use crate::decision::{Decision, EstimateSource, Estimates, Reason, ThresholdBreakdown};
+use crate::learned::{MethodClassifier, NoopClassifier};
 use crate::name::Name;
 use crate::policy::forced;
 use crate::request::{DecisionContext, Timestamp, TransferRequest};
@@ -41,6 +42,7 @@ use snapshot::{Counters, PoolState, RegisteredFunction, RuleStep, Snapshot, comp
 pub struct ControllerBuilder {
     config: Config,
     predictor: Arc<dyn Predictor>,
+    classifier: Arc<dyn MethodClassifier>,
     metrics: Arc<dyn MetricsQuery>,
     store: Arc<dyn ThresholdStore>,
     functions: Vec<RegisteredFunction>,
@@ -57,6 +59,13 @@ impl ControllerBuilder {
     /// Uses `predictor` for learned estimates once it is confident.
     pub fn predictor(mut self, predictor: Arc<dyn Predictor>) -> Self {
         self.predictor = predictor;
+        self
+    }
+
+    /// Lets `classifier` pick the method in the cost-analysis step once it is
+    /// confident (`adaptation.classifier_min_confidence`), for pools that learn.
+    pub fn classifier(mut self, classifier: Arc<dyn MethodClassifier>) -> Self {
+        self.classifier = classifier;
         self
     }
 
@@ -107,6 +116,7 @@ impl ControllerBuilder {
             counters,
             functions: self.functions,
             predictor: self.predictor,
+            classifier: self.classifier,
             metrics: self.metrics,
             rng: SplitMix::new(self.seed),
             reload: Mutex::new(()),
@@ -125,6 +135,7 @@ pub struct Controller {
     counters: Mutex<BTreeMap<Name, Arc<Counters>>>,
     functions: Vec<RegisteredFunction>,
     predictor: Arc<dyn Predictor>,
+    classifier: Arc<dyn MethodClassifier>,
     metrics: Arc<dyn MetricsQuery>,
     rng: SplitMix,
     reload: Mutex<()>,
@@ -135,6 +146,7 @@ impl std::fmt::Debug for Controller {
         f.debug_struct("Controller")
             .field("version", &self.version())
             .field("predictor", &self.predictor.name())
+            .field("classifier", &self.classifier.name())
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +157,7 @@ impl Controller {
         ControllerBuilder {
             config,
             predictor: Arc::new(NoopPredictor),
+            classifier: Arc::new(NoopClassifier),
             metrics: Arc::new(NoopQuery),
             store: Arc::new(NoopThresholdStore),
             functions: Vec::new(),
@@ -280,9 +293,20 @@ impl Controller {
         let (e, source_confidence) =
             self.estimates(&snap.config.costs, adaptation, pool, request, ctx);
         let gain = e.zero_copy_gain;
-        let (greedy, reason, confidence) = if e.source == EstimateSource::Calibrated
-            && request.size < threshold.effective
-        {
+        let verdict = if s.learning {
+            self.classifier
+                .classify(request, ctx)
+                .filter(|v| v.confidence >= adaptation.classifier_min_confidence)
+        } else {
+            None
+        };
+        let (greedy, reason, confidence) = if let Some(v) = verdict {
+            let reason = Reason::Learned {
+                confidence: v.confidence,
+                model_version: v.model_version,
+            };
+            (v.method, reason, v.confidence.min(1.0))
+        } else if e.source == EstimateSource::Calibrated && request.size < threshold.effective {
             let distance = (threshold.effective as f64 / request.size.max(1) as f64).log2();
             let confidence = 0.5 + 0.5 * (distance / s.exploration_band.log2().max(1.0)).min(1.0);
             (Method::Grpc, Reason::BelowThreshold, confidence)
@@ -305,7 +329,16 @@ impl Controller {
             }
         };
 
-        let eps = s.exploration_rate;
+        // A learned pick explores less the surer it is (down to
+        // `exploration_min_share` of the rate); the static rules explore at the
+        // full rate, since nothing measured backs them yet.
+        let learned = verdict.is_some() || e.source == EstimateSource::Predicted;
+        let eps = if learned {
+            let share = (2.0 * (1.0 - confidence)).clamp(adaptation.exploration_min_share, 1.0);
+            s.exploration_rate * share
+        } else {
+            s.exploration_rate
+        };
         let band_lo = (threshold.effective as f64 / s.exploration_band).max(s.floor as f64);
         let band_hi = (threshold.effective as f64 * s.exploration_band).min(s.ceiling as f64);
         let size = request.size as f64;

@@ -8,6 +8,7 @@
 mod cost;
 mod exploration;
 mod forced;
+mod learned;
 mod pools;
 mod predictor;
 mod quick_path;

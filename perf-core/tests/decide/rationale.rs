@@ -7,8 +7,8 @@ use std::sync::Arc;
 use perf_core::ZeroCopyAvailability::Fresh;
 use perf_core::config::PoolSettings;
 use perf_core::{
-    Controller, Decision, FixedPolicy, Goal, Locality, Method, ReasonCode, TransferPolicy,
-    TransferRequest, ZeroCopyAvailability,
+    Controller, Decision, DecisionContext, FixedPolicy, Goal, Locality, Method, MethodClassifier,
+    ReasonCode, TransferPolicy, TransferRequest, Verdict, ZeroCopyAvailability,
 };
 
 use crate::support::{
@@ -23,6 +23,22 @@ fn first_exploration(c: &Controller, request: TransferRequest) -> Decision {
         .map(|_| c.decide(&request, &idle()))
         .find(|d| d.reason.is_exploration())
         .expect("an exploration within 1000 draws at rate 0.5")
+}
+
+/// A classifier sure that zero-copy is faster.
+struct Sure;
+
+impl MethodClassifier for Sure {
+    fn name(&self) -> &str {
+        "sure"
+    }
+    fn classify(&self, _request: &TransferRequest, _ctx: &DecisionContext) -> Option<Verdict> {
+        Some(Verdict {
+            method: Method::ZeroCopy,
+            confidence: 0.93,
+            model_version: 3,
+        })
+    }
 }
 
 #[test]
@@ -54,6 +70,11 @@ fn rationale_of_every_reason() {
     .build()
     .unwrap();
 
+    let learned = Controller::builder(config_with(settings()))
+        .classifier(Arc::new(Sure))
+        .build()
+        .unwrap();
+
     let big = TransferRequest::new(256 * MIB);
     let size = TransferRequest::new;
     #[rustfmt::skip]
@@ -70,6 +91,7 @@ fn rationale_of_every_reason() {
         ("cost analysis zero-copy", c.decide(&big.with_pool(ml), &idle())),
         ("cost analysis grpc", c.decide(&size(12 * MIB), &ctx(FULL_MEMORY, Fresh))),
         ("marginal gain", marginal.decide(&size(12 * MIB), &idle())),
+        ("learned", learned.decide(&size(4 * MIB), &idle())),
         ("exploration", first_exploration(&explorer, size(12 * MIB))),
     ];
     let mut text = String::new();

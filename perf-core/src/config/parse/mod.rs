@@ -70,8 +70,8 @@ const PROFILE_KEYS: &str = "version costs measured";
 const MAX_PROFILE_PATH: usize = 4096;
 const SETTINGS_KEYS: &str =
     "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning";
-const ADAPTATION_KEYS: &str =
-    "max_step min_factor max_factor cpu_high memory_high predictor_min_confidence";
+const ADAPTATION_KEYS: &str = "max_step min_factor max_factor cpu_high memory_high \
+    predictor_min_confidence classifier_min_confidence exploration_min_share";
 const COST_KEYS: &str = "grpc_call_us grpc_ns_per_byte grpc_cached_ns_per_byte grpc_cache_bytes \
     grpc_cpu_share grpc_memory_factor zero_copy_notify_us memcpy_ns_per_byte segment_create_us \
     page_fault_us segment_cleanup_us pool_return_us";
@@ -309,6 +309,16 @@ fn read_adaptation(report: &mut Report, sec: &Section<'_>) -> Adaptation {
         (
             "predictor_min_confidence",
             &mut a.predictor_min_confidence,
+            Range::Closed(0.0, 1.0),
+        ),
+        (
+            "classifier_min_confidence",
+            &mut a.classifier_min_confidence,
+            Range::Closed(0.5, 1.0),
+        ),
+        (
+            "exploration_min_share",
+            &mut a.exploration_min_share,
             Range::Closed(0.0, 1.0),
         ),
     ];
