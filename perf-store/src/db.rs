@@ -1,8 +1,10 @@
 //! The redb backend: one file, `metrics.redb`, in the data directory, holding raw samples,
-//! buckets, the threshold log and the store's meta data, each batch committed durably and whole.
+//! buckets, the threshold log, trained models and the store's meta data, each batch committed
+//! durably and whole.
 
 mod check;
 mod codec;
+mod models;
 mod storage;
 
 use std::fs::OpenOptions;
@@ -18,12 +20,13 @@ use redb::{
 
 pub use check::{CheckReport, TableRows, check};
 pub use codec::SCHEMA_VERSION;
+pub use models::{MODEL_VERSIONS_KEPT, ModelInfo, RedbModelStore};
 pub use storage::WriteFaults;
 
 pub(crate) use codec::{
-    BUCKETS, META, META_CREATED_AT, META_NEXT_SAMPLE, META_SCHEMA_VERSION, SAMPLES, THRESHOLDS,
-    bucket_key_prefix, decode_bucket_key, decode_change, decode_sample, encode_bucket_key,
-    encode_sample, redb_err,
+    BUCKETS, META, META_CREATED_AT, META_NEXT_SAMPLE, META_SCHEMA_VERSION, MODELS, SAMPLES,
+    THRESHOLDS, bucket_key_prefix, decode_bucket_key, decode_change, decode_model, decode_sample,
+    encode_bucket_key, encode_model, encode_sample, redb_err,
 };
 
 use crate::datadir;
@@ -172,6 +175,7 @@ fn initialize(db: &Database) -> Result<(), StoreError> {
         txn.open_table(SAMPLES).map_err(redb_err)?;
         txn.open_table(BUCKETS).map_err(redb_err)?;
         txn.open_table(THRESHOLDS).map_err(redb_err)?;
+        txn.open_table(MODELS).map_err(redb_err)?;
     }
     txn.commit().map_err(redb_err)
 }
@@ -187,6 +191,20 @@ pub(crate) fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
         }
         e => redb_err(e),
     })
+}
+
+/// Counts the rows of a table that a store may lack (an older store of the same schema version);
+/// a missing table counts as empty.
+fn optional_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64, StoreError> {
+    use redb::ReadableTableMetadata;
+    match txn.open_table(def) {
+        Ok(t) => t.len().map_err(redb_err),
+        Err(TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(redb_err(e)),
+    }
 }
 
 /// Whether `m` passes `filter` (its time is checked by the range scan).
@@ -252,6 +270,13 @@ impl RedbBackend {
         }
     }
 
+    /// The trained models in the same file (see [`MODEL_VERSIONS_KEPT`]).
+    pub fn models(&self) -> RedbModelStore {
+        RedbModelStore {
+            db: self.db.clone(),
+        }
+    }
+
     /// How many rows each table holds.
     pub fn rows(&self) -> Result<TableRows, StoreError> {
         use redb::ReadableTableMetadata;
@@ -260,6 +285,7 @@ impl RedbBackend {
             samples: read_table(&txn, SAMPLES)?.len().map_err(redb_err)?,
             buckets: read_table(&txn, BUCKETS)?.len().map_err(redb_err)?,
             thresholds: read_table(&txn, THRESHOLDS)?.len().map_err(redb_err)?,
+            models: optional_rows(&txn, MODELS)?,
         })
     }
 }

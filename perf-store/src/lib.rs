@@ -12,8 +12,8 @@
 //!   percentiles), raw samples for training, and correlation [`Profile`]s (R2.6).
 //! - [`RedbBackend`] is the durable [`Backend`]: one atomic write transaction per batch, a
 //!   versioned schema with [`migrate()`] (backup first), [`Retention`] with archival, a
-//!   read-only [`check`] for `perfopt doctor`, and [`RedbThresholdStore`] so thresholds and
-//!   their history survive a restart (R1.6). [`MemoryBackend`] serves tests and runs that keep
+//!   read-only [`check`] for `perfopt doctor`, [`RedbThresholdStore`] so thresholds and
+//!   their history survive a restart (R1.6), and [`RedbModelStore`] for trained models. [`MemoryBackend`] serves tests and runs that keep
 //!   nothing.
 //!
 //! It covers R2.1, R2.3, R2.5, R2.6, the series of R5.4, R14.5 and R14.6.
@@ -46,7 +46,8 @@ pub mod retention;
 
 pub use datadir::{DATA_DIR_ENV, DataDir, DataDirError, DataDirSource};
 pub use db::{
-    CheckReport, RedbBackend, RedbConfig, RedbThresholdStore, TableRows, WriteFaults, check,
+    CheckReport, MODEL_VERSIONS_KEPT, ModelInfo, RedbBackend, RedbConfig, RedbModelStore,
+    RedbThresholdStore, TableRows, WriteFaults, check,
 };
 pub use migrate::{MigrationReport, migrate};
 pub use retention::{CleanupReport, Retention};

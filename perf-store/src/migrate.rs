@@ -7,6 +7,9 @@
 //! - version 2 keys them (table `raw_samples`) by `(start ns, sequence)`, with the next sequence
 //!   in meta, so every sample is kept. Buckets, thresholds and meta are unchanged.
 //!
+//! Version 2 later gained the `models` table without a new version: a save creates it, and a
+//! store without it holds no models, so no step is needed.
+//!
 //! A new schema change raises [`crate::db::SCHEMA_VERSION`], adds one function to the list
 //! of steps, and keeps the previous version's writer here for its test.
 

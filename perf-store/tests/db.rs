@@ -101,7 +101,8 @@ fn batches_round_trip_across_reopen() {
         TableRows {
             samples: 7,
             buckets: 2,
-            thresholds: 0
+            thresholds: 0,
+            models: 0
         }
     );
     let got = b.buckets(Granularity::Second, 0, u64::MAX).unwrap();

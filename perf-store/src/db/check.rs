@@ -4,12 +4,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use redb::{Builder, Database, ReadableDatabase, ReadableTable};
+use redb::{Builder, Database, ReadableDatabase, ReadableTable, TableError};
 
+use super::models::corrupt;
 use super::storage::ReadOnlyOverlay;
 use super::{
-    BUCKETS, META, META_NEXT_SAMPLE, SAMPLES, THRESHOLDS, decode_bucket_key, decode_change,
-    decode_sample, expect_current, no_panic, read_table, redb_err, store_file, stored_version,
+    BUCKETS, META, META_NEXT_SAMPLE, MODELS, SAMPLES, THRESHOLDS, decode_bucket_key, decode_change,
+    decode_model, decode_sample, expect_current, no_panic, read_table, redb_err, store_file,
+    stored_version,
 };
 use crate::model::{Bucket, StoreError};
 
@@ -25,6 +27,8 @@ pub struct TableRows {
     pub buckets: u64,
     /// Threshold changes.
     pub thresholds: u64,
+    /// Saved model versions, of every model.
+    pub models: u64,
 }
 
 /// What [`check`] found.
@@ -151,6 +155,26 @@ fn scan(db: &Database, report: &mut CheckReport) -> Result<(), StoreError> {
         report.rows.thresholds += 1;
         if let Err(e) = decode_change(v.value()) {
             report.problem(format!("threshold change {}: {e}", k.value()));
+        }
+    }
+    let models = match txn.open_table(MODELS) {
+        Ok(t) => t,
+        // A store from before models were kept has no table for them.
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(redb_err(e)),
+    };
+    for row in models.iter().map_err(redb_err)? {
+        let (k, v) = row.map_err(redb_err)?;
+        let (name, version) = k.value();
+        report.rows.models += 1;
+        if let Err(e) = perf_core::check_model(name, 0) {
+            report.problem(format!("model v{version}: {e}"));
+        }
+        if version == 0 {
+            report.problem(corrupt(name, version, "version 0, expected 1 or more"));
+        }
+        if let Err(e) = decode_model(v.value()) {
+            report.problem(corrupt(name, version, &e));
         }
     }
     Ok(())

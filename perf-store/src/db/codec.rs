@@ -9,8 +9,13 @@
 //! granularity, then start time, then series (see [`encode_bucket_key`]); their value is
 //! `Bucket::to_bytes`. Threshold changes are keyed by their append position and hold the
 //! `serde_json` encoding of `ThresholdChange`.
+//!
+//! Trained models are keyed by `(name, version)` and hold a [`MODEL_HEADER_LEN`]-byte header and
+//! then the model's bytes (see [`encode_model`]). The `models` table came after version 2 was
+//! released without a schema bump: it is created by the first save, and a store without it holds
+//! no models, so stores written before it and builds that predate it both keep working.
 
-use perf_core::{DataType, Method, Name, ThresholdChange, TransferMetrics};
+use perf_core::{DataType, Method, Name, ThresholdChange, Timestamp, TransferMetrics};
 use redb::TableDefinition;
 
 use crate::model::{BucketKey, Granularity, SeriesKey, StoreError};
@@ -26,6 +31,8 @@ pub(crate) const SAMPLES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::
 pub(crate) const BUCKETS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("buckets");
 /// Threshold changes: append position to JSON.
 pub(crate) const THRESHOLDS: TableDefinition<u64, &[u8]> = TableDefinition::new("thresholds");
+/// Trained models: `(name, version)` to [`encode_model`]; may be missing in a version-2 store.
+pub(crate) const MODELS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("models");
 
 /// Meta key of the schema version.
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -172,6 +179,72 @@ pub(crate) fn decode_change(bytes: &[u8]) -> Result<ThresholdChange, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("threshold change: {e}")))
 }
 
+/// The format byte that starts every stored model.
+const MODEL_FORMAT: u8 = 1;
+
+/// Bytes of a stored model's header: format (1), saved_at ns (8), length (8) and CRC-32 (4).
+pub(crate) const MODEL_HEADER_LEN: usize = 21;
+
+/// The CRC-32 of a model's header fields and bytes.
+fn model_crc(head: &[u8], bytes: &[u8]) -> u32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(head);
+    crc.update(bytes);
+    crc.sum()
+}
+
+/// Encodes a model saved at `at`: format byte, saved_at in nanoseconds and length (both u64
+/// little-endian), the CRC-32 of those 17 bytes and the model's (u32 little-endian), then the
+/// model's bytes.
+pub(crate) fn encode_model(at: Timestamp, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MODEL_HEADER_LEN + bytes.len());
+    out.push(MODEL_FORMAT);
+    out.extend_from_slice(&at.as_nanos().to_le_bytes());
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    let crc = model_crc(&out, bytes);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// Reads what [`encode_model`] wrote: when the model was saved, and its bytes; the error says
+/// what does not match.
+pub(crate) fn decode_model(value: &[u8]) -> Result<(Timestamp, &[u8]), String> {
+    if value.len() < MODEL_HEADER_LEN {
+        return Err(format!(
+            "{} bytes, expected at least the {MODEL_HEADER_LEN}-byte header",
+            value.len()
+        ));
+    }
+    let (head, bytes) = value.split_at(MODEL_HEADER_LEN);
+    if head[0] != MODEL_FORMAT {
+        return Err(format!("format {}, expected {MODEL_FORMAT}", head[0]));
+    }
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&head[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let saved_at = u64_at(1);
+    let len = u64_at(9);
+    if len != bytes.len() as u64 {
+        return Err(format!(
+            "header says {len} bytes, {} are stored",
+            bytes.len()
+        ));
+    }
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(&head[17..21]);
+    let stored = u32::from_le_bytes(stored);
+    let computed = model_crc(&head[..17], bytes);
+    if stored != computed {
+        return Err(format!(
+            "checksum {computed:#010x}, expected {stored:#010x} as stored"
+        ));
+    }
+    Ok((Timestamp(saved_at), bytes))
+}
+
 /// Maps any redb error to a store error: damage to `Corrupt`, everything else to `Io`.
 pub(crate) fn redb_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
@@ -222,6 +295,28 @@ mod tests {
         assert_eq!((back.latency_us, back.throughput_bps), (0.0, 0.0));
         assert_eq!(back.predicted_latency_us, None);
         assert_eq!(back.started_at, m.started_at);
+    }
+
+    #[test]
+    fn models_round_trip_and_any_flipped_byte_is_caught() {
+        let value = encode_model(Timestamp(42), b"weights");
+        assert_eq!(value.len(), MODEL_HEADER_LEN + 7);
+        assert_eq!(
+            decode_model(&value).unwrap(),
+            (Timestamp(42), &b"weights"[..])
+        );
+        assert_eq!(
+            decode_model(&encode_model(Timestamp(1), b"")).unwrap(),
+            (Timestamp(1), &b""[..])
+        );
+        for i in 0..value.len() {
+            let mut bad = value.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_model(&bad).is_err(), "byte {i} flipped");
+        }
+        for n in 0..value.len() {
+            assert!(decode_model(&value[..n]).is_err(), "prefix of {n} bytes");
+        }
     }
 
     #[test]

@@ -1,0 +1,749 @@
+//! The learning engine: gathers paired evidence, trains the classifier in the
+//! background, validates it before it decides anything, publishes it with one
+//! atomic swap, watches it for drift and for lost accuracy, and moves each
+//! pool's threshold toward the measured crossover.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use perf_core::{
+    Controller, DecisionContext, MethodClassifier, ModelStore, Name, Timestamp, TransferMetrics,
+    TransferRequest, Verdict,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{PairedDataset, PairedSample, Pairer, Source};
+use crate::drift::{FeatureDrift, PageHinkley};
+use crate::features::{Conditions, LoadTracker, request_features};
+use crate::model::{Classifier, Evaluation, LearnError, TreeConfig};
+
+/// The name the classifier is saved under in a [`ModelStore`].
+pub const MODEL_NAME: &str = "method-classifier";
+
+/// How the engine learns. Every field has a safe default.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LearnConfig {
+    /// Off: the engine gathers evidence but never publishes a model.
+    pub enabled: bool,
+    /// Paired samples needed before the first training.
+    pub min_samples: usize,
+    /// The most recent paired samples kept for training.
+    pub max_samples: usize,
+    /// Share of samples trained on; the rest validate.
+    pub train_fraction: f64,
+    /// A model is published only with at least this held-out accuracy.
+    pub min_accuracy: f64,
+    /// ... and at most this regret (extra latency over the oracle, fraction).
+    pub max_regret: f64,
+    /// A published model whose accuracy on the last `live_window` live pairs
+    /// falls below this is dropped; the rules decide until a retrained model
+    /// passes validation.
+    pub live_accuracy_floor: f64,
+    /// Live pairs the accuracy floor looks at.
+    pub live_window: usize,
+    /// Retrain after this many new paired samples even without drift.
+    pub retrain_every: usize,
+    /// After drift, retrain once this many new paired samples have arrived.
+    pub retrain_after_drift: usize,
+    /// Significance of the feature-distribution drift test.
+    pub drift_alpha: f64,
+    /// Recent values the drift test compares with the training set.
+    pub drift_window: usize,
+    /// Two transfers pair only if at most this far apart.
+    pub pair_max_age: Duration,
+    /// ... and with CPU utilisation at most this far apart.
+    pub pair_max_cpu_gap: f64,
+    /// How the tree grows.
+    pub tree: TreeConfig,
+    /// Seed of the train/validation split.
+    pub seed: u64,
+    /// Moves pools' thresholds toward the measured crossover.
+    pub adjust_thresholds: bool,
+}
+
+impl Default for LearnConfig {
+    fn default() -> Self {
+        LearnConfig {
+            enabled: true,
+            min_samples: 1000,
+            max_samples: 20_000,
+            train_fraction: 0.8,
+            min_accuracy: 0.9,
+            max_regret: 0.05,
+            live_accuracy_floor: 0.75,
+            live_window: 200,
+            retrain_every: 5_000,
+            retrain_after_drift: 200,
+            drift_alpha: 0.001,
+            drift_window: 256,
+            pair_max_age: Duration::from_secs(30),
+            pair_max_cpu_gap: 0.25,
+            tree: TreeConfig::default(),
+            seed: 0x5EED,
+            adjust_thresholds: true,
+        }
+    }
+}
+
+/// What happened to the model; every event is also an explanation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A model passed validation and decides from now on.
+    Published {
+        /// Its version.
+        version: u64,
+        /// Why it was trained.
+        trigger: Trigger,
+        /// Held-out results.
+        validation: Evaluation,
+    },
+    /// A trained model failed validation and was not published.
+    Rejected {
+        /// Why it was trained.
+        trigger: Trigger,
+        /// Held-out results.
+        validation: Evaluation,
+    },
+    /// Training failed.
+    TrainingFailed {
+        /// The error.
+        error: String,
+    },
+    /// A stored model could not be used; the rules decide (an alert).
+    LoadFailed {
+        /// Why.
+        error: String,
+    },
+    /// A stored model was loaded and decides.
+    Loaded {
+        /// Its version.
+        version: u64,
+    },
+    /// Saving the model failed; it still decides in this process.
+    SaveFailed {
+        /// Why.
+        error: String,
+    },
+    /// The workload changed (an alert).
+    Drift {
+        /// Which test fired.
+        test: String,
+        /// Its statistic.
+        statistic: f64,
+    },
+    /// The published model lost accuracy and was dropped; the rules decide
+    /// (an alert).
+    Dropped {
+        /// Its accuracy on the last live pairs.
+        live_accuracy: f64,
+    },
+    /// A pool's threshold moved toward the measured crossover.
+    ThresholdMoved {
+        /// The pool.
+        pool: Name,
+        /// The measured crossover, bytes.
+        crossover: u64,
+        /// The threshold before, bytes.
+        from: u64,
+        /// The threshold after, bytes.
+        to: u64,
+        /// Expected latency gain over the old threshold (fraction).
+        expected_gain: f64,
+    },
+}
+
+impl EventKind {
+    /// Whether an operator should hear of it.
+    pub fn is_alert(&self) -> bool {
+        matches!(
+            self,
+            EventKind::LoadFailed { .. }
+                | EventKind::Drift { .. }
+                | EventKind::Dropped { .. }
+                | EventKind::SaveFailed { .. }
+                | EventKind::TrainingFailed { .. }
+        )
+    }
+}
+
+/// Why a training ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Enough samples for a first model.
+    FirstModel,
+    /// Drift was detected.
+    Drift,
+    /// The model was dropped for lost accuracy.
+    LostAccuracy,
+    /// Periodic refresh.
+    Refresh,
+    /// Asked for.
+    Requested,
+}
+
+/// One event, timed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When.
+    pub at: Timestamp,
+    /// The paired samples seen by then.
+    pub paired: u64,
+    /// What.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The most events kept.
+const MAX_EVENTS: usize = 256;
+
+/// What the engine shares with the decision path.
+#[derive(Debug)]
+struct Shared {
+    model: ArcSwapOption<Classifier>,
+    load: LoadTracker,
+}
+
+/// The classifier as the controller sees it: one atomic load, a feature
+/// vector on the stack and a walk down a flat tree; no lock, no allocation.
+#[derive(Debug, Clone)]
+pub struct LearnedClassifier(Arc<Shared>);
+
+impl MethodClassifier for LearnedClassifier {
+    fn name(&self) -> &str {
+        "paired-evidence decision tree"
+    }
+    fn classify(&self, request: &TransferRequest, ctx: &DecisionContext) -> Option<Verdict> {
+        let guard = self.0.model.load();
+        let model = guard.as_ref()?;
+        let conditions = Conditions::new(&ctx.system, ctx.now, &self.0.load);
+        let (method, confidence) = model.predict(&request_features(request, &conditions));
+        Some(Verdict {
+            method,
+            confidence,
+            model_version: model.version,
+        })
+    }
+}
+
+impl LearnedClassifier {
+    /// The published model, if one decides.
+    pub fn model(&self) -> Option<Arc<Classifier>> {
+        self.0.model.load_full()
+    }
+}
+
+/// A summary for `perfopt model status` and run reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Whether learning may publish models.
+    pub enabled: bool,
+    /// Whether a model decides now.
+    pub active: bool,
+    /// Its version (0 when none).
+    pub version: u64,
+    /// Samples it was trained on.
+    pub trained_on: usize,
+    /// Its held-out results at training.
+    pub validation: Option<Evaluation>,
+    /// Its accuracy on the live pairs since it was published.
+    pub live_accuracy: Option<f64>,
+    /// Transfers observed.
+    pub observed: u64,
+    /// Paired samples gathered (live and bench).
+    pub paired: u64,
+    /// Paired samples kept for training.
+    pub window: usize,
+    /// Trainings run.
+    pub trainings: u64,
+    /// Drifts detected.
+    pub drifts: u64,
+    /// Paired samples needed for the first model.
+    pub min_samples: usize,
+}
+
+/// The learning engine. It runs on its own thread, fed with every transfer;
+/// the controller reads its published model through [`LearnedClassifier`].
+pub struct LearningEngine {
+    config: LearnConfig,
+    shared: Arc<Shared>,
+    pairer: Pairer,
+    window: VecDeque<PairedSample>,
+    since_train: usize,
+    drift_pending: Option<u64>,
+    retrain_pending: Option<Trigger>,
+    live: VecDeque<bool>,
+    page_hinkley: Option<PageHinkley>,
+    feature_drift: Vec<(usize, FeatureDrift)>,
+    since_drift_check: usize,
+    store: Option<Arc<dyn ModelStore>>,
+    controller: Option<Arc<Controller>>,
+    events: VecDeque<Event>,
+    observed: u64,
+    paired: u64,
+    trainings: u64,
+    drifts: u64,
+    next_version: u64,
+}
+
+impl std::fmt::Debug for LearningEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LearningEngine")
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Features watched for drift: CPU utilisation and the two slowdowns.
+const DRIFT_FEATURES: [usize; 3] = [4, 8, 9];
+
+impl LearningEngine {
+    /// An engine with no model yet.
+    pub fn new(config: LearnConfig) -> LearningEngine {
+        LearningEngine {
+            config,
+            shared: Arc::new(Shared {
+                model: ArcSwapOption::empty(),
+                load: LoadTracker::default(),
+            }),
+            pairer: Pairer::new(config.pair_max_age, config.pair_max_cpu_gap),
+            window: VecDeque::new(),
+            since_train: 0,
+            drift_pending: None,
+            retrain_pending: None,
+            live: VecDeque::new(),
+            page_hinkley: page_hinkley(),
+            feature_drift: Vec::new(),
+            since_drift_check: 0,
+            store: None,
+            controller: None,
+            events: VecDeque::new(),
+            observed: 0,
+            paired: 0,
+            trainings: 0,
+            drifts: 0,
+            next_version: 1,
+        }
+    }
+
+    /// Persists published models in `store`, and starts from the newest one
+    /// there if it loads and checks; otherwise the rules decide and an alert
+    /// event says why.
+    pub fn with_store(mut self, store: Arc<dyn ModelStore>, now: Timestamp) -> LearningEngine {
+        match store.load_model(MODEL_NAME) {
+            Ok(None) => {}
+            Ok(Some(stored)) => match Classifier::decode(&stored.bytes) {
+                Ok(mut model) => {
+                    model.version = stored.version;
+                    self.next_version = stored.version + 1;
+                    let version = model.version;
+                    self.install(model);
+                    self.event(now, EventKind::Loaded { version });
+                }
+                Err(e) => {
+                    self.next_version = stored.version + 1;
+                    let error = format!("{MODEL_NAME} v{}: {e}", stored.version);
+                    self.event(now, EventKind::LoadFailed { error });
+                }
+            },
+            Err(e) => {
+                let error = e.to_string();
+                self.event(now, EventKind::LoadFailed { error });
+            }
+        }
+        self.store = Some(store);
+        self
+    }
+
+    /// Moves `controller`'s pool thresholds toward the measured crossover.
+    pub fn with_controller(mut self, controller: Arc<Controller>) -> LearningEngine {
+        self.controller = Some(controller);
+        self
+    }
+
+    /// The classifier to hand to the controller.
+    pub fn classifier(&self) -> LearnedClassifier {
+        LearnedClassifier(self.shared.clone())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LearnConfig {
+        &self.config
+    }
+
+    /// Events so far, oldest first (the last 256).
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    /// The paired samples kept for training.
+    pub fn samples(&self) -> impl Iterator<Item = &PairedSample> {
+        self.window.iter()
+    }
+
+    /// Where things stand.
+    pub fn status(&self) -> Status {
+        let model = self.shared.model.load_full();
+        let live = (!self.live.is_empty())
+            .then(|| self.live.iter().filter(|&&x| x).count() as f64 / self.live.len() as f64);
+        Status {
+            enabled: self.config.enabled,
+            active: model.is_some(),
+            version: model.as_ref().map_or(0, |m| m.version),
+            trained_on: model.as_ref().map_or(0, |m| m.trained_on),
+            validation: model.as_ref().map(|m| m.validation),
+            live_accuracy: live,
+            observed: self.observed,
+            paired: self.paired,
+            window: self.window.len(),
+            trainings: self.trainings,
+            drifts: self.drifts,
+            min_samples: self.config.min_samples,
+        }
+    }
+
+    fn event(&mut self, at: Timestamp, kind: EventKind) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event {
+            at,
+            paired: self.paired,
+            kind,
+        });
+    }
+
+    fn install(&mut self, model: Classifier) {
+        // An alpha of 0 (or a window out of range) switches the feature tests off.
+        self.feature_drift = DRIFT_FEATURES
+            .iter()
+            .filter_map(|&j| {
+                let reference: Vec<f64> = model.reference.iter().map(|r| r[j]).collect();
+                FeatureDrift::new(
+                    &reference,
+                    self.config.drift_window,
+                    self.config.drift_alpha,
+                )
+                .ok()
+                .map(|test| (j, test))
+            })
+            .collect();
+        self.since_drift_check = 0;
+        self.page_hinkley = page_hinkley();
+        self.live.clear();
+        self.shared.model.store(Some(Arc::new(model)));
+    }
+
+    /// Folds in one transfer: load averages, live pairing, drift and accuracy
+    /// watch, and training when due.
+    pub fn observe(&mut self, m: &TransferMetrics) {
+        self.observed += 1;
+        if !m.success {
+            return;
+        }
+        let conditions = Conditions::new(&m.system, m.started_at, &self.shared.load);
+        if m.fallback.is_none() {
+            self.shared.load.observe(m.method, m.size, m.latency_us);
+        }
+        if let Some(sample) = self.pairer.offer(m, conditions) {
+            self.add(sample);
+        }
+    }
+
+    /// Adds paired samples measured elsewhere (e.g. `perfopt model collect`).
+    pub fn add_paired(&mut self, samples: &[PairedSample]) {
+        for s in samples {
+            self.add(*s);
+        }
+    }
+
+    fn add(&mut self, s: PairedSample) {
+        if s.problem().is_some() {
+            return;
+        }
+        self.paired += 1;
+        self.since_train += 1;
+        if self.window.len() == self.config.max_samples.max(1) {
+            self.window.pop_front();
+        }
+        self.window.push_back(s);
+        if s.source == Source::Live {
+            self.watch(&s);
+        }
+        self.maybe_train(s.at);
+    }
+
+    /// Checks the published model against a live pair.
+    fn watch(&mut self, s: &PairedSample) {
+        let Some(model) = self.shared.model.load_full() else {
+            return;
+        };
+        let chosen = model.pick(s);
+        let right = chosen == s.faster();
+        if self.live.len() == self.config.live_window.max(1) {
+            self.live.pop_front();
+        }
+        self.live.push_back(right);
+        // Regret of this pick, capped: the error series Page-Hinkley watches.
+        let regret = ((s.latency(chosen) / s.latency(s.faster())) - 1.0).min(1.0);
+        let ph = self.page_hinkley.as_mut().is_some_and(|p| p.update(regret));
+        let mut fired = ph.then(|| {
+            let statistic = self
+                .page_hinkley
+                .as_ref()
+                .map_or(0.0, PageHinkley::statistic);
+            ("page_hinkley(regret)".to_string(), statistic)
+        });
+        // The feature tests run once per quarter window, not after every pair,
+        // so that repeated testing does not raise false alarms.
+        let features = s.features();
+        self.since_drift_check += 1;
+        let due = self.since_drift_check >= (self.config.drift_window / 4).max(1);
+        if due {
+            self.since_drift_check = 0;
+        }
+        for (j, test) in &mut self.feature_drift {
+            test.push(features[*j]);
+            if due
+                && fired.is_none()
+                && test.len() >= self.config.drift_window
+                && let Some(result) = test.check()
+                && result.drifted
+            {
+                let name = crate::features::FEATURE_NAMES[*j];
+                fired = Some((format!("ks({name})"), result.test.statistic));
+            }
+        }
+        if let Some((test, statistic)) = fired
+            && self.drift_pending.is_none()
+        {
+            self.drifts += 1;
+            self.drift_pending = Some(self.paired);
+            self.event(s.at, EventKind::Drift { test, statistic });
+        }
+        let floor_window = self.config.live_window.max(1);
+        if self.live.len() >= floor_window.min(50) {
+            let accuracy = self.live.iter().filter(|&&x| x).count() as f64 / self.live.len() as f64;
+            if self.live.len() >= floor_window / 2 && accuracy < self.config.live_accuracy_floor {
+                self.shared.model.store(None);
+                self.live.clear();
+                // What the features did not capture changed: the evidence from
+                // before says nothing reliable about now.
+                self.window.clear();
+                self.since_train = 0;
+                self.retrain_pending = Some(Trigger::LostAccuracy);
+                self.event(
+                    s.at,
+                    EventKind::Dropped {
+                        live_accuracy: accuracy,
+                    },
+                );
+            }
+        }
+    }
+
+    fn maybe_train(&mut self, now: Timestamp) {
+        if !self.config.enabled {
+            return;
+        }
+        let has_model = self.shared.model.load().is_some();
+        let after_change = self.config.retrain_after_drift;
+        let trigger = if let Some(at) = self.drift_pending {
+            (self.paired - at >= after_change as u64).then_some(Trigger::Drift)
+        } else if let Some(t) = self.retrain_pending {
+            (self.since_train >= after_change).then_some(t)
+        } else if has_model {
+            (self.since_train >= self.config.retrain_every).then_some(Trigger::Refresh)
+        } else if self.trainings == 0 {
+            (self.window.len() >= self.config.min_samples).then_some(Trigger::FirstModel)
+        } else {
+            // The last model was rejected: try again with fresh evidence.
+            (self.since_train >= after_change).then_some(Trigger::FirstModel)
+        };
+        if let Some(trigger) = trigger
+            && self.window.len() >= self.config.min_samples.min(self.config.retrain_after_drift)
+        {
+            let _ = self.train(trigger, now);
+        }
+    }
+
+    /// Trains on the kept samples, validates on the held-out share, and
+    /// publishes the model if it passes; returns the validation.
+    pub fn train(&mut self, trigger: Trigger, now: Timestamp) -> Result<Evaluation, LearnError> {
+        self.trainings += 1;
+        self.since_train = 0;
+        self.drift_pending = None;
+        self.retrain_pending = None;
+        let data = PairedDataset {
+            samples: self.window.iter().copied().collect(),
+        };
+        let (train, test) = data.split(self.config.train_fraction, self.config.seed);
+        if test.is_empty() {
+            let e = LearnError::TooFew {
+                got: data.samples.len(),
+                need: 10,
+            };
+            let error = e.to_string();
+            self.event(now, EventKind::TrainingFailed { error });
+            return Err(e);
+        }
+        let mut model = match Classifier::train(&train, &self.config.tree, now) {
+            Ok(m) => m,
+            Err(e) => {
+                let error = e.to_string();
+                self.event(now, EventKind::TrainingFailed { error });
+                return Err(e);
+            }
+        };
+        let validation = model.evaluate(&test);
+        model.validation = validation;
+        let passes = validation.accuracy >= self.config.min_accuracy
+            && validation.regret <= self.config.max_regret;
+        if !passes {
+            self.event(
+                now,
+                EventKind::Rejected {
+                    trigger,
+                    validation,
+                },
+            );
+            return Ok(validation);
+        }
+        model.version = self.next_version;
+        self.next_version += 1;
+        if let Some(store) = &self.store {
+            match store.save_model(MODEL_NAME, &model.encode(), now) {
+                Ok(v) if v > 0 => {
+                    model.version = v;
+                    self.next_version = v + 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let error = e.to_string();
+                    self.event(now, EventKind::SaveFailed { error });
+                }
+            }
+        }
+        let version = model.version;
+        self.install(model);
+        self.event(
+            now,
+            EventKind::Published {
+                version,
+                trigger,
+                validation,
+            },
+        );
+        if self.config.adjust_thresholds {
+            self.move_thresholds(now);
+        }
+        Ok(validation)
+    }
+
+    /// Moves each configured pool's threshold toward the crossover measured
+    /// in its kept samples.
+    fn move_thresholds(&mut self, now: Timestamp) {
+        let Some(controller) = self.controller.clone() else {
+            return;
+        };
+        let mut pools: Vec<Name> = self.window.iter().map(|s| s.pool).collect();
+        pools.sort();
+        pools.dedup();
+        for pool in pools {
+            if !controller.has_pool(pool) {
+                continue;
+            }
+            let samples: Vec<PairedSample> = self
+                .window
+                .iter()
+                .filter(|s| s.pool == pool)
+                .copied()
+                .collect();
+            let Ok(before) = controller.threshold(pool, &perf_core::SystemState::IDLE) else {
+                continue;
+            };
+            let Some(c) = crossover(&samples, before.effective) else {
+                continue;
+            };
+            if c.crossover == before.effective || c.expected_gain <= 0.0 {
+                continue;
+            }
+            let reason = format!(
+                "paired evidence ({} samples) puts the crossover at {}",
+                samples.len(),
+                perf_core::HumanSize(c.crossover)
+            );
+            if let Ok(change) =
+                controller.adjust_threshold(pool, c.crossover, &reason, c.expected_gain, now)
+            {
+                let kind = EventKind::ThresholdMoved {
+                    pool,
+                    crossover: c.crossover,
+                    from: change.from_bytes,
+                    to: change.to_bytes,
+                    expected_gain: c.expected_gain,
+                };
+                self.event(now, kind);
+            }
+        }
+    }
+}
+
+fn page_hinkley() -> Option<PageHinkley> {
+    // Regret per pair is 0 when the pick is right and up to 1 when wrong;
+    // a sustained rise of the mean by ~0.1 alarms within about 100 pairs.
+    PageHinkley::new(0.02, 8.0, 50).ok()
+}
+
+/// The size from which zero-copy should carry a pool's transfers, measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Crossover {
+    /// The threshold that minimises total latency over the samples, bytes.
+    pub crossover: u64,
+    /// Latency saved against `current`, as a fraction of its total.
+    pub expected_gain: f64,
+}
+
+/// The size threshold (gRPC below, zero-copy from it on) that minimises total
+/// latency over `samples`, and its gain over `current`; `None` without samples.
+pub fn crossover(samples: &[PairedSample], current: u64) -> Option<Crossover> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<&PairedSample> = samples.iter().collect();
+    sorted.sort_by_key(|s| s.size);
+    let total = |t: u64| -> f64 {
+        sorted
+            .iter()
+            .map(|s| {
+                if s.size < t {
+                    s.grpc_us
+                } else {
+                    s.zero_copy_us
+                }
+            })
+            .sum()
+    };
+    // Every cut between two distinct sizes, plus "all zero-copy" and "all gRPC".
+    let zc_total: f64 = sorted.iter().map(|s| s.zero_copy_us).sum();
+    let (mut best_t, mut best) = (sorted[0].size, zc_total);
+    let mut running = zc_total;
+    for (i, s) in sorted.iter().enumerate() {
+        running += s.grpc_us - s.zero_copy_us;
+        let next = sorted
+            .get(i + 1)
+            .map_or(s.size.saturating_add(1), |n| n.size);
+        if next != s.size && running < best {
+            best = running;
+            best_t = next;
+        }
+    }
+    let now = total(current);
+    Some(Crossover {
+        crossover: best_t,
+        expected_gain: if now > 0.0 { (now - best) / now } else { 0.0 },
+    })
+}
