@@ -68,7 +68,6 @@ pub fn kolmogorov_sf(n: usize, d: f64) -> f64 {
     clamp_probability(1.0 - clamp_probability(cdf))
 }
 
-
 /// Clamps to `[0, 1]`, keeping NaN.
 fn clamp_probability(p: f64) -> f64 {
     p.clamp(0.0, 1.0)
