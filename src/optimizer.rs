@@ -112,6 +112,10 @@ pub struct OptimizerBuilder {
     zero_copy: ZeroCopyAvailability,
     #[cfg(feature = "store")]
     data_dir: Option<PathBuf>,
+    #[cfg(feature = "learn")]
+    learning: Option<perf_learn::LearnConfig>,
+    #[cfg(feature = "learn")]
+    model_store: Option<Arc<dyn perf_core::ModelStore>>,
 }
 
 impl OptimizerBuilder {
@@ -198,6 +202,17 @@ impl OptimizerBuilder {
         self
     }
 
+    /// Turns the learning engine on: it pairs recorded transfers of both
+    /// methods, trains a classifier on a background thread, and lets it pick
+    /// the method in the cost-analysis step once it passes validation (for
+    /// pools with `learning = true`). With a data directory, models persist in
+    /// its store and the newest one that loads is used from the start.
+    #[cfg(feature = "learn")]
+    pub fn learning(mut self, config: perf_learn::LearnConfig) -> Self {
+        self.learning = Some(config);
+        self
+    }
+
     /// Seeds exploration, for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.controller = self.controller.seed(seed);
@@ -219,7 +234,28 @@ impl OptimizerBuilder {
             builder = builder.config(config);
             initial_text = Some(text);
         }
+        #[cfg(feature = "learn")]
+        let learning = self.learning.map(|config| {
+            let mut engine = perf_learn::LearningEngine::new(config);
+            if let Some(models) = self.model_store.take() {
+                engine = engine.with_store(models, now());
+            }
+            engine
+        });
+        #[cfg(feature = "learn")]
+        if let Some(engine) = &learning {
+            builder = builder.classifier(Arc::new(engine.classifier()));
+        }
         let controller = Arc::new(builder.build()?);
+        #[cfg(feature = "learn")]
+        let learning = learning.map(|engine| {
+            let engine = engine.with_controller(controller.clone());
+            Arc::new(perf_learn::BackgroundEngine::start(engine))
+        });
+        #[cfg(feature = "learn")]
+        if let Some(engine) = &learning {
+            self.sinks.push(engine.clone());
+        }
         let watcher = match (self.config_file, self.watch) {
             (Some(path), Some(interval)) => Some(ConfigWatcher::spawn(
                 path,
@@ -234,6 +270,8 @@ impl OptimizerBuilder {
             controller,
             #[cfg(feature = "store")]
             store,
+            #[cfg(feature = "learn")]
+            learning,
             sinks: self.sinks,
             probe: self.probe,
             zero_copy: self.zero_copy,
@@ -252,6 +290,10 @@ impl OptimizerBuilder {
         };
         let backend = perf_store::RedbBackend::open(&dir).map_err(err)?;
         let thresholds: Arc<dyn ThresholdStore> = Arc::new(backend.thresholds());
+        #[cfg(feature = "learn")]
+        {
+            self.model_store = Some(Arc::new(backend.models()));
+        }
         let backend: Arc<dyn perf_store::Backend> = Arc::new(backend);
         let sink = Arc::new(
             perf_store::StoreSink::new(backend.clone(), perf_store::SinkConfig::default())
@@ -271,6 +313,8 @@ pub struct Optimizer {
     controller: Arc<Controller>,
     #[cfg(feature = "store")]
     store: Option<Arc<perf_store::StoreSink>>,
+    #[cfg(feature = "learn")]
+    learning: Option<Arc<perf_learn::BackgroundEngine>>,
     sinks: Vec<Arc<dyn MetricsSink>>,
     probe: Arc<dyn ResourceProbe>,
     zero_copy: ZeroCopyAvailability,
@@ -319,6 +363,10 @@ impl Optimizer {
             zero_copy: ZeroCopyAvailability::Pooled,
             #[cfg(feature = "store")]
             data_dir: None,
+            #[cfg(feature = "learn")]
+            learning: None,
+            #[cfg(feature = "learn")]
+            model_store: None,
         }
     }
 
@@ -351,6 +399,13 @@ impl Optimizer {
     /// The decision engine.
     pub fn controller(&self) -> &Arc<Controller> {
         &self.controller
+    }
+
+    /// The learning engine, when [`OptimizerBuilder::learning`] turned it on:
+    /// its status, events and classifier.
+    #[cfg(feature = "learn")]
+    pub fn learning(&self) -> Option<&Arc<perf_learn::BackgroundEngine>> {
+        self.learning.as_ref()
     }
 
     /// The metrics store's sink, when a data directory was given.

@@ -23,6 +23,7 @@
 //! rate shrinking with a learned pick's confidence, each exploratory decision carrying its
 //! propensity.
 
+mod background;
 pub mod dataset;
 pub mod drift;
 mod engine;
@@ -30,6 +31,7 @@ pub mod features;
 mod model;
 pub mod synthetic;
 
+pub use background::{BackgroundEngine, QUEUE};
 pub use dataset::{
     CSV_HEADER, DatasetError, Dropped, MAX_ROWS, PairedDataset, PairedSample, Pairer, Source,
     quarter_octave,

@@ -1,5 +1,7 @@
 //! End-to-end tests of the facade: one integration binary, one module per area.
 
+#[cfg(all(feature = "learn", feature = "store"))]
+mod learning;
 mod optimizer;
 #[cfg(feature = "store")]
 mod store;
