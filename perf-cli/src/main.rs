@@ -1,10 +1,12 @@
 //! The `perfopt` command line: decide, configure, run workers, benchmark and run workloads.
 
 mod bench;
+mod collect;
 mod config_cmd;
 mod decide;
 mod exit;
 mod learn_feed;
+mod model_cmd;
 mod predict_cmd;
 mod run;
 mod spawn;
@@ -62,6 +64,12 @@ enum Command {
     /// Forecasts latency percentiles, CPU, shared memory and the first bottleneck for a
     /// transfer rate, a size mix and a worker count, with what-if for threshold and budget.
     Plan(predict_cmd::PlanArgs),
+    /// The learned classifier: paired measurements, status, training and evaluation.
+    #[command(subcommand)]
+    Model(model_cmd::ModelCommand),
+    /// Keeps CPUs busy until killed or for at most --seconds (load for `model collect`).
+    #[command(hide = true)]
+    Burn(collect::BurnArgs),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +87,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
+        Command::Model(cmd) => model_cmd::run(&cmd),
+        Command::Burn(args) => collect::burn(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

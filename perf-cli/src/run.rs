@@ -1,16 +1,17 @@
 //! `perfopt run`: the main job. Spawns workers and drives a workload of real transfers through the engine.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
-    Compression, Controller, DataType, Format, HumanSize, MetricsSink, Name, ResourceProbe,
-    ThresholdStore, TransferRequest,
+    Compression, Config, Controller, DataType, FixedPolicy, Format, HumanSize, Method, MetricsSink,
+    ModelStore, Name, ResourceProbe, ThresholdStore, TransferPolicy, TransferRequest,
 };
+use perfopt::learn::{BackgroundEngine, LearnConfig, LearnedClassifier, LearningEngine};
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
 use perfopt::predict::{Learner, ModelConfig};
 use perfopt::store::{
@@ -49,6 +50,15 @@ impl Workload {
     }
 }
 
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 /// Which shared-memory segments the host creates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Backend {
@@ -85,8 +95,73 @@ pub(crate) struct RunArgs {
     /// Which segments the host creates.
     #[arg(long, value_enum, default_value = "memfd")]
     backend: Backend,
+    /// `on`: the learning engine pairs measurements of both methods, trains a classifier
+    /// and lets it decide once it passes validation; `off`: the rules decide throughout.
+    #[arg(long, value_enum, default_value = "on")]
+    learning: Switch,
+    /// Paired samples needed before the first model (10 to 1000000).
+    #[arg(long, default_value_t = LearnConfig::default().min_samples)]
+    learn_min_samples: usize,
+    /// Carries every request four ways in rotating order (the engine, the static 10 MiB
+    /// threshold, always gRPC, always zero-copy) and reports each one's mean latency, before
+    /// and after the engine has a model.
+    #[arg(long)]
+    compare: bool,
     #[command(flatten)]
     data: DataDirArg,
+}
+
+/// The ways `--compare` carries each request, in report order.
+const ARMS: [&str; 4] = [
+    "learned",
+    "static_threshold",
+    "always_grpc",
+    "always_zero_copy",
+];
+
+/// Mean latency per arm over requests that every arm carried, split by
+/// whether the engine had a model when the request started.
+#[derive(Default)]
+struct Comparison {
+    // [without model, with model][arm] = (requests, total latency in µs)
+    totals: Mutex<[[(u64, f64); 4]; 2]>,
+}
+
+impl Comparison {
+    fn add(&self, with_model: bool, latencies: &[f64; 4]) {
+        let mut t = self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        for (slot, latency) in t[usize::from(with_model)].iter_mut().zip(latencies) {
+            slot.0 += 1;
+            slot.1 += latency;
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let t = *self.totals.lock().unwrap_or_else(|e| e.into_inner());
+        let phase = |p: &[(u64, f64); 4]| {
+            let means: serde_json::Map<String, serde_json::Value> = ARMS
+                .iter()
+                .zip(p)
+                .map(|(name, (n, sum))| {
+                    let mean = if *n > 0 { sum / *n as f64 } else { 0.0 };
+                    ((*name).to_string(), json!(mean))
+                })
+                .collect();
+            json!({ "requests": p[0].0, "mean_latency_us": means })
+        };
+        let mean = |(n, sum): (u64, f64)| if n > 0 { sum / n as f64 } else { f64::NAN };
+        let with = t[1];
+        let best_baseline = with[1..]
+            .iter()
+            .map(|&x| mean(x))
+            .fold(f64::INFINITY, f64::min);
+        let ratio = mean(with[0]) / best_baseline;
+        json!({
+            "without_model": phase(&t[0]),
+            "with_model": phase(&t[1]),
+            "learned_over_best_baseline": ratio.is_finite().then_some(ratio),
+        })
+    }
 }
 
 /// The metrics store a run records into: the redb store of the data
@@ -94,6 +169,7 @@ pub(crate) struct RunArgs {
 struct RunStore {
     sink: Arc<StoreSink>,
     thresholds: Option<Arc<dyn ThresholdStore>>,
+    models: Option<Arc<dyn ModelStore>>,
     where_: String,
     /// The durable store, for clean-ups while the run goes on.
     redb: Option<RedbBackend>,
@@ -148,9 +224,14 @@ fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
         }
     };
     let sink = StoreSink::new(backend, SinkConfig::default()).map_err(Exit::failed)?;
+    let models = opened
+        .as_ref()
+        .ok()
+        .map(|redb| Arc::new(redb.models()) as Arc<dyn ModelStore>);
     let store = RunStore {
         sink: Arc::new(sink),
         thresholds,
+        models,
         where_,
         redb: opened.ok(),
         cleaned: AtomicU64::new(0),
@@ -191,7 +272,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 /// What every driver shares: the engine, the pool, the workers' directory,
 /// the probe and the sinks; it (re)connects executors to workers.
 struct Links {
-    controller: Arc<Controller>,
+    /// The engine's policy first, then the `--compare` baselines.
+    policies: Vec<Arc<dyn TransferPolicy>>,
+    classifier: LearnedClassifier,
+    comparison: Comparison,
     pool: SegmentPool,
     workspace: Arc<Workspace>,
     probe: Arc<dyn ResourceProbe>,
@@ -200,39 +284,45 @@ struct Links {
 }
 
 impl Links {
-    /// An executor connected to `worker`, recording to every sink.
-    async fn executor(&self, worker: &WorkerProcess) -> Result<Executor, Exit> {
+    /// An executor per policy connected to `worker`, each recording to every sink.
+    async fn executors(&self, worker: &WorkerProcess) -> Result<Vec<Executor>, Exit> {
         let client = WorkerClient::connect(worker.endpoint(), ClientConfig::default())
             .await
             .map_err(Exit::failed)?;
-        let mut executor = Executor::connect(
-            self.controller.clone(),
-            client,
-            Some((self.pool.clone(), self.workspace.secret().clone())),
-            self.probe.clone(),
-            ExecutorConfig::default(),
-        )
-        .await
-        .map_err(Exit::failed)?;
-        for sink in &self.sinks {
-            executor = executor.with_sink(sink.clone());
+        let mut executors = Vec::with_capacity(self.policies.len());
+        for policy in &self.policies {
+            let mut executor = Executor::connect(
+                policy.clone(),
+                client.clone(),
+                Some((self.pool.clone(), self.workspace.secret().clone())),
+                self.probe.clone(),
+                ExecutorConfig::default(),
+            )
+            .await
+            .map_err(Exit::failed)?;
+            for sink in &self.sinks {
+                executor = executor.with_sink(sink.clone());
+            }
+            executors.push(executor);
         }
-        Ok(executor)
+        Ok(executors)
     }
 
-    /// Carries one transfer through the driver's worker. When the worker is
-    /// unreachable (gRPC, the last resort, failed too), a new worker takes its place
-    /// and the transfer is tried once more, so a dead worker loses nothing.
+    /// Carries one transfer through the driver's worker by policy `arm`, and
+    /// returns its latency in microseconds. When the worker is unreachable
+    /// (gRPC, the last resort, failed too), a new worker takes its place and the
+    /// transfer is tried once more, so a dead worker loses nothing.
     async fn carry(
         &self,
         index: usize,
-        slot: &mut Option<(WorkerProcess, Executor)>,
+        slot: &mut Option<(WorkerProcess, Vec<Executor>)>,
+        arm: usize,
         request: &TransferRequest,
         bytes: &[u8],
-    ) -> Result<(), String> {
-        if let Some((_, executor)) = slot.as_ref() {
-            match executor.transfer(request, bytes).await {
-                Ok(_) => return Ok(()),
+    ) -> Result<f64, String> {
+        if let Some((_, executors)) = slot.as_ref() {
+            match executors[arm].transfer(request, bytes).await {
+                Ok(outcome) => return Ok(outcome.metrics.latency_us),
                 // The worker is gone or hung: replace it. A refusal from a
                 // live worker is the transfer's own failure.
                 Err(TransferError::Grpc {
@@ -252,11 +342,48 @@ impl Links {
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.message)?;
-        let executor = self.executor(&worker).await.map_err(|e| e.message)?;
+        let executors = self.executors(&worker).await.map_err(|e| e.message)?;
         self.restarts.fetch_add(1, Ordering::Relaxed);
-        let result = executor.transfer(request, bytes).await.map(|_| ());
-        *slot = Some((worker, executor));
-        result.map_err(|e| e.to_string())
+        let result = executors[arm].transfer(request, bytes).await;
+        *slot = Some((worker, executors));
+        result
+            .map(|outcome| outcome.metrics.latency_us)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Carries `request` by the engine, or by every arm in rotating order
+    /// when comparing; returns the failures.
+    async fn carry_request(
+        &self,
+        index: usize,
+        slot: &mut Option<(WorkerProcess, Vec<Executor>)>,
+        turn: usize,
+        request: &TransferRequest,
+        bytes: &[u8],
+    ) -> Vec<String> {
+        let arms = self.policies.len();
+        if arms == 1 {
+            return self
+                .carry(index, slot, 0, request, bytes)
+                .await
+                .err()
+                .into_iter()
+                .collect();
+        }
+        let with_model = self.classifier.model().is_some();
+        let mut latencies = [0.0; 4];
+        let mut failures = Vec::new();
+        for k in 0..arms {
+            let arm = (turn + k) % arms;
+            match self.carry(index, slot, arm, request, bytes).await {
+                Ok(latency) => latencies[arm] = latency,
+                Err(e) => failures.push(e),
+            }
+        }
+        if failures.is_empty() {
+            self.comparison.add(with_model, &latencies);
+        }
+        failures
     }
 }
 
@@ -303,14 +430,52 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         )
         .map_err(Exit::failed)?,
     );
-    let learn_feed = Arc::new(LearnFeed::start(learner.clone()));
+    if !(10..=1_000_000).contains(&args.learn_min_samples) {
+        return Err(Exit::bad_input(format_args!(
+            "--learn-min-samples {} is out of range, expected 10 to 1000000",
+            args.learn_min_samples
+        )));
+    }
+    // The learning engine: pairs measurements of both methods, trains the
+    // classifier off the transfer path and publishes it once it validates.
+    let learning = args.learning == Switch::On;
+    let mut engine = LearningEngine::new(LearnConfig {
+        enabled: learning,
+        min_samples: args.learn_min_samples,
+        ..LearnConfig::default()
+    });
+    if let Some(models) = &store.models {
+        engine = engine.with_store(models.clone(), crate::store_cmd::now());
+    }
+    let classifier = engine.classifier();
+    let static_config = {
+        let mut c: Config = config.clone();
+        for pool in c.pools.values_mut() {
+            pool.settings.learning = false;
+        }
+        c
+    };
     let mut builder = Controller::builder(config)
         .seed(args.seed)
         .predictor(Arc::new(learner.predictor()));
+    if learning {
+        builder = builder.classifier(Arc::new(classifier.clone()));
+    }
     if let Some(t) = &store.thresholds {
         builder = builder.threshold_store(t.clone());
     }
     let controller = Arc::new(builder.build().map_err(Exit::bad_input)?);
+    let engine = Arc::new(BackgroundEngine::start(
+        engine.with_controller(controller.clone()),
+    ));
+    let learn_feed = Arc::new(LearnFeed::start(learner.clone()));
+    let mut policies: Vec<Arc<dyn TransferPolicy>> = vec![controller.clone()];
+    if args.compare {
+        let fixed = Controller::new(static_config).map_err(Exit::bad_input)?;
+        policies.push(Arc::new(fixed));
+        policies.push(Arc::new(FixedPolicy(Method::Grpc)));
+        policies.push(Arc::new(FixedPolicy(Method::ZeroCopy)));
+    }
 
     let named = NamedShm::new(NamedShmConfig::default()).map_err(Exit::failed)?;
     let swept = named.sweep_stale().map_err(Exit::failed)?;
@@ -341,11 +506,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             .collect()
     };
     let links = Arc::new(Links {
-        controller: controller.clone(),
+        policies,
+        classifier,
+        comparison: Comparison::default(),
         pool: pool.clone(),
         workspace: workspace.clone(),
         probe: Arc::new(ProcProbe::default()),
-        sinks: vec![summary.clone(), store.sink.clone(), learn_feed.clone()],
+        sinks: vec![
+            summary.clone(),
+            store.sink.clone(),
+            learn_feed.clone(),
+            engine.clone(),
+        ],
         restarts: AtomicU64::new(0),
     });
 
@@ -358,8 +530,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let failures = runtime.block_on(async {
         let mut drivers = Vec::new();
         for (i, worker) in workers.into_iter().enumerate() {
-            let executor = links.executor(&worker).await?;
-            drivers.push((i, worker, executor));
+            let executors = links.executors(&worker).await?;
+            drivers.push((i, worker, executors));
         }
         let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
         progress.set_style(
@@ -368,7 +540,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         );
         let deadline = started + duration;
         let mut tasks = Vec::new();
-        for (i, worker, executor) in drivers {
+        for (i, worker, executors) in drivers {
             let rng = SplitMix::new(args.seed.wrapping_mul(31).wrapping_add(i as u64));
             let payload = payload.clone();
             let pools = pools.clone();
@@ -376,13 +548,17 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             let links = links.clone();
             tasks.push(tokio::spawn(async move {
                 let mut failed = Vec::new();
-                let mut slot = Some((worker, executor));
+                let mut slot = Some((worker, executors));
+                let mut turn = i;
                 while Instant::now() < deadline {
                     let request = next_request(&rng, workload, &pools);
                     let bytes = &payload[..request.size as usize];
-                    if let Err(e) = links.carry(i, &mut slot, &request, bytes).await {
-                        failed.push(e);
-                    }
+                    failed.extend(
+                        links
+                            .carry_request(i, &mut slot, turn, &request, bytes)
+                            .await,
+                    );
+                    turn += 1;
                 }
                 failed
             }));
@@ -415,10 +591,22 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["swept_segments"] = json!(swept.removed);
     report["workers_restarted"] = json!(links.restarts.load(Ordering::Relaxed));
     learn_feed.finish();
+    engine.finish();
+    let dropped = learn_feed.dropped() + engine.dropped();
+    let engine = engine.engine();
+    let events: Vec<_> = engine.events().collect();
+    let alerts = events.iter().filter(|e| e.kind.is_alert()).count();
     report["learning"] = json!({
-        "model_version": learner.version(),
-        "dropped": learn_feed.dropped(),
+        "enabled": learning,
+        "engine": engine.status(),
+        "alerts": alerts,
+        "events": events.iter().rev().take(20).rev().collect::<Vec<_>>(),
+        "cost_model_version": learner.version(),
+        "dropped": dropped,
     });
+    if args.compare {
+        report["compare"] = links.comparison.to_json();
+    }
     report["store"] = json!({
         "data_dir": store.where_,
         "recorded": recorded.recorded,
@@ -525,6 +713,47 @@ fn text_report(r: &serde_json::Value, failures: &[String]) -> String {
         r["store"]["committed"],
         r["store"]["dropped"],
     );
+    let l = &r["learning"]["engine"];
+    if l.is_object() {
+        out += &format!(
+            "  learning: {} ({} transfers paired into {} samples, {} trainings, {} drifts, {} alerts)\n",
+            if l["active"].as_bool() == Some(true) {
+                format!("classifier v{} decides", l["version"])
+            } else if r["learning"]["enabled"].as_bool() == Some(true) {
+                format!(
+                    "no model yet, the rules decide (first model from {} samples)",
+                    l["min_samples"]
+                )
+            } else {
+                "off, the rules decide".to_string()
+            },
+            l["observed"],
+            l["paired"],
+            l["trainings"],
+            l["drifts"],
+            r["learning"]["alerts"],
+        );
+    }
+    let c = &r["compare"];
+    if c.is_object() {
+        for (label, phase) in [
+            ("before a model", &c["without_model"]),
+            ("with a model", &c["with_model"]),
+        ] {
+            let m = &phase["mean_latency_us"];
+            out += &format!(
+                "  compare {label} ({} requests), mean latency: learned {}, static threshold {}, always gRPC {}, always zero-copy {}\n",
+                phase["requests"],
+                perf_core::HumanMicros(num(&m["learned"])),
+                perf_core::HumanMicros(num(&m["static_threshold"])),
+                perf_core::HumanMicros(num(&m["always_grpc"])),
+                perf_core::HumanMicros(num(&m["always_zero_copy"])),
+            );
+        }
+        if let Some(ratio) = c["learned_over_best_baseline"].as_f64() {
+            out += &format!("  learned / best baseline (with a model): {ratio:.3}\n");
+        }
+    }
     for f in failures.iter().take(5) {
         out += &format!("  failed: {f}\n");
     }

@@ -19,6 +19,10 @@ use crate::drift::{FeatureDrift, PageHinkley};
 use crate::features::{Conditions, LoadTracker, request_features};
 use crate::model::{Classifier, Evaluation, LearnError, TreeConfig};
 
+/// How much more total latency than the better of always gRPC and always
+/// zero-copy a model may show on held-out pairs and still be published.
+pub const BASELINE_TOLERANCE: f64 = 0.005;
+
 /// The name the classifier is saved under in a [`ModelStore`].
 pub const MODEL_NAME: &str = "method-classifier";
 
@@ -33,14 +37,17 @@ pub struct LearnConfig {
     pub max_samples: usize,
     /// Share of samples trained on; the rest validate.
     pub train_fraction: f64,
-    /// A model is published only with at least this held-out accuracy.
+    /// A model is published only with at least this held-out accuracy,
     pub min_accuracy: f64,
-    /// ... and at most this regret (extra latency over the oracle, fraction).
+    /// at most this regret (extra latency over the oracle, fraction), and a
+    /// total latency on the held-out pairs no worse than always gRPC and
+    /// always zero-copy (within [`BASELINE_TOLERANCE`]).
     pub max_regret: f64,
     /// A published model whose accuracy on the last `live_window` live pairs
-    /// falls below this is dropped; the rules decide until a retrained model
-    /// passes validation.
-    pub live_accuracy_floor: f64,
+    /// falls this far below its validation accuracy (or below
+    /// `min_accuracy`, whichever is lower) is dropped; the rules decide until a
+    /// retrained model passes validation.
+    pub live_accuracy_drop: f64,
     /// Live pairs the accuracy floor looks at.
     pub live_window: usize,
     /// Retrain after this many new paired samples even without drift.
@@ -70,9 +77,9 @@ impl Default for LearnConfig {
             min_samples: 1000,
             max_samples: 20_000,
             train_fraction: 0.8,
-            min_accuracy: 0.9,
+            min_accuracy: 0.75,
             max_regret: 0.05,
-            live_accuracy_floor: 0.75,
+            live_accuracy_drop: 0.15,
             live_window: 200,
             retrain_every: 5_000,
             retrain_after_drift: 200,
@@ -527,7 +534,9 @@ impl LearningEngine {
         let floor_window = self.config.live_window.max(1);
         if self.live.len() >= floor_window.min(50) {
             let accuracy = self.live.iter().filter(|&&x| x).count() as f64 / self.live.len() as f64;
-            if self.live.len() >= floor_window / 2 && accuracy < self.config.live_accuracy_floor {
+            let floor = (model.validation.accuracy - self.config.live_accuracy_drop)
+                .min(self.config.min_accuracy);
+            if self.live.len() >= floor_window / 2 && accuracy < floor {
                 self.shared.model.store(None);
                 self.live.clear();
                 // What the features did not capture changed: the evidence from
@@ -600,8 +609,12 @@ impl LearningEngine {
         };
         let validation = model.evaluate(&test);
         model.validation = validation;
+        let best_constant = validation
+            .always_grpc_us
+            .min(validation.always_zero_copy_us);
         let passes = validation.accuracy >= self.config.min_accuracy
-            && validation.regret <= self.config.max_regret;
+            && validation.regret <= self.config.max_regret
+            && validation.model_us <= best_constant * (1.0 + BASELINE_TOLERANCE);
         if !passes {
             self.event(
                 now,

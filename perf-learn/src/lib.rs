@@ -37,15 +37,15 @@ pub use dataset::{
     quarter_octave,
 };
 pub use engine::{
-    Crossover, Event, EventKind, LearnConfig, LearnedClassifier, LearningEngine, MODEL_NAME,
-    Status, Trigger, crossover,
+    BASELINE_TOLERANCE, Crossover, Event, EventKind, LearnConfig, LearnedClassifier,
+    LearningEngine, MODEL_NAME, Status, Trigger, crossover,
 };
 pub use features::{
     Conditions, FEATURE_NAMES, FEATURES, FeatureVec, LoadTracker, Normalizer, features,
     hour_of_day, request_features,
 };
 pub use model::{
-    Classifier, Evaluation, LEAF, LearnError, MAX_NODES, MAX_REFERENCE, MODEL_FORMAT,
+    Classifier, DECISIVE, Evaluation, LEAF, LearnError, MAX_NODES, MAX_REFERENCE, MODEL_FORMAT,
     MODEL_FORMAT_VERSION, Node, TreeConfig,
 };
 

@@ -59,8 +59,8 @@ pub struct TreeConfig {
 impl Default for TreeConfig {
     fn default() -> Self {
         TreeConfig {
-            max_depth: 8,
-            min_weight_leaf: 3.0,
+            max_depth: 6,
+            min_weight_leaf: 20.0,
         }
     }
 }
@@ -105,7 +105,15 @@ pub struct Evaluation {
     pub always_grpc_us: f64,
     /// Total latency of always zero-copy, microseconds.
     pub always_zero_copy_us: f64,
+    /// Pairs whose methods differ by more than [`DECISIVE`] (the rest are
+    /// ties within measurement noise, where either pick costs little).
+    pub decisive_samples: usize,
+    /// Share of the decisive pairs picked right.
+    pub decisive_accuracy: f64,
 }
+
+/// A pair is decisive when one method is slower by more than this fraction.
+pub const DECISIVE: f64 = 0.10;
 
 impl Evaluation {
     /// Scores `pick` on `samples`.
@@ -114,11 +122,15 @@ impl Evaluation {
             samples: samples.len(),
             ..Evaluation::default()
         };
-        let mut right = 0usize;
+        let (mut right, mut decisive_right) = (0usize, 0usize);
         for s in samples {
             let actual = s.faster();
             let chosen = pick(s);
             right += usize::from(actual == chosen);
+            if (s.grpc_us / s.zero_copy_us).ln().abs() > (1.0 + DECISIVE).ln() {
+                e.decisive_samples += 1;
+                decisive_right += usize::from(actual == chosen);
+            }
             e.confusion[index(actual)][index(chosen)] += 1;
             e.model_us += s.latency(chosen);
             e.oracle_us += s.latency(actual);
@@ -128,6 +140,9 @@ impl Evaluation {
         if !samples.is_empty() {
             e.accuracy = right as f64 / samples.len() as f64;
             e.regret = (e.model_us - e.oracle_us) / e.oracle_us;
+        }
+        if e.decisive_samples > 0 {
+            e.decisive_accuracy = decisive_right as f64 / e.decisive_samples as f64;
         }
         e
     }

@@ -1,8 +1,8 @@
 //! `perfopt bench`: measures gRPC, pooled and fresh zero-copy and a plain memcpy at each size against a real worker process.
 
-mod fit;
+pub(crate) mod fit;
 mod report;
-mod stats;
+pub(crate) mod stats;
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -100,7 +100,11 @@ fn weight(size: u64) -> u64 {
 
 /// Refuses an output path whose directory does not exist, before an expensive run; `-`
 /// (standard output) passes when `stdout_ok`.
-fn check_output(flag: &str, path: Option<&PathBuf>, stdout_ok: bool) -> Result<(), Exit> {
+pub(crate) fn check_output(
+    flag: &str,
+    path: Option<&PathBuf>,
+    stdout_ok: bool,
+) -> Result<(), Exit> {
     let Some(path) = path else {
         return Ok(());
     };

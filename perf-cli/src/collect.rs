@@ -1,0 +1,932 @@
+//! `perfopt model collect`: paired measurements (each case carried by gRPC and by pooled zero-copy
+//! back to back) against a real worker, with and without CPU load, written as a paired dataset;
+//! and the hidden `perfopt burn` that makes the load.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, ValueEnum};
+use perf_core::rng::SplitMix;
+use perf_core::{
+    FixedPolicy, HumanSize, Method, ResourceProbe, SizeError, Timestamp, TransferPolicy,
+    TransferRequest, parse_size,
+};
+use perfopt::learn::{Conditions, LoadTracker, PairedDataset, PairedSample, Source};
+use perfopt::platform::{ProbeConfig, ProcProbe};
+use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
+use perfopt::transport::pool::MIN_CLASS;
+use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferOutcome};
+
+use crate::bench::check_output;
+use crate::bench::fit::write_atomically;
+use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS};
+use crate::exit::Exit;
+use crate::spawn::Workspace;
+
+/// The most sizes one collection measures.
+const MAX_SIZES: usize = 64;
+/// The most burner processes `--burners` accepts.
+const MAX_BURNERS: u32 = 64;
+/// The longest `perfopt burn --seconds` (a day).
+const MAX_BURN_SECONDS: u64 = 86_400;
+/// How long burners run at most when `model collect` starts them; they also stop when it exits.
+const BURN_SECONDS: u64 = 3600;
+/// How long the burners spin before the first measurement under load.
+const RAMP: Duration = Duration::from_millis(500);
+/// How often the probe reads the system: CPU utilisation is measured over this window.
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+/// Untimed pairs before anything is measured, at the smallest size (at most 64 KiB).
+const START_WARMUPS: u32 = 20;
+
+/// The load conditions `--load` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LoadArg {
+    /// The machine as it is.
+    None,
+    /// With CPU burner processes.
+    Cpu,
+    /// Without load first, then with CPU load.
+    Both,
+}
+
+/// One load condition measured under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Load {
+    None,
+    Cpu,
+}
+
+impl Load {
+    fn name(self) -> &'static str {
+        match self {
+            Load::None => "none",
+            Load::Cpu => "cpu",
+        }
+    }
+}
+
+/// Arguments of `perfopt model collect`.
+#[derive(Debug, Args)]
+pub(crate) struct CollectArgs {
+    /// The dataset file to write (CSV; replaced atomically).
+    #[arg(long)]
+    out: PathBuf,
+    /// Payload sizes: `A..B` for the powers of two from A to B and the midpoints (x1.5)
+    /// between them, or a comma list; each from 1 KiB to 1 GiB, at most 64 sizes.
+    #[arg(long, default_value = "1KiB..256MiB")]
+    sizes: String,
+    /// Pairs per size and load condition (1 to 1000); by default 30 up to 1 MiB, 10 up to
+    /// 64 MiB and 5 above.
+    #[arg(long)]
+    repeats: Option<u32>,
+    /// Load conditions to measure under: none, cpu (burner processes) or both.
+    #[arg(long, value_enum, default_value_t = LoadArg::Both)]
+    load: LoadArg,
+    /// Burner processes, one busy core each, under CPU load (1 to 64); by default one per CPU.
+    #[arg(long)]
+    burners: Option<u32>,
+    /// Transfers per method behind each row (1 to 15): the row holds each method's median
+    /// over them, measured alternately, so that one noisy transfer does not decide the label.
+    #[arg(long, default_value_t = 3)]
+    per_case: u32,
+    /// Seed of the order in which sizes are measured.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Arguments of the hidden `perfopt burn`.
+#[derive(Debug, Args)]
+pub(crate) struct BurnArgs {
+    /// Stops after this many seconds (1 to 86400), or earlier when killed or when the
+    /// process that started it exits.
+    #[arg(long, default_value_t = BURN_SECONDS)]
+    seconds: u64,
+    /// Busy threads (1 to 64).
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+}
+
+/// Runs `perfopt burn`: spins on `--threads` cores until the time is up.
+pub(crate) fn burn(args: &BurnArgs) -> Result<(), Exit> {
+    if !(1..=MAX_BURN_SECONDS).contains(&args.seconds) {
+        return Err(Exit::bad_input(format_args!(
+            "--seconds {} is out of range, expected 1 to {MAX_BURN_SECONDS}",
+            args.seconds
+        )));
+    }
+    if !(1..=MAX_BURNERS).contains(&args.threads) {
+        return Err(Exit::bad_input(format_args!(
+            "--threads {} is out of range, expected 1 to {MAX_BURNERS}",
+            args.threads
+        )));
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let parent = std::os::unix::process::parent_id();
+    let spinners: Vec<_> = (1..args.threads)
+        .map(|_| std::thread::spawn(move || spin(deadline, parent)))
+        .collect();
+    spin(deadline, parent);
+    for it in spinners {
+        let _ = it.join();
+    }
+    Ok(())
+}
+
+/// Keeps one core busy until `deadline`, or until the process that started this one is gone.
+fn spin(deadline: Instant, parent: u32) {
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    loop {
+        for _ in 0..200_000 {
+            x = std::hint::black_box(x.rotate_left(7) ^ 0x5DEE_CE66D).wrapping_mul(31);
+        }
+        if Instant::now() >= deadline || std::os::unix::process::parent_id() != parent {
+            return;
+        }
+    }
+}
+
+/// `perfopt burn` child processes; killed and reaped when dropped, on error and panic too.
+struct Burners(Vec<Child>);
+
+impl Burners {
+    fn start(n: u32) -> Result<Burners, Exit> {
+        let exe = std::env::current_exe().map_err(Exit::failed)?;
+        let mut burners = Burners(Vec::new());
+        for _ in 0..n {
+            let child = Command::new(&exe)
+                .args(["burn", "--seconds", &BURN_SECONDS.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(|e| Exit::failed(format_args!("cannot start a CPU burner: {e}")))?;
+            burners.0.push(child);
+        }
+        Ok(burners)
+    }
+
+    /// Fails when a burner stopped early: the load was not what the rows say.
+    fn check_running(&mut self) -> Result<(), Exit> {
+        for child in &mut self.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Exit::failed(format_args!(
+                    "a CPU burner stopped during the measurements ({status})"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+        }
+        for child in &mut self.0 {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The most transfers per method behind one row.
+const MAX_PER_CASE: u32 = 15;
+
+/// What one collection measures.
+#[derive(Debug, PartialEq)]
+struct Plan {
+    /// Each size with its pairs per load condition.
+    sizes: Vec<(u64, u32)>,
+    loads: Vec<Load>,
+    burners: u32,
+    /// Transfers per method behind each row.
+    per_case: u32,
+}
+
+impl Plan {
+    fn from_args(args: &CollectArgs) -> Result<Plan, Exit> {
+        let sizes = parse_sizes(&args.sizes).map_err(Exit::bad_input)?;
+        if let Some(n) = args.repeats
+            && !(1..=MAX_REPEATS).contains(&n)
+        {
+            return Err(Exit::bad_input(format_args!(
+                "--repeats {n} is out of range, expected 1 to {MAX_REPEATS}"
+            )));
+        }
+        if let Some(n) = args.burners
+            && !(1..=MAX_BURNERS).contains(&n)
+        {
+            return Err(Exit::bad_input(format_args!(
+                "--burners {n} is out of range, expected 1 to {MAX_BURNERS}"
+            )));
+        }
+        if !(1..=MAX_PER_CASE).contains(&args.per_case) {
+            return Err(Exit::bad_input(format_args!(
+                "--per-case {} is out of range, expected 1 to {MAX_PER_CASE}",
+                args.per_case
+            )));
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        Ok(Plan {
+            sizes: sizes
+                .into_iter()
+                .map(|s| (s, args.repeats.unwrap_or_else(|| default_repeats(s))))
+                .collect(),
+            loads: match args.load {
+                LoadArg::None => vec![Load::None],
+                LoadArg::Cpu => vec![Load::Cpu],
+                LoadArg::Both => vec![Load::None, Load::Cpu],
+            },
+            burners: args.burners.unwrap_or(cpus.clamp(1, MAX_BURNERS)),
+            per_case: args.per_case,
+        })
+    }
+
+    fn largest(&self) -> u64 {
+        self.sizes
+            .iter()
+            .map(|s| s.0)
+            .max()
+            .unwrap_or(MIN_BENCH_SIZE)
+    }
+
+    /// The work of the run for the progress bar: each transfer weighs its size plus about
+    /// 100 µs of fixed cost.
+    fn work(&self) -> u64 {
+        let per_load: u64 = self
+            .sizes
+            .iter()
+            .map(|&(size, n)| u64::from(n * self.per_case + WARMUPS) * 2 * weight(size))
+            .sum();
+        per_load * self.loads.len() as u64
+    }
+}
+
+fn weight(size: u64) -> u64 {
+    size + (100 << 10)
+}
+
+/// Pairs per size and load condition when `--repeats` is not given.
+fn default_repeats(size: u64) -> u32 {
+    match size {
+        0..=0x10_0000 => 30,
+        0x10_0001..=0x400_0000 => 10,
+        _ => 5,
+    }
+}
+
+/// Reads `--sizes`: `A..B` for the powers of two from A up to B and the midpoints (x1.5)
+/// between them, or a comma list; sorted, without duplicates, each from 1 KiB to 1 GiB, at
+/// most 64 of them.
+fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
+    let bad = |why: String| format!("invalid --sizes {text:?}: {why}");
+    let one = |part: &str| -> Result<u64, String> {
+        let out_of_range = || {
+            format!(
+                "size {:?} is out of range, expected {} to {}",
+                part.trim(),
+                HumanSize(MIN_BENCH_SIZE),
+                HumanSize(MAX_BENCH_SIZE)
+            )
+        };
+        match parse_size(part) {
+            Ok(n) if (MIN_BENCH_SIZE..=MAX_BENCH_SIZE).contains(&n) => Ok(n),
+            Ok(_) | Err(SizeError::TooLarge(_)) => Err(out_of_range()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let mut sizes = Vec::new();
+    if let Some((lo, hi)) = text.split_once("..") {
+        let (lo, hi) = (one(lo).map_err(bad)?, one(hi).map_err(bad)?);
+        if lo > hi {
+            return Err(bad(format!(
+                "the range runs backwards, expected the smaller size first ({} > {})",
+                HumanSize(lo),
+                HumanSize(hi)
+            )));
+        }
+        let mut n = lo;
+        while n <= hi {
+            sizes.push(n);
+            if n + n / 2 <= hi && n * 2 <= hi {
+                sizes.push(n + n / 2);
+            }
+            n *= 2;
+        }
+    } else {
+        for part in text.split(',') {
+            sizes.push(one(part).map_err(bad)?);
+        }
+    }
+    sizes.sort_unstable();
+    sizes.dedup();
+    if sizes.len() > MAX_SIZES {
+        return Err(bad(format!(
+            "{} sizes, expected at most {MAX_SIZES}",
+            sizes.len()
+        )));
+    }
+    Ok(sizes)
+}
+
+/// Runs `perfopt model collect`.
+pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
+    let plan = Plan::from_args(args)?;
+    check_output("--out", Some(&args.out), false)?;
+    let largest = plan.largest();
+
+    // Every pooled class up to the largest size, so that every zero-copy transfer reuses a
+    // pre-faulted segment as `perfopt run` does.
+    let max_class = (largest as usize)
+        .next_power_of_two()
+        .clamp(MIN_CLASS, MAX_BENCH_SIZE as usize);
+    let shm: Arc<dyn perf_core::PlatformShm> = Arc::from(perfopt::platform::default_shm());
+    let pool = SegmentPool::new(
+        shm,
+        PoolConfig {
+            max_class,
+            budget_bytes: 2 * max_class as u64,
+            ..PoolConfig::default()
+        },
+    )
+    .map_err(Exit::failed)?;
+    let payload: Vec<u8> = {
+        let rng = SplitMix::new(0xC0_11EC7);
+        (0..largest.div_ceil(8))
+            .flat_map(|_| rng.next_u64().to_le_bytes())
+            .collect()
+    };
+
+    let workspace = Workspace::new()?;
+    let worker = workspace.spawn(0)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Exit::failed)?;
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(plan.work())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {percent:>3}% {elapsed_precise} (eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+
+    let started = Instant::now();
+    let collected = runtime.block_on(async {
+        let client = WorkerClient::connect(worker.endpoint(), ClientConfig::default())
+            .await
+            .map_err(Exit::failed)?;
+        let mut collector = Collector {
+            grpc: connect(&client, &workspace, None).await?,
+            zero_copy: connect(&client, &workspace, Some(&pool)).await?,
+            pool: pool.clone(),
+            payload,
+            probe: ProcProbe::with_config(ProbeConfig {
+                interval: PROBE_INTERVAL,
+                ..ProbeConfig::default()
+            }),
+            tracker: LoadTracker::default(),
+            progress: &progress,
+            rows: Vec::new(),
+            skipped: BTreeMap::new(),
+            per_case: plan.per_case,
+        };
+        if collector.zero_copy.pool().is_none() {
+            return Err(Exit::failed(
+                "the worker takes no zero-copy references, expected a local worker that maps them",
+            ));
+        }
+        collector.measure(&plan, args.seed).await?;
+        Ok(collector)
+    })?;
+    progress.finish_and_clear();
+    drop(worker);
+    let elapsed_s = started.elapsed().as_secs_f64();
+
+    let skipped: u64 = collected.skipped.values().sum();
+    if collected.rows.is_empty() {
+        return Err(Exit::failed(format_args!(
+            "no valid pair was measured ({skipped} skipped: {})",
+            reasons(&collected.skipped)
+        )));
+    }
+    let dataset = PairedDataset {
+        samples: collected.rows.iter().map(|r| r.1).collect(),
+    };
+    write_atomically(&args.out, &dataset.to_csv())
+        .map_err(|e| Exit::failed(format_args!("cannot write {}: {e}", args.out.display())))?;
+    if skipped > 0 {
+        eprintln!(
+            "warning: {skipped} pair(s) skipped, zero-copy went another way twice: {}",
+            reasons(&collected.skipped)
+        );
+    }
+    print!(
+        "{}",
+        summary(&collected.rows, skipped, elapsed_s, &args.out)
+    );
+    Ok(())
+}
+
+/// An executor over `client` that always takes one method: zero-copy through `pool` when
+/// given, gRPC otherwise.
+async fn connect(
+    client: &WorkerClient,
+    workspace: &Workspace,
+    pool: Option<&SegmentPool>,
+) -> Result<Executor, Exit> {
+    let method = if pool.is_some() {
+        Method::ZeroCopy
+    } else {
+        Method::Grpc
+    };
+    let policy: Arc<dyn TransferPolicy> = Arc::new(FixedPolicy(method));
+    let zero_copy = pool.map(|p| (p.clone(), workspace.secret().clone()));
+    let probe: Arc<dyn ResourceProbe> = Arc::new(ProcProbe::default());
+    // The executor checks every checksum outside the timed part; a zero-copy mismatch falls
+    // back to gRPC, which makes the pair invalid.
+    let config = ExecutorConfig {
+        verify: true,
+        ..ExecutorConfig::default()
+    };
+    Executor::connect(policy, client.clone(), zero_copy, probe, config)
+        .await
+        .map_err(Exit::failed)
+}
+
+/// What a collection measures with, and what it has measured.
+struct Collector<'a> {
+    grpc: Executor,
+    zero_copy: Executor,
+    pool: SegmentPool,
+    /// Random bytes, as many as the largest size.
+    payload: Vec<u8>,
+    /// Samples the system before each pair.
+    probe: ProcProbe,
+    /// Recent slowdowns, folded in after each pair.
+    tracker: LoadTracker,
+    progress: &'a indicatif::ProgressBar,
+    /// The pairs, in the order measured, with their load condition.
+    rows: Vec<(Load, PairedSample)>,
+    /// Skipped pairs by why zero-copy went another way.
+    skipped: BTreeMap<String, u64>,
+    /// Transfers per method behind each row.
+    per_case: u32,
+}
+
+impl Collector<'_> {
+    /// Measures every size of `plan` under each load condition.
+    async fn measure(&mut self, plan: &Plan, seed: u64) -> Result<(), Exit> {
+        // A process's first transfers pay for connections, caches and mappings once: pay
+        // that before anything is measured.
+        let first = plan.sizes.first().map_or(MIN_BENCH_SIZE, |s| s.0);
+        let warm_size = first.min(MIN_CLASS as u64);
+        self.pool
+            .warm(&[warm_size as usize])
+            .map_err(Exit::failed)?;
+        for i in 0..START_WARMUPS {
+            // Untimed: whether zero-copy went its way does not matter yet.
+            let _ = self.pair(warm_size, i.is_multiple_of(2)).await?;
+        }
+        for (k, &load) in plan.loads.iter().enumerate() {
+            if self.progress.is_hidden() {
+                eprintln!(
+                    "collecting {} sizes under load {}{}",
+                    plan.sizes.len(),
+                    load.name(),
+                    match load {
+                        Load::Cpu => format!(" ({} burner processes)", plan.burners),
+                        Load::None => String::new(),
+                    }
+                );
+            }
+            let mut burners = match load {
+                Load::Cpu => Some(Burners::start(plan.burners)?),
+                Load::None => None,
+            };
+            if burners.is_some() {
+                tokio::time::sleep(RAMP).await;
+            }
+            // Untimed pairs for one probe window: the first sample under this condition sees
+            // it with transfers going, as every later sample does, and not what came before.
+            self.probe.refresh();
+            let window = Instant::now();
+            let mut i = 0_u32;
+            while window.elapsed() < PROBE_INTERVAL {
+                let _ = self.pair(warm_size, i.is_multiple_of(2)).await?;
+                i += 1;
+            }
+            self.probe.refresh();
+            let rng = SplitMix::new(seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            for (size, repeats) in shuffled(&plan.sizes, &rng) {
+                self.measure_size(load, size, repeats, rng.next_u64() & 1 == 1)
+                    .await?;
+            }
+            if let Some(b) = &mut burners {
+                b.check_running()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Untimed pairs, then `repeats` measured ones at `size`, alternating which method goes
+    /// first (zero-copy on even repeats when `zero_copy_even`).
+    async fn measure_size(
+        &mut self,
+        load: Load,
+        size: u64,
+        repeats: u32,
+        zero_copy_even: bool,
+    ) -> Result<(), Exit> {
+        self.progress
+            .set_message(format!("{} {}", load.name(), HumanSize(size)));
+        // A pre-faulted segment of this size's class waits in the pool.
+        self.pool.warm(&[size as usize]).map_err(Exit::failed)?;
+        for i in 0..WARMUPS {
+            let _ = self
+                .pair(size, i.is_multiple_of(2) == zero_copy_even)
+                .await?;
+            self.progress.inc(2 * weight(size));
+        }
+        for i in 0..repeats {
+            let system = self.probe.sample();
+            let conditions = Conditions::new(&system, wall_clock(), &self.tracker);
+            let (mut grpc, mut zero_copy) = (Vec::new(), Vec::new());
+            let mut skipped = None;
+            for k in 0..self.per_case {
+                let zero_copy_first = (i + k).is_multiple_of(2) == zero_copy_even;
+                let mut taken = self.pair(size, zero_copy_first).await?;
+                if taken.is_err() {
+                    // Once more, still before the load tracker learns anything.
+                    taken = self.pair(size, zero_copy_first).await?;
+                }
+                self.progress.inc(2 * weight(size));
+                match taken {
+                    Ok((g, z)) => {
+                        grpc.push(g);
+                        zero_copy.push(z);
+                    }
+                    Err(why) => {
+                        skipped = Some(why);
+                        break;
+                    }
+                }
+            }
+            if let Some(why) = skipped {
+                *self.skipped.entry(why).or_default() += 1;
+                continue;
+            }
+            let (grpc_us, zero_copy_us) = (median(&mut grpc), median(&mut zero_copy));
+            self.tracker.observe(Method::Grpc, size, grpc_us);
+            self.tracker.observe(Method::ZeroCopy, size, zero_copy_us);
+            let request = TransferRequest::new(size);
+            let sample = PairedSample {
+                at: wall_clock(),
+                pool: request.pool,
+                size,
+                data_type: request.data_type,
+                format: request.format,
+                compression: request.compression,
+                conditions,
+                grpc_us,
+                zero_copy_us,
+                source: Source::Bench,
+            };
+            self.rows.push((load, sample));
+        }
+        Ok(())
+    }
+
+    /// Carries `size` bytes by each method back to back: `(grpc_us, zero_copy_us)`, or why
+    /// zero-copy went another way.
+    async fn pair(
+        &self,
+        size: u64,
+        zero_copy_first: bool,
+    ) -> Result<Result<(f64, f64), String>, Exit> {
+        let bytes = &self.payload[..size as usize];
+        let (grpc, zero_copy) = if zero_copy_first {
+            let z = self.zero_copy(bytes).await?;
+            (self.grpc(bytes).await?, z)
+        } else {
+            let g = self.grpc(bytes).await?;
+            (g, self.zero_copy(bytes).await?)
+        };
+        Ok(zero_copy.map(|z| (grpc, z)))
+    }
+
+    /// One gRPC transfer's latency; any failure is the worker's or the connection's, and ends
+    /// the collection.
+    async fn grpc(&self, bytes: &[u8]) -> Result<f64, Exit> {
+        let request = TransferRequest::new(bytes.len() as u64);
+        let out = self
+            .grpc
+            .transfer(&request, bytes)
+            .await
+            .map_err(|e| Exit::failed(format_args!("gRPC transfer failed: {e}")))?;
+        match misread(&out, bytes).or_else(|| went(&out, Method::Grpc)) {
+            None => Ok(out.metrics.latency_us),
+            Some(why) => Err(Exit::failed(format_args!(
+                "gRPC transfer at {}: {why}",
+                HumanSize(bytes.len() as u64)
+            ))),
+        }
+    }
+
+    /// One pooled zero-copy transfer's latency, or why it went another way.
+    async fn zero_copy(&self, bytes: &[u8]) -> Result<Result<f64, String>, Exit> {
+        let request = TransferRequest::new(bytes.len() as u64);
+        let before = self.pool.stats().reused;
+        let out = match self.zero_copy.transfer(&request, bytes).await {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(format!("failed: {e}"))),
+        };
+        let reused = self.pool.stats().reused == before + 1;
+        Ok(
+            match misread(&out, bytes).or_else(|| went(&out, Method::ZeroCopy)) {
+                Some(why) => Err(why),
+                None if !reused => Err("segment not reused".to_string()),
+                None => Ok(out.metrics.latency_us),
+            },
+        )
+    }
+}
+
+/// The median of `xs` (not empty): the middle value, or the mean of the two middle ones.
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// What the worker read wrong, if anything.
+fn misread(out: &TransferOutcome, bytes: &[u8]) -> Option<String> {
+    let expected = checksum(bytes);
+    (out.ack.checksum != expected || out.ack.length != bytes.len() as u64).then(|| {
+        format!(
+            "the worker read {} bytes with checksum {:#018x}, expected {} bytes with {expected:#018x}",
+            out.ack.length,
+            out.ack.checksum,
+            bytes.len()
+        )
+    })
+}
+
+/// How the transfer went another way than `method`, if it did.
+fn went(out: &TransferOutcome, method: Method) -> Option<String> {
+    let m = &out.metrics;
+    if m.method == method && m.success && m.latency_us.is_finite() && m.latency_us > 0.0 {
+        return None;
+    }
+    Some(match m.fallback {
+        Some(f) => format!("fell back to {}: {f:?}", m.method),
+        None if m.method != method => format!("went by {}", m.method),
+        None => format!("no usable latency ({} µs)", m.latency_us),
+    })
+}
+
+/// The sizes in a seeded random order.
+fn shuffled(sizes: &[(u64, u32)], rng: &SplitMix) -> Vec<(u64, u32)> {
+    let mut order = sizes.to_vec();
+    for i in (1..order.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+/// Nanoseconds since the Unix epoch from the wall clock.
+fn wall_clock() -> Timestamp {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    Timestamp(nanos)
+}
+
+fn reasons(skipped: &BTreeMap<String, u64>) -> String {
+    skipped
+        .iter()
+        .map(|(why, n)| format!("{n} x {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The smallest size from which zero-copy is faster in most pairs, at that size and at every
+/// larger one; None when it is not at the largest size.
+fn crossover(samples: &[&PairedSample]) -> Option<u64> {
+    let mut by_size: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
+    for s in samples {
+        let (wins, pairs) = by_size.entry(s.size).or_default();
+        *wins += u32::from(s.faster() == Method::ZeroCopy);
+        *pairs += 1;
+    }
+    let mut from = None;
+    for (&size, &(wins, pairs)) in by_size.iter().rev() {
+        if 2 * wins > pairs {
+            from = Some(size);
+        } else {
+            break;
+        }
+    }
+    from
+}
+
+/// The closing report: rows, skipped pairs, and per load condition how often zero-copy won.
+fn summary(
+    rows: &[(Load, PairedSample)],
+    skipped: u64,
+    elapsed_s: f64,
+    path: &std::path::Path,
+) -> String {
+    let mut text = format!(
+        "perfopt model collect: {} rows written to {} in {elapsed_s:.1} s, {skipped} pair(s) skipped\n\n\
+         {:<6} {:>6} {:>17} {:>11} {:>9}\n",
+        rows.len(),
+        path.display(),
+        "load",
+        "pairs",
+        "zero-copy faster",
+        "crossover",
+        "mean cpu",
+    );
+    let loads: std::collections::BTreeSet<Load> = rows.iter().map(|r| r.0).collect();
+    for load in loads {
+        let samples: Vec<&PairedSample> =
+            rows.iter().filter(|r| r.0 == load).map(|r| &r.1).collect();
+        let n = samples.len() as f64;
+        let wins = samples
+            .iter()
+            .filter(|s| s.faster() == Method::ZeroCopy)
+            .count();
+        let cpu = samples
+            .iter()
+            .map(|s| s.conditions.cpu_utilization)
+            .sum::<f64>()
+            / n;
+        let from =
+            crossover(&samples).map_or_else(|| "none".to_string(), |s| HumanSize(s).to_string());
+        text += &format!(
+            "{:<6} {:>6} {:>10} ({:>3.0} %) {from:>11} {cpu:>9.2}\n",
+            load.name(),
+            samples.len(),
+            wins,
+            100.0 * wins as f64 / n,
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use perf_core::{Compression, DataType, Format, Name};
+
+    use super::*;
+
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_range_is_the_powers_of_two_and_their_midpoints() {
+        assert_eq!(
+            parse_sizes("1KiB..8KiB"),
+            Ok(vec![
+                KIB,
+                3 * KIB / 2,
+                2 * KIB,
+                3 * KIB,
+                4 * KIB,
+                6 * KIB,
+                8 * KIB
+            ])
+        );
+        // No midpoint past the last power of two that fits.
+        assert_eq!(
+            parse_sizes("1KiB..3KiB"),
+            Ok(vec![KIB, 3 * KIB / 2, 2 * KIB])
+        );
+        let default = parse_sizes("1KiB..256MiB").unwrap();
+        assert_eq!(default.len(), 19 + 18);
+        assert_eq!(default.last(), Some(&(256 * MIB)));
+        assert!(default.contains(&(192 * MIB)));
+        assert_eq!(parse_sizes("1KiB..1GiB").unwrap().len(), 41);
+    }
+
+    #[test]
+    fn a_comma_list_is_sorted_deduplicated_and_bounded() {
+        assert_eq!(
+            parse_sizes("256KiB,4KiB,4096"),
+            Ok(vec![4 * KIB, 256 * KIB])
+        );
+        let many: Vec<String> = (1..=65).map(|i| format!("{i}KiB")).collect();
+        assert!(
+            parse_sizes(&many.join(","))
+                .unwrap_err()
+                .contains("at most 64")
+        );
+        assert_eq!(parse_sizes(&many[..64].join(",")).unwrap().len(), 64);
+        for (text, why) in [
+            ("512,4KiB", "out of range"),
+            ("1KiB..2GiB", "out of range"),
+            ("8KiB..1KiB", "runs backwards"),
+            ("lots", "invalid size"),
+        ] {
+            let e = parse_sizes(text).unwrap_err();
+            assert!(
+                e.starts_with("invalid --sizes") && e.contains(why),
+                "{text}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_repeats_fall_with_size() {
+        assert_eq!(default_repeats(KIB), 30);
+        assert_eq!(default_repeats(MIB), 30);
+        assert_eq!(default_repeats(64 * MIB), 10);
+        assert_eq!(default_repeats(96 * MIB), 5);
+    }
+
+    #[test]
+    fn shuffling_is_seeded_and_keeps_every_size() {
+        let sizes: Vec<(u64, u32)> = (0..20).map(|i| (KIB << i, 3)).collect();
+        let a = shuffled(&sizes, &SplitMix::new(7));
+        assert_eq!(a, shuffled(&sizes, &SplitMix::new(7)));
+        assert_ne!(a, sizes);
+        let mut sorted = a.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, sizes);
+    }
+
+    fn sample(size: u64, grpc_us: f64, zero_copy_us: f64) -> PairedSample {
+        PairedSample {
+            at: Timestamp(1),
+            pool: Name::DEFAULT_POOL,
+            size,
+            data_type: DataType::Bytes,
+            format: Format::Raw,
+            compression: Compression::None,
+            conditions: Conditions {
+                cpu_utilization: 0.5,
+                memory_used: 0.5,
+                shm_free: 1 << 30,
+                hour: 0,
+                grpc_slowdown: 0.0,
+                zero_copy_slowdown: 0.0,
+            },
+            grpc_us,
+            zero_copy_us,
+            source: Source::Bench,
+        }
+    }
+
+    #[test]
+    fn crossover_is_where_zero_copy_keeps_winning_most_pairs() {
+        let rows = [
+            sample(KIB, 100.0, 90.0),
+            sample(KIB, 100.0, 90.0),
+            sample(2 * KIB, 100.0, 120.0),
+            sample(2 * KIB, 100.0, 90.0),
+            sample(4 * KIB, 100.0, 90.0),
+            sample(4 * KIB, 100.0, 120.0),
+            sample(4 * KIB, 100.0, 90.0),
+            sample(8 * KIB, 200.0, 90.0),
+        ];
+        let all: Vec<&PairedSample> = rows.iter().collect();
+        // A tie at 2 KiB is not a majority.
+        assert_eq!(crossover(&all), Some(4 * KIB));
+        assert_eq!(crossover(&all[..2]), Some(KIB));
+        assert_eq!(crossover(&all[2..4]), None);
+        assert_eq!(crossover(&[]), None);
+    }
+
+    #[test]
+    fn the_summary_names_each_load_condition() {
+        let rows = [
+            (Load::None, sample(KIB, 100.0, 90.0)),
+            (Load::Cpu, sample(KIB, 100.0, 190.0)),
+        ];
+        let text = summary(&rows, 3, 1.0, std::path::Path::new("x.csv"));
+        assert!(text.contains("2 rows written to x.csv"), "{text}");
+        assert!(text.contains("3 pair(s) skipped"), "{text}");
+        assert!(
+            text.contains("\nnone ") && text.contains("\ncpu "),
+            "{text}"
+        );
+        assert!(
+            text.contains("(100 %)") && text.contains("(  0 %)"),
+            "{text}"
+        );
+    }
+}
