@@ -150,10 +150,11 @@ fn spin(deadline: Instant, parent: u32) {
 }
 
 /// `perfopt burn` child processes; killed and reaped when dropped, on error and panic too.
-struct Burners(Vec<Child>);
+pub(crate) struct Burners(Vec<Child>);
 
 impl Burners {
-    fn start(n: u32) -> Result<Burners, Exit> {
+    /// Starts `n` burners, one busy core each.
+    pub(crate) fn start(n: u32) -> Result<Burners, Exit> {
         let exe = std::env::current_exe().map_err(Exit::failed)?;
         let mut burners = Burners(Vec::new());
         for _ in 0..n {

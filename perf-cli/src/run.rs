@@ -107,6 +107,10 @@ pub(crate) struct RunArgs {
     /// and after the engine has a model.
     #[arg(long)]
     compare: bool,
+    /// Starts CPU burner processes (one busy core each, as many as CPUs) this long into the
+    /// run, e.g. to watch the learning engine detect the changed workload and retrain.
+    #[arg(long)]
+    load_after: Option<String>,
     #[command(flatten)]
     data: DataDirArg,
 }
@@ -418,6 +422,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         )));
     }
     let budget = perf_core::parse_size(&args.shm_budget).map_err(Exit::bad_input)?;
+    let load_after = match &args.load_after {
+        Some(text) => Some(
+            parse_duration(text).map_err(|e| Exit::bad_input(format_args!("--load-after: {e}")))?,
+        ),
+        None => None,
+    };
     let config = crate::decide::load(args.config.as_ref())?;
     let pools: Vec<Name> = config.pools.keys().copied().collect();
     let store = open_store(&args.data)?;
@@ -527,6 +537,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         .build()
         .map_err(Exit::failed)?;
     let started = Instant::now();
+    let mut burners: Option<crate::collect::Burners> = None;
+    let mut load_started: Option<(Duration, u64)> = None;
     let failures = runtime.block_on(async {
         let mut drivers = Vec::new();
         for (i, worker) in workers.into_iter().enumerate() {
@@ -567,15 +579,26 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             let mut last_cleanup = Instant::now();
             while Instant::now() < deadline {
                 progress.set_position(started.elapsed().as_millis() as u64);
+                if let Some(after) = load_after
+                    && burners.is_none()
+                    && started.elapsed() >= after
+                {
+                    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+                    load_started = Some((started.elapsed(), summary.transfers()));
+                    burners = Some(crate::collect::Burners::start(cpus)?);
+                }
                 if last_cleanup.elapsed() >= CLEANUP_EVERY {
                     last_cleanup = Instant::now();
                     store.clean_up();
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+            Ok::<(), Exit>(())
         };
-        let (results, ()) = tokio::join!(futures_join(tasks), ticker);
+        let (results, ticked) = tokio::join!(futures_join(tasks), ticker);
         progress.finish_and_clear();
+        drop(burners.take());
+        ticked?;
         Ok::<Vec<String>, Exit>(results.into_iter().flatten().collect())
     })?;
     let elapsed = started.elapsed();
@@ -606,6 +629,12 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     });
     if args.compare {
         report["compare"] = links.comparison.to_json();
+    }
+    if let Some((at, transfers)) = load_started {
+        report["load"] = json!({
+            "started_after_s": at.as_secs_f64(),
+            "started_after_transfers": transfers,
+        });
     }
     report["store"] = json!({
         "data_dir": store.where_,

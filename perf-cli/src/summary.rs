@@ -62,6 +62,12 @@ fn pct(h: &Option<Histogram<u64>>, q: f64) -> u64 {
 }
 
 impl Summary {
+    /// Transfers recorded so far.
+    pub(crate) fn transfers(&self) -> u64 {
+        let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.methods.values().map(|m| m.count).sum()
+    }
+
     /// The summary as JSON: `transfers`, `bytes`, `by_method`, `by_pool`, `by_reason`,
     /// per-method latency and throughput percentiles, fallbacks, decision time.
     pub(crate) fn to_json(&self) -> Value {

@@ -291,7 +291,10 @@ fn run_drives_real_transfers_through_workers_and_reports_them() {
     assert_eq!(sum(&r["by_pool"]), transfers);
     // Every transfer fed the learned cost models, which published at least one
     // version, and the learning engine, which saw every one.
-    assert!(r["learning"]["cost_model_version"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        r["learning"]["cost_model_version"].as_u64().unwrap() >= 1,
+        "{r}"
+    );
     assert_eq!(r["learning"]["dropped"], 0);
     assert_eq!(r["learning"]["engine"]["observed"], transfers);
     for pool in r["by_pool"].as_object().unwrap().keys() {

@@ -281,6 +281,10 @@ impl ThresholdManager {
             reason: proposal.reason.to_string(),
             expected_gain: proposal.expected_gain,
         };
+        // Already there (e.g. held at a bound): nothing changes, nothing is logged.
+        if kind == ChangeKind::Adjust && to == from {
+            return Ok(change);
+        }
         self.store.append(&change)?;
         cell.store(to);
         let mut history = lock(&self.history);

@@ -56,7 +56,7 @@ pub struct LearnConfig {
     pub retrain_after_drift: usize,
     /// Significance of the feature-distribution drift test.
     pub drift_alpha: f64,
-    /// Recent values the drift test compares with the training set.
+    /// Recent distinct values the drift test compares with the training set.
     pub drift_window: usize,
     /// Two transfers pair only if at most this far apart.
     pub pair_max_age: Duration,
@@ -84,7 +84,7 @@ impl Default for LearnConfig {
             retrain_every: 5_000,
             retrain_after_drift: 200,
             drift_alpha: 0.001,
-            drift_window: 256,
+            drift_window: 32,
             pair_max_age: Duration::from_secs(30),
             pair_max_cpu_gap: 0.25,
             tree: TreeConfig::default(),
@@ -197,6 +197,8 @@ pub enum Trigger {
 pub struct Event {
     /// When.
     pub at: Timestamp,
+    /// The transfers observed by then.
+    pub observed: u64,
     /// The paired samples seen by then.
     pub paired: u64,
     /// What.
@@ -284,7 +286,7 @@ pub struct LearningEngine {
     retrain_pending: Option<Trigger>,
     live: VecDeque<bool>,
     page_hinkley: Option<PageHinkley>,
-    feature_drift: Vec<(usize, FeatureDrift)>,
+    feature_drift: Vec<(usize, FeatureDrift, f64)>,
     since_drift_check: usize,
     store: Option<Arc<dyn ModelStore>>,
     controller: Option<Arc<Controller>>,
@@ -304,8 +306,17 @@ impl std::fmt::Debug for LearningEngine {
     }
 }
 
-/// Features watched for drift: CPU utilisation and the two slowdowns.
-const DRIFT_FEATURES: [usize; 3] = [4, 8, 9];
+/// Features watched for drift: CPU utilisation and memory in use. Each new
+/// value is tested once: consecutive pairs that saw the same probe sample
+/// repeat its value, and repeated values are not independent evidence. (The
+/// slowdown averages move with every transfer and are watched through the
+/// regret instead.)
+const DRIFT_FEATURES: [usize; 2] = [4, 5];
+
+/// The least Kolmogorov-Smirnov distance that counts as drift, besides
+/// significance: a shift this large changes the workload, a smaller one with
+/// many samples does not.
+const MIN_DRIFT_DISTANCE: f64 = 0.3;
 
 impl LearningEngine {
     /// An engine with no model yet.
@@ -418,6 +429,7 @@ impl LearningEngine {
         }
         self.events.push_back(Event {
             at,
+            observed: self.observed,
             paired: self.paired,
             kind,
         });
@@ -435,7 +447,7 @@ impl LearningEngine {
                     self.config.drift_alpha,
                 )
                 .ok()
-                .map(|test| (j, test))
+                .map(|test| (j, test, f64::NAN))
             })
             .collect();
         self.since_drift_check = 0;
@@ -512,13 +524,19 @@ impl LearningEngine {
         if due {
             self.since_drift_check = 0;
         }
-        for (j, test) in &mut self.feature_drift {
-            test.push(features[*j]);
+        for (j, test, last) in &mut self.feature_drift {
+            let x = features[*j];
+            if x == *last {
+                continue;
+            }
+            *last = x;
+            test.push(x);
             if due
                 && fired.is_none()
                 && test.len() >= self.config.drift_window
                 && let Some(result) = test.check()
                 && result.drifted
+                && result.test.statistic >= MIN_DRIFT_DISTANCE
             {
                 let name = crate::features::FEATURE_NAMES[*j];
                 fired = Some((format!("ks({name})"), result.test.statistic));
@@ -691,6 +709,7 @@ impl LearningEngine {
             );
             if let Ok(change) =
                 controller.adjust_threshold(pool, c.crossover, &reason, c.expected_gain, now)
+                && change.to_factor != change.from_factor
             {
                 let kind = EventKind::ThresholdMoved {
                     pool,

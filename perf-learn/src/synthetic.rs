@@ -127,9 +127,14 @@ impl Workload {
         self.physics.latency(method, size, cpu) * (self.physics.noise * self.rng.normal()).exp()
     }
 
-    fn conditions(&self) -> Conditions {
+    /// The CPU utilisation a probe reads: the workload's level, give or take 0.03.
+    fn probed_cpu(&mut self) -> f64 {
+        (self.cpu + 0.06 * (self.rng.next_f64() - 0.5)).clamp(0.0, 1.0)
+    }
+
+    fn conditions(&mut self) -> Conditions {
         Conditions {
-            cpu_utilization: self.cpu,
+            cpu_utilization: self.probed_cpu(),
             memory_used: 0.3,
             shm_free: 8 << 30,
             hour: 12,
@@ -178,9 +183,9 @@ impl Workload {
     }
 
     /// A live transfer record.
-    pub fn transfer(&self, method: Method, size: u64, latency_us: f64) -> TransferMetrics {
+    pub fn transfer(&mut self, method: Method, size: u64, latency_us: f64) -> TransferMetrics {
         let system = SystemState {
-            cpu_utilization: self.cpu,
+            cpu_utilization: self.probed_cpu(),
             memory_used: 0.3,
             memory_available: 16 << 30,
             shm_free: 8 << 30,

@@ -23,11 +23,11 @@ pub struct ModelKey {
 /// An immutable, published state of every model: what predictions read.
 #[derive(Debug, Clone)]
 pub struct ModelSnapshot {
-    version: u64,
-    platform: Arc<str>,
-    config: ModelConfig,
+    pub(crate) version: u64,
+    pub(crate) platform: Arc<str>,
+    pub(crate) config: ModelConfig,
     /// Sorted by key, so that a lookup is a binary search.
-    models: Vec<(ModelKey, Arc<MethodModel>)>,
+    pub(crate) models: Vec<(ModelKey, Arc<MethodModel>)>,
 }
 
 impl ModelSnapshot {
@@ -60,10 +60,24 @@ impl ModelSnapshot {
         self.models.iter().map(|(k, m)| (*k, &**m))
     }
 
-    /// The estimate of `method` for `size` bytes in `pool`; no allocation.
+    /// The estimate of `method` for `size` bytes in `pool` at the CPU
+    /// utilisation its model saw most recently; no allocation.
     pub fn estimate(&self, pool: Name, method: Method, size: u64) -> Option<ModelEstimate> {
         self.model(pool, method)
             .map(|m| m.estimate(&self.config, size))
+    }
+
+    /// The estimate of `method` for `size` bytes in `pool` under `system`'s
+    /// CPU utilisation (which picks the load band of the corrections); no allocation.
+    pub fn estimate_under(
+        &self,
+        pool: Name,
+        method: Method,
+        size: u64,
+        system: &SystemState,
+    ) -> Option<ModelEstimate> {
+        self.model(pool, method)
+            .map(|m| m.estimate_under(&self.config, size, system.cpu_utilization))
     }
 
     /// Whether `estimate` is trusted enough to replace calibrated coefficients.
@@ -111,19 +125,25 @@ impl Learner {
     /// An empty learner for models measured on `platform`.
     pub fn new(platform: &str, config: ModelConfig) -> Result<Learner, PredictError> {
         config.validate()?;
-        let snapshot = ModelSnapshot {
+        Ok(Learner::from_snapshot(ModelSnapshot {
             version: 0,
             platform: Arc::from(platform),
             config,
             models: Vec::new(),
-        };
-        Ok(Learner {
+        }))
+    }
+
+    /// A learner that starts from `snapshot` (checked by the caller), with no
+    /// earlier version to roll back to.
+    pub(crate) fn from_snapshot(snapshot: ModelSnapshot) -> Learner {
+        let next_version = snapshot.version.saturating_add(1);
+        Learner {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
             history: Mutex::new(History {
                 previous: None,
-                next_version: 1,
+                next_version,
             }),
-        })
+        }
     }
 
     /// Learns from one transfer and publishes a new version; returns whether
@@ -157,7 +177,7 @@ impl Learner {
         }
         if used > 0 {
             next.version = history.next_version;
-            history.next_version += 1;
+            history.next_version = history.next_version.saturating_add(1);
             history.previous = Some(old);
             self.current.store(Arc::new(next));
         }
@@ -229,11 +249,12 @@ impl Predictor for LearnedPredictor {
     }
 
     /// `None` until both methods have enough samples in the request's size
-    /// class and intervals; then the lower of the two confidences.
-    fn predict(&self, request: &TransferRequest, _system: &SystemState) -> Option<Prediction> {
+    /// class and intervals; then estimates under `system`'s CPU utilisation
+    /// and the lower of the two confidences.
+    fn predict(&self, request: &TransferRequest, system: &SystemState) -> Option<Prediction> {
         let snap = self.current.load();
-        let zc = snap.estimate(request.pool, Method::ZeroCopy, request.size)?;
-        let grpc = snap.estimate(request.pool, Method::Grpc, request.size)?;
+        let zc = snap.estimate_under(request.pool, Method::ZeroCopy, request.size, system)?;
+        let grpc = snap.estimate_under(request.pool, Method::Grpc, request.size, system)?;
         if !(snap.usable(&zc) && snap.usable(&grpc)) {
             return None;
         }

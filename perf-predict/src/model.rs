@@ -3,6 +3,7 @@
 use perf_core::TransferMetrics;
 use serde::{Deserialize, Serialize};
 
+use crate::correction::ClassCorrection;
 use crate::error::PredictError;
 use crate::quantile::ResidualWindow;
 use crate::rls::{FEATURES, Rls};
@@ -41,6 +42,10 @@ pub struct ModelConfig {
     /// A relative interval width (high minus low, over the estimate) at which
     /// confidence falls to zero.
     pub max_relative_width: f64,
+    /// Whether latency corrections per size class and load band are applied
+    /// (each only where it has predicted better than the bare fit); they are
+    /// learned either way.
+    pub corrections: bool,
 }
 
 impl Default for ModelConfig {
@@ -52,6 +57,7 @@ impl Default for ModelConfig {
             min_residuals: 20,
             interval: 0.90,
             max_relative_width: 1.0,
+            corrections: true,
         }
     }
 }
@@ -108,6 +114,27 @@ impl ModelConfig {
     }
 }
 
+/// How many bands of CPU utilisation the latency corrections are kept for.
+pub const LOAD_BANDS: usize = 4;
+
+/// The band of a CPU utilisation: quarters, 0 below 25 % to 3 from 75 %;
+/// unknown (not finite) counts as 0, beyond 0..=1 as the nearest end.
+pub fn load_band(cpu_utilization: f64) -> usize {
+    ((utilization(cpu_utilization) * LOAD_BANDS as f64) as usize).min(LOAD_BANDS - 1)
+}
+
+/// A CPU utilisation clamped to 0..=1; 0 when unknown (not finite).
+fn utilization(u: f64) -> f64 {
+    if u.is_finite() {
+        u.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+/// The weight of the newest utilisation in a model's recent load.
+const RECENT_LOAD_WEIGHT: f64 = 1.0 / 32.0;
+
 /// Smallest scales of the relative weighting: 1 µs, 1 µs, 4 KiB.
 const LATENCY_FLOOR_US: f64 = 1.0;
 const CPU_FLOOR_US: f64 = 1.0;
@@ -118,13 +145,17 @@ const MEMORY_FLOOR_MIB: f64 = 4096.0 / MIB;
 /// fit unbiased under multiplicative noise (weighting by the measurement
 /// pulls it toward small values).
 fn fit(rls: &mut Rls, x: &[f64; FEATURES], y: f64, floor: f64) {
-    let scale = if rls.samples() as usize >= FEATURES * 3 {
-        rls.predict(x)
+    if rls.samples() as usize >= FEATURES * 3 {
+        let p = rls.predict(x).max(floor);
+        rls.update(x, y.min(p * SPIKE_RATIO), p);
     } else {
-        y
-    };
-    rls.update(x, y, scale.max(floor));
+        rls.update(x, y, y.max(floor));
+    }
 }
+
+/// A settled fit learns at most this many times its own prediction from one
+/// row: a scheduling spike of 100x teaches as much as one of 2x.
+const SPIKE_RATIO: f64 = 2.0;
 
 /// The learned cost of one method for one pool.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +163,11 @@ pub struct MethodModel {
     latency: Rls,
     cpu: Rls,
     memory: Rls,
+    /// A moving average of the CPU utilisation of recent transfers (0 to 1).
+    recent_load: f64,
+    /// Multiplicative corrections of the latency per size class and load band.
+    corrections: [[ClassCorrection; LOAD_BANDS]; SIZE_CLASSES],
+    /// Relative residuals of the corrected latency, for the intervals.
     residuals: ResidualWindow,
     /// Interval quantiles of the relative residuals, refreshed on every update.
     band: Option<(f64, f64)>,
@@ -144,7 +180,7 @@ pub struct MethodModel {
 pub struct ModelEstimate {
     /// Expected latency in microseconds.
     pub latency_us: f64,
-    /// The fixed part of that latency (the fitted intercept), microseconds.
+    /// The fixed part of that latency (the fitted intercept, corrected), microseconds.
     pub fixed_us: f64,
     /// The prediction interval of the latency, when enough residuals exist.
     pub interval_us: Option<(f64, f64)>,
@@ -169,6 +205,8 @@ impl MethodModel {
             latency: Rls::new(config.forgetting),
             cpu: Rls::new(config.forgetting),
             memory: Rls::new(config.forgetting),
+            recent_load: 0.0,
+            corrections: [[ClassCorrection::default(); LOAD_BANDS]; SIZE_CLASSES],
             residuals: ResidualWindow::default(),
             band: None,
             classes: [0; SIZE_CLASSES],
@@ -186,7 +224,8 @@ impl MethodModel {
         &self.classes
     }
 
-    /// The latency coefficients: fixed µs, µs per cached MiB, µs per MiB beyond the knot.
+    /// The latency coefficients of the physics fit (before corrections):
+    /// fixed µs, µs per cached MiB, µs per MiB beyond the knot.
     pub fn latency_coefficients(&self) -> [f64; FEATURES] {
         self.latency.coefficients()
     }
@@ -196,14 +235,44 @@ impl MethodModel {
         self.band
     }
 
-    /// Learns from one transfer; the residual is taken before the fit moves
-    /// (an honest, out-of-sample residual). O(1): the window is bounded.
+    /// The latency correction factor in force for `size` under
+    /// `cpu_utilization`: 1.0 where none has proved better than the fit, or
+    /// when `config` turns corrections off.
+    pub fn correction(&self, config: &ModelConfig, size: u64, cpu_utilization: f64) -> f64 {
+        if config.corrections {
+            self.corrections[size_class(size)][load_band(cpu_utilization)].factor()
+        } else {
+            1.0
+        }
+    }
+
+    /// A moving average of the CPU utilisation of recent transfers.
+    pub fn recent_load(&self) -> f64 {
+        self.recent_load
+    }
+
+    /// Learns from one transfer; the residuals are taken before anything
+    /// learns from it (honest, out-of-sample residuals). O(1): the windows are bounded.
     pub fn update(&mut self, config: &ModelConfig, m: &TransferMetrics) {
         let x = config.features(m.size);
         if self.latency.samples() as usize >= FEATURES * 3 {
-            let predicted = self.latency.predict(&x).max(LATENCY_FLOOR_US);
+            let bare = self.latency.predict(&x).max(LATENCY_FLOOR_US);
+            let load = m.system.cpu_utilization;
+            let correction = &mut self.corrections[size_class(m.size)][load_band(load)];
+            let predicted = if config.corrections {
+                bare * correction.factor()
+            } else {
+                bare
+            };
             self.residuals.push((m.latency_us - predicted) / predicted);
+            correction.observe(bare, m.latency_us);
         }
+        let load = utilization(m.system.cpu_utilization);
+        self.recent_load = if self.samples == 0 {
+            load
+        } else {
+            self.recent_load + RECENT_LOAD_WEIGHT * (load - self.recent_load)
+        };
         fit(&mut self.latency, &x, m.latency_us, LATENCY_FLOOR_US);
         fit(&mut self.cpu, &x, m.cpu_time_us, CPU_FLOOR_US);
         fit(
@@ -212,21 +281,77 @@ impl MethodModel {
             m.memory_bytes as f64 / MIB,
             MEMORY_FLOOR_MIB,
         );
-        let tail = (1.0 - config.interval) / 2.0;
-        self.band = (self.residuals.len() >= config.min_residuals)
-            .then(|| self.residuals.quantiles(tail, 1.0 - tail))
-            .flatten();
+        self.refresh_band(config);
         self.classes[size_class(m.size)] += 1;
         self.samples += 1;
     }
 
-    /// The model's estimate for `size`; no allocation.
+    /// Checks a model read from outside (a saved model) and adopts `config`'s
+    /// forgetting factor and interval coverage, so that loaded models learn
+    /// and answer as fresh ones would.
+    pub(crate) fn check_and_configure(&mut self, config: &ModelConfig) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.recent_load) {
+            return Err(format!("recent load {}, expected 0 to 1", self.recent_load));
+        }
+        for (class, bands) in self.corrections.iter().enumerate() {
+            for (band, c) in bands.iter().enumerate() {
+                c.check()
+                    .map_err(|e| format!("size class {class}, load band {band}: {e}"))?;
+            }
+        }
+        for (what, fit) in [
+            ("latency", &mut self.latency),
+            ("cpu", &mut self.cpu),
+            ("memory", &mut self.memory),
+        ] {
+            fit.check().map_err(|e| format!("{what} fit: {e}"))?;
+            fit.set_forgetting(config.forgetting);
+        }
+        self.residuals.check()?;
+        let counted: u64 = self.classes.iter().sum();
+        if counted != self.samples {
+            return Err(format!(
+                "{} samples, but {counted} counted by size class",
+                self.samples
+            ));
+        }
+        self.refresh_band(config);
+        Ok(())
+    }
+
+    fn refresh_band(&mut self, config: &ModelConfig) {
+        let tail = (1.0 - config.interval) / 2.0;
+        self.band = (self.residuals.len() >= config.min_residuals)
+            .then(|| self.residuals.quantiles(tail, 1.0 - tail))
+            .flatten();
+    }
+
+    /// The model's estimate for `size` at the CPU utilisation it saw most
+    /// recently (a moving average); no allocation.
     pub fn estimate(&self, config: &ModelConfig, size: u64) -> ModelEstimate {
+        self.estimate_under(config, size, self.recent_load)
+    }
+
+    /// The model's estimate for `size` under `cpu_utilization` (0 to 1): the
+    /// physics fit times the correction of that size class and load band, if
+    /// one is in force, with an interval from the recent residuals that
+    /// spans both the corrected and the bare fit; no allocation.
+    pub fn estimate_under(
+        &self,
+        config: &ModelConfig,
+        size: u64,
+        cpu_utilization: f64,
+    ) -> ModelEstimate {
         let x = config.features(size);
-        let latency_us = self.latency.predict(&x).max(LATENCY_FLOOR_US);
+        let factor = self.correction(config, size, cpu_utilization);
+        let bare = self.latency.predict(&x).max(LATENCY_FLOOR_US);
+        let latency_us = bare * factor;
+        // A correction learned from the recent transfers of a class may stop
+        // holding (a machine changes mode); the interval spans both fits.
+        let (low, high) = (latency_us.min(bare), latency_us.max(bare));
         let interval_us = self
             .band
-            .map(|(lo, hi)| ((latency_us * (1.0 + lo)).max(0.0), latency_us * (1.0 + hi)));
+            .map(|(lo, hi)| ((low * (1.0 + lo)).max(0.0), high * (1.0 + hi)));
         let class_samples = self.classes[size_class(size)];
         let confidence = match interval_us {
             Some((lo, hi)) if class_samples >= config.min_class_samples => {
@@ -239,7 +364,7 @@ impl MethodModel {
         };
         ModelEstimate {
             latency_us,
-            fixed_us: self.latency.coefficients()[0].clamp(0.0, latency_us),
+            fixed_us: (self.latency.coefficients()[0] * factor).clamp(0.0, latency_us),
             interval_us,
             throughput_bps: size as f64 / (latency_us / 1e6),
             memory_bytes: (self.memory.predict(&x).max(0.0) * MIB) as u64,
@@ -285,6 +410,19 @@ mod tests {
             ..ModelConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn load_bands_are_quarters() {
+        assert_eq!(load_band(0.0), 0);
+        assert_eq!(load_band(0.2499), 0);
+        assert_eq!(load_band(0.25), 1);
+        assert_eq!(load_band(0.6), 2);
+        assert_eq!(load_band(0.75), 3);
+        assert_eq!(load_band(1.0), 3);
+        assert_eq!(load_band(7.0), 3);
+        assert_eq!(load_band(-1.0), 0);
+        assert_eq!(load_band(f64::NAN), 0);
     }
 
     #[test]

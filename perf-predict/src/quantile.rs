@@ -62,6 +62,32 @@ impl ResidualWindow {
         self.values.is_empty()
     }
 
+    /// Checks a window read from outside (a saved model): at most
+    /// [`RESIDUAL_WINDOW`] finite values and a consistent ring position; then
+    /// reserves the full window so that later pushes do not allocate.
+    pub(crate) fn check(&mut self) -> Result<(), String> {
+        let n = self.values.len();
+        if n > RESIDUAL_WINDOW {
+            return Err(format!("{n} residuals, expected at most {RESIDUAL_WINDOW}"));
+        }
+        let next_ok = if n < RESIDUAL_WINDOW {
+            self.next == n % RESIDUAL_WINDOW
+        } else {
+            self.next < RESIDUAL_WINDOW
+        };
+        if !next_ok {
+            return Err(format!(
+                "residual ring position {} with {n} residuals",
+                self.next
+            ));
+        }
+        if let Some(r) = self.values.iter().find(|r| !r.is_finite()) {
+            return Err(format!("residual {r} is not finite"));
+        }
+        self.values.reserve_exact(RESIDUAL_WINDOW - n);
+        Ok(())
+    }
+
     /// The `lo` and `hi` quantiles of the residuals, sorted on the stack.
     pub fn quantiles(&self, lo: f64, hi: f64) -> Option<(f64, f64)> {
         if self.values.is_empty() {

@@ -90,6 +90,45 @@ impl Rls {
         self.guard();
     }
 
+    /// Uses forgetting factor `lambda` (0.9 to 1.0) from now on.
+    pub(crate) fn set_forgetting(&mut self, lambda: f64) {
+        self.lambda = lambda;
+    }
+
+    /// Checks a fit read from outside (a saved model): finite coefficients, a
+    /// finite, symmetric covariance with a positive diagonal and a bounded
+    /// trace, and a forgetting factor in range.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(t) = self.theta.iter().find(|t| !t.is_finite()) {
+            return Err(format!("coefficient {t} is not finite"));
+        }
+        if !(0.9..=1.0).contains(&self.lambda) {
+            return Err(format!(
+                "forgetting factor {}, expected 0.9 to 1.0",
+                self.lambda
+            ));
+        }
+        let mut trace = 0.0;
+        for i in 0..FEATURES {
+            if !(self.p[i][i].is_finite() && self.p[i][i] > 0.0) {
+                return Err(format!(
+                    "covariance diagonal {} is not finite and positive",
+                    self.p[i][i]
+                ));
+            }
+            trace += self.p[i][i];
+            for j in 0..FEATURES {
+                if !self.p[i][j].is_finite() || self.p[i][j] != self.p[j][i] {
+                    return Err("covariance is not finite and symmetric".to_string());
+                }
+            }
+        }
+        if trace > MAX_TRACE * (1.0 + 1e-9) {
+            return Err(format!("covariance trace {trace} is above {MAX_TRACE}"));
+        }
+        Ok(())
+    }
+
     /// Keeps the covariance symmetric, bounded and positive.
     fn guard(&mut self) {
         for i in 0..FEATURES {

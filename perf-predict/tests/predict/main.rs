@@ -1,4 +1,8 @@
-//! End-to-end tests of perf-predict: recovery of known models, intervals, the Predictor seam, versions and planning.
+//! End-to-end tests of perf-predict: recovery of known models, intervals, the Predictor seam, versions, saved models and planning.
+
+mod accuracy;
+mod corrections;
+mod persist;
 
 use std::sync::Arc;
 
