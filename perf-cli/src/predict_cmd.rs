@@ -123,7 +123,7 @@ pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
 }
 
 /// The platform the models belong to, e.g. `linux/x86_64`.
-fn platform() -> String {
+pub(crate) fn platform() -> String {
     format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
 }
 

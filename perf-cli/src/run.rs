@@ -244,6 +244,20 @@ fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
     Ok(store)
 }
 
+/// The learned cost models: the ones saved by the last run when they load,
+/// else fresh ones (a model that does not load is reported and replaced).
+fn cost_models(store: &RunStore) -> Result<Learner, Exit> {
+    let platform = crate::predict_cmd::platform();
+    if let Some(models) = &store.models {
+        match Learner::load(models.as_ref(), &platform, ModelConfig::default()) {
+            Ok(Some(learner)) => return Ok(learner),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: the saved cost models are not used: {e}"),
+        }
+    }
+    Learner::new(&platform, ModelConfig::default()).map_err(Exit::failed)
+}
+
 /// Reads `30s`, `2m`, `500ms`, `1h`; bounded to 1 ms .. 24 h.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
@@ -433,13 +447,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let store = open_store(&args.data)?;
     // The learned cost models: fed by every transfer of this run, used by
     // the engine (in pools with learning on) once they are confident.
-    let learner = Arc::new(
-        Learner::new(
-            &perfopt::platform::detect().kernel_release,
-            ModelConfig::default(),
-        )
-        .map_err(Exit::failed)?,
-    );
+    let learner = Arc::new(cost_models(&store)?);
     if !(10..=1_000_000).contains(&args.learn_min_samples) {
         return Err(Exit::bad_input(format_args!(
             "--learn-min-samples {} is out of range, expected 10 to 1000000",
@@ -615,6 +623,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["workers_restarted"] = json!(links.restarts.load(Ordering::Relaxed));
     learn_feed.finish();
     engine.finish();
+    let saved = store.models.as_ref().map(|models| {
+        learner
+            .save(models.as_ref(), crate::store_cmd::now())
+            .map_err(|e| e.to_string())
+    });
     let dropped = learn_feed.dropped() + engine.dropped();
     let engine = engine.engine();
     let events: Vec<_> = engine.events().collect();
@@ -625,6 +638,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         "alerts": alerts,
         "events": events.iter().rev().take(20).rev().collect::<Vec<_>>(),
         "cost_model_version": learner.version(),
+        "cost_models_saved": saved.as_ref().map(|r| r.is_ok()),
+        "cost_models_error": saved.and_then(|r| r.err()),
         "dropped": dropped,
     });
     if args.compare {

@@ -148,6 +148,8 @@ fn small_config() -> LearnConfig {
     LearnConfig {
         min_samples: 400,
         retrain_after_drift: 150,
+        // The synthetic clock moves 1 ms per transfer.
+        drift_sample_every: std::time::Duration::from_millis(2),
         ..LearnConfig::default()
     }
 }
