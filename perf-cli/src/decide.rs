@@ -49,6 +49,10 @@ pub(crate) struct DecideArgs {
     /// What shared memory can do: pooled, fresh, unavailable.
     #[arg(long, default_value = "pooled")]
     shm: String,
+    /// Decides with the learned classifier saved in this data directory's store, as a run
+    /// with learning on would (the rules alone when none validated there).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Prints one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -123,7 +127,23 @@ pub(crate) fn run(args: &DecideArgs) -> Result<(), Exit> {
             perfopt::load_profile(path).map_err(|e| Exit::bad_input(e.to_string().trim_end()))?;
     }
     let (request, ctx) = request(args)?;
-    let controller = Controller::new(config).map_err(Exit::bad_input)?;
+    let mut builder = Controller::builder(config);
+    if let Some(dir) = &args.data_dir {
+        let data = crate::store_cmd::DataDirArg {
+            data_dir: Some(dir.clone()),
+        };
+        match crate::model_cmd::stored_model(&data)? {
+            (Some(model), _) => {
+                let classifier = perfopt::learn::LearnedClassifier::fixed(model);
+                builder = builder.classifier(std::sync::Arc::new(classifier));
+            }
+            (None, Some(problem)) => {
+                eprintln!("warning: the stored model is not used, the rules decide: {problem}")
+            }
+            (None, None) => {}
+        }
+    }
+    let controller = builder.build().map_err(Exit::bad_input)?;
     if !controller.has_pool(request.pool) {
         let pools: Vec<String> = controller
             .config()

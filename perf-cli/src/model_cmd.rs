@@ -219,7 +219,9 @@ fn print_evaluation(e: &Evaluation) {
 
 /// The stored model, if the store exists and holds one; a model that does not
 /// load is reported, not used.
-fn stored_model(data: &DataDirArg) -> Result<(Option<Classifier>, Option<String>), Exit> {
+pub(crate) fn stored_model(
+    data: &DataDirArg,
+) -> Result<(Option<Classifier>, Option<String>), Exit> {
     let dir = data.resolve()?;
     if !perfopt::store::db::store_file(&dir.path).exists() {
         return Ok((None, None));
