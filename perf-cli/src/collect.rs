@@ -91,7 +91,7 @@ pub(crate) struct CollectArgs {
     burners: Option<u32>,
     /// Transfers per method behind each row (1 to 15): the row holds each method's median
     /// over them, measured alternately, so that one noisy transfer does not decide the label.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 7)]
     per_case: u32,
     /// Seed of the order in which sizes are measured.
     #[arg(long, default_value_t = 1)]

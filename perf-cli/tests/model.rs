@@ -43,12 +43,12 @@ fn the_shipped_paired_dataset_is_learned_with_low_regret() {
     let regret = e["regret"].as_f64().unwrap();
     let held_out = e["held_out"].as_u64().unwrap();
     assert!(held_out >= 100, "{e}");
-    // R4.4 asks for over 90 % held-out accuracy and total latency within 5 %
-    // of the oracle. Measured on this dataset: accuracy 0.83-0.85 (below 64 KiB
-    // the methods tie within scheduling jitter, and a tie's label is a coin
-    // toss), regret 0.010-0.020. The floors sit a little below.
-    assert!(accuracy > 0.78, "accuracy {accuracy}");
-    assert!(regret < 0.05, "regret {regret}");
+    // R4.4: over 90 % held-out accuracy (goal 98 %) and total latency within
+    // 5 % of the oracle (goal 2 %). Measured on this dataset with the default
+    // split: accuracy 0.912, regret 0.0012 (0.903-0.925 and 0.0002-0.0056
+    // over four splits). Training and the split are deterministic.
+    assert!(accuracy > 0.9, "accuracy {accuracy}");
+    assert!(regret < 0.02, "regret {regret}");
     let decisive = e["decisive_accuracy"].as_f64().unwrap();
     assert!(decisive >= accuracy, "decisive {decisive} vs {accuracy}");
     let confusion = &e["confusion"]["rows_actual_columns_predicted"];

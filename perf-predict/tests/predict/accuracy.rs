@@ -101,13 +101,13 @@ fn hindsight_ceiling(test: &[TransferMetrics]) -> f64 {
 }
 
 /// The target is 90 % of held-out predictions within 15 % (goal 95 %).
-/// Measured on the shipped dataset (1540 pairs, each latency the median of 3):
+/// Measured on the shipped dataset (1540 pairs, each latency the median of 7):
 /// not reached. The time-ordered held-out 20 % are all under the CPU hog,
 /// where small transfers switch between a fast (~35 µs) and a slow (~100 µs)
-/// mode from one size's run to the next (2 KiB fast, 3 and 4 KiB slow, 6 KiB
-/// fast), which nothing measured before predicts, and large ones vary by up
-/// to x3 within a run: even a value per size chosen with hindsight on the
-/// test samples themselves is within 15 % for only 84 % of them.
+/// mode from one size's run to the next, which nothing measured before
+/// predicts, and large ones vary by up to x3 within a run: even a value per
+/// size chosen with hindsight on the test samples themselves is within 15 %
+/// for only 90 % of them.
 #[test]
 fn accuracy_on_the_shipped_paired_dataset() {
     let all = paired_transfers(PAIRED);
@@ -140,25 +140,23 @@ fn accuracy_on_the_shipped_paired_dataset() {
         100.0 * ceiling
     );
 
-    // Measured: 23.4 % within 15 % (gRPC 23.4, zero-copy 23.4), 79.7 % of
-    // 90 % intervals cover; online 58.1 % within, 89.1 % covered. The model
-    // before corrections and robust fitting: 9.7 % within, 83.9 % covered,
-    // online 22.2 %.
-    assert!(e.within_15pct >= 0.21, "{e:?}");
-    assert!(e.coverage >= 0.75, "{e:?}");
-    assert!(e.online_within_15pct >= 0.55, "{e:?}");
-    assert!(e.online_coverage >= 0.85, "{e:?}");
+    // Measured: 43.2 % within 15 % (gRPC 49.0, zero-copy 37.3), 90.4 % of
+    // 90 % intervals cover; online 61.2 % within, 98.2 % covered.
+    assert!(e.within_15pct >= 0.40, "{e:?}");
+    assert!(e.coverage >= 0.85, "{e:?}");
+    assert!(e.online_within_15pct >= 0.58, "{e:?}");
+    assert!(e.online_coverage >= 0.90, "{e:?}");
     // The corrections measurably help on held-out data. Measured without
-    // them: 11.2 % within, online 14.8 %.
-    assert!(e.within_15pct >= bare.within_15pct + 0.08, "{bare:?}");
+    // them: 17.2 % within, online 13.1 %.
+    assert!(e.within_15pct >= bare.within_15pct + 0.2, "{bare:?}");
     assert!(
-        e.online_within_15pct >= bare.online_within_15pct + 0.3,
+        e.online_within_15pct >= bare.online_within_15pct + 0.4,
         "{bare:?}"
     );
-    // Without the hog: 69.2 % within 15 %, 93.0 % covered; online 81.1 %.
-    assert!(quiet.within_15pct >= 0.65, "{quiet:?}");
-    // Measured: 83.9 % (the rest is spread within a run at one size).
-    assert!(ceiling < 0.9, "{ceiling}");
+    // Without the hog: 82.8 % within 15 %, 89.6 % covered; online 85.7 %.
+    assert!(quiet.within_15pct >= 0.80, "{quiet:?}");
+    // Measured: 90.3 % (the rest is spread within a run at one size).
+    assert!(ceiling < 0.95, "{ceiling}");
 }
 
 /// Models learned from real transfers (corrections in force, a recent load)
