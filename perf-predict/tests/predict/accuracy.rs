@@ -72,6 +72,31 @@ fn report(what: &str, e: &Evaluation) {
     );
 }
 
+/// `all` in a seeded random order, restamped so that time follows it.
+fn shuffled(all: &[TransferMetrics], seed: u64) -> Vec<TransferMetrics> {
+    // Pairs stay together: both methods of a row were measured back to back.
+    let mut rows: Vec<&[TransferMetrics]> = all.chunks(2).collect();
+    let mut state = seed;
+    for i in (1..rows.len()).rev() {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let j = ((state >> 33) % (i as u64 + 1)) as usize;
+        rows.swap(i, j);
+    }
+    let start = all[0].started_at.as_nanos();
+    rows.iter()
+        .enumerate()
+        .flat_map(|(i, pair)| {
+            pair.iter().map(move |m| {
+                let mut m = *m;
+                m.started_at = Timestamp(start + i as u64 * 1_000_000);
+                m
+            })
+        })
+        .collect()
+}
+
 /// The best share within 15 % that any predictor of latency from size alone
 /// could reach on `test`: per size and method, the best single value, chosen
 /// with hindsight on the test samples themselves.
@@ -132,6 +157,11 @@ fn accuracy_on_the_shipped_paired_dataset() {
         .collect();
     let quiet = evaluate(&idle, &config, 0.8).unwrap();
     report("idle only", &quiet);
+    // The same transfers in a seeded random order: the held-out 20 % then
+    // mix idle and loaded rows, as transfers of a steady workload do.
+    let shuffled = shuffled(&all, 7);
+    let mixed = evaluate(&shuffled, &config, 0.8).unwrap();
+    report("shuffled", &mixed);
     let mut sorted = all.clone();
     sorted.sort_by_key(|m| m.started_at);
     let ceiling = hindsight_ceiling(&sorted[e.train..]);
@@ -153,6 +183,10 @@ fn accuracy_on_the_shipped_paired_dataset() {
         e.online_within_15pct >= bare.online_within_15pct + 0.4,
         "{bare:?}"
     );
+    // Shuffled (held-out transfers idle and loaded alike): 72.9 % within
+    // 15 %, 95.0 % covered.
+    assert!(mixed.within_15pct >= 0.70, "{mixed:?}");
+    assert!(mixed.coverage >= 0.90, "{mixed:?}");
     // Without the hog: 82.8 % within 15 %, 89.6 % covered; online 85.7 %.
     assert!(quiet.within_15pct >= 0.80, "{quiet:?}");
     // Measured: 90.3 % (the rest is spread within a run at one size).
