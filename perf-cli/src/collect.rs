@@ -3,7 +3,6 @@
 //! and the hidden `perfopt burn` that makes the load.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -12,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
-    FixedPolicy, HumanSize, Method, ResourceProbe, SizeError, Timestamp, TransferPolicy,
-    TransferRequest, parse_size,
+    FixedPolicy, HumanSize, Method, ResourceProbe, Timestamp, TransferPolicy, TransferRequest,
 };
 use perfopt::learn::{Conditions, LoadTracker, PairedDataset, PairedSample, Source};
 use perfopt::platform::{ProbeConfig, ProcProbe};
@@ -21,9 +19,9 @@ use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
 use perfopt::transport::pool::MIN_CLASS;
 use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferOutcome};
 
-use crate::bench::check_output;
 use crate::bench::fit::write_atomically;
-use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS};
+use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS, parse_size_list};
+use crate::bench::{check_output, progress_bar};
 use crate::exit::Exit;
 use crate::spawn::Workspace;
 
@@ -284,54 +282,7 @@ fn default_repeats(size: u64) -> u32 {
 /// between them, or a comma list; sorted, without duplicates, each from 1 KiB to 1 GiB, at
 /// most 64 of them.
 fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
-    let bad = |why: String| format!("invalid --sizes {text:?}: {why}");
-    let one = |part: &str| -> Result<u64, String> {
-        let out_of_range = || {
-            format!(
-                "size {:?} is out of range, expected {} to {}",
-                part.trim(),
-                HumanSize(MIN_BENCH_SIZE),
-                HumanSize(MAX_BENCH_SIZE)
-            )
-        };
-        match parse_size(part) {
-            Ok(n) if (MIN_BENCH_SIZE..=MAX_BENCH_SIZE).contains(&n) => Ok(n),
-            Ok(_) | Err(SizeError::TooLarge(_)) => Err(out_of_range()),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let mut sizes = Vec::new();
-    if let Some((lo, hi)) = text.split_once("..") {
-        let (lo, hi) = (one(lo).map_err(bad)?, one(hi).map_err(bad)?);
-        if lo > hi {
-            return Err(bad(format!(
-                "the range runs backwards, expected the smaller size first ({} > {})",
-                HumanSize(lo),
-                HumanSize(hi)
-            )));
-        }
-        let mut n = lo;
-        while n <= hi {
-            sizes.push(n);
-            if n + n / 2 <= hi && n * 2 <= hi {
-                sizes.push(n + n / 2);
-            }
-            n *= 2;
-        }
-    } else {
-        for part in text.split(',') {
-            sizes.push(one(part).map_err(bad)?);
-        }
-    }
-    sizes.sort_unstable();
-    sizes.dedup();
-    if sizes.len() > MAX_SIZES {
-        return Err(bad(format!(
-            "{} sizes, expected at most {MAX_SIZES}",
-            sizes.len()
-        )));
-    }
-    Ok(sizes)
+    parse_size_list(text, true, MAX_SIZES)
 }
 
 /// Runs `perfopt model collect`.
@@ -368,17 +319,7 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
         .enable_all()
         .build()
         .map_err(Exit::failed)?;
-    let progress = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(plan.work())
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {percent:>3}% {elapsed_precise} (eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let progress = progress_bar(plan.work());
 
     let started = Instant::now();
     let collected = runtime.block_on(async {

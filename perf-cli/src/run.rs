@@ -550,7 +550,19 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let failures = runtime.block_on(async {
         let mut drivers = Vec::new();
         for (i, worker) in workers.into_iter().enumerate() {
-            let executors = links.executors(&worker).await?;
+            // A worker that died before its first connection is replaced once.
+            let (worker, executors) = match links.executors(&worker).await {
+                Ok(executors) => (worker, executors),
+                Err(first) => {
+                    drop(worker);
+                    let worker = workspace.spawn(i)?;
+                    let executors = links.executors(&worker).await.map_err(|e| {
+                        Exit::failed(format_args!("{}; and again: {}", first.message, e.message))
+                    })?;
+                    links.restarts.fetch_add(1, Ordering::Relaxed);
+                    (worker, executors)
+                }
+            };
             drivers.push((i, worker, executors));
         }
         let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);

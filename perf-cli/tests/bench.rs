@@ -1,16 +1,11 @@
 //! `perfopt bench` as a user runs it: a real worker process, the JSON rows, the profile, bad arguments.
 
-use std::process::{Command, Output};
+mod support;
+
+use support::perfopt;
 
 use perf_core::Config;
 use serde_json::Value;
-
-fn perfopt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perfopt"))
-        .args(args)
-        .output()
-        .expect("the perfopt binary runs")
-}
 
 const METHODS: [&str; 5] = [
     "grpc",

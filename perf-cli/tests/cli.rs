@@ -1,30 +1,12 @@
 //! The `perfopt` binary as a user runs it: outputs, JSON fields and exit codes.
 
+mod support;
+
+use support::{json, perfopt, stderr, stdout};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn perfopt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perfopt"))
-        .args(args)
-        .output()
-        .expect("the perfopt binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    let o = perfopt(args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);

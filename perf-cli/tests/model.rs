@@ -3,27 +3,11 @@
 //! when it validates, status of a store with and without a model, bad input, and a run whose
 //! learning engine pairs real transfers while every request is carried four ways.
 
-use std::process::{Command, Output};
+mod support;
+
+use support::{json, perfopt, stderr};
 
 use serde_json::Value;
-
-fn perfopt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perfopt"))
-        .args(args)
-        .env_remove("PERFOPT_DATA_DIR")
-        .output()
-        .expect("the perfopt binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    let o = perfopt(args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 #[test]
 fn the_shipped_paired_dataset_is_learned_with_low_regret() {

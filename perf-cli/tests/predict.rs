@@ -1,26 +1,8 @@
 //! `perfopt predict` and `perfopt plan` as a user runs them: calibrated fallback, learned models, exit codes.
 
-use std::process::{Command, Output};
+mod support;
 
-use serde_json::Value;
-
-fn perfopt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perfopt"))
-        .args(args)
-        .env_remove("PERFOPT_DATA_DIR")
-        .output()
-        .expect("the perfopt binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    let o = perfopt(args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
+use support::{json, perfopt, stderr};
 
 #[test]
 fn predict_on_an_empty_data_dir_falls_back_to_calibrated_coefficients() {

@@ -152,7 +152,7 @@ fn perfopt_run(args: &[&str], data_dir: &Path) -> Child {
         .args(args)
         .env("PERFOPT_DATA_DIR", data_dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("perfopt run starts")
 }
@@ -255,7 +255,11 @@ fn a_worker_killed_during_a_run_is_replaced_and_no_transfer_is_lost() {
 
     let out = host.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json_start = text.find("\n{").map_or(0, |i| i + 1);
     let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
     assert_eq!(report["failed"], 0, "{report}");

@@ -36,8 +36,9 @@ pub mod threshold;
 
 pub use controller::{Controller, ControllerBuilder, ControllerError, DecisionCounts};
 pub use learned::{
-    MAX_MODEL_BYTES, MemoryModelStore, MethodClassifier, ModelStore, ModelStoreError,
-    NoopClassifier, NoopModelStore, StoredModel, Verdict, check_model,
+    EnvelopeError, MAX_MODEL_BYTES, MemoryModelStore, MethodClassifier, ModelStore,
+    ModelStoreError, NoopClassifier, NoopModelStore, StoredModel, Verdict, check_model, fnv64,
+    open_model, seal_model,
 };
 pub use policy::{FixedPolicy, forced};
 pub use seams::{

@@ -5,7 +5,7 @@
 use linfa::prelude::*;
 use linfa_trees::{DecisionTree, SplitQuality, TreeNode};
 use ndarray::{Array1, Array2};
-use perf_core::{Method, Timestamp};
+use perf_core::{EnvelopeError, Method, Timestamp, open_model, seal_model};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::PairedSample;
@@ -286,61 +286,17 @@ impl Classifier {
     /// and checksum, then the JSON body.
     pub fn encode(&self) -> Vec<u8> {
         let body = serde_json::to_vec(self).unwrap_or_default();
-        let mut out = format!(
-            "{MODEL_FORMAT} v{MODEL_FORMAT_VERSION} len={} fnv64={:016x}\n",
-            body.len(),
-            fnv64(&body)
-        )
-        .into_bytes();
-        out.extend_from_slice(&body);
-        out
+        seal_model(MODEL_FORMAT, MODEL_FORMAT_VERSION, &body)
     }
 
     /// Decodes and checks a model written by [`Classifier::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Classifier, LearnError> {
-        let corrupt = |why: &str| LearnError::Corrupt(why.to_string());
-        let newline = bytes
-            .iter()
-            .take(200)
-            .position(|&b| b == b'\n')
-            .ok_or_else(|| corrupt("no header line"))?;
-        let header =
-            std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("header is not text"))?;
-        let body = &bytes[newline + 1..];
-        let mut words = header.split(' ');
-        if words.next() != Some(MODEL_FORMAT) {
-            return Err(corrupt("not a perfopt classifier"));
-        }
-        let version = words
-            .next()
-            .and_then(|w| w.strip_prefix('v'))
-            .and_then(|v| v.parse::<u32>().ok())
-            .ok_or_else(|| corrupt("no layout version in the header"))?;
-        if version != MODEL_FORMAT_VERSION {
-            return Err(LearnError::Incompatible {
-                found: version,
-                expected: MODEL_FORMAT_VERSION,
-            });
-        }
-        let len = words
-            .next()
-            .and_then(|w| w.strip_prefix("len="))
-            .and_then(|v| v.parse::<usize>().ok())
-            .ok_or_else(|| corrupt("no length in the header"))?;
-        let sum = words
-            .next()
-            .and_then(|w| w.strip_prefix("fnv64="))
-            .and_then(|v| u64::from_str_radix(v, 16).ok())
-            .ok_or_else(|| corrupt("no checksum in the header"))?;
-        if body.len() != len {
-            return Err(LearnError::Corrupt(format!(
-                "body is {} bytes, the header says {len} (truncated?)",
-                body.len()
-            )));
-        }
-        if fnv64(body) != sum {
-            return Err(corrupt("checksum mismatch"));
-        }
+        let body = open_model(bytes, MODEL_FORMAT, MODEL_FORMAT_VERSION).map_err(|e| match e {
+            EnvelopeError::Incompatible { found, expected } => {
+                LearnError::Incompatible { found, expected }
+            }
+            EnvelopeError::Corrupt(why) => LearnError::Corrupt(why),
+        })?;
         let model: Classifier =
             serde_json::from_slice(body).map_err(|e| LearnError::Corrupt(e.to_string()))?;
         model.check()?;
@@ -437,28 +393,5 @@ fn walk(nodes: &[Node], x: &FeatureVec) -> usize {
         } else {
             n.right as usize
         };
-    }
-}
-
-/// FNV-1a, 64 bits: detects a damaged model file (not an adversary).
-fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv64_matches_the_published_vectors() {
-        // From the FNV reference test suite.
-        assert_eq!(fnv64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv64(b"foobar"), 0x8594_4171_f739_67e8);
     }
 }

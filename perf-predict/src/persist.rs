@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use perf_core::{Method, ModelStore, Name, Timestamp};
+use perf_core::{EnvelopeError, Method, ModelStore, Name, Timestamp, open_model, seal_model};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PredictError;
@@ -16,9 +16,6 @@ pub const COST_MODELS_FORMAT: &str = "perfopt.cost-models";
 pub const COST_MODELS_FORMAT_VERSION: u32 = 1;
 /// The name under which [`Learner::save`] and [`Learner::load`] keep cost models in a `ModelStore`.
 pub const COST_MODELS_NAME: &str = "cost-models";
-
-/// The longest header line read before giving up, in bytes.
-const MAX_HEADER: usize = 200;
 
 /// The JSON body: everything a snapshot holds.
 #[derive(Serialize, Deserialize)]
@@ -99,14 +96,7 @@ fn encode(snap: &ModelSnapshot) -> Vec<u8> {
     };
     // Plain structs of numbers and strings always serialize.
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    let mut out = format!(
-        "{COST_MODELS_FORMAT} v{COST_MODELS_FORMAT_VERSION} len={} fnv64={:016x}\n",
-        body.len(),
-        fnv64(&body)
-    )
-    .into_bytes();
-    out.extend_from_slice(&body);
-    out
+    seal_model(COST_MODELS_FORMAT, COST_MODELS_FORMAT_VERSION, &body)
 }
 
 fn decode(
@@ -159,79 +149,10 @@ fn decode(
 
 /// The body after a valid header whose length and checksum match it.
 fn checked_body(bytes: &[u8]) -> Result<&[u8], PredictError> {
-    let corrupt = |why: &str| PredictError::CorruptModel(why.to_string());
-    let newline = bytes
-        .iter()
-        .take(MAX_HEADER)
-        .position(|&b| b == b'\n')
-        .ok_or_else(|| corrupt("no header line, expected perfopt cost models"))?;
-    let header =
-        std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("header is not text"))?;
-    let body = &bytes[newline + 1..];
-    let mut words = header.split(' ');
-    if words.next() != Some(COST_MODELS_FORMAT) {
-        return Err(corrupt(
-            "not perfopt cost models: the header does not start with perfopt.cost-models",
-        ));
-    }
-    let version = words
-        .next()
-        .and_then(|w| w.strip_prefix('v'))
-        .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| corrupt("no layout version in the header"))?;
-    if version != COST_MODELS_FORMAT_VERSION {
-        return Err(PredictError::IncompatibleModel {
-            found: version,
-            expected: COST_MODELS_FORMAT_VERSION,
-        });
-    }
-    let len = words
-        .next()
-        .and_then(|w| w.strip_prefix("len="))
-        .and_then(|v| v.parse::<usize>().ok())
-        .ok_or_else(|| corrupt("no length in the header"))?;
-    let sum = words
-        .next()
-        .and_then(|w| w.strip_prefix("fnv64="))
-        .and_then(|v| u64::from_str_radix(v, 16).ok())
-        .ok_or_else(|| corrupt("no checksum in the header"))?;
-    if words.next().is_some() {
-        return Err(corrupt("unexpected words after the checksum in the header"));
-    }
-    if body.len() != len {
-        return Err(PredictError::CorruptModel(format!(
-            "body is {} bytes, the header says {len} (truncated?)",
-            body.len()
-        )));
-    }
-    let found = fnv64(body);
-    if found != sum {
-        return Err(PredictError::CorruptModel(format!(
-            "checksum mismatch: the header says {sum:016x}, the body has {found:016x}"
-        )));
-    }
-    Ok(body)
-}
-
-/// FNV-1a, 64 bits.
-fn fnv64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv64_matches_the_published_vectors() {
-        // From the FNV reference test suite (Fowler, Noll, Vo).
-        assert_eq!(fnv64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv64(b"foobar"), 0x8594_4171_f739_67e8);
-    }
+    open_model(bytes, COST_MODELS_FORMAT, COST_MODELS_FORMAT_VERSION).map_err(|e| match e {
+        EnvelopeError::Incompatible { found, expected } => {
+            PredictError::IncompatibleModel { found, expected }
+        }
+        EnvelopeError::Corrupt(why) => PredictError::CorruptModel(why),
+    })
 }

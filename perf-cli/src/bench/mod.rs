@@ -98,6 +98,22 @@ fn weight(size: u64) -> u64 {
     size + (100 << 10)
 }
 
+/// A progress bar over `work` units on a terminal's standard error, hidden elsewhere.
+pub(crate) fn progress_bar(work: u64) -> indicatif::ProgressBar {
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(work)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {percent:>3}% {elapsed_precise} (eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    progress
+}
+
 /// Refuses an output path whose directory does not exist, before an expensive run; `-`
 /// (standard output) passes when `stdout_ok`.
 pub(crate) fn check_output(
@@ -232,17 +248,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Exit> {
         .enable_all()
         .build()
         .map_err(Exit::failed)?;
-    let progress = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(plan.work())
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {percent:>3}% {elapsed_precise} (eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let progress = progress_bar(plan.work());
 
     let started = Instant::now();
     let results = runtime.block_on(async {

@@ -17,6 +17,12 @@ pub(crate) const WARMUPS: u32 = 2;
 /// most B), or a comma list `4KiB,1MiB,64MiB`; sorted, without duplicates, each from 1 KiB
 /// to 1 GiB, at most 32 of them.
 pub(crate) fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
+    parse_size_list(text, false, MAX_SIZES)
+}
+
+/// [`parse_sizes`] with the midpoints (x1.5) between the powers of two of a range when
+/// `midpoints`, and at most `max` sizes.
+pub(crate) fn parse_size_list(text: &str, midpoints: bool, max: usize) -> Result<Vec<u64>, String> {
     let bad = |why: String| format!("invalid --sizes {text:?}: {why}");
     let one = |part: &str| -> Result<u64, String> {
         let n = parse_size(part).map_err(|e| match e {
@@ -42,6 +48,9 @@ pub(crate) fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
         let mut n = lo;
         while n <= hi {
             sizes.push(n);
+            if midpoints && n + n / 2 <= hi && n * 2 <= hi {
+                sizes.push(n + n / 2);
+            }
             n *= 2;
         }
     } else {
@@ -51,9 +60,9 @@ pub(crate) fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
     }
     sizes.sort_unstable();
     sizes.dedup();
-    if sizes.len() > MAX_SIZES {
+    if sizes.len() > max {
         return Err(bad(format!(
-            "{} sizes, expected at most {MAX_SIZES}",
+            "{} sizes, expected at most {max}",
             sizes.len()
         )));
     }

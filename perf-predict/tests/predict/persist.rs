@@ -138,15 +138,15 @@ fn every_kind_of_bad_file_is_rejected_with_a_clear_message() {
 
     assert_eq!(
         decode_err(b"perfopt.classifier v1 len=2 fnv64=0000000000000000\n{}"),
-        "cost model file rejected: not perfopt cost models: the header does not start with perfopt.cost-models"
+        "cost model file rejected: not a perfopt.cost-models file: the header does not start with perfopt.cost-models"
     );
     assert_eq!(
         decode_err(b"{\"no\": \"header\"}"),
-        "cost model file rejected: no header line, expected perfopt cost models"
+        "cost model file rejected: no header line, expected perfopt.cost-models"
     );
     assert_eq!(
         decode_err(&vec![b'x'; 1000]),
-        "cost model file rejected: no header line, expected perfopt cost models"
+        "cost model file rejected: no header line, expected perfopt.cost-models"
     );
 
     let v2 = framed(2, good_body);
