@@ -334,8 +334,15 @@ const DRIFT_FEATURES: [usize; 1] = [4];
 const MIN_DRIFT_DISTANCE: f64 = 0.6;
 
 impl LearningEngine {
+    /// The least `min_samples` an engine accepts: fewer cannot be split into
+    /// a training and a validation set worth the name.
+    pub const MIN_SAMPLES: usize = 20;
+
     /// An engine with no model yet.
-    pub fn new(config: LearnConfig) -> LearningEngine {
+    pub fn new(mut config: LearnConfig) -> LearningEngine {
+        config.min_samples = config.min_samples.max(Self::MIN_SAMPLES);
+        config.retrain_after_drift = config.retrain_after_drift.max(Self::MIN_SAMPLES);
+        config.max_samples = config.max_samples.max(config.min_samples);
         LearningEngine {
             config,
             shared: Arc::new(Shared {
@@ -369,6 +376,8 @@ impl LearningEngine {
     pub fn with_store(mut self, store: Arc<dyn ModelStore>, now: Timestamp) -> LearningEngine {
         match store.load_model(MODEL_NAME) {
             Ok(None) => {}
+            // Learning switched off: a stored model never decides.
+            Ok(Some(_)) if !self.config.enabled => {}
             Ok(Some(stored)) => match Classifier::decode(&stored.bytes) {
                 Ok(mut model) => {
                     model.version = stored.version;

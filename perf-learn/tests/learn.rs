@@ -367,6 +367,15 @@ fn models_persist_and_a_damaged_stored_model_leaves_the_rules_in_charge() {
         engine.classifier().classify(&request, &ctx(0.0))
     );
 
+    // Learning switched off: the stored model does not decide.
+    let off = LearningEngine::new(LearnConfig {
+        enabled: false,
+        ..small_config()
+    })
+    .with_store(Arc::new(store.clone()), NOW);
+    assert!(!off.status().active);
+    assert!(off.classifier().classify(&request, &ctx(0.0)).is_none());
+
     // A damaged model: rejected at load, with an alert, and the rules decide.
     let mut bytes = store.load_model(MODEL_NAME).unwrap().unwrap().bytes;
     let at = bytes.len() - 3;
