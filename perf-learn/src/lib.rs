@@ -1,7 +1,7 @@
 //! Learning engine of perfopt: a classifier that learns which method is faster from paired
 //! measurements, drift detection, and adaptive exploration.
 //!
-//! - Evidence ([`dataset`](crate::dataset)): a [`PairedSample`] is one case measured by both methods under the
+//! - Evidence ([`dataset`]): a [`PairedSample`] is one case measured by both methods under the
 //!   same conditions, from `perfopt model collect` or from two live transfers of one size class
 //!   close in time ([`Pairer`]); labels never come from the policy's own choices alone.
 //! - Features ([`features`](mod@crate::features)): log size, data type, format, compression, CPU and memory
@@ -11,13 +11,14 @@
 //!   methods differ, compiled into a flat array with Laplace-smoothed leaf probabilities;
 //!   prediction walks it without allocating. Files carry format, layout version, length and
 //!   checksum; a damaged or incompatible file is rejected with a clear message.
-//! - The engine ([`LearningEngine`]): trains in the background from `min_samples` paired
-//!   samples, publishes only a model that passes held-out validation (accuracy and regret),
-//!   with one atomic swap read by [`LearnedClassifier`] (a `perf_core::MethodClassifier`);
-//!   watches Page-Hinkley on live regret and Kolmogorov-Smirnov on CPU and slowdown features
-//!   ([`drift`]), retrains on drift, drops a model whose live accuracy falls below a floor (the
-//!   rules decide until a retrained model passes), persists models in a `perf_core::ModelStore`,
-//!   and moves pool thresholds toward the measured [`crossover`]. Every step is an [`Event`].
+//! - The engine ([`LearningEngine`], on its own thread as [`BackgroundEngine`]): trains from
+//!   `min_samples` paired samples, publishes only a model that passes held-out validation
+//!   (accuracy, regret, and no worse than always gRPC or always zero-copy) with one atomic swap
+//!   read by [`LearnedClassifier`] (a `perf_core::MethodClassifier`); watches Page-Hinkley on
+//!   live regret and Kolmogorov-Smirnov on CPU load ([`drift`]), retrains on drift, drops a
+//!   model whose live accuracy falls below a floor (the rules decide until a retrained model
+//!   passes), persists models in a `perf_core::ModelStore`, and moves pool thresholds toward
+//!   the measured [`crossover`]. Every step is an [`Event`].
 //!
 //! Exploration (R4.5) lives in the controller: epsilon-greedy inside the ambiguous band, the
 //! rate shrinking with a learned pick's confidence, each exploratory decision carrying its

@@ -5,210 +5,25 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use perf_core::{
     Controller, DecisionContext, MethodClassifier, ModelStore, Name, Timestamp, TransferMetrics,
     TransferRequest, Verdict,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::dataset::{PairedDataset, PairedSample, Pairer, Source};
 use crate::drift::{FeatureDrift, PageHinkley};
 use crate::features::{Conditions, LoadTracker, request_features};
-use crate::model::{Classifier, Evaluation, LearnError, TreeConfig};
+use crate::model::{Classifier, Evaluation, LearnError};
 
-/// How much more total latency than the better of always gRPC and always
-/// zero-copy a model may show on held-out pairs and still be published.
-pub const BASELINE_TOLERANCE: f64 = 0.005;
+mod config;
+mod crossover;
+mod event;
 
-/// The name the classifier is saved under in a [`ModelStore`].
-pub const MODEL_NAME: &str = "method-classifier";
-
-/// How the engine learns. Every field has a safe default.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LearnConfig {
-    /// Off: the engine gathers evidence but never publishes a model.
-    pub enabled: bool,
-    /// Paired samples needed before the first training.
-    pub min_samples: usize,
-    /// The most recent paired samples kept for training.
-    pub max_samples: usize,
-    /// Share of samples trained on; the rest validate.
-    pub train_fraction: f64,
-    /// A model is published only with at least this held-out accuracy,
-    pub min_accuracy: f64,
-    /// at most this regret (extra latency over the oracle, fraction), and a
-    /// total latency on the held-out pairs no worse than always gRPC and
-    /// always zero-copy (within [`BASELINE_TOLERANCE`]).
-    pub max_regret: f64,
-    /// A published model whose accuracy on the last `live_window` live pairs
-    /// falls this far below its validation accuracy (or below
-    /// `min_accuracy`, whichever is lower) is dropped; the rules decide until a
-    /// retrained model passes validation.
-    pub live_accuracy_drop: f64,
-    /// Live pairs the accuracy floor looks at.
-    pub live_window: usize,
-    /// Retrain after this many new paired samples even without drift.
-    pub retrain_every: usize,
-    /// After drift, retrain once this many new paired samples have arrived.
-    pub retrain_after_drift: usize,
-    /// Significance of the feature-distribution drift test.
-    pub drift_alpha: f64,
-    /// Recent values the drift test compares with the training set.
-    pub drift_window: usize,
-    /// One value per this much time enters the drift test (the resource
-    /// probe's own interval, so that each value is a new sample).
-    pub drift_sample_every: Duration,
-    /// Two transfers pair only if at most this far apart.
-    pub pair_max_age: Duration,
-    /// ... and with CPU utilisation at most this far apart.
-    pub pair_max_cpu_gap: f64,
-    /// How the tree grows.
-    pub tree: TreeConfig,
-    /// Seed of the train/validation split.
-    pub seed: u64,
-    /// Moves pools' thresholds toward the measured crossover.
-    pub adjust_thresholds: bool,
-}
-
-impl Default for LearnConfig {
-    fn default() -> Self {
-        LearnConfig {
-            enabled: true,
-            min_samples: 1000,
-            max_samples: 20_000,
-            train_fraction: 0.8,
-            min_accuracy: 0.75,
-            max_regret: 0.05,
-            live_accuracy_drop: 0.15,
-            live_window: 200,
-            retrain_every: 5_000,
-            retrain_after_drift: 200,
-            drift_alpha: 0.001,
-            drift_window: 32,
-            drift_sample_every: Duration::from_secs(1),
-            pair_max_age: Duration::from_secs(30),
-            pair_max_cpu_gap: 0.25,
-            tree: TreeConfig::default(),
-            seed: 0x5EED,
-            adjust_thresholds: true,
-        }
-    }
-}
-
-/// What happened to the model; every event is also an explanation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EventKind {
-    /// A model passed validation and decides from now on.
-    Published {
-        /// Its version.
-        version: u64,
-        /// Why it was trained.
-        trigger: Trigger,
-        /// Held-out results.
-        validation: Evaluation,
-    },
-    /// A trained model failed validation and was not published.
-    Rejected {
-        /// Why it was trained.
-        trigger: Trigger,
-        /// Held-out results.
-        validation: Evaluation,
-    },
-    /// Training failed.
-    TrainingFailed {
-        /// The error.
-        error: String,
-    },
-    /// A stored model could not be used; the rules decide (an alert).
-    LoadFailed {
-        /// Why.
-        error: String,
-    },
-    /// A stored model was loaded and decides.
-    Loaded {
-        /// Its version.
-        version: u64,
-    },
-    /// Saving the model failed; it still decides in this process.
-    SaveFailed {
-        /// Why.
-        error: String,
-    },
-    /// The workload changed (an alert).
-    Drift {
-        /// Which test fired.
-        test: String,
-        /// Its statistic.
-        statistic: f64,
-    },
-    /// The published model lost accuracy and was dropped; the rules decide
-    /// (an alert).
-    Dropped {
-        /// Its accuracy on the last live pairs.
-        live_accuracy: f64,
-    },
-    /// A pool's threshold moved toward the measured crossover.
-    ThresholdMoved {
-        /// The pool.
-        pool: Name,
-        /// The measured crossover, bytes.
-        crossover: u64,
-        /// The threshold before, bytes.
-        from: u64,
-        /// The threshold after, bytes.
-        to: u64,
-        /// Expected latency gain over the old threshold (fraction).
-        expected_gain: f64,
-    },
-}
-
-impl EventKind {
-    /// Whether an operator should hear of it.
-    pub fn is_alert(&self) -> bool {
-        matches!(
-            self,
-            EventKind::LoadFailed { .. }
-                | EventKind::Drift { .. }
-                | EventKind::Dropped { .. }
-                | EventKind::SaveFailed { .. }
-                | EventKind::TrainingFailed { .. }
-        )
-    }
-}
-
-/// Why a training ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Trigger {
-    /// Enough samples for a first model.
-    FirstModel,
-    /// Drift was detected.
-    Drift,
-    /// The model was dropped for lost accuracy.
-    LostAccuracy,
-    /// Periodic refresh.
-    Refresh,
-    /// Asked for.
-    Requested,
-}
-
-/// One event, timed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// When.
-    pub at: Timestamp,
-    /// The transfers observed by then.
-    pub observed: u64,
-    /// The paired samples seen by then.
-    pub paired: u64,
-    /// What.
-    #[serde(flatten)]
-    pub kind: EventKind,
-}
+pub use config::{BASELINE_TOLERANCE, LearnConfig, MODEL_NAME};
+pub use crossover::{Crossover, crossover};
+pub use event::{Event, EventKind, Status, Trigger};
 
 /// The most events kept.
 const MAX_EVENTS: usize = 256;
@@ -256,35 +71,6 @@ impl LearnedClassifier {
     pub fn model(&self) -> Option<Arc<Classifier>> {
         self.0.model.load_full()
     }
-}
-
-/// A summary for `perfopt model status` and run reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Status {
-    /// Whether learning may publish models.
-    pub enabled: bool,
-    /// Whether a model decides now.
-    pub active: bool,
-    /// Its version (0 when none).
-    pub version: u64,
-    /// Samples it was trained on.
-    pub trained_on: usize,
-    /// Its held-out results at training.
-    pub validation: Option<Evaluation>,
-    /// Its accuracy on the live pairs since it was published.
-    pub live_accuracy: Option<f64>,
-    /// Transfers observed.
-    pub observed: u64,
-    /// Paired samples gathered (live and bench).
-    pub paired: u64,
-    /// Paired samples kept for training.
-    pub window: usize,
-    /// Trainings run.
-    pub trainings: u64,
-    /// Drifts detected.
-    pub drifts: u64,
-    /// Paired samples needed for the first model.
-    pub min_samples: usize,
 }
 
 /// The learning engine. It runs on its own thread, fed with every transfer;
@@ -757,54 +543,4 @@ fn page_hinkley() -> Option<PageHinkley> {
     // (about 0.05 on average on a noisy machine); a sustained rise of the mean
     // by 0.15 alarms within about 150 pairs, jitter does not.
     PageHinkley::new(0.05, 15.0, 100).ok()
-}
-
-/// The size from which zero-copy should carry a pool's transfers, measured.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Crossover {
-    /// The threshold that minimises total latency over the samples, bytes.
-    pub crossover: u64,
-    /// Latency saved against `current`, as a fraction of its total.
-    pub expected_gain: f64,
-}
-
-/// The size threshold (gRPC below, zero-copy from it on) that minimises total
-/// latency over `samples`, and its gain over `current`; `None` without samples.
-pub fn crossover(samples: &[PairedSample], current: u64) -> Option<Crossover> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut sorted: Vec<&PairedSample> = samples.iter().collect();
-    sorted.sort_by_key(|s| s.size);
-    let total = |t: u64| -> f64 {
-        sorted
-            .iter()
-            .map(|s| {
-                if s.size < t {
-                    s.grpc_us
-                } else {
-                    s.zero_copy_us
-                }
-            })
-            .sum()
-    };
-    // Every cut between two distinct sizes, plus "all zero-copy" and "all gRPC".
-    let zc_total: f64 = sorted.iter().map(|s| s.zero_copy_us).sum();
-    let (mut best_t, mut best) = (sorted[0].size, zc_total);
-    let mut running = zc_total;
-    for (i, s) in sorted.iter().enumerate() {
-        running += s.grpc_us - s.zero_copy_us;
-        let next = sorted
-            .get(i + 1)
-            .map_or(s.size.saturating_add(1), |n| n.size);
-        if next != s.size && running < best {
-            best = running;
-            best_t = next;
-        }
-    }
-    let now = total(current);
-    Some(Crossover {
-        crossover: best_t,
-        expected_gain: if now > 0.0 { (now - best) / now } else { 0.0 },
-    })
 }
