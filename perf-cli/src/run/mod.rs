@@ -1,28 +1,29 @@
 //! `perfopt run`: the main job. Spawns workers and drives a workload of real transfers through the engine.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
-    Compression, Config, Controller, DataType, FixedPolicy, Format, HumanSize, Method, MetricsSink,
-    ModelStore, Name, ResourceProbe, ThresholdStore, TransferPolicy, TransferRequest,
+    Compression, Config, Controller, DataType, FixedPolicy, Format, Method, MetricsSink, Name,
+    ResourceProbe, TransferPolicy, TransferRequest,
 };
 use perfopt::learn::{BackgroundEngine, LearnConfig, LearnedClassifier, LearningEngine};
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
-use perfopt::predict::{Learner, ModelConfig};
-use perfopt::store::{
-    Backend as StoreBackend, MemoryBackend, RedbBackend, Retention, SinkConfig, StoreSink,
-};
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
 use perfopt::transport::{
     ClientError, Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferError,
 };
 use serde_json::json;
 
+mod report;
+mod store;
+
+use self::report::{Comparison, text_report};
+use self::store::{CLEANUP_EVERY, cost_models, open_store};
 use crate::exit::Exit;
 use crate::learn_feed::LearnFeed;
 use crate::spawn::{WorkerProcess, Workspace};
@@ -113,149 +114,6 @@ pub(crate) struct RunArgs {
     load_after: Option<String>,
     #[command(flatten)]
     data: DataDirArg,
-}
-
-/// The ways `--compare` carries each request, in report order.
-const ARMS: [&str; 4] = [
-    "learned",
-    "static_threshold",
-    "always_grpc",
-    "always_zero_copy",
-];
-
-/// Mean latency per arm over requests that every arm carried, split by
-/// whether the engine had a model when the request started.
-#[derive(Default)]
-struct Comparison {
-    // [without model, with model][arm] = (requests, total latency in µs)
-    totals: Mutex<[[(u64, f64); 4]; 2]>,
-}
-
-impl Comparison {
-    fn add(&self, with_model: bool, latencies: &[f64; 4]) {
-        let mut t = self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        for (slot, latency) in t[usize::from(with_model)].iter_mut().zip(latencies) {
-            slot.0 += 1;
-            slot.1 += latency;
-        }
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        let t = *self.totals.lock().unwrap_or_else(|e| e.into_inner());
-        let phase = |p: &[(u64, f64); 4]| {
-            let means: serde_json::Map<String, serde_json::Value> = ARMS
-                .iter()
-                .zip(p)
-                .map(|(name, (n, sum))| {
-                    let mean = if *n > 0 { sum / *n as f64 } else { 0.0 };
-                    ((*name).to_string(), json!(mean))
-                })
-                .collect();
-            json!({ "requests": p[0].0, "mean_latency_us": means })
-        };
-        let mean = |(n, sum): (u64, f64)| if n > 0 { sum / n as f64 } else { f64::NAN };
-        let with = t[1];
-        let best_baseline = with[1..]
-            .iter()
-            .map(|&x| mean(x))
-            .fold(f64::INFINITY, f64::min);
-        let ratio = mean(with[0]) / best_baseline;
-        json!({
-            "without_model": phase(&t[0]),
-            "with_model": phase(&t[1]),
-            "learned_over_best_baseline": ratio.is_finite().then_some(ratio),
-        })
-    }
-}
-
-/// The metrics store a run records into: the redb store of the data
-/// directory, or memory when it cannot be opened (the run goes on).
-struct RunStore {
-    sink: Arc<StoreSink>,
-    thresholds: Option<Arc<dyn ThresholdStore>>,
-    models: Option<Arc<dyn ModelStore>>,
-    where_: String,
-    /// The durable store, for clean-ups while the run goes on.
-    redb: Option<RedbBackend>,
-    /// Rows removed by clean-ups (default retention), at start and every
-    /// [`CLEANUP_EVERY`].
-    cleaned: AtomicU64,
-}
-
-/// How often a long run removes metrics past their retention.
-const CLEANUP_EVERY: Duration = Duration::from_secs(600);
-
-impl RunStore {
-    /// Removes metrics past the default retention; a failure is a warning.
-    fn clean_up(&self) {
-        if let Some(redb) = &self.redb {
-            match redb.clean_up(&Retention::default(), crate::store_cmd::now()) {
-                Ok(report) => {
-                    self.cleaned.fetch_add(report.total(), Ordering::Relaxed);
-                }
-                Err(e) => eprintln!("warning: clean-up of old metrics failed: {e}"),
-            }
-        }
-    }
-}
-
-fn open_store(data: &DataDirArg) -> Result<RunStore, Exit> {
-    let dir = data.resolve()?;
-    let opened = crate::store_cmd::open(&dir);
-    let (backend, thresholds, where_): (
-        Arc<dyn StoreBackend>,
-        Option<Arc<dyn ThresholdStore>>,
-        String,
-    ) = match &opened {
-        Ok(redb) => {
-            let thresholds: Arc<dyn ThresholdStore> = Arc::new(redb.thresholds());
-            (
-                Arc::new(redb.clone()),
-                Some(thresholds),
-                dir.path.display().to_string(),
-            )
-        }
-        Err(e) => {
-            eprintln!(
-                "warning: metrics are kept in memory only: {}",
-                e.message.trim_start_matches("error: ")
-            );
-            (
-                Arc::new(MemoryBackend::default()),
-                None,
-                "memory".to_string(),
-            )
-        }
-    };
-    let sink = StoreSink::new(backend, SinkConfig::default()).map_err(Exit::failed)?;
-    let models = opened
-        .as_ref()
-        .ok()
-        .map(|redb| Arc::new(redb.models()) as Arc<dyn ModelStore>);
-    let store = RunStore {
-        sink: Arc::new(sink),
-        thresholds,
-        models,
-        where_,
-        redb: opened.ok(),
-        cleaned: AtomicU64::new(0),
-    };
-    store.clean_up();
-    Ok(store)
-}
-
-/// The learned cost models: the ones saved by the last run when they load,
-/// else fresh ones (a model that does not load is reported and replaced).
-fn cost_models(store: &RunStore) -> Result<Learner, Exit> {
-    let platform = crate::predict_cmd::platform();
-    if let Some(models) = &store.models {
-        match Learner::load(models.as_ref(), &platform, ModelConfig::default()) {
-            Ok(Some(learner)) => return Ok(learner),
-            Ok(None) => {}
-            Err(e) => eprintln!("warning: the saved cost models are not used: {e}"),
-        }
-    }
-    Learner::new(&platform, ModelConfig::default()).map_err(Exit::failed)
 }
 
 /// Reads `30s`, `2m`, `500ms`, `1h`; bounded to 1 ms .. 24 h.
@@ -698,120 +556,6 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<V
             t.await
                 .unwrap_or_else(|e| vec![format!("driver task failed: {e}")]),
         );
-    }
-    out
-}
-
-fn text_report(r: &serde_json::Value, failures: &[String]) -> String {
-    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    let mut out = format!(
-        "perfopt run: {:.1} s, {} workers, workload {}: {} transfers, {} failed, {} moved\n\n",
-        num(&r["duration_s"]),
-        r["workers"],
-        r["workload"].as_str().unwrap_or(""),
-        r["transfers"],
-        failures.len(),
-        HumanSize(r["bytes"].as_u64().unwrap_or(0)),
-    );
-    out += &format!(
-        "  {:<10} {:>9} {:>12} {:>12} {:>14}\n",
-        "method", "transfers", "p50 latency", "p99 latency", "p50 MiB/s"
-    );
-    if let Some(methods) = r["methods"].as_object() {
-        for (name, m) in methods {
-            out += &format!(
-                "  {:<10} {:>9} {:>12} {:>12} {:>14.0}\n",
-                name,
-                m["transfers"].as_u64().unwrap_or(0),
-                perf_core::HumanMicros(num(&m["latency_us"]["p50"])).to_string(),
-                perf_core::HumanMicros(num(&m["latency_us"]["p99"])).to_string(),
-                num(&m["throughput_mib_s"]["p50"]),
-            );
-        }
-    }
-    if let Some(pools) = r["by_pool"].as_object() {
-        let list: Vec<String> = pools.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        out += &format!("\n  transfers by pool: {}\n", list.join(", "));
-    }
-    out += "\n  decisions by reason:\n";
-    if let Some(reasons) = r["by_reason"].as_object() {
-        for (reason, methods) in reasons {
-            if let Some(methods) = methods.as_object() {
-                for (method, n) in methods {
-                    out += &format!("    {reason:<32} {method:<10} {n:>9}\n");
-                }
-            }
-        }
-    }
-    let fallbacks = r["fallbacks"].as_object().map_or(0, |f| f.len());
-    out += &format!(
-        "\n  fallbacks to gRPC: {}\n  decision time: p50 {} ns, p99 {} ns\n  segment pool: {} reused, {} created, {} one-off, {} refused\n",
-        if fallbacks == 0 {
-            "none".to_string()
-        } else {
-            r["fallbacks"].to_string()
-        },
-        r["decision_ns"]["p50"],
-        r["decision_ns"]["p99"],
-        r["pool"]["reused"],
-        r["pool"]["created"],
-        r["pool"]["one_off"],
-        r["pool"]["refused"],
-    );
-    out += &format!(
-        "  workers restarted: {}\n",
-        r["workers_restarted"].as_u64().unwrap_or(0)
-    );
-    out += &format!(
-        "  metrics store: {} ({} recorded, {} committed, {} dropped)\n",
-        r["store"]["data_dir"].as_str().unwrap_or(""),
-        r["store"]["recorded"],
-        r["store"]["committed"],
-        r["store"]["dropped"],
-    );
-    let l = &r["learning"]["engine"];
-    if l.is_object() {
-        out += &format!(
-            "  learning: {} ({} transfers paired into {} samples, {} trainings, {} drifts, {} alerts)\n",
-            if l["active"].as_bool() == Some(true) {
-                format!("classifier v{} decides", l["version"])
-            } else if r["learning"]["enabled"].as_bool() == Some(true) {
-                format!(
-                    "no model yet, the rules decide (first model from {} samples)",
-                    l["min_samples"]
-                )
-            } else {
-                "off, the rules decide".to_string()
-            },
-            l["observed"],
-            l["paired"],
-            l["trainings"],
-            l["drifts"],
-            r["learning"]["alerts"],
-        );
-    }
-    let c = &r["compare"];
-    if c.is_object() {
-        for (label, phase) in [
-            ("before a model", &c["without_model"]),
-            ("with a model", &c["with_model"]),
-        ] {
-            let m = &phase["mean_latency_us"];
-            out += &format!(
-                "  compare {label} ({} requests), mean latency: learned {}, static threshold {}, always gRPC {}, always zero-copy {}\n",
-                phase["requests"],
-                perf_core::HumanMicros(num(&m["learned"])),
-                perf_core::HumanMicros(num(&m["static_threshold"])),
-                perf_core::HumanMicros(num(&m["always_grpc"])),
-                perf_core::HumanMicros(num(&m["always_zero_copy"])),
-            );
-        }
-        if let Some(ratio) = c["learned_over_best_baseline"].as_f64() {
-            out += &format!("  learned / best baseline (with a model): {ratio:.3}\n");
-        }
-    }
-    for f in failures.iter().take(5) {
-        out += &format!("  failed: {f}\n");
     }
     out
 }

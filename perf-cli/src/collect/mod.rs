@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,17 +21,14 @@ use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, Tran
 use crate::bench::fit::write_atomically;
 use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS, parse_size_list};
 use crate::bench::{check_output, progress_bar};
+mod burn;
+
+pub(crate) use self::burn::{BurnArgs, Burners, MAX_BURNERS, burn};
 use crate::exit::Exit;
 use crate::spawn::Workspace;
 
 /// The most sizes one collection measures.
 const MAX_SIZES: usize = 64;
-/// The most burner processes `--burners` accepts.
-const MAX_BURNERS: u32 = 64;
-/// The longest `perfopt burn --seconds` (a day).
-const MAX_BURN_SECONDS: u64 = 86_400;
-/// How long burners run at most when `model collect` starts them; they also stop when it exits.
-const BURN_SECONDS: u64 = 3600;
 /// How long the burners spin before the first measurement under load.
 const RAMP: Duration = Duration::from_millis(500);
 /// How often the probe reads the system: CPU utilisation is measured over this window.
@@ -94,102 +90,6 @@ pub(crate) struct CollectArgs {
     /// Seed of the order in which sizes are measured.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-/// Arguments of the hidden `perfopt burn`.
-#[derive(Debug, Args)]
-pub(crate) struct BurnArgs {
-    /// Stops after this many seconds (1 to 86400), or earlier when killed or when the
-    /// process that started it exits.
-    #[arg(long, default_value_t = BURN_SECONDS)]
-    seconds: u64,
-    /// Busy threads (1 to 64).
-    #[arg(long, default_value_t = 1)]
-    threads: u32,
-}
-
-/// Runs `perfopt burn`: spins on `--threads` cores until the time is up.
-pub(crate) fn burn(args: &BurnArgs) -> Result<(), Exit> {
-    if !(1..=MAX_BURN_SECONDS).contains(&args.seconds) {
-        return Err(Exit::bad_input(format_args!(
-            "--seconds {} is out of range, expected 1 to {MAX_BURN_SECONDS}",
-            args.seconds
-        )));
-    }
-    if !(1..=MAX_BURNERS).contains(&args.threads) {
-        return Err(Exit::bad_input(format_args!(
-            "--threads {} is out of range, expected 1 to {MAX_BURNERS}",
-            args.threads
-        )));
-    }
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let parent = std::os::unix::process::parent_id();
-    let spinners: Vec<_> = (1..args.threads)
-        .map(|_| std::thread::spawn(move || spin(deadline, parent)))
-        .collect();
-    spin(deadline, parent);
-    for it in spinners {
-        let _ = it.join();
-    }
-    Ok(())
-}
-
-/// Keeps one core busy until `deadline`, or until the process that started this one is gone.
-fn spin(deadline: Instant, parent: u32) {
-    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-    loop {
-        for _ in 0..200_000 {
-            x = std::hint::black_box(x.rotate_left(7) ^ 0x5DEE_CE66D).wrapping_mul(31);
-        }
-        if Instant::now() >= deadline || std::os::unix::process::parent_id() != parent {
-            return;
-        }
-    }
-}
-
-/// `perfopt burn` child processes; killed and reaped when dropped, on error and panic too.
-pub(crate) struct Burners(Vec<Child>);
-
-impl Burners {
-    /// Starts `n` burners, one busy core each.
-    pub(crate) fn start(n: u32) -> Result<Burners, Exit> {
-        let exe = std::env::current_exe().map_err(Exit::failed)?;
-        let mut burners = Burners(Vec::new());
-        for _ in 0..n {
-            let child = Command::new(&exe)
-                .args(["burn", "--seconds", &BURN_SECONDS.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| Exit::failed(format_args!("cannot start a CPU burner: {e}")))?;
-            burners.0.push(child);
-        }
-        Ok(burners)
-    }
-
-    /// Fails when a burner stopped early: the load was not what the rows say.
-    fn check_running(&mut self) -> Result<(), Exit> {
-        for child in &mut self.0 {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(Exit::failed(format_args!(
-                    "a CPU burner stopped during the measurements ({status})"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Burners {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-        }
-        for child in &mut self.0 {
-            let _ = child.wait();
-        }
-    }
 }
 
 /// The most transfers per method behind one row.
@@ -731,144 +631,4 @@ fn summary(
 }
 
 #[cfg(test)]
-mod tests {
-    use perf_core::{Compression, DataType, Format, Name};
-
-    use super::*;
-
-    const KIB: u64 = 1 << 10;
-    const MIB: u64 = 1 << 20;
-
-    #[test]
-    fn a_range_is_the_powers_of_two_and_their_midpoints() {
-        assert_eq!(
-            parse_sizes("1KiB..8KiB"),
-            Ok(vec![
-                KIB,
-                3 * KIB / 2,
-                2 * KIB,
-                3 * KIB,
-                4 * KIB,
-                6 * KIB,
-                8 * KIB
-            ])
-        );
-        // No midpoint past the last power of two that fits.
-        assert_eq!(
-            parse_sizes("1KiB..3KiB"),
-            Ok(vec![KIB, 3 * KIB / 2, 2 * KIB])
-        );
-        let default = parse_sizes("1KiB..256MiB").unwrap();
-        assert_eq!(default.len(), 19 + 18);
-        assert_eq!(default.last(), Some(&(256 * MIB)));
-        assert!(default.contains(&(192 * MIB)));
-        assert_eq!(parse_sizes("1KiB..1GiB").unwrap().len(), 41);
-    }
-
-    #[test]
-    fn a_comma_list_is_sorted_deduplicated_and_bounded() {
-        assert_eq!(
-            parse_sizes("256KiB,4KiB,4096"),
-            Ok(vec![4 * KIB, 256 * KIB])
-        );
-        let many: Vec<String> = (1..=65).map(|i| format!("{i}KiB")).collect();
-        assert!(
-            parse_sizes(&many.join(","))
-                .unwrap_err()
-                .contains("at most 64")
-        );
-        assert_eq!(parse_sizes(&many[..64].join(",")).unwrap().len(), 64);
-        for (text, why) in [
-            ("512,4KiB", "out of range"),
-            ("1KiB..2GiB", "out of range"),
-            ("8KiB..1KiB", "runs backwards"),
-            ("lots", "invalid size"),
-        ] {
-            let e = parse_sizes(text).unwrap_err();
-            assert!(
-                e.starts_with("invalid --sizes") && e.contains(why),
-                "{text}: {e}"
-            );
-        }
-    }
-
-    #[test]
-    fn default_repeats_fall_with_size() {
-        assert_eq!(default_repeats(KIB), 30);
-        assert_eq!(default_repeats(MIB), 30);
-        assert_eq!(default_repeats(64 * MIB), 10);
-        assert_eq!(default_repeats(96 * MIB), 5);
-    }
-
-    #[test]
-    fn shuffling_is_seeded_and_keeps_every_size() {
-        let sizes: Vec<(u64, u32)> = (0..20).map(|i| (KIB << i, 3)).collect();
-        let a = shuffled(&sizes, &SplitMix::new(7));
-        assert_eq!(a, shuffled(&sizes, &SplitMix::new(7)));
-        assert_ne!(a, sizes);
-        let mut sorted = a.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, sizes);
-    }
-
-    fn sample(size: u64, grpc_us: f64, zero_copy_us: f64) -> PairedSample {
-        PairedSample {
-            at: Timestamp(1),
-            pool: Name::DEFAULT_POOL,
-            size,
-            data_type: DataType::Bytes,
-            format: Format::Raw,
-            compression: Compression::None,
-            conditions: Conditions {
-                cpu_utilization: 0.5,
-                memory_used: 0.5,
-                shm_free: 1 << 30,
-                hour: 0,
-                grpc_slowdown: 0.0,
-                zero_copy_slowdown: 0.0,
-            },
-            grpc_us,
-            zero_copy_us,
-            source: Source::Bench,
-        }
-    }
-
-    #[test]
-    fn crossover_is_where_zero_copy_keeps_winning_most_pairs() {
-        let rows = [
-            sample(KIB, 100.0, 90.0),
-            sample(KIB, 100.0, 90.0),
-            sample(2 * KIB, 100.0, 120.0),
-            sample(2 * KIB, 100.0, 90.0),
-            sample(4 * KIB, 100.0, 90.0),
-            sample(4 * KIB, 100.0, 120.0),
-            sample(4 * KIB, 100.0, 90.0),
-            sample(8 * KIB, 200.0, 90.0),
-        ];
-        let all: Vec<&PairedSample> = rows.iter().collect();
-        // A tie at 2 KiB is not a majority.
-        assert_eq!(crossover(&all), Some(4 * KIB));
-        assert_eq!(crossover(&all[..2]), Some(KIB));
-        assert_eq!(crossover(&all[2..4]), None);
-        assert_eq!(crossover(&[]), None);
-    }
-
-    #[test]
-    fn the_summary_names_each_load_condition() {
-        let rows = [
-            (Load::None, sample(KIB, 100.0, 90.0)),
-            (Load::Cpu, sample(KIB, 100.0, 190.0)),
-        ];
-        let text = summary(&rows, 3, 1.0, std::path::Path::new("x.csv"));
-        assert!(text.contains("2 rows written to x.csv"), "{text}");
-        assert!(text.contains("3 pair(s) skipped"), "{text}");
-        assert!(
-            text.contains("\nnone ") && text.contains("\ncpu "),
-            "{text}"
-        );
-        assert!(
-            text.contains("(100 %)") && text.contains("(  0 %)"),
-            "{text}"
-        );
-    }
-}
+mod tests;
