@@ -454,3 +454,23 @@ fn the_crossover_minimises_total_latency() {
     assert!(c.expected_gain > 0.0);
     assert!(crossover(&[], 1).is_none());
 }
+
+#[test]
+fn earlier_transfers_replayed_count_as_evidence_not_as_observed() {
+    let mut w = Workload::new(Physics::default(), 15);
+    let history: Vec<_> = (0..300).flat_map(|_| w.live_pair()).collect();
+    let mut engine = LearningEngine::new(small_config());
+    engine.replay(&history);
+    let s = engine.status();
+    assert_eq!((s.observed, s.replayed), (0, 600));
+    assert_eq!(s.paired, 300);
+    // New transfers add to the replayed evidence: 400 pairs train the first model.
+    for _ in 0..100 {
+        for m in w.live_pair() {
+            engine.observe(&m);
+        }
+    }
+    let s = engine.status();
+    assert_eq!(s.observed, 200);
+    assert!(s.active, "{s:?}");
+}

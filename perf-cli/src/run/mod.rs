@@ -9,10 +9,11 @@ use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
     Compression, Config, Controller, DataType, FixedPolicy, Format, Method, MetricsSink, Name,
-    ResourceProbe, TransferPolicy, TransferRequest,
+    ResourceProbe, SampleFilter, TransferPolicy, TransferRequest,
 };
 use perfopt::learn::{BackgroundEngine, LearnConfig, LearnedClassifier, LearningEngine};
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
+use perfopt::store::Backend as _;
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
 use perfopt::transport::{
     ClientError, Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferError,
@@ -322,6 +323,17 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     });
     if let Some(models) = &store.models {
         engine = engine.with_store(models.clone(), crate::store_cmd::now());
+    }
+    // Evidence gathered by earlier runs counts: replay their recorded transfers.
+    if let Some(redb) = &store.redb {
+        let limit = 4 * engine.config().max_samples;
+        match redb.samples(&SampleFilter::default(), limit) {
+            Ok(mut history) => {
+                history.reverse();
+                engine.replay(&history);
+            }
+            Err(e) => eprintln!("warning: earlier transfers are not replayed: {e}"),
+        }
     }
     let classifier = engine.classifier();
     let static_config = {

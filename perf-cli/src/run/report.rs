@@ -129,7 +129,7 @@ pub(super) fn text_report(r: &serde_json::Value, failures: &[String]) -> String 
     let l = &r["learning"]["engine"];
     if l.is_object() {
         out += &format!(
-            "  learning: {} ({} transfers paired into {} samples, {} trainings, {} drifts, {} alerts)\n",
+            "  learning: {} ({} transfers of this run and {} of earlier runs paired into {} samples, {} trainings, {} drifts, {} alerts)\n",
             if l["active"].as_bool() == Some(true) {
                 format!("classifier v{} decides", l["version"])
             } else if r["learning"]["enabled"].as_bool() == Some(true) {
@@ -141,6 +141,7 @@ pub(super) fn text_report(r: &serde_json::Value, failures: &[String]) -> String 
                 "off, the rules decide".to_string()
             },
             l["observed"],
+            l["replayed"],
             l["paired"],
             l["trainings"],
             l["drifts"],

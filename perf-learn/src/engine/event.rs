@@ -134,6 +134,8 @@ pub struct Status {
     pub live_accuracy: Option<f64>,
     /// Transfers observed.
     pub observed: u64,
+    /// Transfers from before the engine started, folded in by `replay`.
+    pub replayed: u64,
     /// Paired samples gathered (live and bench).
     pub paired: u64,
     /// Paired samples kept for training.

@@ -92,6 +92,7 @@ pub struct LearningEngine {
     controller: Option<Arc<Controller>>,
     events: VecDeque<Event>,
     observed: u64,
+    replayed: u64,
     paired: u64,
     trainings: u64,
     drifts: u64,
@@ -149,6 +150,7 @@ impl LearningEngine {
             controller: None,
             events: VecDeque::new(),
             observed: 0,
+            replayed: 0,
             paired: 0,
             trainings: 0,
             drifts: 0,
@@ -226,6 +228,7 @@ impl LearningEngine {
             validation: model.as_ref().map(|m| m.validation),
             live_accuracy: live,
             observed: self.observed,
+            replayed: self.replayed,
             paired: self.paired,
             window: self.window.len(),
             trainings: self.trainings,
@@ -271,6 +274,20 @@ impl LearningEngine {
     /// watch, and training when due.
     pub fn observe(&mut self, m: &TransferMetrics) {
         self.observed += 1;
+        self.fold(m);
+    }
+
+    /// Folds in transfers recorded before this engine started (oldest first),
+    /// e.g. from the metrics store, so that evidence gathered by earlier runs
+    /// counts; they are counted as `replayed`, not `observed`.
+    pub fn replay(&mut self, history: &[TransferMetrics]) {
+        self.replayed += history.len() as u64;
+        for m in history {
+            self.fold(m);
+        }
+    }
+
+    fn fold(&mut self, m: &TransferMetrics) {
         if !m.success {
             return;
         }
