@@ -170,6 +170,10 @@ pub struct Classifier {
     pub normalizer: Normalizer,
     /// Up to [`MAX_REFERENCE`] training feature rows, for drift tests.
     pub reference: Vec<FeatureVec>,
+    /// The smallest and largest payload sizes it was trained on, bytes: it
+    /// answers only within an octave of them.
+    #[serde(default)]
+    pub sizes: (u64, u64),
     nodes: Vec<Node>,
 }
 
@@ -231,6 +235,9 @@ impl Classifier {
         }
         let step = rows.len().div_ceil(MAX_REFERENCE).max(1);
         let reference = rows.iter().step_by(step).copied().collect();
+        let sizes = train.iter().fold((u64::MAX, 0), |(lo, hi), s| {
+            (lo.min(s.size), hi.max(s.size))
+        });
         Ok(Classifier {
             version: 0,
             trained_at: now,
@@ -238,8 +245,15 @@ impl Classifier {
             validation: Evaluation::default(),
             normalizer,
             reference,
+            sizes,
             nodes,
         })
+    }
+
+    /// Whether `size` lies within an octave of the sizes it was trained on.
+    pub fn covers(&self, size: u64) -> bool {
+        let (lo, hi) = self.sizes;
+        size >= lo / 2 && size <= hi.saturating_mul(2)
     }
 
     /// The faster method for features `x`, and the probability that it is.

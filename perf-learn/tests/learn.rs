@@ -474,3 +474,20 @@ fn earlier_transfers_replayed_count_as_evidence_not_as_observed() {
     assert_eq!(s.observed, 200);
     assert!(s.active, "{s:?}");
 }
+
+#[test]
+fn a_model_answers_only_near_the_sizes_it_learned() {
+    let mut w = Workload::new(Physics::default(), 16);
+    w.min_size = 1 << 20;
+    w.max_size = 4 << 20;
+    let mut engine = LearningEngine::new(small_config());
+    engine.add_paired(&w.pairs(400));
+    let classifier = engine.classifier();
+    assert!(engine.status().active);
+    let answers = |size: u64| classifier.classify(&TransferRequest::new(size), &ctx(0.0));
+    assert!(answers(2 << 20).is_some());
+    assert!(answers(600 << 10).is_some(), "within an octave below");
+    assert!(answers(7 << 20).is_some(), "within an octave above");
+    assert!(answers(64 << 10).is_none(), "no evidence this small");
+    assert!(answers(64 << 20).is_none(), "no evidence this large");
+}

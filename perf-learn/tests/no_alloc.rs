@@ -68,7 +68,7 @@ fn classify_and_a_learned_decision_do_not_allocate() {
         system: SystemState::IDLE,
         zero_copy: ZeroCopyAvailability::Pooled,
     };
-    let sizes = [4u64 << 10, 300 << 10, 1 << 20, 8 << 20, 1 << 30];
+    let sizes = [4u64 << 10, 300 << 10, 1 << 20, 8 << 20, 200 << 20];
     for size in sizes {
         std::hint::black_box(classifier.classify(&TransferRequest::new(size), &ctx));
         std::hint::black_box(controller.decide(&TransferRequest::new(size), &ctx));

@@ -47,6 +47,10 @@ impl MethodClassifier for LearnedClassifier {
     fn classify(&self, request: &TransferRequest, ctx: &DecisionContext) -> Option<Verdict> {
         let guard = self.0.model.load();
         let model = guard.as_ref()?;
+        // No evidence about sizes far from those it learned: the rules decide.
+        if !model.covers(request.size) {
+            return None;
+        }
         let conditions = Conditions::new(&ctx.system, ctx.now, &self.0.load);
         let (method, confidence) = model.predict(&request_features(request, &conditions));
         Some(Verdict {
