@@ -296,9 +296,11 @@ fn the_interval_commits_without_a_flush_and_retries_after_failures() {
     )
     .unwrap();
     sink.record(&metrics("p", Method::Grpc, 0, 1.0));
-    // Polls until the timer has retried past both failures; bounded so that a bug fails the test.
+    // Polls until the timer has retried past both failures and the drain thread
+    // has counted the commit (it does so just after the backend's write);
+    // bounded so that a bug fails the test.
     for _ in 0..2000 {
-        if backend.inner.sample_count() == 1 {
+        if backend.inner.sample_count() == 1 && sink.stats().committed == 1 {
             break;
         }
         thread::sleep(Duration::from_millis(5));
