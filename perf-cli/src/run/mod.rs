@@ -101,12 +101,12 @@ pub(crate) struct RunArgs {
     /// and lets it decide once it passes validation; `off`: the rules decide throughout.
     #[arg(long, value_enum, default_value = "on")]
     learning: Switch,
-    /// Paired samples needed before the first model (10 to 1000000).
+    /// Paired samples needed before the first model (20 to 1000000).
     #[arg(long, default_value_t = LearnConfig::default().min_samples)]
     learn_min_samples: usize,
-    /// Carries every request four ways in rotating order (the engine, the static 10 MiB
-    /// threshold, always gRPC, always zero-copy) and reports each one's mean latency, before
-    /// and after the engine has a model.
+    /// Carries every request four ways in rotating order (the engine; the configured
+    /// thresholds without learning; always gRPC; always zero-copy) and reports each one's mean
+    /// latency, before and after the engine has a model.
     #[arg(long)]
     compare: bool,
     /// Starts CPU burner processes (one busy core each, as many as CPUs) this long into the
@@ -307,10 +307,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     // The learned cost models: fed by every transfer of this run, used by
     // the engine (in pools with learning on) once they are confident.
     let learner = Arc::new(cost_models(&store)?);
-    if !(10..=1_000_000).contains(&args.learn_min_samples) {
+    if !(LearningEngine::MIN_SAMPLES..=1_000_000).contains(&args.learn_min_samples) {
         return Err(Exit::bad_input(format_args!(
-            "--learn-min-samples {} is out of range, expected 10 to 1000000",
-            args.learn_min_samples
+            "--learn-min-samples {} is out of range, expected {} to 1000000",
+            args.learn_min_samples,
+            LearningEngine::MIN_SAMPLES
         )));
     }
     // The learning engine: pairs measurements of both methods, trains the
