@@ -23,9 +23,9 @@ pub(crate) enum ModelCommand {
     /// Whether a trained model decides, its version, training and validation.
     Status(StatusArgs),
     /// Trains the classifier on paired evidence and saves it if it passes validation.
-    Train(TrainArgs),
+    Train(EvidenceCommandArgs),
     /// Held-out accuracy, confusion matrix and regret against an oracle.
-    Evaluate(EvaluateArgs),
+    Evaluate(EvidenceCommandArgs),
     /// Measures both methods for each case against a real worker, with and without CPU load,
     /// and writes the paired dataset the classifier trains on.
     Collect(collect::CollectArgs),
@@ -56,21 +56,9 @@ pub(crate) struct EvidenceArgs {
     seed: u64,
 }
 
-/// Arguments of `perfopt model train`.
+/// Arguments of `perfopt model train` and `perfopt model evaluate`.
 #[derive(Debug, Args)]
-pub(crate) struct TrainArgs {
-    #[command(flatten)]
-    evidence: EvidenceArgs,
-    #[command(flatten)]
-    data: DataDirArg,
-    /// Prints JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-/// Arguments of `perfopt model evaluate`.
-#[derive(Debug, Args)]
-pub(crate) struct EvaluateArgs {
+pub(crate) struct EvidenceCommandArgs {
     #[command(flatten)]
     evidence: EvidenceArgs,
     #[command(flatten)]
@@ -297,7 +285,7 @@ fn status(args: &StatusArgs) -> Result<(), Exit> {
     Ok(())
 }
 
-fn train(args: &TrainArgs) -> Result<(), Exit> {
+fn train(args: &EvidenceCommandArgs) -> Result<(), Exit> {
     let evidence = evidence(&args.evidence, &args.data)?;
     let dir = args.data.resolve()?;
     let backend = open(&dir)?;
@@ -355,7 +343,7 @@ fn train(args: &TrainArgs) -> Result<(), Exit> {
     }
 }
 
-fn evaluate(args: &EvaluateArgs) -> Result<(), Exit> {
+fn evaluate(args: &EvidenceCommandArgs) -> Result<(), Exit> {
     let evidence = evidence(&args.evidence, &args.data)?;
     let dataset = PairedDataset {
         samples: evidence.samples,

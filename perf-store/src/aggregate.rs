@@ -189,8 +189,9 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::FlakyBackend;
     use crate::memory::MemoryBackend;
-    use crate::test_support::{FlakyBackend, metrics};
+    use crate::test_support::metrics;
 
     #[test]
     fn commits_every_granularity_and_evicts_closed_buckets() {

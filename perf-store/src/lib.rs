@@ -34,7 +34,7 @@ pub mod sink;
 mod test_support;
 
 pub use aggregate::{Aggregator, AggregatorConfig, Committed};
-pub use memory::{MemoryBackend, MemoryConfig};
+pub use memory::{FlakyBackend, MemoryBackend, MemoryConfig};
 pub use profile::{Profile, ProfileRow};
 pub use query::StoreQuery;
 pub use sink::{SinkConfig, SinkStats, StoreSink};

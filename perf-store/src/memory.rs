@@ -174,6 +174,59 @@ impl Backend for MemoryBackend {
     }
 }
 
+/// A memory backend whose next commits fail, as a full disk would make them:
+/// for testing what sits above a store (retries, nothing lost, errors reported).
+#[derive(Debug, Default)]
+pub struct FlakyBackend {
+    /// Where the commits that succeed land.
+    pub inner: MemoryBackend,
+    failures_left: std::sync::atomic::AtomicU32,
+}
+
+impl FlakyBackend {
+    /// A backend whose first `n` commits fail.
+    pub fn failing(n: u32) -> FlakyBackend {
+        let backend = FlakyBackend::default();
+        backend.fail_next(n);
+        backend
+    }
+
+    /// Makes the next `n` commits fail.
+    pub fn fail_next(&self, n: u32) {
+        self.failures_left
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Backend for FlakyBackend {
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let failing = self
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return Err(StoreError::Io("no space left on device (injected)".into()));
+        }
+        self.inner.commit(batch)
+    }
+    fn buckets(
+        &self,
+        granularity: Granularity,
+        from_secs: u64,
+        to_secs: u64,
+    ) -> Result<Vec<(BucketKey, Bucket)>, StoreError> {
+        self.inner.buckets(granularity, from_secs, to_secs)
+    }
+    fn samples(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        self.inner.samples(filter, limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,6 @@
 //! a failing backend.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -11,8 +10,7 @@ use perf_core::{
     TransferMetrics, TransferPolicy, TransferRequest,
 };
 use perf_store::{
-    Backend, Batch, Bucket, BucketKey, Granularity, MemoryBackend, MemoryConfig, SinkConfig,
-    StoreError, StoreSink,
+    Backend, FlakyBackend, Granularity, MemoryBackend, MemoryConfig, SinkConfig, StoreSink,
 };
 
 fn metrics(pool: &str, method: Method, nanos: u64, latency_us: f64) -> TransferMetrics {
@@ -45,50 +43,6 @@ fn stored_count(backend: &dyn Backend, g: Granularity) -> u64 {
         .iter()
         .map(|(_, b)| b.count())
         .sum()
-}
-
-/// A memory backend whose first `n` commits fail, then work.
-struct FlakyBackend {
-    inner: MemoryBackend,
-    failures_left: AtomicU32,
-}
-
-impl FlakyBackend {
-    fn new(n: u32) -> FlakyBackend {
-        FlakyBackend {
-            inner: MemoryBackend::default(),
-            failures_left: AtomicU32::new(n),
-        }
-    }
-    fn fail_next(&self, n: u32) {
-        self.failures_left.store(n, Ordering::SeqCst);
-    }
-}
-
-impl Backend for FlakyBackend {
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        let left = self.failures_left.load(Ordering::SeqCst);
-        if left > 0 {
-            self.failures_left.store(left - 1, Ordering::SeqCst);
-            return Err(StoreError::Io("no space left on device (injected)".into()));
-        }
-        self.inner.commit(batch)
-    }
-    fn buckets(
-        &self,
-        granularity: Granularity,
-        from_secs: u64,
-        to_secs: u64,
-    ) -> Result<Vec<(BucketKey, Bucket)>, StoreError> {
-        self.inner.buckets(granularity, from_secs, to_secs)
-    }
-    fn samples(
-        &self,
-        filter: &SampleFilter,
-        limit: usize,
-    ) -> Result<Vec<TransferMetrics>, StoreError> {
-        self.inner.samples(filter, limit)
-    }
 }
 
 #[test]
@@ -209,7 +163,7 @@ fn concurrent_flushes_all_return_and_drop_flushes_the_rest() {
 
 #[test]
 fn a_failing_backend_loses_nothing_committed_and_reports_the_error() {
-    let backend = Arc::new(FlakyBackend::new(0));
+    let backend = Arc::new(FlakyBackend::failing(0));
     let sink = StoreSink::new(backend.clone(), flush_only()).unwrap();
     for i in 0..100 {
         sink.record(&metrics("p", Method::Grpc, i * 1_000_000, 10.0));
@@ -249,7 +203,7 @@ fn a_failing_backend_loses_nothing_committed_and_reports_the_error() {
 
 #[test]
 fn a_long_failure_drops_oldest_raw_samples_but_keeps_aggregates() {
-    let backend = Arc::new(FlakyBackend::new(u32::MAX));
+    let backend = Arc::new(FlakyBackend::failing(u32::MAX));
     let sink = StoreSink::new(
         backend.clone(),
         SinkConfig {
@@ -286,7 +240,7 @@ fn a_long_failure_drops_oldest_raw_samples_but_keeps_aggregates() {
 
 #[test]
 fn the_interval_commits_without_a_flush_and_retries_after_failures() {
-    let backend = Arc::new(FlakyBackend::new(2));
+    let backend = Arc::new(FlakyBackend::failing(2));
     let sink = StoreSink::new(
         backend.clone(),
         SinkConfig {

@@ -26,7 +26,7 @@ use serde_json::json;
 use self::report::{BenchMethod, Results, Row};
 use self::stats::{MAX_BENCH_SIZE, MAX_REPEATS, WARMUPS, default_repeats, parse_sizes};
 use crate::exit::Exit;
-use crate::spawn::Workspace;
+use crate::spawn::{WorkerProcess, Workspace};
 
 /// Untimed transfers per method before the first size's own warm-ups.
 const START_WARMUPS: u32 = 20;
@@ -146,6 +146,51 @@ pub(crate) fn check_output(
     Ok(())
 }
 
+/// An executor that always carries by one method, zero-copy from `pool` when one is given
+/// and gRPC otherwise, checking every checksum outside the timed part.
+pub(crate) async fn fixed_executor(
+    client: &WorkerClient,
+    workspace: &Workspace,
+    pool: Option<&SegmentPool>,
+) -> Result<Executor, Exit> {
+    let method = if pool.is_some() {
+        Method::ZeroCopy
+    } else {
+        Method::Grpc
+    };
+    let policy: Arc<dyn TransferPolicy> = Arc::new(FixedPolicy(method));
+    let zero_copy = pool.map(|p| (p.clone(), workspace.secret().clone()));
+    let probe: Arc<dyn ResourceProbe> = Arc::new(ProcProbe::default());
+    let config = ExecutorConfig {
+        verify: true,
+        ..ExecutorConfig::default()
+    };
+    Executor::connect(policy, client.clone(), zero_copy, probe, config)
+        .await
+        .map_err(Exit::failed)
+}
+
+/// `len` bytes from a seeded generator: a payload no compressor or cache shortcut favours.
+pub(crate) fn random_payload(len: usize, seed: u64) -> Vec<u8> {
+    let rng = SplitMix::new(seed);
+    let mut bytes: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect();
+    bytes.truncate(len);
+    bytes
+}
+
+/// One worker process and a single-threaded runtime to drive it.
+pub(crate) fn one_worker() -> Result<(Workspace, WorkerProcess, tokio::runtime::Runtime), Exit> {
+    let workspace = Workspace::new()?;
+    let worker = workspace.spawn(0)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Exit::failed)?;
+    Ok((workspace, worker, runtime))
+}
+
 /// The three executors the bench compares, on one connection to one worker.
 struct Transports {
     grpc: Executor,
@@ -161,26 +206,12 @@ impl Transports {
         pooled: &SegmentPool,
         fresh: &SegmentPool,
     ) -> Result<Transports, Exit> {
-        let probe: Arc<dyn ResourceProbe> = Arc::new(ProcProbe::default());
-        // The executor checks every checksum outside the timed part; a zero-copy mismatch
-        // falls back to gRPC, which the bench reports. The bench checks the bytes too.
-        let config = ExecutorConfig {
-            verify: true,
-            ..ExecutorConfig::default()
-        };
-        let connect = |method: Method, pool: Option<&SegmentPool>| {
-            let policy: Arc<dyn TransferPolicy> = Arc::new(FixedPolicy(method));
-            let zero_copy = pool.map(|p| (p.clone(), workspace.secret().clone()));
-            Executor::connect(policy, client.clone(), zero_copy, probe.clone(), config)
-        };
+        // A zero-copy mismatch falls back to gRPC, which the bench reports; it
+        // checks the bytes too.
         let transports = Transports {
-            grpc: connect(Method::Grpc, None).await.map_err(Exit::failed)?,
-            pooled: connect(Method::ZeroCopy, Some(pooled))
-                .await
-                .map_err(Exit::failed)?,
-            fresh: connect(Method::ZeroCopy, Some(fresh))
-                .await
-                .map_err(Exit::failed)?,
+            grpc: fixed_executor(client, workspace, None).await?,
+            pooled: fixed_executor(client, workspace, Some(pooled)).await?,
+            fresh: fixed_executor(client, workspace, Some(fresh)).await?,
         };
         if transports.pooled.pool().is_none() {
             return Err(Exit::failed(
@@ -233,21 +264,11 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Exit> {
     };
     let (pooled_pool, fresh_pool) = (pool(PoolConfig::default().max_free_per_class)?, pool(0)?);
 
-    let payload: Vec<u8> = {
-        let rng = SplitMix::new(0xBE_4C4);
-        (0..largest.div_ceil(8))
-            .flat_map(|_| rng.next_u64().to_le_bytes())
-            .collect()
-    };
+    let payload = random_payload(largest as usize, 0xBE_4C4);
     // The memcpy target, written once so that every page is faulted in.
     let target = vec![0x5A_u8; largest as usize];
 
-    let workspace = Workspace::new()?;
-    let worker = workspace.spawn(0)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Exit::failed)?;
+    let (workspace, worker, runtime) = one_worker()?;
     let progress = progress_bar(plan.work());
 
     let started = Instant::now();

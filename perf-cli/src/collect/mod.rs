@@ -9,23 +9,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
-use perf_core::{
-    FixedPolicy, HumanSize, Method, ResourceProbe, Timestamp, TransferPolicy, TransferRequest,
-};
+use perf_core::{HumanSize, Method, ResourceProbe, Timestamp, TransferRequest};
 use perfopt::learn::{Conditions, LoadTracker, PairedDataset, PairedSample, Source};
 use perfopt::platform::{ProbeConfig, ProcProbe};
 use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
 use perfopt::transport::pool::MIN_CLASS;
-use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferOutcome};
+use perfopt::transport::{Executor, PoolConfig, SegmentPool, TransferOutcome};
 
 use crate::bench::fit::write_atomically;
 use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS, parse_size_list};
-use crate::bench::{check_output, progress_bar};
+use crate::bench::{check_output, fixed_executor, one_worker, progress_bar, random_payload};
 mod burn;
 
 pub(crate) use self::burn::{BurnArgs, Burners, MAX_BURNERS, burn};
 use crate::exit::Exit;
-use crate::spawn::Workspace;
 
 /// The most sizes one collection measures.
 const MAX_SIZES: usize = 64;
@@ -206,19 +203,9 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
         },
     )
     .map_err(Exit::failed)?;
-    let payload: Vec<u8> = {
-        let rng = SplitMix::new(0xC0_11EC7);
-        (0..largest.div_ceil(8))
-            .flat_map(|_| rng.next_u64().to_le_bytes())
-            .collect()
-    };
+    let payload = random_payload(largest as usize, 0xC0_11EC7);
 
-    let workspace = Workspace::new()?;
-    let worker = workspace.spawn(0)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Exit::failed)?;
+    let (workspace, worker, runtime) = one_worker()?;
     let progress = progress_bar(plan.work());
 
     let started = Instant::now();
@@ -227,8 +214,8 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
             .await
             .map_err(Exit::failed)?;
         let mut collector = Collector {
-            grpc: connect(&client, &workspace, None).await?,
-            zero_copy: connect(&client, &workspace, Some(&pool)).await?,
+            grpc: fixed_executor(&client, &workspace, None).await?,
+            zero_copy: fixed_executor(&client, &workspace, Some(&pool)).await?,
             pool: pool.clone(),
             payload,
             probe: ProcProbe::with_config(ProbeConfig {
@@ -276,32 +263,6 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
         summary(&collected.rows, skipped, elapsed_s, &args.out)
     );
     Ok(())
-}
-
-/// An executor over `client` that always takes one method: zero-copy through `pool` when
-/// given, gRPC otherwise.
-async fn connect(
-    client: &WorkerClient,
-    workspace: &Workspace,
-    pool: Option<&SegmentPool>,
-) -> Result<Executor, Exit> {
-    let method = if pool.is_some() {
-        Method::ZeroCopy
-    } else {
-        Method::Grpc
-    };
-    let policy: Arc<dyn TransferPolicy> = Arc::new(FixedPolicy(method));
-    let zero_copy = pool.map(|p| (p.clone(), workspace.secret().clone()));
-    let probe: Arc<dyn ResourceProbe> = Arc::new(ProcProbe::default());
-    // The executor checks every checksum outside the timed part; a zero-copy mismatch falls
-    // back to gRPC, which makes the pair invalid.
-    let config = ExecutorConfig {
-        verify: true,
-        ..ExecutorConfig::default()
-    };
-    Executor::connect(policy, client.clone(), zero_copy, probe, config)
-        .await
-        .map_err(Exit::failed)
 }
 
 /// What a collection measures with, and what it has measured.

@@ -388,12 +388,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         .collect::<Result<_, _>>()?;
     let summary = Arc::new(Summary::default());
     let (_, hi) = args.workload.bounds();
-    let payload: Arc<[u8]> = {
-        let rng = SplitMix::new(args.seed ^ 0xDA7A);
-        (0..hi as usize / 8)
-            .flat_map(|_| rng.next_u64().to_le_bytes())
-            .collect()
-    };
+    let payload: Arc<[u8]> = crate::bench::random_payload(hi as usize, args.seed ^ 0xDA7A).into();
     let links = Arc::new(Links {
         policies,
         classifier,
