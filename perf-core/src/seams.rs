@@ -234,6 +234,17 @@ pub enum ShmError {
     /// The operating system refused.
     #[error("shared memory operation failed: {0}")]
     Os(String),
+    /// The segment's file no longer has the length it was mapped with: another process of the
+    /// same user resized it, and touching the missing pages would fault.
+    #[error("segment {id} was resized to {found} bytes after it was mapped with {mapped}")]
+    Resized {
+        /// The segment.
+        id: String,
+        /// The length it was mapped with.
+        mapped: u64,
+        /// The length its file has now.
+        found: u64,
+    },
 }
 
 /// A shared-memory segment this process created and may write.
@@ -257,6 +268,12 @@ pub trait ShmSegment: Send + Sync {
     /// pages back it).
     fn page_size(&self) -> usize {
         4096
+    }
+    /// Checks, just before the segment is written, that its file still has the mapped length;
+    /// backends whose segments nobody else can resize (sealed memory files, heap memory)
+    /// always pass.
+    fn check_intact(&self) -> Result<(), ShmError> {
+        Ok(())
     }
     /// Faults every page in now, keeping its contents, so that later writes
     /// pay no page faults.
@@ -286,6 +303,11 @@ pub trait ShmView: Send + Sync {
     }
     /// The mapped bytes.
     fn as_slice(&self) -> &[u8];
+    /// Checks, just before the view is read, that the segment's file still has the mapped
+    /// length; backends whose segments nobody else can resize always pass.
+    fn check_intact(&self) -> Result<(), ShmError> {
+        Ok(())
+    }
 }
 
 /// Creates, opens, seals and removes shared-memory segments.
@@ -304,6 +326,21 @@ pub trait PlatformShm: Send + Sync {
     fn seal(&self, segment: &mut dyn ShmSegment) -> Result<(), ShmError>;
     /// Removes the segment's name; it dies with its last mapping.
     fn unlink(&self, id: &SegmentId) -> Result<(), ShmError>;
+    /// The process that created the segment `id`, as far as the id tells: the pid of a memory
+    /// file, the owner recorded in a name by backends that record one; `None` when unknown.
+    fn owner_pid(&self, id: &SegmentId) -> Option<u32> {
+        match id {
+            SegmentId::Memfd { pid, .. } => Some(*pid),
+            SegmentId::Named(_) => None,
+        }
+    }
+    /// Whether the segment `id` with file `inode` still exists where its creator keeps it (the
+    /// creator's descriptor, or the name), so that a reader may drop a mapping whose segment
+    /// was released; `None` when this backend cannot tell.
+    fn still_exists(&self, id: &SegmentId, inode: u64) -> Option<bool> {
+        let _ = (id, inode);
+        None
+    }
 }
 
 /// A backend without shared memory: every transfer goes by gRPC.

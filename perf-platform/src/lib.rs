@@ -77,6 +77,7 @@
 mod cpu;
 mod detect;
 mod inprocess;
+mod limits;
 mod names;
 mod options;
 
@@ -94,6 +95,7 @@ use perf_core::seams::PlatformShm;
 pub use cpu::thread_cpu_ns;
 pub use detect::{IoUringStatus, PlatformInfo, ThpMode, detect};
 pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};
+pub use limits::{open_file_limit, raise_open_file_limit};
 #[cfg(target_os = "linux")]
 pub use linux::{
     MemfdSegment, MemfdShm, MemfdView, NamedSegment, NamedShm, NamedShmConfig, NamedView,

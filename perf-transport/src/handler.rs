@@ -6,7 +6,7 @@ use tonic::Status;
 use crate::grpc::proto::segment_reference::Segment;
 use crate::grpc::proto::{MemfdSegment, SegmentReference, TransferAck};
 use crate::grpc::{ReferenceHandler, ReferenceRead};
-use crate::reader::{PartialRead, ReadError, ReferenceReader};
+use crate::reader::{PartialRead, ProgressError, ReadError, ReferenceReader};
 use crate::reference::{Reference, ReferenceError};
 
 /// The wire form of a reference, made from a checked [`Reference`].
@@ -76,7 +76,10 @@ pub fn status_of(e: &ReadError) -> Status {
         }
         ReadError::Refused(ReferenceError::Malformed { .. }) => Status::invalid_argument(message),
         ReadError::TooLarge(_) => Status::resource_exhausted(message),
-        ReadError::Replaced { .. } => Status::failed_precondition(message),
+        ReadError::Replaced { .. } | ReadError::Shm(perf_core::ShmError::Resized { .. }) => {
+            Status::failed_precondition(message)
+        }
+        ReadError::ForeignSegment { .. } => Status::permission_denied(message),
         ReadError::Shm(perf_core::ShmError::NotFound(_)) => Status::not_found(message),
         ReadError::Shm(perf_core::ShmError::Denied(..)) => Status::permission_denied(message),
         ReadError::Shm(_) => Status::internal(message),
@@ -94,6 +97,10 @@ impl ReferenceHandler for ReferenceReader {
             worker_ns: out.worker_ns,
             worker_cpu_ns: 0,
         })
+    }
+
+    fn maintain(&self) {
+        self.release_unused();
     }
 
     /// Up to 256 KiB: a checksum at several GB/s, from a mapping kept open.
@@ -119,9 +126,15 @@ struct Progress {
 
 impl ReferenceRead for Progress {
     fn advance(&mut self, ready: u64) -> Result<(), Status> {
-        self.read
-            .advance(ready)
-            .map_err(|e| Status::out_of_range(format!("reference {}: {e}", self.transfer_id)))
+        self.read.advance(ready).map_err(|e| {
+            let message = format!("reference {}: {e}", self.transfer_id);
+            match e {
+                ProgressError::Shm(_) => Status::failed_precondition(message),
+                ProgressError::OutOfOrder { .. } | ProgressError::Incomplete { .. } => {
+                    Status::out_of_range(message)
+                }
+            }
+        })
     }
 
     fn finish(self: Box<Self>) -> Result<TransferAck, Status> {

@@ -34,5 +34,7 @@ pub use grpc::{
     TransferService, WorkerClient,
 };
 pub use pool::{Lease, LeaseKind, PoolConfig, PoolError, PoolStats, SegmentPool};
-pub use reader::{PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader};
+pub use reader::{
+    MappingLimits, PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader,
+};
 pub use reference::{Reference, ReferenceError, Secret, SecretError};

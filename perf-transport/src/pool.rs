@@ -70,6 +70,8 @@ pub struct PoolStats {
     pub refused: u64,
     /// Segments released to stay within the budget or the free limit.
     pub released: u64,
+    /// Free segments found resized by another process, released instead of reused.
+    pub damaged: u64,
     /// Bytes held now.
     pub held_bytes: u64,
     /// The budget now.
@@ -89,6 +91,7 @@ struct Inner {
     one_off: AtomicU64,
     refused: AtomicU64,
     released: AtomicU64,
+    damaged: AtomicU64,
 }
 
 /// A pool of shared-memory segments; cheap to clone, shared by clones.
@@ -153,6 +156,7 @@ impl SegmentPool {
             one_off: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            damaged: AtomicU64::new(0),
         })))
     }
 
@@ -194,13 +198,18 @@ impl SegmentPool {
             && let Some(segment) = lock(&inner.free)[c].pop()
         {
             inner.free_counts[c].fetch_sub(1, Ordering::AcqRel);
-            inner.reused.fetch_add(1, Ordering::Relaxed);
-            return Ok(Lease {
-                segment: Some(segment),
-                class,
-                kind: LeaseKind::Reused,
-                pool: self.clone(),
-            });
+            // A segment another process resized would fault when written: it is not reused.
+            if segment.check_intact().is_ok() {
+                inner.reused.fetch_add(1, Ordering::Relaxed);
+                return Ok(Lease {
+                    segment: Some(segment),
+                    class,
+                    kind: LeaseKind::Reused,
+                    pool: self.clone(),
+                });
+            }
+            inner.damaged.fetch_add(1, Ordering::Relaxed);
+            self.destroy(segment);
         }
         let bytes = class.map_or_else(|| one_off_bytes(size), class_bytes);
         self.reserve(bytes as u64)?;
@@ -357,6 +366,7 @@ impl SegmentPool {
             one_off: i.one_off.load(Ordering::Relaxed),
             refused: i.refused.load(Ordering::Relaxed),
             released: i.released.load(Ordering::Relaxed),
+            damaged: i.damaged.load(Ordering::Relaxed),
             held_bytes: i.held.load(Ordering::Relaxed),
             budget_bytes: i.budget.load(Ordering::Relaxed),
         }

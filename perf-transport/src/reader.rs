@@ -1,17 +1,29 @@
 //! The worker side of zero-copy: check a reference, map its segment once, read the payload in place.
+//!
+//! Mappings stay open between transfers so that a pooled segment is mapped once, within two
+//! bounds ([`MappingLimits`]; by default [`MAPPING_CACHE`] mappings and [`MAPPED_BYTES_CACHE`]
+//! bytes), the least recently used going first. [`ReferenceReader::release_unused`] (which a serving worker calls
+//! every [`MAINTENANCE_INTERVAL`]) drops the mappings of segments their host has released, and
+//! those unused for [`IDLE_MAPPING`], so a worker never keeps a host's memory alive.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checksum::{Checksum, checksum};
 use perf_core::{PlatformShm, SegmentId, ShmError, ShmView};
 
 use crate::reference::{Reference, ReferenceError, Secret};
 
-/// Mappings kept open by a worker; the oldest goes first past this.
+/// Mappings kept open by a worker; the least recently used goes first past this.
 pub const MAPPING_CACHE: usize = 64;
+/// Bytes of mappings kept open by a worker; the least recently used go first past this.
+pub const MAPPED_BYTES_CACHE: u64 = 4 << 30;
 /// The largest segment a worker maps, in bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 2 << 30;
+/// A mapping unused for this long is dropped even if its segment still exists.
+pub const IDLE_MAPPING: Duration = Duration::from_secs(60);
+/// How often a serving worker drops the mappings of released segments.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a worker could not read a referenced payload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +47,16 @@ pub enum ReadError {
         /// The inode in the reference.
         expected: u64,
     },
+    /// The segment was made by another process than the peer that sent the reference.
+    #[error("segment {id} belongs to {owner}, expected the peer process {peer}")]
+    ForeignSegment {
+        /// The segment.
+        id: String,
+        /// Its owner as its name records it, or why none is known.
+        owner: String,
+        /// The peer that sent the reference.
+        peer: u32,
+    },
 }
 
 /// What a worker read.
@@ -50,8 +72,64 @@ pub struct ReadOutcome {
     pub cached: bool,
 }
 
-/// An open mapping: the segment, its inode, and the view.
-type Mapping = (SegmentId, u64, Arc<dyn ShmView>);
+/// An open mapping, and when a transfer last used it.
+struct Mapping {
+    id: SegmentId,
+    inode: u64,
+    view: Arc<dyn ShmView>,
+    used: Instant,
+}
+
+/// How many mappings a reader keeps open, and how many bytes they may cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappingLimits {
+    /// Most mappings kept open; at least 1.
+    pub max_mappings: usize,
+    /// Most bytes the kept mappings cover; a mapping larger than this is used once and not
+    /// kept.
+    pub max_bytes: u64,
+}
+
+impl Default for MappingLimits {
+    fn default() -> MappingLimits {
+        MappingLimits {
+            max_mappings: MAPPING_CACHE,
+            max_bytes: MAPPED_BYTES_CACHE,
+        }
+    }
+}
+
+/// The open mappings, least recently used first, and their total length.
+struct Mappings {
+    limits: MappingLimits,
+    open: Vec<Mapping>,
+    bytes: u64,
+}
+
+impl Mappings {
+    fn remove(&mut self, index: usize) -> Mapping {
+        let mapping = self.open.remove(index);
+        self.bytes -= mapping.view.len() as u64;
+        mapping
+    }
+
+    /// Adds `mapping` as the most recently used, first dropping the least recently used ones
+    /// past the count and byte bounds; a mapping over the byte bound on its own is not kept.
+    fn push(&mut self, mapping: Mapping) {
+        let len = mapping.view.len() as u64;
+        if len > self.limits.max_bytes {
+            return;
+        }
+        while !self.open.is_empty()
+            && (self.open.len() >= self.limits.max_mappings.max(1)
+                || self.bytes + len > self.limits.max_bytes)
+        {
+            self.remove(0);
+        }
+        self.bytes += len;
+        self.open.push(mapping);
+    }
+}
 
 /// Checks references and reads their payloads, keeping recent mappings open
 /// so that a pooled segment is mapped once and read in place every time.
@@ -59,7 +137,7 @@ pub struct ReferenceReader {
     shm: Arc<dyn PlatformShm>,
     secret: Secret,
     peer_pid: Option<u32>,
-    mappings: Mutex<Vec<Mapping>>,
+    mappings: Mutex<Mappings>,
 }
 
 impl std::fmt::Debug for ReferenceReader {
@@ -79,14 +157,29 @@ pub fn now_unix_ms() -> u64 {
 }
 
 impl ReferenceReader {
-    /// A reader opening segments with `shm`, checking tokens with `secret`;
-    /// memfd segments must belong to `peer_pid` when it is known.
+    /// A reader opening segments with `shm`, checking tokens with `secret`; segments must
+    /// belong to `peer_pid` when it is known (a memfd's pid, the owner a name records). It keeps
+    /// mappings within [`MappingLimits::default`].
     pub fn new(shm: Arc<dyn PlatformShm>, secret: Secret, peer_pid: Option<u32>) -> Self {
+        ReferenceReader::with_limits(shm, secret, peer_pid, MappingLimits::default())
+    }
+
+    /// The same as [`ReferenceReader::new`], keeping mappings within `limits`.
+    pub fn with_limits(
+        shm: Arc<dyn PlatformShm>,
+        secret: Secret,
+        peer_pid: Option<u32>,
+        limits: MappingLimits,
+    ) -> Self {
         ReferenceReader {
             shm,
             secret,
             peer_pid,
-            mappings: Mutex::new(Vec::new()),
+            mappings: Mutex::new(Mappings {
+                limits,
+                open: Vec::new(),
+                bytes: 0,
+            }),
         }
     }
 
@@ -98,11 +191,9 @@ impl ReferenceReader {
     /// Checks `reference` and reads its payload in place.
     pub fn read(&self, reference: &Reference) -> Result<ReadOutcome, ReadError> {
         let start = Instant::now();
-        reference.verify(&self.secret, now_unix_ms(), self.peer_pid)?;
-        if reference.segment_len > MAX_SEGMENT_BYTES {
-            return Err(ReadError::TooLarge(reference.segment_len));
-        }
+        self.check(reference)?;
         let (view, cached) = self.view(reference)?;
+        view.check_intact()?;
         let start_byte = reference.offset as usize;
         let bytes = &view.as_slice()[start_byte..start_byte + reference.length as usize];
         let checksum = checksum(bytes);
@@ -114,18 +205,53 @@ impl ReferenceReader {
         })
     }
 
+    /// Checks token, expiry, bounds and owner, and the size a worker maps: nothing is mapped
+    /// unless this passes.
+    fn check(&self, reference: &Reference) -> Result<(), ReadError> {
+        reference.verify(&self.secret, now_unix_ms(), self.peer_pid)?;
+        if reference.segment_len > MAX_SEGMENT_BYTES {
+            return Err(ReadError::TooLarge(reference.segment_len));
+        }
+        // A memfd reference's owner is its pid, which `verify` compared; a name records its
+        // owner in a backend's own way.
+        if let (SegmentId::Named(_), Some(peer)) = (&reference.segment, self.peer_pid) {
+            match self.shm.owner_pid(&reference.segment) {
+                Some(owner) if owner == peer => {}
+                owner => {
+                    return Err(ReadError::ForeignSegment {
+                        id: reference.segment.to_string(),
+                        owner: owner.map_or_else(
+                            || "no process its name records".to_owned(),
+                            |pid| format!("process {pid}"),
+                        ),
+                        peer,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mappings> {
+        // Every change keeps the list and its byte count in step, even if a holder panicked.
+        self.mappings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn view(&self, r: &Reference) -> Result<(Arc<dyn ShmView>, bool), ReadError> {
-        let mut maps = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = maps.iter().position(|(id, inode, v)| {
-            *id == r.segment && *inode == r.segment_inode && v.len() as u64 >= r.segment_len
+        let mut maps = self.lock();
+        if let Some(i) = maps.open.iter().position(|m| {
+            m.id == r.segment && m.inode == r.segment_inode && m.view.len() as u64 >= r.segment_len
         }) {
-            let entry = maps.remove(i);
-            let view = entry.2.clone();
-            maps.push(entry);
+            let mut mapping = maps.remove(i);
+            let view = mapping.view.clone();
+            mapping.used = Instant::now();
+            maps.push(mapping);
             return Ok((view, true));
         }
         // A stale mapping of the same id (a reused descriptor) is dropped.
-        maps.retain(|(id, _, _)| *id != r.segment);
+        while let Some(i) = maps.open.iter().position(|m| m.id == r.segment) {
+            maps.remove(i);
+        }
         drop(maps);
         let view: Arc<dyn ShmView> = Arc::from(self.shm.open(&r.segment, r.segment_len as usize)?);
         if view.inode() != r.segment_inode {
@@ -135,12 +261,48 @@ impl ReferenceReader {
                 expected: r.segment_inode,
             });
         }
-        let mut maps = self.mappings.lock().unwrap_or_else(|e| e.into_inner());
-        if maps.len() >= MAPPING_CACHE {
-            maps.remove(0);
-        }
-        maps.push((r.segment.clone(), r.segment_inode, view.clone()));
+        self.lock().push(Mapping {
+            id: r.segment.clone(),
+            inode: r.segment_inode,
+            view: view.clone(),
+            used: Instant::now(),
+        });
         Ok((view, false))
+    }
+
+    /// Drops the mappings whose segment its host has released (or that the backend cannot
+    /// check and that were unused for [`IDLE_MAPPING`]); returns how many. A read in progress
+    /// keeps its own mapping until it ends.
+    pub fn release_unused(&self) -> usize {
+        let now = Instant::now();
+        let open: Vec<(SegmentId, u64, Instant)> = self
+            .lock()
+            .open
+            .iter()
+            .map(|m| (m.id.clone(), m.inode, m.used))
+            .collect();
+        // The checks are system calls; they run without the lock.
+        let released: Vec<(SegmentId, u64)> = open
+            .into_iter()
+            .filter(|(id, inode, used)| {
+                let idle = now.saturating_duration_since(*used) >= IDLE_MAPPING;
+                idle || self.shm.still_exists(id, *inode) == Some(false)
+            })
+            .map(|(id, inode, _)| (id, inode))
+            .collect();
+        let mut maps = self.lock();
+        let mut dropped = 0;
+        for (id, inode) in released {
+            if let Some(i) = maps
+                .open
+                .iter()
+                .position(|m| m.id == id && m.inode == inode)
+            {
+                maps.remove(i);
+                dropped += 1;
+            }
+        }
+        dropped
     }
 
     /// Checks `reference` and maps its segment for a payload that is still
@@ -148,10 +310,7 @@ impl ReferenceReader {
     /// announces it.
     pub fn begin(&self, reference: &Reference) -> Result<PartialRead, ReadError> {
         let started = Instant::now();
-        reference.verify(&self.secret, now_unix_ms(), self.peer_pid)?;
-        if reference.segment_len > MAX_SEGMENT_BYTES {
-            return Err(ReadError::TooLarge(reference.segment_len));
-        }
+        self.check(reference)?;
         let (view, cached) = self.view(reference)?;
         Ok(PartialRead {
             view,
@@ -166,10 +325,12 @@ impl ReferenceReader {
 
     /// How many mappings are open.
     pub fn open_mappings(&self) -> usize {
-        self.mappings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.lock().open.len()
+    }
+
+    /// How many bytes the open mappings cover.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.lock().bytes
     }
 }
 
@@ -214,6 +375,9 @@ pub enum ProgressError {
         /// Payload length.
         length: u64,
     },
+    /// The segment was resized under the mapping.
+    #[error(transparent)]
+    Shm(#[from] ShmError),
 }
 
 impl PartialRead {
@@ -226,6 +390,7 @@ impl PartialRead {
                 length: self.length,
             });
         }
+        self.view.check_intact()?;
         let (from, to) = (
             self.offset + self.done as usize,
             self.offset + ready as usize,

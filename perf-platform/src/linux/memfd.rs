@@ -227,6 +227,19 @@ impl PlatformShm for MemfdShm {
         seal_file(&file, &id)
     }
 
+    /// Whether `/proc/<pid>/fd/<fd>` still leads to the file with `inode`: the creator closes
+    /// the descriptor when it releases the segment.
+    fn still_exists(&self, id: &SegmentId, inode: u64) -> Option<bool> {
+        let &SegmentId::Memfd { pid, fd } = id else {
+            return Some(false);
+        };
+        match rustix::fs::stat(format!("/proc/{pid}/fd/{fd}")) {
+            Ok(stat) => Some(stat.st_ino == inode),
+            Err(e) if e == Errno::NOENT || e == Errno::SRCH => Some(false),
+            Err(_) => None,
+        }
+    }
+
     /// Nothing to remove: a memfd segment has no name and dies with its last descriptor.
     fn unlink(&self, id: &SegmentId) -> Result<(), ShmError> {
         match id {

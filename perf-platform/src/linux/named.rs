@@ -126,6 +126,7 @@ impl NamedShm {
         let name = guard.name.take().unwrap_or_default();
         Ok(NamedSegment {
             id: SegmentId::Named(format!("/{name}")),
+            file,
             remove: RemoveOnDrop {
                 dir: Arc::clone(&self.dir),
                 name: Some(name),
@@ -174,8 +175,35 @@ impl NamedShm {
             id: id.clone(),
             inode: stat.st_ino,
             map: map_read_only(&file, len)?,
+            file,
         })
     }
+
+    /// The owner process recorded in the name of segment `id`, if it is a well-formed name of
+    /// this backend's prefix.
+    pub fn owner_of(&self, id: &SegmentId) -> Option<u32> {
+        let SegmentId::Named(name) = id else {
+            return None;
+        };
+        let file = file_name(name).ok()?;
+        OwnerTag::parse(file, &self.config.prefix).map(|owner| owner.pid)
+    }
+}
+
+/// Checks that `file` still holds the `mapped` bytes a mapping of segment `id` covers: a named
+/// segment is a plain file that another process of the same user can truncate, and touching a
+/// page past its end would raise SIGBUS.
+fn check_length(file: &File, id: &SegmentId, mapped: usize) -> Result<(), ShmError> {
+    let stat = rustix::fs::fstat(file).map_err(|e| os_error("fstat", e))?;
+    let found = u64::try_from(stat.st_size).unwrap_or(0);
+    if found < mapped as u64 {
+        return Err(ShmError::Resized {
+            id: id.to_string(),
+            mapped: mapped as u64,
+            found,
+        });
+    }
+    Ok(())
 }
 
 /// Checks a configured prefix: 1 to 32 name characters, no `-` (it separates the name's parts).
@@ -210,6 +238,26 @@ impl PlatformShm for NamedShm {
     /// being resized by its owner.
     fn seal(&self, segment: &mut dyn ShmSegment) -> Result<(), ShmError> {
         Err(ShmError::SealUnsupported(segment.id().to_string()))
+    }
+
+    fn owner_pid(&self, id: &SegmentId) -> Option<u32> {
+        self.owner_of(id)
+    }
+
+    /// Whether the name still holds the file with `inode`: a pool unlinks the name when it
+    /// releases the segment.
+    fn still_exists(&self, id: &SegmentId, inode: u64) -> Option<bool> {
+        let SegmentId::Named(name) = id else {
+            return Some(false);
+        };
+        let Ok(file) = file_name(name) else {
+            return Some(false);
+        };
+        match rustix::fs::statat(&*self.dir, file, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Some(stat.st_ino == inode),
+            Err(e) if e == Errno::NOENT => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// Removes the name (a segment of another user is refused); mappings live on.
@@ -265,6 +313,7 @@ impl Drop for RemoveOnDrop {
 #[derive(Debug)]
 pub struct NamedSegment {
     id: SegmentId,
+    file: File,
     inode: u64,
     dev: u64,
     info: SegmentInfo,
@@ -323,6 +372,11 @@ impl ShmSegment for NamedSegment {
         &mut self.map
     }
 
+    /// Fails with [`ShmError::Resized`] if another process truncated the file.
+    fn check_intact(&self) -> Result<(), ShmError> {
+        check_length(&self.file, &self.id, self.map.len())
+    }
+
     /// Faults every page in without changing the bytes.
     fn prefault(&mut self) -> Result<(), ShmError> {
         if !populate_write(&self.map, self.map.len())? {
@@ -338,6 +392,8 @@ pub struct NamedView {
     id: SegmentId,
     inode: u64,
     map: Mmap,
+    /// Kept open to check the file's length before each read.
+    file: File,
 }
 
 impl ShmView for NamedView {
@@ -355,6 +411,11 @@ impl ShmView for NamedView {
 
     fn as_slice(&self) -> &[u8] {
         &self.map
+    }
+
+    /// Fails with [`ShmError::Resized`] if another process truncated the file.
+    fn check_intact(&self) -> Result<(), ShmError> {
+        check_length(&self.file, &self.id, self.map.len())
     }
 }
 

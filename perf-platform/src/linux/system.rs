@@ -37,7 +37,7 @@ impl SystemShm {
         }
     }
 
-    fn owner(&self, id: &SegmentId) -> &dyn PlatformShm {
+    fn backend_for(&self, id: &SegmentId) -> &dyn PlatformShm {
         match id {
             SegmentId::Memfd { .. } => &self.memfd,
             SegmentId::Named(_) => &self.named,
@@ -53,13 +53,19 @@ impl PlatformShm for SystemShm {
         self.creator().create(len)
     }
     fn open(&self, id: &SegmentId, len: usize) -> Result<Box<dyn ShmView>, ShmError> {
-        self.owner(id).open(id, len)
+        self.backend_for(id).open(id, len)
     }
     fn seal(&self, segment: &mut dyn ShmSegment) -> Result<(), ShmError> {
         let id = segment.id().clone();
-        self.owner(&id).seal(segment)
+        self.backend_for(&id).seal(segment)
     }
     fn unlink(&self, id: &SegmentId) -> Result<(), ShmError> {
-        self.owner(id).unlink(id)
+        self.backend_for(id).unlink(id)
+    }
+    fn owner_pid(&self, id: &SegmentId) -> Option<u32> {
+        self.backend_for(id).owner_pid(id)
+    }
+    fn still_exists(&self, id: &SegmentId, inode: u64) -> Option<bool> {
+        self.backend_for(id).still_exists(id, inode)
     }
 }

@@ -28,6 +28,7 @@ pub(crate) fn kind(e: &ShmError) -> &'static str {
         ShmError::SealUnsupported(_) => "seal_unsupported",
         ShmError::Invalid(_) => "invalid",
         ShmError::Os(_) => "os",
+        ShmError::Resized { .. } => "resized",
     }
 }
 
@@ -47,6 +48,9 @@ pub(crate) struct Caps {
     pub(crate) dir: &'static str,
     /// An id this backend has certainly never made.
     pub(crate) missing: fn() -> SegmentId,
+    /// Whether the backend tells who made a segment and whether it still exists (the other
+    /// side's upkeep needs both).
+    pub(crate) knows_owners: bool,
 }
 
 /// Deterministic, position-dependent bytes, different for each `seed`.
@@ -255,6 +259,55 @@ pub(crate) fn sealing_forbids_resizing(shm: &dyn PlatformShm, caps: Caps) {
     assert_eq!(shm.open(sealed.id(), 8192).unwrap().len(), 8192);
 }
 
+pub(crate) fn the_creator_and_the_life_of_a_segment_are_known(shm: &dyn PlatformShm, caps: Caps) {
+    let segment = shm.create(4096).unwrap();
+    let (id, inode) = (segment.id().clone(), segment.inode());
+    if !caps.knows_owners {
+        assert_eq!(shm.still_exists(&id, inode), None);
+        return;
+    }
+    assert_eq!(shm.owner_pid(&id), Some(std::process::id()));
+    assert_eq!(shm.still_exists(&id, inode), Some(true));
+    assert_eq!(
+        shm.still_exists(&id, inode.wrapping_add(1)),
+        Some(false),
+        "another file under the same id counts as the segment"
+    );
+    let view = shm.open(&id, 4096).unwrap();
+    drop(segment);
+    // A reader's own mapping does not keep the segment alive for its creator.
+    assert_eq!(shm.still_exists(&id, inode), Some(false));
+    assert_eq!(view.len(), 4096);
+    assert_eq!(shm.still_exists(&(caps.missing)(), inode), Some(false));
+}
+
+pub(crate) fn a_resized_segment_is_detected_before_use(shm: &dyn PlatformShm, caps: Caps) {
+    let segment = shm.create(16_384).unwrap();
+    let view = shm.open(segment.id(), 16_384).unwrap();
+    segment.check_intact().unwrap();
+    view.check_intact().unwrap();
+    let (Some(path), false) = (caps.path, caps.sealable) else {
+        // Sealed memory files and heap memory cannot be resized by anyone else.
+        return;
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path(segment.id()))
+        .unwrap();
+    file.set_len(4096).unwrap();
+    for err in [segment.check_intact(), view.check_intact()] {
+        match err {
+            Err(ShmError::Resized { mapped, found, .. }) => {
+                assert_eq!((mapped, found), (16_384, 4096));
+            }
+            other => panic!("a truncated segment gave {other:?}"),
+        }
+    }
+    // Growing it back to the mapped length is harmless again.
+    file.set_len(16_384).unwrap();
+    view.check_intact().unwrap();
+}
+
 pub(crate) fn absurd_sizes_fail_cleanly(shm: &dyn PlatformShm) {
     for len in [1usize << 50, usize::MAX] {
         match shm.create(len) {
@@ -348,6 +401,14 @@ macro_rules! conformance_suite {
             #[test]
             fn sealing_forbids_resizing() {
                 suite::sealing_forbids_resizing(&*shm(), $caps);
+            }
+            #[test]
+            fn the_creator_and_the_life_of_a_segment_are_known() {
+                suite::the_creator_and_the_life_of_a_segment_are_known(&*shm(), $caps);
+            }
+            #[test]
+            fn a_resized_segment_is_detected_before_use() {
+                suite::a_resized_segment_is_detected_before_use(&*shm(), $caps);
             }
             #[test]
             fn absurd_sizes_fail_cleanly() {

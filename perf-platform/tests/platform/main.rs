@@ -35,6 +35,7 @@ const IN_PROCESS: Caps = Caps {
     child: None,
     dir: "",
     missing: missing_named,
+    knows_owners: false,
 };
 
 conformance_suite!(
@@ -68,6 +69,7 @@ const MEMFD: Caps = Caps {
     child: Some(conformance::ChildBackend::Memfd),
     dir: "/dev/shm",
     missing: missing_memfd,
+    knows_owners: true,
 };
 
 #[cfg(target_os = "linux")]
@@ -86,6 +88,7 @@ const NAMED: Caps = Caps {
     child: Some(conformance::ChildBackend::Named),
     dir: "/dev/shm",
     missing: missing_named,
+    knows_owners: true,
 };
 
 #[cfg(target_os = "linux")]

@@ -90,6 +90,16 @@ impl Assembly {
         Ok(())
     }
 
+    /// Bytes received so far.
+    pub(crate) fn received(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The announced payload length.
+    pub(crate) fn total_len(&self) -> usize {
+        self.total_len
+    }
+
     /// Completes the transfer once the stream has ended: the acknowledgement carries the length
     /// and checksum of the reassembled payload (timings are left for the caller to fill), and
     /// the payload comes back with it.

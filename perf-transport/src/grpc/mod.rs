@@ -22,6 +22,8 @@
 //! the platform does not report it). A worker keeps the buffers of finished inline transfers for
 //! reuse, up to a byte budget, so a payload lands in memory that is already paged in.
 
+mod accept;
+mod budget;
 mod buffers;
 mod client;
 pub(crate) mod cpu;
@@ -70,8 +72,9 @@ pub const MAX_CHUNK_SIZE: usize = 4 << 20;
 /// header of the first chunk); a chunk message is at most its payload plus this.
 pub const MESSAGE_SLACK: usize = 4 << 10;
 
-/// Longest payload format name, in bytes.
-pub const MAX_FORMAT_LEN: usize = 128;
+/// Longest payload format name, in bytes, inline or by reference: the same bound as
+/// [`Reference`](crate::Reference)'s.
+pub use crate::reference::MAX_FORMAT_LEN;
 
 /// Size limit for the small messages (capabilities, references, acknowledgements) in either
 /// direction.

@@ -4,19 +4,21 @@
 use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
+use super::accept::{ConnectionLimits, Incoming};
 use super::endpoint::Endpoint;
 use super::error::{ServeError, error_chain};
 use super::proto::transfer_server::TransferServer;
-use super::service::TransferService;
+use super::service::{ReferenceHandler, ServiceConfig, TransferService};
 use super::{
     CONNECTION_WINDOW, CONTROL_MESSAGE_LIMIT, MAX_CHUNK_SIZE, MESSAGE_SLACK, STREAM_WINDOW,
 };
+use crate::reader::MAINTENANCE_INTERVAL;
 
 /// How often an idle connection is probed, so a host that died is noticed.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -24,6 +26,8 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the check for a live listener on an existing socket file may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Descriptors kept free of connections, for the listener, mappings being opened and the rest.
+const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// A bound listening socket, ready to serve.
 ///
@@ -79,6 +83,11 @@ impl Listener {
     /// Serves `service`, and the gRPC health service reporting it `SERVING`, until `shutdown`
     /// completes; then it reports `NOT_SERVING`, stops accepting connections and lets the calls
     /// in progress finish.
+    ///
+    /// Connections are bounded as [`ServiceConfig`] says (`max_connections`, lowered to fit
+    /// the process's limit of open files, and `handshake_timeout`); a failed accept backs off
+    /// instead of spinning. While serving, the reference handler's
+    /// [`ReferenceHandler::maintain`] runs every second.
     pub async fn serve<F>(self, service: TransferService, shutdown: F) -> Result<(), ServeError>
     where
         F: Future<Output = ()> + Send,
@@ -87,6 +96,8 @@ impl Listener {
         reporter
             .set_serving::<TransferServer<TransferService>>()
             .await;
+        let limits = connection_limits(service.config());
+        let maintenance = service.handler().map(|h| tokio::spawn(maintain(h)));
         let max_call_duration = service.config().max_call_duration;
         let transfer = TransferServer::new(service)
             .max_decoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK)
@@ -109,24 +120,48 @@ impl Listener {
         let served = match self.socket {
             #[cfg(unix)]
             Socket::Unix { listener, file } => {
-                let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
                 let served = router
-                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .serve_with_incoming_shutdown(Incoming::new(listener, limits), shutdown)
                     .await;
                 drop(file);
                 served
             }
             Socket::Tcp(listener) => {
-                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                 router
-                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .serve_with_incoming_shutdown(Incoming::new(listener, limits), shutdown)
                     .await
             }
         };
+        if let Some(task) = maintenance {
+            task.abort();
+        }
         served.map_err(|err| ServeError::Serve {
             endpoint,
             message: error_chain(&err),
         })
+    }
+}
+
+/// The bounds on connections `config` asks for, within this process's limit of open files.
+fn connection_limits(config: &ServiceConfig) -> ConnectionLimits {
+    let fit = perf_platform::open_file_limit().map_or(usize::MAX, |soft| {
+        usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS).max(1)).unwrap_or(usize::MAX)
+    });
+    ConnectionLimits {
+        max_connections: config.max_connections.min(fit),
+        handshake_timeout: config.handshake_timeout,
+    }
+}
+
+/// Runs the handler's upkeep every [`MAINTENANCE_INTERVAL`], one run at a time.
+async fn maintain(handler: Arc<dyn ReferenceHandler>) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let handler = Arc::clone(&handler);
+        // A panic in the upkeep is the handler's; serving goes on.
+        let _ = tokio::task::spawn_blocking(move || handler.maintain()).await;
     }
 }
 

@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::budget::{InlineBudget, ReserveError};
 use super::buffers::BufferPool;
 use super::cpu::{self, CpuTimed};
 use super::error::ConfigError;
@@ -24,6 +24,10 @@ const MAX_INLINE_CEILING: u64 = 16 << 30;
 const MAX_INFLIGHT_CEILING: u64 = 64 << 30;
 /// Longest value accepted for [`ServiceConfig::max_call_duration`]: one day.
 const MAX_CALL_CEILING: Duration = Duration::from_secs(24 * 60 * 60);
+/// Shortest value accepted for the timeouts of [`ServiceConfig`]: 10 ms.
+const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+/// Most connections a worker may be configured to keep open.
+const MAX_CONNECTIONS_CEILING: usize = 1 << 20;
 /// In-flight inline bytes are counted in units of this many bytes.
 const INFLIGHT_UNIT: u64 = 1024;
 
@@ -44,6 +48,14 @@ pub trait ReferenceHandler: Send + Sync {
         let _ = length;
         false
     }
+
+    /// Drops what the handler holds for transfers that are over (for a [`ReferenceReader`],
+    /// the mappings of segments their host released); a serving worker calls it every
+    /// [`MAINTENANCE_INTERVAL`] on a blocking thread.
+    ///
+    /// [`ReferenceReader`]: crate::ReferenceReader
+    /// [`MAINTENANCE_INTERVAL`]: crate::reader::MAINTENANCE_INTERVAL
+    fn maintain(&self) {}
 
     /// Checks `reference` and prepares to read a payload that the host is
     /// still writing, part by part; handlers that cannot do that refuse.
@@ -82,6 +94,20 @@ pub struct ServiceConfig {
     /// Longest any call may run, whatever deadline the host asked for, or when it asked for
     /// none. Default 5 minutes, at most a day.
     pub max_call_duration: Duration,
+    /// Longest a stream may go without a message (a chunk, or progress): then the call ends
+    /// with `DEADLINE_EXCEEDED` and gives back what it held. Default 15 s, at most a day.
+    pub stream_idle_timeout: Duration,
+    /// How long an inline transfer holding room may go without a chunk while another waits for
+    /// room; then it is preempted (`ABORTED`) and the waiter gets its room. Default 2 s, at most
+    /// `stream_idle_timeout`.
+    pub stall_timeout: Duration,
+    /// Most connections open at once. When they are all open, a new connection takes the place
+    /// of the oldest one that has not sent its HTTP/2 preface yet, or is closed if every open
+    /// one has. Serving lowers it to fit the process's limit of open files. Default 512.
+    pub max_connections: usize,
+    /// How long a new connection may take to send the HTTP/2 preface before it is closed.
+    /// Default 10 s, at most a day.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -92,6 +118,10 @@ impl Default for ServiceConfig {
             max_retained_buffer_bytes: 256 << 20,
             max_segment_bytes: 1 << 30,
             max_call_duration: Duration::from_secs(300),
+            stream_idle_timeout: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(2),
+            max_connections: 512,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -132,6 +162,42 @@ impl ServiceConfig {
                 format!("more than zero and at most {MAX_CALL_CEILING:?}"),
             ));
         }
+        let timeouts = [
+            (
+                "stream_idle_timeout",
+                self.stream_idle_timeout,
+                MAX_CALL_CEILING,
+                "one day",
+            ),
+            (
+                "stall_timeout",
+                self.stall_timeout,
+                self.stream_idle_timeout,
+                "stream_idle_timeout",
+            ),
+            (
+                "handshake_timeout",
+                self.handshake_timeout,
+                MAX_CALL_CEILING,
+                "one day",
+            ),
+        ];
+        for (field, value, max, max_name) in timeouts {
+            if value < MIN_TIMEOUT || value > max {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{value:?}"),
+                    format!("from {MIN_TIMEOUT:?} to {max_name} ({max:?})"),
+                ));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_CEILING {
+            return Err(ConfigError::new(
+                "max_connections",
+                self.max_connections,
+                format!("from 1 to {MAX_CONNECTIONS_CEILING}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -141,7 +207,7 @@ pub struct TransferService {
     config: ServiceConfig,
     handler: Option<Arc<dyn ReferenceHandler>>,
     /// Room for inline payloads being reassembled, in units of [`INFLIGHT_UNIT`] bytes.
-    inflight: Arc<Semaphore>,
+    inflight: InlineBudget,
     buffers: BufferPool,
 }
 
@@ -150,13 +216,13 @@ impl TransferService {
     pub fn new(config: ServiceConfig) -> Result<TransferService, ConfigError> {
         config.validate()?;
         let units = config.max_inflight_inline_bytes.div_ceil(INFLIGHT_UNIT);
-        let units = usize::try_from(units).unwrap_or(Semaphore::MAX_PERMITS);
+        let units = usize::try_from(units).unwrap_or(usize::MAX);
         // validate() bounds the budget by 64 GiB.
         let retained = usize::try_from(config.max_retained_buffer_bytes).unwrap_or(usize::MAX);
         Ok(TransferService {
+            inflight: InlineBudget::new(units, config.stall_timeout),
             config,
             handler: None,
-            inflight: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
             buffers: BufferPool::new(retained),
         })
     }
@@ -170,6 +236,23 @@ impl TransferService {
     /// The limits this service was built with.
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    /// The installed reference handler, if any.
+    pub(crate) fn handler(&self) -> Option<Arc<dyn ReferenceHandler>> {
+        self.handler.clone()
+    }
+
+    /// The next message of `stream`, or an error once it has been silent for the idle timeout.
+    async fn next_message<T>(&self, stream: &mut Streaming<T>) -> Result<Option<T>, Status> {
+        let idle = self.config.stream_idle_timeout;
+        match tokio::time::timeout(idle, stream.message()).await {
+            Ok(message) => message,
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "the stream sent nothing for {idle:?} (stream_idle_timeout); expected the next \
+                 message"
+            ))),
+        }
     }
 
     /// What this worker announces in negotiation: zero-copy only with a reference handler.
@@ -187,7 +270,7 @@ impl TransferService {
         &self,
         stream: &mut Streaming<InlineChunk>,
     ) -> Result<TransferAck, Status> {
-        let first = stream.message().await?.ok_or_else(|| {
+        let first = self.next_message(stream).await?.ok_or_else(|| {
             Status::invalid_argument(
                 "expected a first chunk carrying the header, got an empty stream",
             )
@@ -196,16 +279,32 @@ impl TransferService {
         // Bounded by max_inflight_inline_bytes, which validate() keeps far below u32::MAX units.
         let units = u32::try_from(header.total_len.div_ceil(INFLIGHT_UNIT))
             .map_err(|_| Status::resource_exhausted("inline payload too large to hold"))?;
-        let _room = self
+        let room = self
             .inflight
-            .acquire_many(units)
+            .reserve(units)
             .await
-            .map_err(|_| Status::unavailable("the worker is shutting down"))?;
+            .map_err(|ReserveError::Closed| Status::unavailable("the worker is shutting down"))?;
         let mut assembly = Assembly::new(header, &self.buffers)?;
         assembly.push(&first)?;
         drop(first);
-        while let Some(chunk) = stream.message().await? {
+        loop {
+            let next = tokio::select! {
+                next = self.next_message(stream) => next?,
+                () = room.preempted() => {
+                    return Err(Status::aborted(format!(
+                        "preempted: no chunk for {:?} (stall_timeout) while other transfers \
+                         waited for room; {} of {} bytes had arrived",
+                        self.config.stall_timeout,
+                        assembly.received(),
+                        assembly.total_len(),
+                    )));
+                }
+            };
+            let Some(chunk) = next else {
+                break;
+            };
             assembly.push(&chunk)?;
+            room.progressed();
         }
         let (ack, payload) = assembly.finish()?;
         // A real consumer would take the payload here; this worker only proves it arrived.
@@ -314,7 +413,7 @@ impl TransferService {
         handler: Arc<dyn ReferenceHandler>,
         stream: &mut Streaming<ReferenceProgress>,
     ) -> Result<(TransferAck, u64), Status> {
-        let first = stream.message().await?.ok_or_else(|| {
+        let first = self.next_message(stream).await?.ok_or_else(|| {
             Status::invalid_argument("expected a first message carrying the reference, got none")
         })?;
         let reference = first.reference.ok_or_else(|| {
@@ -344,7 +443,7 @@ impl TransferService {
                 cpu_ns += spent;
                 read = advanced?;
             }
-            match stream.message().await? {
+            match self.next_message(stream).await? {
                 Some(next) if next.reference.is_some() => {
                     return Err(Status::invalid_argument(
                         "expected progress after the first message, got a second reference",
@@ -388,6 +487,22 @@ mod tests {
             ..ServiceConfig::default()
         };
         assert_eq!(zero.validate().unwrap_err().field, "max_inline_bytes");
+        let stall_past_idle = ServiceConfig {
+            stall_timeout: Duration::from_secs(20),
+            ..ServiceConfig::default()
+        };
+        assert_eq!(
+            stall_past_idle.validate().unwrap_err().field,
+            "stall_timeout"
+        );
+        let no_connections = ServiceConfig {
+            max_connections: 0,
+            ..ServiceConfig::default()
+        };
+        assert_eq!(
+            no_connections.validate().unwrap_err().field,
+            "max_connections"
+        );
     }
 
     struct Echo;
