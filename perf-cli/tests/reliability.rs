@@ -1,6 +1,5 @@
 //! Reliability with real processes: a worker killed mid-transfer, and a host killed while holding named segments.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -10,6 +9,10 @@ use perf_core::{FixedPolicy, FixedProbe, Method, TransferRequest};
 use perfopt::platform::{NamedShm, NamedShmConfig};
 use perfopt::transport::grpc::{ClientConfig, Endpoint, WorkerClient, checksum};
 use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, Secret, SegmentPool};
+
+mod support;
+
+use support::WorkerChild;
 
 const MIB: usize = 1 << 20;
 
@@ -26,52 +29,6 @@ fn segments_of(pid: u32) -> usize {
             parts.len() == 5 && parts[0] == "perfopt" && parts[2] == pid.to_string()
         })
         .count()
-}
-
-/// A `perfopt worker` child on a socket in `dir`; killed when dropped.
-struct WorkerChild {
-    child: Child,
-    endpoint: Endpoint,
-}
-
-impl WorkerChild {
-    fn start(dir: &Path, name: &str, secret: &Path) -> WorkerChild {
-        let socket = dir.join(name);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
-            .arg("worker")
-            .arg("--listen")
-            .arg(format!("unix:{}", socket.display()))
-            .arg("--secret-file")
-            .arg(secret)
-            .arg("--peer-pid")
-            .arg(std::process::id().to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("perfopt worker starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = Endpoint::parse(line.trim().strip_prefix("listening ").unwrap()).unwrap();
-        WorkerChild { child, endpoint }
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{sig} failed");
-    }
-}
-
-impl Drop for WorkerChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn named_pool() -> SegmentPool {

@@ -392,3 +392,73 @@ fn a_payload_read_while_written_notices_a_truncation() {
     let err = read.advance(MIB as u64).unwrap_err();
     assert!(err.to_string().contains("resized"), "{err}");
 }
+
+/// Opens a TCP connection to `worker` and speaks just enough HTTP/2 to be established: the
+/// preface and an empty SETTINGS frame; then it neither reads nor answers pings.
+async fn silent_http2_peer(worker: &Worker) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let Endpoint::Tcp { host, port } = &worker.endpoint else {
+        panic!("a tcp worker, got {}", worker.endpoint);
+    };
+    let mut stream = tokio::net::TcpStream::connect((host.as_str(), *port))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    // A SETTINGS frame: length 0, type 4, no flags, stream 0.
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    stream
+}
+
+/// Reads and discards until the worker closes the connection; false if it is still open at
+/// the end of `wait`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    };
+    tokio::time::timeout(wait, drain).await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_answering_pings_is_disconnected() {
+    let service = TransferService::new(ServiceConfig {
+        keepalive_interval: Duration::from_millis(200),
+        keepalive_timeout: Duration::from_millis(200),
+        ..ServiceConfig::default()
+    })
+    .unwrap();
+    let worker = Worker::start(Transport::Tcp, service).await;
+    let mut peer = silent_http2_peer(&worker).await;
+    assert!(
+        closed_within(&mut peer, Duration::from_secs(20)).await,
+        "a peer that never acknowledged a ping is still connected after 20 s"
+    );
+    // A live host answers the pings and keeps its connection across them.
+    let client = worker.client().await;
+    client.negotiate().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.negotiate().await.unwrap();
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_keepalive_probes_a_silent_peer_would_stay() {
+    // The same peer against a worker probing rarely: still connected after the wait above, so
+    // the disconnection there is the probes' doing.
+    let worker = Worker::start(
+        Transport::Tcp,
+        TransferService::new(ServiceConfig::default()).unwrap(),
+    )
+    .await;
+    let mut peer = silent_http2_peer(&worker).await;
+    assert!(!closed_within(&mut peer, Duration::from_secs(2)).await);
+    drop(peer);
+    worker.stop().await;
+}

@@ -3,7 +3,11 @@
 // Each test binary uses the helpers it needs.
 #![allow(dead_code)]
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use perfopt::transport::grpc::Endpoint;
 
 use serde_json::Value;
 
@@ -31,4 +35,53 @@ pub(crate) fn json(args: &[&str]) -> Value {
     let o = perfopt(args);
     assert!(o.status.success(), "{}", stderr(&o));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// A `perfopt worker` child on a socket in `dir`; killed when dropped.
+pub(crate) struct WorkerChild {
+    pub(crate) child: Child,
+    pub(crate) endpoint: Endpoint,
+}
+
+impl WorkerChild {
+    /// Starts `perfopt worker` on socket `name` in `dir`, checking references with the secret
+    /// in `secret`, serving this process, and waits until it listens.
+    pub(crate) fn start(dir: &Path, name: &str, secret: &Path) -> WorkerChild {
+        let socket = dir.join(name);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+            .arg("worker")
+            .arg("--listen")
+            .arg(format!("unix:{}", socket.display()))
+            .arg("--secret-file")
+            .arg(secret)
+            .arg("--peer-pid")
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("perfopt worker starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = Endpoint::parse(line.trim().strip_prefix("listening ").unwrap()).unwrap();
+        WorkerChild { child, endpoint }
+    }
+
+    /// Sends signal `sig` (a name such as `STOP` or `KILL`).
+    pub(crate) fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+}
+
+impl Drop for WorkerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -20,10 +20,6 @@ use super::{
 };
 use crate::reader::MAINTENANCE_INTERVAL;
 
-/// How often an idle connection is probed, so a host that died is noticed.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
-/// How long a probe may go unanswered before the connection is closed.
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the check for a live listener on an existing socket file may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Descriptors kept free of connections, for the listener, mappings being opened and the rest.
@@ -98,7 +94,12 @@ impl Listener {
             .await;
         let limits = connection_limits(service.config());
         let maintenance = service.handler().map(|h| tokio::spawn(maintain(h)));
-        let max_call_duration = service.config().max_call_duration;
+        let config = service.config();
+        let (max_call_duration, keepalive_interval, keepalive_timeout) = (
+            config.max_call_duration,
+            config.keepalive_interval,
+            config.keepalive_timeout,
+        );
         let transfer = TransferServer::new(service)
             .max_decoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK)
             .max_encoding_message_size(CONTROL_MESSAGE_LIMIT);
@@ -106,8 +107,8 @@ impl Listener {
             .timeout(max_call_duration)
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .http2_keepalive_interval(Some(keepalive_interval))
+            .http2_keepalive_timeout(Some(keepalive_timeout))
             .add_service(health)
             .add_service(transfer);
         let shutdown = async move {

@@ -108,6 +108,12 @@ pub struct ServiceConfig {
     /// How long a new connection may take to send the HTTP/2 preface before it is closed.
     /// Default 10 s, at most a day.
     pub handshake_timeout: Duration,
+    /// How often a connection is probed with an HTTP/2 ping, so that a host that died or hung
+    /// is noticed. Default 20 s, at most a day.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed. Default 10 s, at
+    /// most a day.
+    pub keepalive_timeout: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -122,6 +128,8 @@ impl Default for ServiceConfig {
             stall_timeout: Duration::from_secs(2),
             max_connections: 512,
             handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -178,6 +186,18 @@ impl ServiceConfig {
             (
                 "handshake_timeout",
                 self.handshake_timeout,
+                MAX_CALL_CEILING,
+                "one day",
+            ),
+            (
+                "keepalive_interval",
+                self.keepalive_interval,
+                MAX_CALL_CEILING,
+                "one day",
+            ),
+            (
+                "keepalive_timeout",
+                self.keepalive_timeout,
                 MAX_CALL_CEILING,
                 "one day",
             ),
