@@ -1,10 +1,9 @@
 //! `perfopt config`: print the default, validate a file, and show what a change would do.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use perf_core::config::DEFAULT_CONFIG_TOML;
+use perf_core::config::{DEFAULT_CONFIG_TOML, KeyChange};
 use perf_core::{Config, Controller, DecisionContext, HumanSize, Name, Timestamp, TransferRequest};
 use serde_json::{Value, json};
 
@@ -59,17 +58,6 @@ pub(crate) fn run(cmd: &ConfigCommand) -> Result<(), Exit> {
     }
 }
 
-/// One changed key of the resolved configuration.
-#[derive(Debug, PartialEq)]
-pub(crate) struct KeyChange {
-    /// Dotted path, e.g. `pools.ml.settings.threshold`.
-    pub(crate) path: String,
-    /// Value before, if the key existed.
-    pub(crate) old: Option<Value>,
-    /// Value after, if the key exists.
-    pub(crate) new: Option<Value>,
-}
-
 /// One sample decision that a change would flip.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Flip {
@@ -86,7 +74,7 @@ pub(crate) struct Flip {
 /// What a configuration change would do.
 #[derive(Debug, PartialEq)]
 pub(crate) struct Diff {
-    /// Changed keys, after defaults are resolved into each pool.
+    /// Changed keys, pools and rules, after defaults are resolved into each pool.
     pub(crate) keys: Vec<KeyChange>,
     /// Sample decisions that change method.
     pub(crate) flips: Vec<Flip>,
@@ -94,93 +82,9 @@ pub(crate) struct Diff {
     pub(crate) samples: usize,
 }
 
-fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&p, v, out);
-            }
-        }
-        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
-            for (i, v) in items.iter().enumerate() {
-                flatten(&format!("{prefix}[{i}]"), v, out);
-            }
-        }
-        _ => {
-            out.insert(prefix.to_string(), v.clone());
-        }
-    }
-}
-
-fn flat(config: &Config) -> Result<BTreeMap<String, Value>, Exit> {
-    let v = serde_json::to_value(config).map_err(Exit::bad_input)?;
-    let mut out = BTreeMap::new();
-    flatten("", &v, &mut out);
-    Ok(out)
-}
-
 /// Compares two configurations key by key and by sample decisions.
 pub(crate) fn diff(old: &Config, new: &Config) -> Result<Diff, Exit> {
-    let (a, b) = (flat(old)?, flat(new)?);
-    let mut keys = Vec::new();
-    for (config, other, flat_config, added) in [(new, old, &b, true), (old, new, &a, false)] {
-        // A pool on one side only is one line, plus the settings it sets
-        // differently from that side's [defaults].
-        for name in config
-            .pools
-            .keys()
-            .filter(|n| !other.pools.contains_key(*n))
-        {
-            let mark = Some(Value::String("(pool)".into()));
-            let (o, n) = if added { (None, mark) } else { (mark, None) };
-            keys.push(KeyChange {
-                path: format!("pools.{name}"),
-                old: o,
-                new: n,
-            });
-            let prefix = format!("pools.{name}.settings.");
-            for (path, v) in flat_config.range(prefix.clone()..) {
-                let Some(key) = path.strip_prefix(&prefix) else {
-                    break;
-                };
-                if flat_config.get(&format!("defaults.{key}")) != Some(v) {
-                    let (o, n) = if added {
-                        (None, Some(v.clone()))
-                    } else {
-                        (Some(v.clone()), None)
-                    };
-                    keys.push(KeyChange {
-                        path: path.clone(),
-                        old: o,
-                        new: n,
-                    });
-                }
-            }
-        }
-    }
-    let one_sided = |path: &str| {
-        path.strip_prefix("pools.")
-            .and_then(|rest| rest.split('.').next())
-            .and_then(|pool| Name::new(pool).ok())
-            .is_some_and(|pool| old.pools.contains_key(&pool) != new.pools.contains_key(&pool))
-    };
-    for path in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
-        let (o, n) = (a.get(path), b.get(path));
-        if o != n && !one_sided(path) {
-            keys.push(KeyChange {
-                path: path.clone(),
-                old: o.cloned(),
-                new: n.cloned(),
-            });
-        }
-    }
-    keys.sort_by(|x, y| x.path.cmp(&y.path));
-
+    let keys = old.changes_to(new);
     let before = Controller::new(old.clone()).map_err(Exit::bad_input)?;
     let after = Controller::new(new.clone()).map_err(Exit::bad_input)?;
     let mut pools: Vec<Name> = old.pools.keys().chain(new.pools.keys()).copied().collect();
@@ -214,11 +118,6 @@ pub(crate) fn diff(old: &Config, new: &Config) -> Result<Diff, Exit> {
     })
 }
 
-fn show(v: &Option<Value>) -> String {
-    v.as_ref()
-        .map_or_else(|| "(absent)".to_string(), Value::to_string)
-}
-
 /// The text report of a diff.
 pub(crate) fn diff_text(d: &Diff) -> String {
     let mut out = String::new();
@@ -227,13 +126,7 @@ pub(crate) fn diff_text(d: &Diff) -> String {
     } else {
         out += &format!("{} key(s) change:\n", d.keys.len());
         for k in &d.keys {
-            let whole_pool = k.path.starts_with("pools.") && k.path.matches('.').count() == 1;
-            if whole_pool {
-                let what = if k.new.is_some() { "added" } else { "removed" };
-                out += &format!("  {}: pool {what}\n", k.path);
-            } else {
-                out += &format!("  {}: {} -> {}\n", k.path, show(&k.old), show(&k.new));
-            }
+            out += &format!("  {k}\n");
         }
     }
     if d.flips.is_empty() {
@@ -262,7 +155,7 @@ pub(crate) fn diff_text(d: &Diff) -> String {
 /// The JSON object of a diff.
 pub(crate) fn diff_json(d: &Diff) -> Value {
     json!({
-        "keys": d.keys.iter().map(|k| json!({"path": k.path, "old": k.old, "new": k.new})).collect::<Vec<_>>(),
+        "keys": d.keys,
         "flips": d.flips.iter().map(|f| json!({
             "pool": f.pool, "size": f.size,
             "old": {"method": f.old.0, "reason": f.old.1},

@@ -1,12 +1,12 @@
 //! Worker processes started by this one: a private directory, a secret, sockets, and clean shutdown.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use perfopt::platform::RunDir;
 use perfopt::transport::Secret;
 use perfopt::transport::grpc::Endpoint;
 
@@ -15,22 +15,17 @@ use crate::exit::Exit;
 /// How long a worker may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A private directory (0700) holding the secret and the workers' sockets;
-/// removed when dropped.
+/// A private run directory (0700) holding the secret and the workers' sockets; removed when
+/// dropped, and by the start-up sweep of `perfopt run` when this process dies first.
 pub(crate) struct Workspace {
-    dir: tempfile::TempDir,
+    dir: RunDir,
     secret: Secret,
 }
 
 impl Workspace {
-    /// A fresh directory with a fresh secret in it.
+    /// A fresh run directory in the temporary directory with a fresh secret in it.
     pub(crate) fn new() -> Result<Workspace, Exit> {
-        let dir = tempfile::Builder::new()
-            .prefix("perfopt-")
-            .tempdir()
-            .map_err(Exit::failed)?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
-            .map_err(Exit::failed)?;
+        let dir = RunDir::new().map_err(Exit::failed)?;
         let secret = Secret::generate().map_err(Exit::failed)?;
         secret
             .write_file(&dir.path().join("secret"))
@@ -50,6 +45,13 @@ impl Workspace {
     /// Starts worker number `index` on a Unix socket in this directory.
     pub(crate) fn spawn(&self, index: usize) -> Result<WorkerProcess, Exit> {
         let socket = self.dir.path().join(format!("worker-{index}.sock"));
+        // A long $TMPDIR makes a socket path that no socket can have; say so before starting.
+        Endpoint::parse(&format!("unix:{}", socket.display())).map_err(|e| {
+            Exit::failed(format_args!(
+                "no socket fits in the run directory {} (set TMPDIR to a shorter path): {e}",
+                self.dir.path().display()
+            ))
+        })?;
         WorkerProcess::spawn(&socket, Some(&self.secret_file()))
     }
 }

@@ -81,6 +81,11 @@ async fn shutdown(peer: Option<u32>) {
 /// Runs `perfopt worker` until it is told to stop.
 pub(crate) fn run(args: &WorkerArgs) -> Result<(), Exit> {
     let endpoint = Endpoint::parse(&args.listen).map_err(Exit::bad_input)?;
+    if let Some(pid) = args.peer_pid.filter(|&pid| !alive(pid)) {
+        return Err(Exit::bad_input(format!(
+            "--peer-pid {pid}: expected a live host process, found no process with that pid"
+        )));
+    }
     let service = service(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

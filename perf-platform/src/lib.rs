@@ -12,6 +12,9 @@
 //!   `shm_open(name)`. [`NamedShm::sweep_stale`] unlinks the segments of dead owner processes at
 //!   start-up; the owner's pid namespace, pid and start time are recorded in the name, so a
 //!   reused pid is not taken for the owner.
+//! - [`RunDir`] (Linux): a host's private directory (0700) for its secret and its workers'
+//!   sockets, named after its owner like a named segment; [`sweep_stale_run_dirs`] removes those
+//!   of dead owners at start-up.
 //! - [`InProcessShm`]: heap memory and a registry, for tests of the layers above.
 //! - [`ProcProbe`] (Linux): a [`ResourceProbe`] reading `/proc/stat`, `/proc/meminfo` and
 //!   `statvfs` on `/dev/shm`, sampled at most once a second and cached.
@@ -98,8 +101,8 @@ pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};
 pub use limits::{open_file_limit, raise_open_file_limit};
 #[cfg(target_os = "linux")]
 pub use linux::{
-    MemfdSegment, MemfdShm, MemfdView, NamedSegment, NamedShm, NamedShmConfig, NamedView,
-    SweepReport, SystemShm,
+    MemfdSegment, MemfdShm, MemfdView, NamedSegment, NamedShm, NamedShmConfig, NamedView, RunDir,
+    SweepReport, SystemShm, sweep_stale_run_dirs,
 };
 #[cfg(target_os = "macos")]
 pub use macos::{PosixSegment, PosixShm, PosixView};

@@ -3,6 +3,7 @@
 //! [`Config::from_toml_str`] validates the whole file and reports every error at
 //! once; a [`Config`] value is always valid, so applying one cannot fail half-way.
 
+mod diff;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use serde::Serialize;
 use crate::name::Name;
 use crate::vocab::{DataType, Format, Goal, Method};
 
+pub use diff::{Change, KeyChange};
 pub use parse::{ConfigError, ConfigErrors};
 
 /// The configuration version this build reads and writes.

@@ -1,15 +1,18 @@
-//! The Linux backends (memfd and named segments), the owner sweep, and Linux detection.
+//! The Linux backends (memfd and named segments), run directories, the owner sweeps, and Linux
+//! detection.
 
 mod memfd;
 mod named;
 pub(crate) mod pages;
 pub(crate) mod proc;
+mod rundir;
 mod sweep;
 mod sys;
 mod system;
 
 pub use memfd::{MemfdSegment, MemfdShm, MemfdView};
 pub use named::{NamedSegment, NamedShm, NamedShmConfig, NamedView};
+pub use rundir::{RunDir, sweep_stale_run_dirs};
 pub use sweep::SweepReport;
 pub use system::SystemShm;
 

@@ -1,5 +1,5 @@
-//! Owners of named segments: recorded in the name when a segment is made, and checked at
-//! start-up so that the segments of dead processes are unlinked.
+//! Owners of named segments and run directories: recorded in the name when one is made, and
+//! checked at start-up so that the segments of dead processes are unlinked.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -78,14 +78,15 @@ impl OwnerTag {
     }
 }
 
-/// What one sweep of the segment directory found.
+/// What one sweep of the segment directory, or of the parent of run directories, found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SweepReport {
-    /// Segments with our prefix.
+    /// Segments with our prefix, or entries named as run directories are.
     pub found: usize,
-    /// Those whose owner was dead, now unlinked.
+    /// Those whose owner was dead, now removed.
     pub removed: usize,
-    /// Those left in place: owner alive or not judged, another user's, or not removable.
+    /// Those left in place: owner alive or not judged, another user's, not a segment or
+    /// directory, or not removable.
     pub kept: usize,
 }
 

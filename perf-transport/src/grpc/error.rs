@@ -109,11 +109,10 @@ impl ClientError {
         // broke or could not be made); one the worker sent has none.
         let local = std::error::Error::source(status);
         if status.code() == Code::Unavailable || local.is_some() {
-            let message = match local.map(error_chain) {
-                Some(chain) if chain.starts_with(status.message()) => chain,
-                Some(chain) => format!("{}: {chain}", status.message()),
-                None => status.message().to_owned(),
-            };
+            let mut message = status.message().to_owned();
+            if let Some(source) = local {
+                push_chain(&mut message, source);
+            }
             return ClientError::Unavailable { call, message };
         }
         ClientError::Rejected {
@@ -175,14 +174,98 @@ pub enum ServeError {
     },
 }
 
-/// An error and its sources, joined by `: `.
+/// An error and its sources, joined by `: `; a source whose text is already in the message
+/// (tonic and hyper repeat their causes in their own texts) is left out.
 pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(it) = source {
-        text.push_str(": ");
-        text.push_str(&it.to_string());
-        source = it.source();
-    }
+    let mut text = String::new();
+    push_chain(&mut text, err);
     text
+}
+
+/// Appends `err` and its sources to `text`, each after `: `, leaving out those whose text is
+/// empty or already in `text`.
+fn push_chain(text: &mut String, err: &dyn std::error::Error) {
+    let mut next = Some(err);
+    while let Some(it) = next {
+        let part = it.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        next = it.source();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a fixed text and an optional source.
+    #[derive(Debug)]
+    struct Link(&'static str, Option<Box<Link>>);
+
+    impl std::fmt::Display for Link {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Link {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    fn chain(texts: &[&'static str]) -> Link {
+        texts
+            .iter()
+            .rev()
+            .fold(None, |source, text| Some(Link(text, source.map(Box::new))))
+            .unwrap()
+    }
+
+    #[test]
+    fn each_cause_is_told_once() {
+        let refused = "Connection refused (os error 111)";
+        let err = chain(&["transport error", refused, refused]);
+        assert_eq!(
+            error_chain(&err),
+            "transport error: Connection refused (os error 111)"
+        );
+        let wrapped = chain(&[
+            "error trying to connect: tcp connect error",
+            "tcp connect error",
+            refused,
+        ]);
+        assert_eq!(
+            error_chain(&wrapped),
+            "error trying to connect: tcp connect error: Connection refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn distinct_causes_are_all_kept_in_order() {
+        let err = chain(&["could not read", "", "permission denied"]);
+        assert_eq!(error_chain(&err), "could not read: permission denied");
+    }
+
+    #[test]
+    fn a_status_made_from_a_channel_error_tells_each_cause_once() {
+        // The shape tonic gives a call whose reconnection was refused.
+        let mut status = tonic::Status::new(Code::Unavailable, "tcp connect error");
+        status.set_source(std::sync::Arc::new(chain(&[
+            "transport error",
+            "tcp connect error",
+            "tcp connect error",
+            "Connection refused (os error 111)",
+        ])));
+        let err = ClientError::from_status("negotiate", Duration::from_secs(1), &status);
+        assert_eq!(
+            err.to_string(),
+            "negotiate failed, the worker is unavailable: tcp connect error: transport error: \
+             Connection refused (os error 111)"
+        );
+    }
 }
