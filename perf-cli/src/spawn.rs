@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use perfopt::platform::RunDir;
+use perfopt::platform::{RunDir, SweepReport, sweep_stale_run_dirs};
 use perfopt::transport::Secret;
 use perfopt::transport::grpc::Endpoint;
 
@@ -16,21 +16,30 @@ use crate::exit::Exit;
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A private run directory (0700) holding the secret and the workers' sockets; removed when
-/// dropped, and by the start-up sweep of `perfopt run` when this process dies first.
+/// dropped, and by the start-up sweep of the next command that makes one when this process dies
+/// first.
 pub(crate) struct Workspace {
     dir: RunDir,
     secret: Secret,
+    swept: SweepReport,
 }
 
 impl Workspace {
-    /// A fresh run directory in the temporary directory with a fresh secret in it.
+    /// Removes the run directories of dead hosts from the temporary directory, then makes a
+    /// fresh one with a fresh secret in it.
     pub(crate) fn new() -> Result<Workspace, Exit> {
+        let swept = sweep_stale_run_dirs(&std::env::temp_dir()).map_err(Exit::failed)?;
         let dir = RunDir::new().map_err(Exit::failed)?;
         let secret = Secret::generate().map_err(Exit::failed)?;
         secret
             .write_file(&dir.path().join("secret"))
             .map_err(Exit::failed)?;
-        Ok(Workspace { dir, secret })
+        Ok(Workspace { dir, secret, swept })
+    }
+
+    /// What the start-up sweep of dead hosts' run directories found.
+    pub(crate) fn swept(&self) -> SweepReport {
+        self.swept
     }
 
     /// The secret the workers check references with.

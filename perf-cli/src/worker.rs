@@ -87,6 +87,8 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<(), Exit> {
         )));
     }
     let service = service(args)?;
+    // The soft limit (often 1,024) would otherwise lower how many connections may be open.
+    perfopt::platform::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

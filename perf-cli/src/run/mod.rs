@@ -12,9 +12,7 @@ use perf_core::{
     ResourceProbe, SampleFilter, TransferPolicy, TransferRequest,
 };
 use perfopt::learn::{BackgroundEngine, LearnConfig, LearnedClassifier, LearningEngine};
-use perfopt::platform::{
-    MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm, sweep_stale_run_dirs,
-};
+use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
 use perfopt::store::Backend as _;
 use perfopt::transport::grpc::{ClientConfig, WorkerClient};
 use perfopt::transport::{
@@ -370,7 +368,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
 
     let named = NamedShm::new(NamedShmConfig::default()).map_err(Exit::failed)?;
     let swept = named.sweep_stale().map_err(Exit::failed)?;
-    let swept_dirs = sweep_stale_run_dirs(&std::env::temp_dir()).map_err(Exit::failed)?;
     let shm = Arc::new(SystemShm::new(
         MemfdShm::default(),
         named,
@@ -501,7 +498,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["failed"] = json!(failures.len());
     report["pool"] = json!(pool.stats());
     report["swept_segments"] = json!(swept.removed);
-    report["swept_run_dirs"] = json!(swept_dirs.removed);
+    report["swept_run_dirs"] = json!(links.workspace.swept().removed);
     report["workers_restarted"] = json!(links.restarts.load(Ordering::Relaxed));
     learn_feed.finish();
     engine.finish();
