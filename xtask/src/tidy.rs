@@ -1,6 +1,7 @@
 //! `cargo xtask tidy`: the architecture and convention checks, also run by plain `cargo test`.
 
 mod deps;
+mod docs;
 mod sources;
 
 use std::fmt;
@@ -42,7 +43,32 @@ pub(crate) fn run(root: &Path) -> Result<Vec<Violation>> {
             .with_context(|| format!("could not read {}", path.display()))?;
         violations.extend(sources::check(&relative(root, &path), &text));
     }
+    for path in doc_files(root)? {
+        let text = fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        let read = |file: &str| fs::read_to_string(root.join(file)).ok();
+        violations.extend(docs::check(&relative(root, &path), &text, read));
+    }
     Ok(violations)
+}
+
+/// The Markdown files of `docs/`, sorted; none if there is no such folder.
+fn doc_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let dir = root.join("docs");
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("could not list {}", dir.display()))?
+            .path();
+        if path.extension().is_some_and(|ext| ext == "md") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// Every `.rs` file under `root`, sorted, skipping `target` folders and hidden entries.
