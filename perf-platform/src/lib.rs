@@ -76,6 +76,7 @@
 
 mod cpu;
 mod detect;
+mod files;
 mod inprocess;
 mod names;
 mod options;
@@ -93,6 +94,7 @@ use perf_core::seams::PlatformShm;
 
 pub use cpu::thread_cpu_ns;
 pub use detect::{IoUringStatus, PlatformInfo, ThpMode, detect};
+pub use files::{FileError, FileKind, RegularFile, read_regular, read_regular_to_string};
 pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};
 #[cfg(target_os = "linux")]
 pub use linux::{
