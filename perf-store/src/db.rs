@@ -9,12 +9,15 @@ mod models;
 mod reader;
 mod storage;
 
+use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use perf_core::{SampleFilter, ThresholdChange, ThresholdError, ThresholdStore, TransferMetrics};
+use perf_core::{
+    Name, SampleFilter, ThresholdChange, ThresholdError, ThresholdStore, TransferMetrics,
+};
 use redb::backends::FileBackend;
 use redb::{
     Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -208,6 +211,22 @@ fn optional_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
         Err(TableError::TableDoesNotExist(_)) => Ok(0),
         Err(e) => Err(redb_err(e)),
     }
+}
+
+/// Every pool the store holds a transfer of, in alphabetical order: the pools of its hour buckets, which are
+/// kept longest (see [`crate::Retention`]).
+pub(crate) fn read_pools(txn: &ReadTransaction) -> Result<Vec<Name>, StoreError> {
+    let table = read_table(txn, BUCKETS)?;
+    let lo = bucket_key_prefix(Granularity::Hour, 0);
+    let mut pools = BTreeSet::new();
+    // Hour buckets sort last, so they run from `lo` to the end of the table.
+    for row in table.range(lo.as_slice()..).map_err(redb_err)? {
+        let (k, _) = row.map_err(redb_err)?;
+        pools.insert(decode_bucket_key(k.value())?.series.pool);
+    }
+    let mut pools: Vec<Name> = pools.into_iter().collect();
+    pools.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Ok(pools)
 }
 
 /// Whether `m` passes `filter` (its time is checked by the range scan).

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use perf_core::{ModelStoreError, SampleFilter, StoredModel, TransferMetrics, check_model};
+use perf_core::{ModelStoreError, Name, SampleFilter, StoredModel, TransferMetrics, check_model};
 use redb::backends::FileBackend;
 use redb::{Builder, Database, DatabaseError, ReadOnlyDatabase, ReadTransaction};
 
@@ -13,8 +13,8 @@ use super::file::{Access, open_store_file};
 use super::models::{guarded, list_in, load_in};
 use super::storage::ReadOnlyOverlay;
 use super::{
-    ModelInfo, TableRows, count_rows, expect_current, no_panic, read_buckets, read_samples,
-    redb_err, store_file, stored_version,
+    ModelInfo, TableRows, count_rows, expect_current, no_panic, read_buckets, read_pools,
+    read_samples, redb_err, store_file, stored_version,
 };
 use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
 
@@ -114,6 +114,11 @@ impl RedbReader {
         no_panic(|| count_rows(&self.db.begin_read()?))
     }
 
+    /// Every pool the store holds a transfer of, in alphabetical order (as far back as hour buckets are kept).
+    pub fn pools(&self) -> Result<Vec<Name>, StoreError> {
+        no_panic(|| read_pools(&self.db.begin_read()?))
+    }
+
     /// Every kept version of every model, as
     /// [`RedbModelStore::list_models`](crate::RedbModelStore::list_models) lists them.
     pub fn list_models(&self) -> Result<Vec<ModelInfo>, ModelStoreError> {
@@ -193,6 +198,11 @@ mod tests {
             3
         );
         assert_eq!(reader.list_models().unwrap(), Vec::new());
+        assert_eq!(
+            reader.pools().unwrap(),
+            Vec::<Name>::new(),
+            "no buckets yet"
+        );
         let err = reader.commit(&batch(1)).unwrap_err();
         assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
         drop(reader);
@@ -200,6 +210,41 @@ mod tests {
             std::fs::read(store_file(dir.path())).unwrap(),
             before,
             "reading leaves the file as it was"
+        );
+    }
+
+    #[test]
+    fn the_pools_are_those_of_the_hour_buckets() {
+        use crate::SeriesKey;
+        use perf_core::{DataType, Method};
+        let key = |granularity, pool: &str| BucketKey {
+            granularity,
+            start_secs: 3600,
+            series: SeriesKey {
+                pool: Name::new(pool).unwrap(),
+                method: Method::Grpc,
+                size_class: 12,
+                data_type: DataType::Bytes,
+            },
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let buckets = vec![
+            (key(Granularity::Second, "seconds-only"), Bucket::default()),
+            (key(Granularity::Hour, "ml"), Bucket::default()),
+            (key(Granularity::Minute, "ml"), Bucket::default()),
+            (key(Granularity::Hour, "etl"), Bucket::default()),
+        ];
+        RedbBackend::open(dir.path())
+            .unwrap()
+            .commit(&Batch {
+                samples: Vec::new(),
+                buckets,
+            })
+            .unwrap();
+        let pools = RedbReader::open(dir.path()).unwrap().pools().unwrap();
+        assert_eq!(
+            pools,
+            vec![Name::new("etl").unwrap(), Name::new("ml").unwrap()]
         );
     }
 
