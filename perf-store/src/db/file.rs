@@ -104,6 +104,11 @@ pub(crate) enum Access {
 
 /// Opens the store's file at `path` if it is a regular file (or missing, for
 /// [`Access::ReadWrite`]), and checks that what was opened is one.
+///
+/// The look and the open are two steps (this crate opens files with the standard library
+/// only, which has no non-blocking open): a FIFO put in place of the store between them would
+/// block the open. Only the data directory's owner can do that, and the directory is private
+/// (0700).
 pub(crate) fn open_store_file(path: &Path, access: Access) -> Result<File, StoreError> {
     let not_a_file = |what: &'static str| StoreError::NotAFile {
         path: path.to_path_buf(),
