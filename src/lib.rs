@@ -17,6 +17,12 @@
 //! | `abtest` | [`abtest`] | experiments between policies |
 //! | `monitor` | [`monitor`] | telemetry, exporters, regression detection |
 //!
+//! The platform layer itself is always built, whatever the features: the facade
+//! reads configuration files and calibration profiles through its bounded
+//! reader (regular files only, so a FIFO or `/dev/zero` given as a file is an
+//! error, never a hang) and, on Linux, samples resources with its probe. The
+//! `platform` feature only adds its API as the [`platform`] module.
+//!
 //! ```
 //! use perfopt::{Optimizer, TransferRequest, Method};
 //!
@@ -32,6 +38,9 @@ mod optimizer;
 mod watch;
 
 pub use optimizer::{Optimizer, OptimizerBuilder, OptimizerError, load_config, load_profile};
+/// What a path given as a file turned out to be when it is not a regular file
+/// (see [`OptimizerError::NotRegular`]).
+pub use perf_platform::FileKind;
 pub use watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 
 /// The vocabulary, the seam traits and the decision engine.

@@ -11,13 +11,14 @@ use perf_core::{
     ResourceProbe, ThresholdStore, Timestamp, TransferMetrics, TransferRequest,
     ZeroCopyAvailability,
 };
+use perf_platform::{FileError, FileKind};
 
 use crate::watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 
 /// Why an optimizer could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum OptimizerError {
-    /// The configuration file could not be read.
+    /// The configuration file could not be opened or read.
     #[error("cannot read configuration {path}: {source}")]
     Io {
         /// The file.
@@ -26,12 +27,21 @@ pub enum OptimizerError {
         source: std::io::Error,
     },
     /// The configuration file is larger than perfopt accepts.
-    #[error("configuration {path} is {len} bytes, expected at most {MAX_CONFIG_BYTES}")]
+    #[error(
+        "configuration {path} is larger than {MAX_CONFIG_BYTES} bytes, expected at most {MAX_CONFIG_BYTES}"
+    )]
     TooLarge {
         /// The file.
         path: PathBuf,
-        /// Its size.
-        len: u64,
+    },
+    /// The path names something other than a regular file (a FIFO, a device, a directory);
+    /// nothing was read from it.
+    #[error("configuration {path} is {kind}, expected a regular file")]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is.
+        kind: FileKind,
     },
     /// The configuration is invalid; nothing was applied.
     #[error("invalid configuration {path}:\n{errors}")]
@@ -61,20 +71,24 @@ pub fn load_config(path: &Path) -> Result<Config, OptimizerError> {
     read_config(path).map(|(_, config)| config)
 }
 
-/// Reads a file of at most [`MAX_CONFIG_BYTES`].
-fn read_bounded(path: &Path) -> Result<String, OptimizerError> {
-    let io = |source| OptimizerError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let len = std::fs::metadata(path).map_err(io)?.len();
-    if len > MAX_CONFIG_BYTES as u64 {
-        return Err(OptimizerError::TooLarge {
-            path: path.to_path_buf(),
-            len,
-        });
-    }
-    std::fs::read_to_string(path).map_err(io)
+/// Reads a regular file of at most [`MAX_CONFIG_BYTES`] bytes of text.
+pub(crate) fn read_bounded(path: &Path) -> Result<String, OptimizerError> {
+    let path_buf = || path.to_path_buf();
+    perf_platform::read_regular_to_string(path, MAX_CONFIG_BYTES as u64).map_err(|e| match e {
+        FileError::Open { source, .. } | FileError::Read { source, .. } => OptimizerError::Io {
+            path: path_buf(),
+            source,
+        },
+        FileError::NotRegular { kind, .. } => OptimizerError::NotRegular {
+            path: path_buf(),
+            kind,
+        },
+        FileError::TooLarge { .. } => OptimizerError::TooLarge { path: path_buf() },
+        FileError::NotText { source, .. } => OptimizerError::Io {
+            path: path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, source),
+        },
+    })
 }
 
 /// Reads and validates a calibration profile written by `perfopt bench`.
@@ -90,7 +104,13 @@ pub fn load_profile(path: &Path) -> Result<CostCoefficients, OptimizerError> {
 /// names (relative to the file's folder); returns the file's text too.
 pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerError> {
     let text = read_bounded(path)?;
-    let mut config = Config::from_toml_str(&text).map_err(|errors| OptimizerError::Config {
+    let config = parse_config(path, &text)?;
+    Ok((text, config))
+}
+
+/// Validates `text`, read from `path`, and reads the calibration profile it names.
+pub(crate) fn parse_config(path: &Path, text: &str) -> Result<Config, OptimizerError> {
+    let mut config = Config::from_toml_str(text).map_err(|errors| OptimizerError::Config {
         path: path.to_path_buf(),
         errors,
     })?;
@@ -98,7 +118,7 @@ pub(crate) fn read_config(path: &Path) -> Result<(String, Config), OptimizerErro
         let dir = path.parent().unwrap_or(Path::new("."));
         config.costs = load_profile(&dir.join(profile))?;
     }
-    Ok((text, config))
+    Ok(config)
 }
 
 /// Assembles an [`Optimizer`].
@@ -332,11 +352,11 @@ impl std::fmt::Debug for Optimizer {
 
 /// The machine's own resource probe where the platform has one, else an idle machine.
 fn default_probe() -> Arc<dyn ResourceProbe> {
-    #[cfg(all(feature = "platform", target_os = "linux"))]
+    #[cfg(target_os = "linux")]
     {
         Arc::new(perf_platform::ProcProbe::default())
     }
-    #[cfg(not(all(feature = "platform", target_os = "linux")))]
+    #[cfg(not(target_os = "linux"))]
     {
         Arc::new(perf_core::FixedProbe::default())
     }
@@ -439,5 +459,52 @@ impl Optimizer {
             executor = executor.with_sink(sink.clone());
         }
         Ok(executor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_given_as_configuration_is_refused_as_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_config(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                OptimizerError::NotRegular {
+                    kind: FileKind::Directory,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "configuration {} is a directory, expected a regular file",
+                dir.path().display()
+            )
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_given_as_profile_is_refused_without_reading_it() {
+        let err = load_profile(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "configuration /dev/zero is a character device, expected a regular file"
+        );
+    }
+
+    #[test]
+    fn a_file_past_the_bound_is_too_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.toml");
+        std::fs::write(&path, vec![b'#'; MAX_CONFIG_BYTES + 1]).unwrap();
+        let err = load_config(&path).unwrap_err();
+        assert!(matches!(err, OptimizerError::TooLarge { .. }), "{err:?}");
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use perf_core::Controller;
 
-use crate::optimizer::{OptimizerError, read_config};
+use crate::optimizer::{OptimizerError, parse_config, read_bounded};
 
 /// What happened when the watched file changed.
 #[derive(Debug)]
@@ -76,6 +76,7 @@ fn watch(
     on_reload: Option<ReloadCallback>,
     shared: Arc<Shared>,
 ) {
+    let mut unreadable: Option<String> = None;
     loop {
         {
             let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,31 +88,40 @@ fn watch(
                 break;
             }
         }
-        // Only a change of content counts; an unchanged file is not reloaded.
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
+        // Only a change of content counts; an unchanged file is not reloaded. The file is read
+        // through the same bounded reader as at start-up, so a FIFO or a device put in its
+        // place is refused at once instead of blocking this thread.
+        let text = match read_bounded(&path) {
+            Ok(text) => text,
+            Err(error) => {
+                // A file that cannot be read is reported once, not at every look.
+                let what = error.to_string();
+                if unreadable.as_deref() != Some(what.as_str()) {
+                    unreadable = Some(what);
+                    if let Some(f) = &on_reload {
+                        f(&ReloadEvent::Rejected { error });
+                    }
+                }
+                continue;
+            }
         };
+        unreadable = None;
         if last.as_deref() == Some(text.as_str()) {
             continue;
         }
-        let event = match read_config(&path) {
-            Ok((text, config)) => {
-                last = Some(text);
-                match controller.reload(config) {
-                    Ok(version) => ReloadEvent::Applied { version },
-                    Err(errors) => ReloadEvent::Rejected {
-                        error: OptimizerError::Config {
-                            path: path.clone(),
-                            errors,
-                        },
+        let event = match parse_config(&path, &text) {
+            Ok(config) => match controller.reload(config) {
+                Ok(version) => ReloadEvent::Applied { version },
+                Err(errors) => ReloadEvent::Rejected {
+                    error: OptimizerError::Config {
+                        path: path.clone(),
+                        errors,
                     },
-                }
-            }
-            Err(error) => {
-                last = Some(text);
-                ReloadEvent::Rejected { error }
-            }
+                },
+            },
+            Err(error) => ReloadEvent::Rejected { error },
         };
+        last = Some(text);
         if let Some(f) = &on_reload {
             f(&event);
         }
@@ -126,5 +136,58 @@ impl Drop for ConfigWatcher {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::ManuallyDrop;
+    use std::sync::mpsc;
+
+    use perf_core::Config;
+
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_in_place_of_the_file_is_rejected_without_blocking_the_watcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("perfopt.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("the mkfifo command (coreutils) runs");
+        assert!(made.success(), "mkfifo {} failed", path.display());
+        let controller = Arc::new(Controller::builder(Config::default()).build().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let report: ReloadCallback = Box::new(move |e: &ReloadEvent| {
+            let _ = tx.send(match e {
+                ReloadEvent::Applied { version } => format!("applied {version}"),
+                ReloadEvent::Rejected { error } => error.to_string(),
+            });
+        });
+        // Left undropped if the thread is stuck, so that a failure is a failure, not a hang.
+        let watcher = ManuallyDrop::new(ConfigWatcher::spawn(
+            path.clone(),
+            controller,
+            Duration::from_millis(10),
+            None,
+            Some(report),
+        ));
+        let event = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the watcher reports the FIFO within 10 s");
+        assert_eq!(
+            event,
+            format!(
+                "configuration {} is a FIFO, expected a regular file",
+                path.display()
+            )
+        );
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "an unchanged unreadable file is reported once"
+        );
+        drop(ManuallyDrop::into_inner(watcher));
     }
 }

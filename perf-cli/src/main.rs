@@ -1,5 +1,6 @@
 //! The `perfopt` command line: decide, configure, run workers, benchmark and run workloads.
 
+mod args;
 mod bench;
 mod collect;
 mod config_cmd;
@@ -74,7 +75,37 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // A command that prints with `println!` panics when its reader closed standard output
+    // (`perfopt stats | head`); that panic is the same quiet end as an `Output` write that
+    // fails with a broken pipe, so its message is not printed, and the unwinding is caught
+    // below. SIGPIPE keeps its ignored disposition: a host writing to sockets must not die of it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !exit::is_closed_output_panic(info.payload()) {
+            default_hook(info);
+        }
+    }));
+    let result =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.command))) {
+            Ok(result) => result,
+            Err(payload) if exit::is_closed_output_panic(payload.as_ref()) => {
+                Err(Exit::closed_output())
+            }
+            Err(payload) => std::panic::resume_unwind(payload),
+        };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit { code, message }) => {
+            if !message.is_empty() {
+                eprintln!("{message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<(), Exit> {
+    match command {
         Command::Decide(args) => decide::run(&args),
         Command::Config(cmd) => config_cmd::run(&cmd),
         Command::Run(args) => run::run(&args),
@@ -89,14 +120,5 @@ fn main() -> ExitCode {
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
         Command::Model(cmd) => model_cmd::run(&cmd),
         Command::Burn(args) => collect::burn(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Exit { code, message }) => {
-            if !message.is_empty() {
-                eprintln!("{message}");
-            }
-            ExitCode::from(code)
-        }
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::collect;
 use crate::exit::Exit;
-use crate::store_cmd::{DataDirArg, now, open};
+use crate::store_cmd::{DataDirArg, now, open, stored};
 
 /// `perfopt model ...`
 #[derive(Debug, Subcommand)]
@@ -92,17 +92,8 @@ struct Evidence {
 fn evidence(args: &EvidenceArgs, data: &DataDirArg) -> Result<Evidence, Exit> {
     let (text, mut source) = match &args.data {
         Some(path) => {
-            let len = std::fs::metadata(path)
-                .map_err(|e| Exit::bad_input(format_args!("--data {}: {e}", path.display())))?
-                .len();
-            if len > MAX_DATASET_BYTES {
-                return Err(Exit::bad_input(format_args!(
-                    "--data {}: {len} bytes, at most {MAX_DATASET_BYTES} accepted",
-                    path.display()
-                )));
-            }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| Exit::bad_input(format_args!("--data {}: {e}", path.display())))?;
+            let text = perfopt::platform::read_regular_to_string(path, MAX_DATASET_BYTES)
+                .map_err(|e| Exit::bad_input(format_args!("--data: {e}")))?;
             (text, format!("dataset {}", path.display()))
         }
         None => (
@@ -129,9 +120,8 @@ fn evidence(args: &EvidenceArgs, data: &DataDirArg) -> Result<Evidence, Exit> {
     let mut samples = dataset.samples;
     if args.stored {
         let dir = data.resolve()?;
-        if perfopt::store::db::store_file(&dir.path).exists() {
-            let backend = open(&dir)?;
-            let mut stored = backend
+        if let Some(reader) = stored(&dir)? {
+            let mut stored = reader
                 .samples(&SampleFilter::default(), MAX_STORED)
                 .map_err(Exit::failed)?;
             stored.reverse();
@@ -211,11 +201,10 @@ pub(crate) fn stored_model(
     data: &DataDirArg,
 ) -> Result<(Option<Classifier>, Option<String>), Exit> {
     let dir = data.resolve()?;
-    if !perfopt::store::db::store_file(&dir.path).exists() {
+    let Some(reader) = stored(&dir)? else {
         return Ok((None, None));
-    }
-    let backend = open(&dir)?;
-    match backend.models().load_model(MODEL_NAME) {
+    };
+    match reader.load_model(MODEL_NAME) {
         Ok(None) => Ok((None, None)),
         Ok(Some(stored)) => match Classifier::decode(&stored.bytes) {
             Ok(mut m) => {
@@ -231,9 +220,8 @@ pub(crate) fn stored_model(
 fn status(args: &StatusArgs) -> Result<(), Exit> {
     let dir = args.data.resolve()?;
     let (model, problem) = stored_model(&args.data)?;
-    let versions = if perfopt::store::db::store_file(&dir.path).exists() {
-        open(&dir)?
-            .models()
+    let versions = if let Some(reader) = stored(&dir)? {
+        reader
             .list_models()
             .map(|l| l.into_iter().filter(|m| m.name == MODEL_NAME).count())
             .unwrap_or(0)

@@ -14,7 +14,7 @@ use perfopt::store::Backend;
 use serde_json::{Value, json};
 
 use crate::exit::Exit;
-use crate::store_cmd::{DataDirArg, open};
+use crate::store_cmd::{DataDirArg, stored};
 
 /// Most stored samples a command trains on.
 const MAX_TRAINING_SAMPLES: usize = 1_000_000;
@@ -144,8 +144,7 @@ fn train(
     let dir = data.resolve()?;
     let learner = Learner::new(&platform(), config).map_err(Exit::bad_input)?;
     let mut samples = Vec::new();
-    if perfopt::store::db::store_file(&dir.path).exists() {
-        let backend = open(&dir)?;
+    if let Some(backend) = stored(&dir)? {
         let filter = SampleFilter {
             pool: Some(pool),
             ..SampleFilter::default()

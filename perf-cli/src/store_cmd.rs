@@ -1,19 +1,20 @@
 //! `perfopt stats`, `export`, `migrate` and `doctor`: reading, upgrading and checking the metrics store.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use perf_core::{Method, MetricsQuery, Name, Percentiles, SampleFilter, SeriesQuery, Timestamp};
 use perfopt::store::{
-    Backend, RedbBackend, StoreQuery, check,
+    Backend, RedbBackend, RedbReader, StoreFile, StoreQuery, check, check_access,
     datadir::{self, DataDir},
     migrate,
 };
 use serde_json::{Value, json};
 
-use crate::exit::Exit;
-use crate::run::parse_duration;
+use crate::args::{BUCKET_WIDTH, LOOK_BACK, RETENTION, parse_duration};
+use crate::exit::{Exit, Output};
 
 /// The data directory option every store command takes.
 #[derive(Debug, Args)]
@@ -37,6 +38,21 @@ pub(crate) fn open(dir: &DataDir) -> Result<RedbBackend, Exit> {
         .map_err(|e| Exit::failed(format_args!("{}: {e}", dir.path.display())))
 }
 
+/// Opens the store in `dir` for reading only: it works on a read-only filesystem.
+pub(crate) fn open_reader(dir: &DataDir) -> Result<RedbReader, Exit> {
+    RedbReader::open(&dir.path)
+        .map_err(|e| Exit::failed(format_args!("{}: {e}", dir.path.display())))
+}
+
+/// The store in `dir` opened for reading, or `None` when there is none yet; a path that is
+/// not a regular file is an error, never taken for a missing store.
+pub(crate) fn stored(dir: &DataDir) -> Result<Option<RedbReader>, Exit> {
+    match perfopt::store::db::inspect(&perfopt::store::db::store_file(&dir.path)) {
+        StoreFile::Missing => Ok(None),
+        _ => open_reader(dir).map(Some),
+    }
+}
+
 /// The wall clock.
 pub(crate) fn now() -> Timestamp {
     Timestamp(
@@ -57,10 +73,11 @@ pub(crate) struct StatsArgs {
     /// Only this method: zero_copy or grpc.
     #[arg(long)]
     method: Option<String>,
-    /// How far back (e.g. 15m, 1h, 7d is 168h).
+    /// How far back, 1s to 3650d (e.g. 15m, 1h, 7d is 168h, 30d); at most 100000 buckets
+    /// of the granularity.
     #[arg(long, default_value = "1h")]
     since: String,
-    /// Bucket width, 1s to 1h (e.g. 1s, 10s, 1m, 1h).
+    /// Bucket width, whole seconds from 1s to 1h (e.g. 1s, 10s, 1m, 1h).
     #[arg(long, default_value = "1m")]
     granularity: String,
     /// Also shows how latency correlates with size, format, compression
@@ -94,23 +111,39 @@ fn pct_json(p: &Percentiles) -> Value {
            "p50": p.p50, "p95": p.p95, "p99": p.p99, "p999": p.p999})
 }
 
+/// Fails when `pool` is not one the store holds transfers of, naming the ones it does.
+fn expect_known_pool(reader: &RedbReader, pool: Name) -> Result<(), Exit> {
+    let pools = reader.pools().map_err(Exit::failed)?;
+    if pools.contains(&pool) {
+        return Ok(());
+    }
+    let known = if pools.is_empty() {
+        "none yet".to_string()
+    } else {
+        pools
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Err(Exit::bad_input(format_args!(
+        "unknown --pool {:?}: the store {} holds no transfer of it, only of: {known}",
+        pool.as_str(),
+        reader.path().display()
+    )))
+}
+
 /// Runs `perfopt stats`.
 pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
-    let since = parse_duration(&args.since).map_err(Exit::bad_input)?;
-    let width = parse_duration(&args.granularity).map_err(Exit::bad_input)?;
+    let since = parse_duration("--since", &args.since, &LOOK_BACK).map_err(Exit::bad_input)?;
+    let width = parse_duration("--granularity", &args.granularity, &BUCKET_WIDTH)
+        .map_err(Exit::bad_input)?;
     let (pool, method) = filters(&args.pool, &args.method)?;
-    let granularity_secs = u32::try_from(width.as_secs())
-        .ok()
-        .filter(|s| (1..=3600).contains(s) && width.subsec_nanos() == 0)
-        .ok_or_else(|| {
-            Exit::bad_input(format_args!(
-                "--granularity {} is out of range, expected whole seconds from 1s to 1h",
-                args.granularity
-            ))
-        })?;
+    // Whole seconds from 1 s to 1 h, so it fits.
+    let granularity_secs = width.as_secs() as u32;
     let dir = args.data.resolve()?;
-    let backend: Arc<dyn Backend> = Arc::new(open(&dir)?);
-    let query = StoreQuery::new(backend);
+    let reader = open_reader(&dir)?;
+    let query = StoreQuery::new(Arc::new(reader.clone()) as Arc<dyn Backend>);
     let to = now();
     let q = SeriesQuery {
         pool,
@@ -121,6 +154,11 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
     };
     let points = query.series(&q).map_err(Exit::bad_input)?;
     let total = query.summary(&q).map_err(Exit::failed)?;
+    if let Some(pool) = pool
+        && total.latency_us.count == 0
+    {
+        expect_known_pool(&reader, pool)?;
+    }
     let profile = if args.profile {
         let filter = SampleFilter {
             pool,
@@ -132,6 +170,7 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
     } else {
         None
     };
+    let mut out = Output::new();
     if args.json {
         let buckets: Vec<Value> = points
             .iter()
@@ -148,7 +187,7 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
                 })
             })
             .collect();
-        let out = json!({
+        let json = json!({
             "data_dir": dir.path,
             "granularity_secs": granularity_secs,
             "total_transfers": total.latency_us.count,
@@ -156,25 +195,28 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
             "buckets": buckets,
             "profile": profile,
         });
-        println!("{out}");
-        return Ok(());
+        writeln!(out, "{json}")?;
+        return out.finish();
     }
-    println!(
+    writeln!(
+        out,
         "{} transfers in the last {} ({}), latency p50 {} p99 {}",
         total.latency_us.count,
         args.since,
         dir.path.display(),
         perf_core::HumanMicros(total.latency_us.p50),
         perf_core::HumanMicros(total.latency_us.p99),
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "\n  {:<20} {:>8} {:>10} {:>10} {:>10} {:>10}",
         "bucket (unix s)", "count", "p50", "p95", "p99", "p99.9"
-    );
+    )?;
     for p in &points {
         let l = &p.latency_us;
         let us = |v: f64| perf_core::HumanMicros(v).to_string();
-        println!(
+        writeln!(
+            out,
             "  {:<20} {:>8} {:>10} {:>10} {:>10} {:>10}",
             p.start.0 / 1_000_000_000,
             l.count,
@@ -182,10 +224,10 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
             us(l.p95),
             us(l.p99),
             us(l.p999)
-        );
+        )?;
     }
     if let Some(p) = &profile {
-        println!("\n  latency by ({} samples)", p.samples);
+        writeln!(out, "\n  latency by ({} samples)", p.samples)?;
         let tables = [
             ("size class", &p.by_size),
             ("format", &p.by_format),
@@ -193,20 +235,21 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
             ("cpu load", &p.by_load),
         ];
         for (what, rows) in tables {
-            println!("  {what}:");
+            writeln!(out, "  {what}:")?;
             for r in rows {
-                println!(
+                writeln!(
+                    out,
                     "    {:<18} {:>8} transfers  p50 {:>10}  p95 {:>10}  {:>8.0} MiB/s",
                     r.group,
                     r.count,
                     perf_core::HumanMicros(r.latency_p50_us).to_string(),
                     perf_core::HumanMicros(r.latency_p95_us).to_string(),
                     r.mean_throughput_bps / (1024.0 * 1024.0)
-                );
+                )?;
             }
         }
     }
-    Ok(())
+    out.finish()
 }
 
 /// Export formats.
@@ -223,7 +266,7 @@ pub(crate) enum ExportFormat {
 pub(crate) struct ExportArgs {
     #[command(flatten)]
     data: DataDirArg,
-    /// How far back.
+    /// How far back, 1s to 3650d (e.g. 15m, 24h, 7d, 30d).
     #[arg(long, default_value = "24h")]
     since: String,
     /// Output format.
@@ -236,7 +279,7 @@ pub(crate) struct ExportArgs {
 
 /// Runs `perfopt export`: raw samples, oldest first, on standard output.
 pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
-    let since = parse_duration(&args.since).map_err(Exit::bad_input)?;
+    let since = parse_duration("--since", &args.since, &LOOK_BACK).map_err(Exit::bad_input)?;
     if !(1..=1_000_000).contains(&args.limit) {
         return Err(Exit::bad_input(format_args!(
             "--limit {} is out of range, expected 1 to 1000000",
@@ -244,22 +287,25 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
         )));
     }
     let dir = args.data.resolve()?;
-    let backend = open(&dir)?;
+    let reader = open_reader(&dir)?;
     let filter = SampleFilter {
         since: Timestamp(now().0.saturating_sub(since.as_nanos() as u64)),
         ..SampleFilter::default()
     };
-    let mut samples = backend.samples(&filter, args.limit).map_err(Exit::failed)?;
+    let mut samples = reader.samples(&filter, args.limit).map_err(Exit::failed)?;
     samples.reverse();
-    let mut out = String::new();
+    let mut out = Output::new();
     if args.format == ExportFormat::Csv {
-        out += "started_at_ns,pool,method,decided_method,reason,size,data_type,format,latency_us,throughput_bps,memory_bytes,cpu_time_us,decision_ns,fallback,success\n";
+        writeln!(
+            out,
+            "started_at_ns,pool,method,decided_method,reason,size,data_type,format,latency_us,throughput_bps,memory_bytes,cpu_time_us,decision_ns,fallback,success"
+        )?;
     }
     for m in &samples {
         match args.format {
             ExportFormat::Jsonl => {
-                out += &serde_json::to_string(m).map_err(Exit::failed)?;
-                out.push('\n');
+                serde_json::to_writer(&mut out, m).map_err(std::io::Error::from)?;
+                writeln!(out)?;
             }
             ExportFormat::Csv => {
                 let fallback = m
@@ -267,8 +313,9 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
                     .and_then(|f| serde_json::to_value(f).ok())
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                out += &format!(
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     m.started_at.0,
                     m.pool,
                     m.method,
@@ -284,12 +331,11 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
                     m.decision_ns,
                     fallback,
                     m.success
-                );
+                )?;
             }
         }
     }
-    print!("{out}");
-    Ok(())
+    out.finish()
 }
 
 /// Runs `perfopt migrate`.
@@ -297,103 +343,137 @@ pub(crate) fn run_migrate(args: &DataDirArg) -> Result<(), Exit> {
     let dir = args.resolve()?;
     let report = migrate(&dir.path)
         .map_err(|e| Exit::failed(format_args!("{}: {e}", dir.path.display())))?;
+    let mut out = Output::new();
     match report.backup {
-        Some(backup) => println!(
+        Some(backup) => writeln!(
+            out,
             "migrated {} from schema version {} to {}; backup at {}",
             dir.path.display(),
             report.from,
             report.to,
             backup.display()
-        ),
-        None => println!(
+        )?,
+        None => writeln!(
+            out,
             "{} is at schema version {}, nothing to do",
             dir.path.display(),
             report.to
-        ),
+        )?,
     }
-    Ok(())
+    out.finish()
+}
+
+/// `yes`, or `no` and why.
+fn verdict(result: &Result<(), String>) -> String {
+    match result {
+        Ok(()) => "yes".to_string(),
+        Err(e) => format!("no ({e})"),
+    }
 }
 
 /// Runs `perfopt doctor`: platform, data directory and store, and a configuration if given.
+///
+/// It reports what `run` (the store opened for writing, the directory for new files) and
+/// `stats` and `export` (the store opened for reading) would meet, without opening anything
+/// that is not a regular file, and exits 1 listing every problem.
 pub(crate) fn doctor(args: &DataDirArg, config: Option<&PathBuf>) -> Result<(), Exit> {
+    // A `--config` that names no readable regular file is a bad argument, not a finding.
+    let config = config.map(|path| (path, perfopt::load_config(path)));
+    if let Some((_, Err(e))) = &config
+        && !matches!(e, perfopt::OptimizerError::Config { .. })
+    {
+        return Err(Exit::bad_input(e));
+    }
     let mut problems = Vec::new();
+    let mut out = Output::new();
     let info = perfopt::platform::detect();
-    println!(
+    writeln!(
+        out,
         "platform: {}",
         serde_json::to_string(&info).unwrap_or_default()
-    );
+    )?;
     match datadir::resolve(args.data_dir.as_deref()) {
         Ok(dir) => {
-            println!(
+            writeln!(
+                out,
                 "data directory: {} (from {})",
                 dir.path.display(),
                 dir.source
-            );
-            let store = perfopt::store::db::store_file(&dir.path);
-            if store.exists() {
-                let report = check(&dir.path);
-                println!(
-                    "metrics store: {} bytes, schema version {}, {} samples, {} buckets, {} threshold changes",
-                    report.file_bytes.unwrap_or(0),
-                    report
-                        .schema_version
-                        .map_or_else(|| "unknown".to_string(), |v| v.to_string()),
-                    report.rows.samples,
-                    report.rows.buckets,
-                    report.rows.thresholds
-                );
-                problems.extend(
-                    report
-                        .problems
-                        .iter()
-                        .map(|p| format!("metrics store: {p}")),
-                );
-            } else {
-                println!(
+            )?;
+            let access = check_access(&dir.path);
+            writeln!(
+                out,
+                "data directory writable (new store, migration backups): {}",
+                verdict(&access.directory)
+            )?;
+            match &access.store {
+                StoreFile::Missing => writeln!(
+                    out,
                     "metrics store: none yet ({} will be created by perfopt run)",
-                    store.display()
-                );
+                    access.path.display()
+                )?,
+                StoreFile::Regular { .. } => {
+                    let report = check(&dir.path);
+                    writeln!(
+                        out,
+                        "metrics store: {} bytes, schema version {}, {} samples, {} buckets, {} threshold changes",
+                        report.file_bytes.unwrap_or(0),
+                        report
+                            .schema_version
+                            .map_or_else(|| "unknown".to_string(), |v| v.to_string()),
+                        report.rows.samples,
+                        report.rows.buckets,
+                        report.rows.thresholds
+                    )?;
+                    problems.extend(
+                        report
+                            .problems
+                            .iter()
+                            .map(|p| format!("metrics store: {p}")),
+                    );
+                }
+                StoreFile::NotRegular { what } => writeln!(
+                    out,
+                    "metrics store: {} is {what}, not a store",
+                    access.path.display()
+                )?,
+                StoreFile::Unknown { reason } => writeln!(
+                    out,
+                    "metrics store: {} cannot be looked at ({reason})",
+                    access.path.display()
+                )?,
             }
+            if let Some(write) = &access.write {
+                writeln!(
+                    out,
+                    "metrics store opens for writing (run, cleanup, migrate): {}",
+                    verdict(write)
+                )?;
+            }
+            if let Some(read) = &access.read {
+                writeln!(
+                    out,
+                    "metrics store opens for reading (stats, export): {}",
+                    verdict(read)
+                )?;
+            }
+            problems.extend(access.problems());
         }
         Err(e) => problems.push(format!("data directory: {e}")),
     }
-    if let Some(path) = config {
-        match perfopt::load_config(path) {
-            Ok(_) => println!("configuration {}: ok", path.display()),
+    if let Some((path, loaded)) = config {
+        match loaded {
+            Ok(_) => writeln!(out, "configuration {}: ok", path.display())?,
             Err(e) => problems.push(e.to_string()),
         }
     }
     if problems.is_empty() {
-        println!("ok");
-        Ok(())
+        writeln!(out, "ok")?;
+        out.finish()
     } else {
+        out.finish()?;
         Err(Exit::failed(problems.join("\nerror: ")))
     }
-}
-
-/// Reads a retention period: `90m`, `36h`, `7d`; from 1 minute to 3650 days.
-pub(crate) fn parse_keep(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid period {text:?}, expected e.g. 90m, 36h, 7d"))?;
-    let secs = match unit {
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3600),
-        "d" => n.saturating_mul(86_400),
-        _ => {
-            return Err(format!(
-                "invalid period {text:?}, expected a unit m, h or d"
-            ));
-        }
-    };
-    if !(60..=3650 * 86_400).contains(&secs) {
-        return Err(format!(
-            "period {text:?} is out of range, expected 1m to 3650d"
-        ));
-    }
-    Ok(std::time::Duration::from_secs(secs))
 }
 
 /// Arguments of `perfopt cleanup`.
@@ -401,16 +481,16 @@ pub(crate) fn parse_keep(text: &str) -> Result<std::time::Duration, String> {
 pub(crate) struct CleanupArgs {
     #[command(flatten)]
     data: DataDirArg,
-    /// How long raw samples are kept.
+    /// How long raw samples are kept, 1m to 3650d (e.g. 90m, 36h, 7d).
     #[arg(long, default_value = "7d")]
     keep_samples: String,
-    /// How long 1-second buckets are kept.
+    /// How long 1-second buckets are kept, 1m to 3650d.
     #[arg(long, default_value = "1d")]
     keep_seconds: String,
-    /// How long 1-minute buckets are kept.
+    /// How long 1-minute buckets are kept, 1m to 3650d.
     #[arg(long, default_value = "30d")]
     keep_minutes: String,
-    /// How long 1-hour buckets are kept.
+    /// How long 1-hour buckets are kept, 1m to 3650d.
     #[arg(long, default_value = "365d")]
     keep_hours: String,
     /// Archives what is removed to a compressed file in this directory first.
@@ -423,20 +503,22 @@ pub(crate) struct CleanupArgs {
 
 /// Runs `perfopt cleanup`: removes metrics past their retention, archiving them first if asked.
 pub(crate) fn cleanup(args: &CleanupArgs) -> Result<(), Exit> {
-    let keep = |t: &str| parse_keep(t).map_err(Exit::bad_input);
+    let keep = |flag: &str, t: &str| parse_duration(flag, t, &RETENTION).map_err(Exit::bad_input);
     let retention = perfopt::store::Retention {
-        samples: keep(&args.keep_samples)?,
-        second_buckets: keep(&args.keep_seconds)?,
-        minute_buckets: keep(&args.keep_minutes)?,
-        hour_buckets: keep(&args.keep_hours)?,
+        samples: keep("--keep-samples", &args.keep_samples)?,
+        second_buckets: keep("--keep-seconds", &args.keep_seconds)?,
+        minute_buckets: keep("--keep-minutes", &args.keep_minutes)?,
+        hour_buckets: keep("--keep-hours", &args.keep_hours)?,
         archive_dir: args.archive_dir.clone(),
     };
     let dir = args.data.resolve()?;
     let report = open(&dir)?
         .clean_up(&retention, now())
         .map_err(Exit::failed)?;
+    let mut out = Output::new();
     if args.json {
-        println!(
+        writeln!(
+            out,
             "{}",
             json!({
                 "samples": report.samples,
@@ -446,9 +528,10 @@ pub(crate) fn cleanup(args: &CleanupArgs) -> Result<(), Exit> {
                 "total": report.total(),
                 "archive": report.archive,
             })
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "removed {} rows: {} samples, {} 1 s buckets, {} 1 min buckets, {} 1 h buckets{}",
             report.total(),
             report.samples,
@@ -459,22 +542,7 @@ pub(crate) fn cleanup(args: &CleanupArgs) -> Result<(), Exit> {
                 .archive
                 .as_ref()
                 .map_or_else(String::new, |a| format!("; archived to {}", a.display()))
-        );
+        )?;
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_periods_parse_with_units_and_bounds() {
-        assert_eq!(parse_keep("7d").unwrap().as_secs(), 7 * 86_400);
-        assert_eq!(parse_keep("36h").unwrap().as_secs(), 36 * 3600);
-        assert_eq!(parse_keep("90m").unwrap().as_secs(), 5400);
-        for bad in ["", "7", "7w", "0m", "3651d", "-1d", "soon"] {
-            assert!(parse_keep(bad).is_err(), "{bad}");
-        }
-    }
+    out.finish()
 }

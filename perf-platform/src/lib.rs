@@ -79,6 +79,7 @@
 
 mod cpu;
 mod detect;
+mod files;
 mod inprocess;
 mod limits;
 mod names;
@@ -97,6 +98,7 @@ use perf_core::seams::PlatformShm;
 
 pub use cpu::thread_cpu_ns;
 pub use detect::{IoUringStatus, PlatformInfo, ThpMode, detect};
+pub use files::{FileError, FileKind, RegularFile, read_regular, read_regular_to_string};
 pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};
 pub use limits::{open_file_limit, raise_open_file_limit};
 #[cfg(target_os = "linux")]

@@ -4,23 +4,31 @@
 
 mod check;
 mod codec;
+mod file;
 mod models;
+mod reader;
 mod storage;
 
-use std::fs::OpenOptions;
+use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use perf_core::{SampleFilter, ThresholdChange, ThresholdError, ThresholdStore, TransferMetrics};
+use perf_core::{
+    Name, SampleFilter, ThresholdChange, ThresholdError, ThresholdStore, TransferMetrics,
+};
+use redb::backends::FileBackend;
 use redb::{
-    Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError,
+    Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    TableDefinition, TableError,
 };
 
-pub use check::{CheckReport, TableRows, check};
+pub use check::{AccessReport, CheckReport, TableRows, check, check_access};
 pub use codec::SCHEMA_VERSION;
+pub use file::{StoreFile, inspect};
 pub use models::{MODEL_VERSIONS_KEPT, ModelInfo, RedbModelStore};
+pub use reader::RedbReader;
 pub use storage::WriteFaults;
 
 pub(crate) use codec::{
@@ -95,7 +103,8 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
-/// Opens (or creates) the redb file at `path`, without looking at the schema.
+/// Opens (or creates) the redb file at `path`, without looking at the schema; refuses a path
+/// that is not a regular file without opening it.
 pub(crate) fn open_database(
     path: &Path,
     config: &RedbConfig,
@@ -105,16 +114,13 @@ pub(crate) fn open_database(
     builder
         .set_cache_size(config.cache_bytes)
         .set_check_integrity_on_open(config.verify_on_open);
+    let file = file::open_store_file(path, file::Access::ReadWrite)?;
     no_panic(|| match faults {
-        None => builder.create(path).map_err(redb_err),
+        None => {
+            let backend = FileBackend::new(file).map_err(redb_err)?;
+            builder.create_with_backend(backend).map_err(redb_err)
+        }
         Some(faults) => {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(path)
-                .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
             let backend = storage::FaultyFile::new(file, faults).map_err(redb_err)?;
             builder.create_with_backend(backend).map_err(redb_err)
         }
@@ -207,6 +213,22 @@ fn optional_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
+/// Every pool the store holds a transfer of, in alphabetical order: the pools of its hour buckets, which are
+/// kept longest (see [`crate::Retention`]).
+pub(crate) fn read_pools(txn: &ReadTransaction) -> Result<Vec<Name>, StoreError> {
+    let table = read_table(txn, BUCKETS)?;
+    let lo = bucket_key_prefix(Granularity::Hour, 0);
+    let mut pools = BTreeSet::new();
+    // Hour buckets sort last, so they run from `lo` to the end of the table.
+    for row in table.range(lo.as_slice()..).map_err(redb_err)? {
+        let (k, _) = row.map_err(redb_err)?;
+        pools.insert(decode_bucket_key(k.value())?.series.pool);
+    }
+    let mut pools: Vec<Name> = pools.into_iter().collect();
+    pools.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    Ok(pools)
+}
+
 /// Whether `m` passes `filter` (its time is checked by the range scan).
 fn passes(filter: &SampleFilter, m: &TransferMetrics) -> bool {
     filter.pool.is_none_or(|p| p == m.pool)
@@ -279,15 +301,80 @@ impl RedbBackend {
 
     /// How many rows each table holds.
     pub fn rows(&self) -> Result<TableRows, StoreError> {
-        use redb::ReadableTableMetadata;
-        let txn = self.db.begin_read().map_err(redb_err)?;
-        Ok(TableRows {
-            samples: read_table(&txn, SAMPLES)?.len().map_err(redb_err)?,
-            buckets: read_table(&txn, BUCKETS)?.len().map_err(redb_err)?,
-            thresholds: read_table(&txn, THRESHOLDS)?.len().map_err(redb_err)?,
-            models: optional_rows(&txn, MODELS)?,
-        })
+        count_rows(&self.db.begin_read().map_err(redb_err)?)
     }
+}
+
+/// How many rows each table of `txn` holds.
+pub(crate) fn count_rows(txn: &ReadTransaction) -> Result<TableRows, StoreError> {
+    use redb::ReadableTableMetadata;
+    Ok(TableRows {
+        samples: read_table(txn, SAMPLES)?.len().map_err(redb_err)?,
+        buckets: read_table(txn, BUCKETS)?.len().map_err(redb_err)?,
+        thresholds: read_table(txn, THRESHOLDS)?.len().map_err(redb_err)?,
+        models: optional_rows(txn, MODELS)?,
+    })
+}
+
+/// The buckets of `granularity` in `from_secs..to_secs`, as [`Backend::buckets`] returns them.
+pub(crate) fn read_buckets(
+    txn: &ReadTransaction,
+    granularity: Granularity,
+    from_secs: u64,
+    to_secs: u64,
+) -> Result<Vec<(BucketKey, Bucket)>, StoreError> {
+    if from_secs >= to_secs {
+        return Ok(Vec::new());
+    }
+    let lo = bucket_key_prefix(granularity, from_secs);
+    let hi = bucket_key_prefix(granularity, to_secs);
+    let table = read_table(txn, BUCKETS)?;
+    let mut out = Vec::new();
+    for row in table
+        .range(lo.as_slice()..hi.as_slice())
+        .map_err(redb_err)?
+    {
+        if out.len() == MAX_BUCKETS_PER_READ {
+            return Err(StoreError::Invalid(format!(
+                "range {from_secs}..{to_secs} holds more than {MAX_BUCKETS_PER_READ} buckets \
+                 of {granularity:?}, expected fewer; use a coarser granularity or a shorter range"
+            )));
+        }
+        let (k, v) = row.map_err(redb_err)?;
+        let key = decode_bucket_key(k.value())?;
+        let bucket = Bucket::from_bytes(v.value())
+            .map_err(|e| StoreError::Corrupt(format!("bucket {key:?}: {e}")))?;
+        out.push((key, bucket));
+    }
+    Ok(out)
+}
+
+/// The newest `limit` samples passing `filter`, as [`Backend::samples`] returns them.
+pub(crate) fn read_samples(
+    txn: &ReadTransaction,
+    filter: &SampleFilter,
+    limit: usize,
+) -> Result<Vec<TransferMetrics>, StoreError> {
+    let limit = limit.min(MAX_SAMPLE_LIMIT);
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    let table = read_table(txn, SAMPLES)?;
+    let rows = table
+        .range((filter.since.as_nanos(), 0)..)
+        .map_err(redb_err)?;
+    for row in rows.rev() {
+        let (_, v) = row.map_err(redb_err)?;
+        let m = decode_sample(v.value())?;
+        if passes(filter, &m) {
+            out.push(m);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Backend for RedbBackend {
@@ -340,28 +427,8 @@ impl Backend for RedbBackend {
         if from_secs >= to_secs {
             return Ok(Vec::new());
         }
-        let lo = bucket_key_prefix(granularity, from_secs);
-        let hi = bucket_key_prefix(granularity, to_secs);
         let txn = self.db.begin_read().map_err(redb_err)?;
-        let table = read_table(&txn, BUCKETS)?;
-        let mut out = Vec::new();
-        for row in table
-            .range(lo.as_slice()..hi.as_slice())
-            .map_err(redb_err)?
-        {
-            if out.len() == MAX_BUCKETS_PER_READ {
-                return Err(StoreError::Invalid(format!(
-                    "range {from_secs}..{to_secs} holds more than {MAX_BUCKETS_PER_READ} buckets \
-                     of {granularity:?}, expected fewer; use a coarser granularity or a shorter range"
-                )));
-            }
-            let (k, v) = row.map_err(redb_err)?;
-            let key = decode_bucket_key(k.value())?;
-            let bucket = Bucket::from_bytes(v.value())
-                .map_err(|e| StoreError::Corrupt(format!("bucket {key:?}: {e}")))?;
-            out.push((key, bucket));
-        }
-        Ok(out)
+        read_buckets(&txn, granularity, from_secs, to_secs)
     }
 
     fn samples(
@@ -369,27 +436,11 @@ impl Backend for RedbBackend {
         filter: &SampleFilter,
         limit: usize,
     ) -> Result<Vec<TransferMetrics>, StoreError> {
-        let limit = limit.min(MAX_SAMPLE_LIMIT);
-        let mut out = Vec::new();
         if limit == 0 {
-            return Ok(out);
+            return Ok(Vec::new());
         }
         let txn = self.db.begin_read().map_err(redb_err)?;
-        let table = read_table(&txn, SAMPLES)?;
-        let rows = table
-            .range((filter.since.as_nanos(), 0)..)
-            .map_err(redb_err)?;
-        for row in rows.rev() {
-            let (_, v) = row.map_err(redb_err)?;
-            let m = decode_sample(v.value())?;
-            if passes(filter, &m) {
-                out.push(m);
-                if out.len() == limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        read_samples(&txn, filter, limit)
     }
 }
 

@@ -12,7 +12,8 @@
 //!   percentiles), raw samples for training, and correlation [`Profile`]s (R2.6).
 //! - [`RedbBackend`] is the durable [`Backend`]: one atomic write transaction per batch, a
 //!   versioned schema with [`migrate()`] (backup first), [`Retention`] with archival, a
-//!   read-only [`check`] for `perfopt doctor`, [`RedbThresholdStore`] so thresholds and
+//!   read-only [`check`] and [`check_access`] for `perfopt doctor`, [`RedbReader`] for the
+//!   commands that only read (it works on a read-only filesystem), [`RedbThresholdStore`] so thresholds and
 //!   their history survive a restart (R1.6), and [`RedbModelStore`] for trained models. [`MemoryBackend`] serves tests and runs that keep
 //!   nothing.
 //!
@@ -46,8 +47,9 @@ pub mod retention;
 
 pub use datadir::{DATA_DIR_ENV, DataDir, DataDirError, DataDirSource};
 pub use db::{
-    CheckReport, MODEL_VERSIONS_KEPT, ModelInfo, RedbBackend, RedbConfig, RedbModelStore,
-    RedbThresholdStore, TableRows, WriteFaults, check,
+    AccessReport, CheckReport, MODEL_VERSIONS_KEPT, ModelInfo, RedbBackend, RedbConfig,
+    RedbModelStore, RedbReader, RedbThresholdStore, StoreFile, TableRows, WriteFaults, check,
+    check_access,
 };
 pub use migrate::{MigrationReport, migrate};
 pub use retention::{CleanupReport, Retention};

@@ -335,6 +335,20 @@ pub enum StoreError {
     /// A query or argument is invalid.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// The store's path names something other than a regular file; it was not opened.
+    #[error("metrics store {path} is {what}, expected a regular file")]
+    NotAFile {
+        /// The store's file.
+        path: std::path::PathBuf,
+        /// What is there instead, e.g. `a FIFO`.
+        what: String,
+    },
+    /// There is no store to read.
+    #[error("no metrics store at {path}, expected one written by `perfopt run`")]
+    Missing {
+        /// The store's file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// Where batches go and buckets come from: a redb file, or memory in tests.

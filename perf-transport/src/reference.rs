@@ -79,34 +79,42 @@ impl Secret {
         f.sync_all().map_err(io)
     }
 
-    /// Reads a secret file, refusing one that others can read or that is not
-    /// exactly [`SECRET_LEN`] bytes.
+    /// Reads a secret file, refusing one that is not a regular file, that others can read or
+    /// that is not exactly [`SECRET_LEN`] bytes.
+    ///
+    /// The mode is checked on the opened file, and at most one byte past [`SECRET_LEN`] is
+    /// read, so a FIFO, a device or a file swapped after a check is never trusted or read on.
     pub fn read_file(path: &Path) -> Result<Secret, SecretError> {
+        use perf_platform::{FileError, RegularFile};
         use std::os::unix::fs::MetadataExt;
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| SecretError::Io {
-            path: shown.clone(),
-            source,
-        })?;
-        if meta.mode() & 0o077 != 0 {
+        let failed = |e: FileError| match e {
+            FileError::Open { source, .. } | FileError::Read { source, .. } => SecretError::Io {
+                path: shown.clone(),
+                source,
+            },
+            FileError::NotRegular { kind, .. } => SecretError::Unsafe {
+                path: shown.clone(),
+                why: format!("it is {kind}, expected a regular file"),
+            },
+            FileError::TooLarge { .. } | FileError::NotText { .. } => SecretError::Unsafe {
+                path: shown.clone(),
+                why: format!("more than {SECRET_LEN} bytes, expected {SECRET_LEN}"),
+            },
+        };
+        let file = RegularFile::open(path).map_err(failed)?;
+        let mode = file.metadata().mode();
+        if mode & 0o077 != 0 {
             return Err(SecretError::Unsafe {
                 path: shown,
-                why: format!("mode {:o}, expected 600", meta.mode() & 0o777),
+                why: format!("mode {:o}, expected 600", mode & 0o777),
             });
         }
-        if meta.len() != SECRET_LEN as u64 {
-            return Err(SecretError::Unsafe {
-                path: shown,
-                why: format!("{} bytes, expected {SECRET_LEN}", meta.len()),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(|source| SecretError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let bytes = file.read_to_end(SECRET_LEN as u64).map_err(failed)?;
+        let n = bytes.len();
         let key: [u8; SECRET_LEN] = bytes.try_into().map_err(|_| SecretError::Unsafe {
-            path: shown,
-            why: "changed while read".into(),
+            path: shown.clone(),
+            why: format!("{n} bytes, expected {SECRET_LEN}"),
         })?;
         Ok(Secret(key))
     }
@@ -428,5 +436,39 @@ mod tests {
             Err(SecretError::Unsafe { .. })
         ));
         assert_ne!(Secret::generate().unwrap(), s);
+    }
+
+    #[test]
+    fn a_secret_is_read_from_a_regular_file_only_and_never_past_its_length() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // Owner-only, so that only the kind of file can refuse it.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .expect("the mkfifo command (coreutils) runs");
+        assert!(made.success());
+        let err = Secret::read_file(&fifo).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "secret file {} is unsafe: it is a FIFO, expected a regular file",
+                fifo.display()
+            )
+        );
+        let long = dir.path().join("long");
+        std::fs::write(&long, [7u8; SECRET_LEN + 1]).unwrap();
+        std::fs::set_permissions(&long, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            Secret::read_file(&long).unwrap_err().to_string(),
+            format!(
+                "secret file {} is unsafe: more than 32 bytes, expected 32",
+                long.display()
+            )
+        );
+        let err = Secret::read_file(&dir.path().join("missing")).unwrap_err();
+        assert!(matches!(err, SecretError::Io { .. }), "{err:?}");
     }
 }

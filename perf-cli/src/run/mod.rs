@@ -25,6 +25,7 @@ mod store;
 
 use self::report::{Comparison, text_report};
 use self::store::{CLEANUP_EVERY, cost_models, open_store};
+use crate::args::{RUN_TIME, parse_duration};
 use crate::exit::Exit;
 use crate::learn_feed::LearnFeed;
 use crate::spawn::{WorkerProcess, Workspace};
@@ -73,7 +74,7 @@ pub(crate) enum Backend {
 /// Arguments of `perfopt run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// How long to drive transfers (e.g. 30s, 2m, 500ms; at most 24h).
+    /// How long to drive transfers, 1ms to 24h (e.g. 500ms, 30s, 2m, 1h 30m).
     #[arg(long, default_value = "30s")]
     duration: String,
     /// Worker processes to spawn (1 to 64); each gets one transfer at a time.
@@ -110,40 +111,12 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     compare: bool,
     /// Starts CPU burner processes (one busy core each, as many as CPUs) this long into the
-    /// run, e.g. to watch the learning engine detect the changed workload and retrain.
+    /// run (1ms to 24h, e.g. 10s), e.g. to watch the learning engine detect the changed
+    /// workload and retrain.
     #[arg(long)]
     load_after: Option<String>,
     #[command(flatten)]
     data: DataDirArg,
-}
-
-/// Reads `30s`, `2m`, `500ms`, `1h`; bounded to 1 ms .. 24 h.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}, expected e.g. 30s, 2m, 500ms"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration {text:?}, expected a unit ms, s, m or h"
-            ));
-        }
-    };
-    if !(0.001..=86_400.0).contains(&secs) {
-        return Err(format!(
-            "duration {text:?} is out of range, expected 1ms to 24h"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// What every driver shares: the engine, the pool, the workers' directory,
@@ -287,7 +260,8 @@ fn next_request(rng: &SplitMix, workload: Workload, pools: &[Name]) -> TransferR
 
 /// Runs `perfopt run`.
 pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
-    let duration = parse_duration(&args.duration).map_err(Exit::bad_input)?;
+    let duration =
+        parse_duration("--duration", &args.duration, &RUN_TIME).map_err(Exit::bad_input)?;
     if !(1..=64).contains(&args.workers) {
         return Err(Exit::bad_input(format_args!(
             "--workers {} is out of range, expected 1 to 64",
@@ -296,9 +270,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     }
     let budget = perf_core::parse_size(&args.shm_budget).map_err(Exit::bad_input)?;
     let load_after = match &args.load_after {
-        Some(text) => Some(
-            parse_duration(text).map_err(|e| Exit::bad_input(format_args!("--load-after: {e}")))?,
-        ),
+        Some(text) => {
+            Some(parse_duration("--load-after", text, &RUN_TIME).map_err(Exit::bad_input)?)
+        }
         None => None,
     };
     let config = crate::decide::load(args.config.as_ref())?;
@@ -572,18 +546,6 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<V
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units_and_bounds() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("25h").is_err());
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3 weeks").is_err());
-    }
 
     #[test]
     fn workload_sizes_stay_in_bounds_and_spread_over_the_range() {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use perf_core::{ModelStore, ModelStoreError, StoredModel, Timestamp, check_model};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableError};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 use super::{MODELS, decode_model, encode_model, no_panic, redb_err};
 use crate::model::StoreError;
@@ -49,7 +49,9 @@ pub(super) fn corrupt(name: &str, version: u64, what: &str) -> String {
 }
 
 /// Runs `f`, turning a panic inside redb on a damaged file into a backend error.
-fn guarded<T>(f: impl FnOnce() -> Result<T, ModelStoreError>) -> Result<T, ModelStoreError> {
+pub(super) fn guarded<T>(
+    f: impl FnOnce() -> Result<T, ModelStoreError>,
+) -> Result<T, ModelStoreError> {
     no_panic(|| Ok(f())).map_err(backend)?
 }
 
@@ -58,29 +60,59 @@ impl RedbModelStore {
     ///
     /// Fails with [`ModelStoreError::Backend`] naming the first stored version that is damaged.
     pub fn list_models(&self) -> Result<Vec<ModelInfo>, ModelStoreError> {
-        guarded(|| {
-            let txn = self.db.begin_read().map_err(redb_backend)?;
-            let table = match txn.open_table(MODELS) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(redb_backend(e)),
-            };
-            let mut out = Vec::new();
-            for row in table.iter().map_err(redb_backend)? {
-                let (k, v) = row.map_err(redb_backend)?;
-                let (name, version) = k.value();
-                let (saved_at, bytes) = decode_model(v.value())
-                    .map_err(|e| ModelStoreError::Backend(corrupt(name, version, &e)))?;
-                out.push(ModelInfo {
-                    name: name.to_string(),
-                    version,
-                    saved_at,
-                    len: bytes.len(),
-                });
-            }
-            Ok(out)
-        })
+        guarded(|| list_in(&self.db.begin_read().map_err(redb_backend)?))
     }
+}
+
+/// Every kept version of every model in `txn`, as [`RedbModelStore::list_models`] lists them.
+pub(super) fn list_in(txn: &ReadTransaction) -> Result<Vec<ModelInfo>, ModelStoreError> {
+    let table = match txn.open_table(MODELS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(redb_backend(e)),
+    };
+    let mut out = Vec::new();
+    for row in table.iter().map_err(redb_backend)? {
+        let (k, v) = row.map_err(redb_backend)?;
+        let (name, version) = k.value();
+        let (saved_at, bytes) = decode_model(v.value())
+            .map_err(|e| ModelStoreError::Backend(corrupt(name, version, &e)))?;
+        out.push(ModelInfo {
+            name: name.to_string(),
+            version,
+            saved_at,
+            len: bytes.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// The newest version of `name` in `txn`, as [`ModelStore::load_model`] returns it.
+pub(super) fn load_in(
+    txn: &ReadTransaction,
+    name: &str,
+) -> Result<Option<StoredModel>, ModelStoreError> {
+    let table = match txn.open_table(MODELS) {
+        Ok(t) => t,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(redb_backend(e)),
+    };
+    let Some(row) = table
+        .range((name, 0)..=(name, u64::MAX))
+        .map_err(redb_backend)?
+        .next_back()
+    else {
+        return Ok(None);
+    };
+    let (k, v) = row.map_err(redb_backend)?;
+    let version = k.value().1;
+    let (saved_at, bytes) = decode_model(v.value())
+        .map_err(|e| ModelStoreError::Backend(corrupt(name, version, &e)))?;
+    Ok(Some(StoredModel {
+        version,
+        saved_at,
+        bytes: bytes.to_vec(),
+    }))
 }
 
 impl ModelStore for RedbModelStore {
@@ -129,29 +161,6 @@ impl ModelStore for RedbModelStore {
 
     fn load_model(&self, name: &str) -> Result<Option<StoredModel>, ModelStoreError> {
         check_model(name, 0)?;
-        guarded(|| {
-            let txn = self.db.begin_read().map_err(redb_backend)?;
-            let table = match txn.open_table(MODELS) {
-                Ok(t) => t,
-                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-                Err(e) => return Err(redb_backend(e)),
-            };
-            let Some(row) = table
-                .range((name, 0)..=(name, u64::MAX))
-                .map_err(redb_backend)?
-                .next_back()
-            else {
-                return Ok(None);
-            };
-            let (k, v) = row.map_err(redb_backend)?;
-            let version = k.value().1;
-            let (saved_at, bytes) = decode_model(v.value())
-                .map_err(|e| ModelStoreError::Backend(corrupt(name, version, &e)))?;
-            Ok(Some(StoredModel {
-                version,
-                saved_at,
-                bytes: bytes.to_vec(),
-            }))
-        })
+        guarded(|| load_in(&self.db.begin_read().map_err(redb_backend)?, name))
     }
 }

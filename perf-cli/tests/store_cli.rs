@@ -1,0 +1,386 @@
+//! The store commands against what a user's data directory may hold: a FIFO, a directory or a
+//! dangling link in place of the store, an immutable store, a read-only filesystem; and their
+//! durations, pools and output into a closed pipe (of any command).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use perf_core::{
+    DecisionContext, FixedPolicy, Method, MetricsSink, SystemState, Timestamp, TransferMetrics,
+    TransferPolicy, TransferRequest,
+};
+use perfopt::store::{RedbBackend, SinkConfig, StoreSink};
+use support::{perfopt, stderr, stdout};
+
+/// How long a command may take on a store path that is not a store.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `perfopt` with `args`; kills it and fails the test if it still runs after [`DEADLINE`].
+fn perfopt_within_deadline(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+        .args(args)
+        .env_remove("PERFOPT_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the perfopt binary runs");
+    let started = Instant::now();
+    while child.try_wait().expect("waiting on perfopt").is_none() {
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("perfopt {args:?} still ran after {DEADLINE:?}, expected it not to block");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("perfopt's output")
+}
+
+/// Records `n` transfers of the default pool into a new store in `data`, one a second, the last
+/// one now.
+fn fill_store(data: &Path, n: u64) {
+    let backend = Arc::new(RedbBackend::open(data).unwrap());
+    let sink = StoreSink::new(backend, SinkConfig::default()).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let req = TransferRequest::new(4096);
+    let decision = FixedPolicy(Method::Grpc).decide(&req, &DecisionContext::idle(Timestamp(0)));
+    for i in 0..n {
+        let m = TransferMetrics::new(
+            &req,
+            &decision,
+            Method::Grpc,
+            100.0 + i as f64,
+            Timestamp::from_secs(now - (n - 1 - i)),
+            SystemState::IDLE,
+        );
+        sink.record(&m);
+    }
+    let stats = sink.close().unwrap();
+    assert_eq!(stats.committed, n, "{stats:?}");
+}
+
+fn store_path(data: &Path) -> PathBuf {
+    data.join("metrics.redb")
+}
+
+/// Runs `command` (a setup step of a test), failing loudly with what it said.
+fn setup(command: &mut Command, why: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{why}: cannot run {command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{why}: {command:?} failed, so this test cannot set up its scenario on this machine: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes a file immutable (`chattr +i`) until dropped, also when the test fails.
+struct Immutable(PathBuf);
+
+impl Immutable {
+    fn set(path: &Path) -> Immutable {
+        setup(
+            Command::new("chattr").arg("+i").arg(path),
+            "an immutable store needs chattr (e2fsprogs), root, and a filesystem with \
+             immutable files (ext4, or tmpfs on Linux 6.0 or later)",
+        );
+        Immutable(path.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// A read-only bind mount of a directory over itself, unmounted when dropped, also when the
+/// test fails.
+struct ReadOnlyMount(PathBuf);
+
+impl ReadOnlyMount {
+    fn set(dir: &Path) -> ReadOnlyMount {
+        let why = "a read-only filesystem needs root and bind mounts (mount --bind, then \
+                   mount -o remount,bind,ro)";
+        setup(Command::new("mount").arg("--bind").arg(dir).arg(dir), why);
+        let mount = ReadOnlyMount(dir.to_path_buf());
+        setup(
+            Command::new("mount")
+                .args(["-o", "remount,bind,ro"])
+                .arg(dir),
+            why,
+        );
+        assert!(
+            std::fs::write(dir.join("probe"), b"x").is_err(),
+            "{} is still writable after a read-only remount",
+            dir.display()
+        );
+        mount
+    }
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn doctor_names_what_is_in_place_of_the_store_and_never_blocks_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let store = store_path(&data);
+    let d = data.to_str().unwrap();
+    let scenarios: [(&str, &dyn Fn()); 3] = [
+        ("a FIFO", &|| {
+            setup(
+                Command::new("mkfifo").arg(&store),
+                "a FIFO needs the mkfifo command (coreutils)",
+            )
+        }),
+        ("a directory", &|| std::fs::create_dir(&store).unwrap()),
+        ("a symbolic link to nothing", &|| {
+            std::os::unix::fs::symlink(data.join("gone.redb"), &store).unwrap()
+        }),
+    ];
+    for (what, make) in scenarios {
+        make();
+        let o = perfopt_within_deadline(&["doctor", "--data-dir", d]);
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", stdout(&o));
+        let expected = format!(
+            "metrics store {} is {what}, expected a regular file",
+            store.display()
+        );
+        assert!(stderr(&o).contains(&expected), "{what}: {}", stderr(&o));
+        for command in ["stats", "export"] {
+            let o = perfopt_within_deadline(&[command, "--data-dir", d]);
+            assert_eq!(o.status.code(), Some(1), "{command} on {what}");
+            assert!(stderr(&o).contains(&expected), "{command}: {}", stderr(&o));
+        }
+        if store.is_dir() {
+            std::fs::remove_dir(&store).unwrap();
+        } else {
+            std::fs::remove_file(&store).unwrap();
+        }
+    }
+}
+
+#[test]
+fn an_immutable_store_is_reported_unwritable_by_doctor_and_still_read_by_stats_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill_store(&data, 20);
+    let d = data.to_str().unwrap();
+    let _immutable = Immutable::set(&store_path(&data));
+    let o = perfopt_within_deadline(&["doctor", "--data-dir", d]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "metrics store {} cannot be opened for writing",
+            store_path(&data).display()
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("metrics store opens for reading (stats, export): yes"),
+        "{}",
+        stdout(&o)
+    );
+    let stats = support::json(&["stats", "--data-dir", d, "--json"]);
+    assert_eq!(stats["total_transfers"], 20, "{stats}");
+    let export = perfopt(&["export", "--data-dir", d]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(stdout(&export).lines().count(), 20);
+}
+
+#[test]
+fn on_a_read_only_filesystem_doctor_reports_what_run_needs_and_stats_and_export_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill_store(&data, 20);
+    let d = data.to_str().unwrap();
+    let _mount = ReadOnlyMount::set(&data);
+    let o = perfopt_within_deadline(&["doctor", "--data-dir", d]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("data directory {d} is not writable")),
+        "{err}"
+    );
+    assert!(err.contains("cannot be opened for writing"), "{err}");
+    assert!(!err.contains("cannot be opened for reading"), "{err}");
+    let stats = support::json(&["stats", "--data-dir", d, "--json"]);
+    assert_eq!(stats["total_transfers"], 20, "{stats}");
+    let export = perfopt(&["export", "--data-dir", d, "--format", "csv"]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(stdout(&export).lines().count(), 21, "a header and 20 rows");
+}
+
+#[test]
+fn since_takes_days_and_every_duration_flag_one_grammar() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill_store(&data, 20);
+    let d = data.to_str().unwrap();
+    for since in ["7d", "30d", "168h", "1h 30m"] {
+        let stats = support::json(&["stats", "--data-dir", d, "--since", since, "--json"]);
+        assert_eq!(stats["total_transfers"], 20, "--since {since}: {stats}");
+        let export = perfopt(&["export", "--data-dir", d, "--since", since]);
+        assert!(export.status.success(), "{}", stderr(&export));
+        assert_eq!(stdout(&export).lines().count(), 20, "--since {since}");
+    }
+    let bad = perfopt(&["stats", "--data-dir", d, "--since", "3651d"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert_eq!(
+        stderr(&bad).trim(),
+        "error: --since \"3651d\" is out of range, expected 1s to 3650d"
+    );
+    let bad = perfopt(&["stats", "--data-dir", d, "--granularity", "1500ms"]);
+    assert_eq!(
+        stderr(&bad).trim(),
+        "error: --granularity \"1500ms\" is out of range, expected whole seconds from 1s to 1h"
+    );
+    let kept = support::json(&[
+        "cleanup",
+        "--data-dir",
+        d,
+        "--keep-samples",
+        "7d",
+        "--keep-seconds",
+        "36h",
+        "--json",
+    ]);
+    assert_eq!(kept["total"], 0);
+    let bad = perfopt(&["run", "--duration", "2d"]);
+    assert_eq!(
+        stderr(&bad).trim(),
+        "error: --duration \"2d\" is out of range, expected 1ms to 24h"
+    );
+    let help = stdout(&perfopt(&["stats", "--help"]));
+    assert!(help.contains("7d is 168h"), "{help}");
+}
+
+#[test]
+fn an_unknown_pool_is_an_error_listing_the_pools_the_store_knows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill_store(&data, 5);
+    let d = data.to_str().unwrap();
+    let o = perfopt(&["stats", "--data-dir", d, "--pool", "nosuch"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o).trim(),
+        format!(
+            "error: unknown --pool \"nosuch\": the store {} holds no transfer of it, only of: default",
+            store_path(&data).display()
+        )
+    );
+    let known = support::json(&["stats", "--data-dir", d, "--pool", "default", "--json"]);
+    assert_eq!(known["total_transfers"], 5);
+    // A known pool with nothing in the range is zero transfers, not an error.
+    let quiet = perfopt(&[
+        "stats",
+        "--data-dir",
+        d,
+        "--pool",
+        "default",
+        "--since",
+        "1s",
+    ]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+}
+
+/// Spawns `perfopt args` with standard output piped, reads one line, closes the pipe and
+/// returns how the command ended.
+fn read_one_line_and_close(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+        .args(args)
+        .env_remove("PERFOPT_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the perfopt binary runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(!line.is_empty(), "{args:?} printed nothing");
+    // The reader (and with it the pipe) is dropped here, as `head -1` exits.
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("{args:?} still ran {DEADLINE:?} after its reader left");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_pipe_ends_export_and_stats_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Far more than a pipe holds (64 KiB) in every format below.
+    fill_store(&data, 3000);
+    let d = data.to_str().unwrap();
+    for args in [
+        vec!["export", "--data-dir", d],
+        vec!["export", "--data-dir", d, "--format", "csv"],
+        vec![
+            "stats",
+            "--data-dir",
+            d,
+            "--granularity",
+            "1s",
+            "--since",
+            "2h",
+        ],
+    ] {
+        let (status, err) = read_one_line_and_close(&args);
+        assert_ne!(status.code(), Some(101), "{args:?} panicked: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(status.success(), "{args:?} ended with {status}: {err}");
+        assert_eq!(err, "", "{args:?} ends quietly");
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_also_for_commands_that_print_line_by_line() {
+    for args in [vec!["config", "default"], vec!["decide", "--size", "1KiB"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        // Nobody reads: the first write fails with a broken pipe.
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+            .args(&args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(101), "{args:?} panicked: {err}");
+        assert!(
+            out.status.success(),
+            "{args:?} ended with {}: {err}",
+            out.status
+        );
+        assert_eq!(err, "", "{args:?} ends quietly");
+    }
+}
