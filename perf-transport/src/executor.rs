@@ -134,8 +134,7 @@ fn fallback_of(e: &ClientError) -> FallbackReason {
             | Code::PermissionDenied
             | Code::OutOfRange
             | Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::DeadlineExceeded,
+            | Code::FailedPrecondition,
         ) => FallbackReason::ReferenceRefused,
         _ => FallbackReason::WorkerError,
     }
@@ -182,18 +181,21 @@ impl Executor {
         self.zero_copy.as_ref().map(|(p, _)| p)
     }
 
-    /// The decision context for `size` bytes now.
+    /// The decision context for `size` bytes now: zero-copy is unavailable for a payload
+    /// larger than the worker maps.
     pub fn context(&self, size: u64) -> DecisionContext {
         let system = self.probe.sample();
         if let Some(pool) = self.pool() {
             pool.follow_pressure(system.memory_used);
         }
+        let zero_copy = match self.pool() {
+            Some(pool) if size <= self.peer.max_segment_bytes => pool.availability(size),
+            _ => ZeroCopyAvailability::Unavailable,
+        };
         DecisionContext {
             now: now(),
             system,
-            zero_copy: self
-                .pool()
-                .map_or(ZeroCopyAvailability::Unavailable, |p| p.availability(size)),
+            zero_copy,
         }
     }
 

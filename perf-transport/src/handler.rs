@@ -69,7 +69,8 @@ pub fn status_of(e: &ReadError) -> Status {
     let message = e.to_string();
     match e {
         ReadError::Refused(ReferenceError::Forged(_)) => Status::unauthenticated(message),
-        ReadError::Refused(ReferenceError::Expired { .. }) => Status::deadline_exceeded(message),
+        // An expired token is a credential that no longer holds, not a call out of time.
+        ReadError::Refused(ReferenceError::Expired { .. }) => Status::unauthenticated(message),
         ReadError::Refused(ReferenceError::OutOfBounds { .. }) => Status::out_of_range(message),
         ReadError::Refused(ReferenceError::ForeignOwner { .. }) => {
             Status::permission_denied(message)

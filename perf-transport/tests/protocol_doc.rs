@@ -28,11 +28,11 @@ const VECTOR_MARK: &str = "# perfopt golden vector";
 /// First line of the fenced block holding the limits.
 const LIMITS_MARK: &str = "# perfopt limits";
 
-// The gRPC layer's own bound on format names lets through every name the document allows (its
-// `max_format_len` is the reference layer's bound, checked below).
+// Inline and by reference, format names have one bound: the document's `max_format_len`,
+// checked below.
 const _: () = assert!(
-    grpc::MAX_FORMAT_LEN >= MAX_FORMAT_LEN,
-    "the gRPC layer refuses format names that the reference layer and the document allow"
+    grpc::MAX_FORMAT_LEN == MAX_FORMAT_LEN,
+    "the gRPC layer and the reference layer bound format names differently"
 );
 
 fn doc() -> String {

@@ -47,8 +47,30 @@ impl WorkerChild {
     /// Starts `perfopt worker` on socket `name` in `dir`, checking references with the secret
     /// in `secret`, serving this process, and waits until it listens.
     pub(crate) fn start(dir: &Path, name: &str, secret: &Path) -> WorkerChild {
+        WorkerChild::start_with(dir, name, secret, None)
+    }
+
+    /// The same as [`WorkerChild::start`], the worker limited to `open_files` open files
+    /// (soft and hard limit) when given.
+    pub(crate) fn start_with(
+        dir: &Path,
+        name: &str,
+        secret: &Path,
+        open_files: Option<u32>,
+    ) -> WorkerChild {
         let socket = dir.join(name);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+        let mut command = match open_files {
+            // The shell sets the limit, then becomes the worker.
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_perfopt"));
+                sh
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_perfopt")),
+        };
+        let mut child = command
             .arg("worker")
             .arg("--listen")
             .arg(format!("unix:{}", socket.display()))
@@ -63,7 +85,8 @@ impl WorkerChild {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let endpoint = Endpoint::parse(line.trim().strip_prefix("listening ").unwrap()).unwrap();
+        let endpoint = Endpoint::parse(line.trim().strip_prefix("listening ").unwrap())
+            .unwrap_or_else(|_| panic!("the worker did not start: {line:?}"));
         WorkerChild { child, endpoint }
     }
 

@@ -452,8 +452,12 @@ impl TransferService {
                 .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
         let mut read = begun?;
         let mut ready = first.ready;
+        // What was announced before; a repeat announces nothing new, and anything less than
+        // it is refused by the read.
+        let mut announced = 0;
         loop {
-            if ready > 0 {
+            if ready != announced {
+                announced = ready;
                 let (advanced, spent) = tokio::task::spawn_blocking(move || {
                     let (result, spent) = cpu::timed(|| read.advance(ready));
                     (result.map(|()| read), spent)

@@ -24,6 +24,8 @@ pub(crate) enum Refusal {
     OutOfBounds,
     ForeignOwner,
     TooLarge,
+    /// A named segment whose name does not record the reader's peer as its owner.
+    ForeignSegment,
 }
 
 impl Refusal {
@@ -32,10 +34,11 @@ impl Refusal {
             Refusal::Wire(code) => code,
             Refusal::Malformed => Code::InvalidArgument,
             Refusal::Forged => Code::Unauthenticated,
-            Refusal::Expired => Code::DeadlineExceeded,
+            Refusal::Expired => Code::Unauthenticated,
             Refusal::OutOfBounds => Code::OutOfRange,
             Refusal::ForeignOwner => Code::PermissionDenied,
             Refusal::TooLarge => Code::ResourceExhausted,
+            Refusal::ForeignSegment => Code::PermissionDenied,
         }
     }
 }
@@ -49,6 +52,7 @@ pub(crate) fn refusal_of(error: &ReadError) -> Option<Refusal> {
         ReadError::Refused(ReferenceError::OutOfBounds { .. }) => Refusal::OutOfBounds,
         ReadError::Refused(ReferenceError::ForeignOwner { .. }) => Refusal::ForeignOwner,
         ReadError::TooLarge(_) => Refusal::TooLarge,
+        ReadError::ForeignSegment { .. } => Refusal::ForeignSegment,
         _ => return None,
     })
 }
@@ -115,6 +119,10 @@ pub(crate) fn model(
     }
     if wire.segment_len > MAX_SEGMENT_BYTES {
         return Refused(Refusal::TooLarge);
+    }
+    // The reader knows its peer, and the fixture's backend records no owner in a name.
+    if matches!(segment, Segment::Named(_)) {
+        return Refused(Refusal::ForeignSegment);
     }
     let real = matches!(segment, Segment::Memfd(m) if m.fd == fixture.fd);
     if !real {

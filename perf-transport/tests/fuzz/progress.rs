@@ -112,8 +112,8 @@ fn stream_model(
     let mut ready = spec.first_ready.of(length);
     let mut rest = spec.rest.iter();
     loop {
-        // A `ready` of 0 announces nothing new.
-        if ready > 0 {
+        // A repeat of the last `ready` announces nothing new; anything else must move on.
+        if ready != done {
             if ready < done || ready > length {
                 return refused(Code::OutOfRange);
             }
