@@ -3,35 +3,10 @@
 
 mod support;
 
+use support::perfopt_within_deadline;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long a command may take to refuse a file.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Runs `perfopt` with `args`; kills it and fails the test if it is still running after
-/// [`DEADLINE`].
-fn perfopt_within_deadline(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
-        .args(args)
-        .env_remove("PERFOPT_DATA_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the perfopt binary runs");
-    let started = Instant::now();
-    while child.try_wait().expect("waiting on perfopt").is_none() {
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("perfopt {args:?} still ran after {DEADLINE:?}, expected a quick refusal");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("perfopt's output")
-}
+use std::process::{Command, Output};
 
 /// A FIFO at `path`, owner-only (so that a secret's mode check passes and only its kind
 /// refuses it).

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,32 +15,7 @@ use perf_core::{
     TransferPolicy, TransferRequest,
 };
 use perfopt::store::{RedbBackend, SinkConfig, StoreSink};
-use support::{perfopt, stderr, stdout};
-
-/// How long a command may take on a store path that is not a store.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// Runs `perfopt` with `args`; kills it and fails the test if it still runs after [`DEADLINE`].
-fn perfopt_within_deadline(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
-        .args(args)
-        .env_remove("PERFOPT_DATA_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the perfopt binary runs");
-    let started = Instant::now();
-    while child.try_wait().expect("waiting on perfopt").is_none() {
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("perfopt {args:?} still ran after {DEADLINE:?}, expected it not to block");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("perfopt's output")
-}
+use support::{DEADLINE, perfopt, perfopt_within_deadline, stderr, stdout};
 
 /// Records `n` transfers of the default pool into a new store in `data`, one a second, the last
 /// one now.

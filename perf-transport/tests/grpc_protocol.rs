@@ -10,7 +10,6 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
-use perf_transport::grpc::proto::transfer_client::TransferClient;
 use perf_transport::grpc::proto::{
     Capabilities, InlineChunk, InlineHeader, SegmentReference, TransferAck,
 };
@@ -18,21 +17,9 @@ use perf_transport::grpc::{
     ClientConfig, ClientError, Endpoint, EndpointError, Listener, MAX_CHUNK_SIZE,
     MAX_UNIX_PATH_LEN, ReferenceHandler, ServeError, ServiceConfig, WorkerClient,
 };
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use grpc_support::{Transport, Worker, service};
-
-/// A bare generated client over TCP, free to send what [`WorkerClient`] never would.
-async fn raw_client(worker: &Worker) -> TransferClient<Channel> {
-    let Endpoint::Tcp { host, port } = &worker.endpoint else {
-        panic!("raw clients use tcp, got {}", worker.endpoint);
-    };
-    TransferClient::connect(format!("http://{host}:{port}"))
-        .await
-        .expect("the raw client connects")
-        .max_encoding_message_size(16 << 20)
-}
+use grpc_support::{Transport, Worker, raw_client, service};
 
 fn header(total_len: u64) -> Option<InlineHeader> {
     Some(InlineHeader {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use perf_core::{PlatformShm, SegmentId, ShmSegment};
 use perf_platform::{MemfdShm, NamedShm, NamedShmConfig};
-use perf_transport::grpc::proto::transfer_client::TransferClient;
 use perf_transport::grpc::proto::{InlineChunk, InlineHeader};
 use perf_transport::grpc::{Endpoint, ServiceConfig, TransferService, checksum};
 use perf_transport::handler::to_wire;
@@ -21,21 +20,10 @@ use perf_transport::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-use tonic::transport::Channel;
 
-use grpc_support::{Transport, Worker, payload};
+use grpc_support::{Transport, Worker, payload, raw_client};
 
 const MIB: usize = 1 << 20;
-
-async fn raw_client(worker: &Worker) -> TransferClient<Channel> {
-    let Endpoint::Tcp { host, port } = &worker.endpoint else {
-        panic!("raw clients use tcp, got {}", worker.endpoint);
-    };
-    TransferClient::connect(format!("http://{host}:{port}"))
-        .await
-        .expect("the raw client connects")
-        .max_encoding_message_size(16 << 20)
-}
 
 /// Starts an inline transfer that announces `total_len` bytes, sends one chunk of `first`
 /// bytes and then nothing; the returned sender keeps the stream open. The call runs on its own

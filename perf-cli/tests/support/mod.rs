@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use perfopt::transport::grpc::Endpoint;
 
@@ -18,6 +19,33 @@ pub(crate) fn perfopt(args: &[&str]) -> Output {
         .env_remove("PERFOPT_DATA_DIR")
         .output()
         .expect("the perfopt binary runs")
+}
+
+/// How long a command that must not block (on a FIFO, a device, a store that is not one) may
+/// run.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `perfopt` with `args` like [`perfopt`]; kills it and fails the test if it is still
+/// running after [`DEADLINE`].
+pub(crate) fn perfopt_within_deadline(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perfopt"))
+        .args(args)
+        .env_remove("PERFOPT_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the perfopt binary runs");
+    let started = Instant::now();
+    while child.try_wait().expect("waiting on perfopt").is_none() {
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("perfopt {args:?} still ran after {DEADLINE:?}, expected it not to block");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("perfopt's output")
 }
 
 /// Standard output as text.

@@ -5,12 +5,14 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use perf_transport::grpc::proto::transfer_client::TransferClient;
 use perf_transport::grpc::{
     ClientConfig, Endpoint, Listener, ServeError, ServiceConfig, TransferService, WorkerClient,
 };
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::transport::Channel;
 
 /// The kind of socket a test worker listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,4 +111,15 @@ pub(crate) fn payload(len: usize, seed: u64) -> Bytes {
 /// Whether the slow tests were asked for.
 pub(crate) fn slow_tests() -> bool {
     std::env::var("PERFOPT_SLOW_TESTS").is_ok_and(|it| it == "1")
+}
+
+/// A bare generated client over TCP, free to send what [`WorkerClient`] never would.
+pub(crate) async fn raw_client(worker: &Worker) -> TransferClient<Channel> {
+    let Endpoint::Tcp { host, port } = &worker.endpoint else {
+        panic!("raw clients use tcp, got {}", worker.endpoint);
+    };
+    TransferClient::connect(format!("http://{host}:{port}"))
+        .await
+        .expect("the raw client connects")
+        .max_encoding_message_size(16 << 20)
 }
