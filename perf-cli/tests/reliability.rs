@@ -210,15 +210,7 @@ fn a_worker_killed_during_a_run_is_replaced_and_no_transfer_is_lost() {
         .unwrap();
     assert!(killed.success());
 
-    let out = host.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json_start = text.find("\n{").map_or(0, |i| i + 1);
-    let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
+    let report = support::run_report(host);
     assert_eq!(report["failed"], 0, "{report}");
     assert!(
         report["workers_restarted"].as_u64().unwrap() >= 1,

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use perfopt::platform::RunDir;
 
+mod support;
+
 /// The run directories in `parent` whose name records owner `pid`
 /// (`perfopt-run-<pid ns>-<pid>-<start time>-<random hex>`).
 fn run_dirs_of(parent: &Path, pid: u32) -> Vec<PathBuf> {
@@ -95,15 +97,7 @@ fn a_killed_hosts_run_dir_is_removed_at_the_next_start_and_a_live_ones_kept() {
         true,
     );
     let next_pid = next.id();
-    let out = next.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json_start = text.find("\n{").map_or(0, |i| i + 1);
-    let report: serde_json::Value = serde_json::from_str(&text[json_start..]).unwrap();
+    let report = support::run_report(next);
     assert!(report["swept_run_dirs"].as_u64().unwrap() >= 1, "{report}");
     assert!(
         !dir.exists(),

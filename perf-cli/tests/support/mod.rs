@@ -48,6 +48,20 @@ pub(crate) fn perfopt_within_deadline(args: &[&str]) -> Output {
     child.wait_with_output().expect("perfopt's output")
 }
 
+/// Waits for a `perfopt run ... --json -` child, which must succeed, and reads the JSON report
+/// that ends its standard output.
+pub(crate) fn run_report(child: Child) -> Value {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_start = text.find("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&text[json_start..]).unwrap()
+}
+
 /// Standard output as text.
 pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
