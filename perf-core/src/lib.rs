@@ -20,7 +20,7 @@ pub use decision::{
     Decision, EstimateSource, Estimates, MethodEstimate, Rationale, Reason, ReasonCode, Step,
     ThresholdBreakdown,
 };
-pub use metrics::{FallbackReason, TransferMetrics};
+pub use metrics::{FailureKind, FallbackReason, TransferMetrics};
 pub use name::{Name, NameError};
 pub use request::{DecisionContext, SystemState, Timestamp, TransferRequest, ZeroCopyAvailability};
 pub use size::{HumanMicros, HumanSize, MAX_SIZE, SizeError, parse_size};

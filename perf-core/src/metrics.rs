@@ -23,7 +23,60 @@ pub enum FallbackReason {
     WorkerError,
 }
 
-/// Everything measured about one completed transfer (R2.1).
+/// Why a transfer failed: every way, gRPC included, was tried and none
+/// delivered the payload intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The worker could not be reached, or its connection broke.
+    Unavailable,
+    /// The worker did not answer within the deadline.
+    Timeout,
+    /// The worker refused the transfer (bad request, over its limits).
+    Refused,
+    /// The worker read other bytes than were sent.
+    Corrupted,
+    /// The payload is larger than perfopt carries.
+    TooLarge,
+    /// The host could not carry it out (no worker left, an internal error).
+    Internal,
+}
+
+impl FailureKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [FailureKind; 6] = [
+        FailureKind::Unavailable,
+        FailureKind::Timeout,
+        FailureKind::Refused,
+        FailureKind::Corrupted,
+        FailureKind::TooLarge,
+        FailureKind::Internal,
+    ];
+
+    /// The kind's name, as in records and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Unavailable => "unavailable",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Refused => "refused",
+            FailureKind::Corrupted => "corrupted",
+            FailureKind::TooLarge => "too_large",
+            FailureKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything measured about one transfer, delivered or failed (R2.1).
+///
+/// A failed transfer has `success == false` and its [`FailureKind`] in
+/// `failure`; its latency is the time until it failed, which is no evidence
+/// of either method's speed, so learning and prediction skip it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TransferMetrics {
     /// When the transfer started.
@@ -70,6 +123,14 @@ pub struct TransferMetrics {
     pub fallback: Option<FallbackReason>,
     /// Whether the worker confirmed the bytes (checksum) and the transfer completed.
     pub success: bool,
+    /// Why the transfer failed, when it did.
+    #[serde(default)]
+    pub failure: Option<FailureKind>,
+    /// Time the transfer waited for admission (a free slot on the host and a
+    /// worker) before it started being carried, in microseconds; not part of
+    /// `latency_us`.
+    #[serde(default)]
+    pub queued_us: f64,
 }
 
 impl TransferMetrics {
@@ -111,7 +172,20 @@ impl TransferMetrics {
             system,
             fallback: None,
             success: true,
+            failure: None,
+            queued_us: 0.0,
         }
+    }
+
+    /// Marks the record as a failure of `kind`.
+    pub fn fail(&mut self, kind: FailureKind) {
+        self.success = false;
+        self.failure = Some(kind);
+    }
+
+    /// Whether the record is timing evidence: a delivered transfer.
+    pub fn is_evidence(&self) -> bool {
+        self.success && self.failure.is_none()
     }
 
     /// The relative error of the prediction, `(measured - predicted) / measured`.

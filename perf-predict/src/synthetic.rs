@@ -71,6 +71,8 @@ pub fn samples(model: &SyntheticModel, n: usize, seed: u64) -> Vec<TransferMetri
                 system: SystemState::IDLE,
                 fallback: None,
                 success: true,
+                failure: None,
+                queued_us: 0.0,
             }
         })
         .collect()
