@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use perf_core::{
-    Decision, DecisionContext, FallbackReason, Locality, Method, MetricsSink, ResourceProbe,
-    Timestamp, TransferMetrics, TransferPolicy, TransferRequest, ZeroCopyAvailability,
+    Decision, DecisionContext, FailureKind, FallbackReason, Locality, Method, MetricsSink,
+    ResourceProbe, Timestamp, TransferMetrics, TransferPolicy, TransferRequest,
+    ZeroCopyAvailability,
 };
 
 use crate::grpc::cpu::CpuTimed;
@@ -33,6 +34,10 @@ pub struct ExecutorConfig {
     /// transfer is timed); a zero-copy mismatch falls back to gRPC, a gRPC
     /// mismatch is an error.
     pub verify: bool,
+    /// How long a zero-copy transfer waits for a segment when the pool's
+    /// budget is only busy (lent segments hold it), before it falls back to
+    /// gRPC with [`FallbackReason::ShmExhausted`]. Zero never waits.
+    pub segment_wait: Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -40,6 +45,7 @@ impl Default for ExecutorConfig {
         ExecutorConfig {
             reference_ttl: Duration::from_secs(30),
             verify: true,
+            segment_wait: Duration::from_millis(250),
         }
     }
 }
@@ -69,6 +75,50 @@ pub enum TransferError {
     /// The payload is larger than perfopt carries.
     #[error("payload of {0} bytes is larger than the 1 TiB perfopt carries")]
     TooLarge(u64),
+    /// No worker could take the transfer: none was connected within the wait.
+    #[error("no worker could take the transfer within {waited:?}: {why}")]
+    NoWorker {
+        /// How long the transfer waited for one.
+        waited: Duration,
+        /// What the workers were doing.
+        why: String,
+    },
+}
+
+impl TransferError {
+    /// The kind of failure, as recorded.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            TransferError::Grpc { source, .. } => match source {
+                ClientError::Connect { .. } | ClientError::Unavailable { .. } => {
+                    FailureKind::Unavailable
+                }
+                ClientError::Timeout { .. } => FailureKind::Timeout,
+                ClientError::Rejected { .. } | ClientError::InvalidRequest { .. } => {
+                    FailureKind::Refused
+                }
+                ClientError::Config(_) | ClientError::Protocol { .. } => FailureKind::Internal,
+            },
+            TransferError::Corrupted { .. } => FailureKind::Corrupted,
+            TransferError::TooLarge(_) => FailureKind::TooLarge,
+            TransferError::NoWorker { .. } => FailureKind::Unavailable,
+        }
+    }
+
+    /// Whether the worker looks gone or hung (unreachable, connection broken,
+    /// no answer in time) rather than refusing this transfer: another worker
+    /// may carry it.
+    pub fn worker_gone(&self) -> bool {
+        matches!(
+            self,
+            TransferError::Grpc {
+                source: ClientError::Unavailable { .. }
+                    | ClientError::Connect { .. }
+                    | ClientError::Timeout { .. },
+                ..
+            }
+        )
+    }
 }
 
 /// What one transfer did.
@@ -85,12 +135,35 @@ pub struct TransferOutcome {
 /// What carrying one transfer measured.
 struct Measured {
     method: Method,
-    ack: TransferAck,
     latency_us: f64,
-    host_cpu_ns: u64,
+    cpu_ns: u64,
     decision_ns: u64,
+    queued_us: f64,
     memory: u64,
     fallback: Option<FallbackReason>,
+}
+
+/// The bytes a transfer carries: borrowed from the caller (copied once into a
+/// segment on the zero-copy path) or already in a loaned segment.
+pub(crate) enum Payload<'a> {
+    /// The caller's bytes.
+    Borrowed(&'a [u8]),
+    /// The first `len` bytes of a loaned segment.
+    Loaned(Lease, usize),
+}
+
+impl Payload<'_> {
+    /// Bytes carried.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(bytes) => bytes,
+            Payload::Loaned(lease, len) => &lease.as_slice()[..*len],
+        }
+    }
 }
 
 /// Carries transfers to one worker.
@@ -115,7 +188,7 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -171,6 +244,11 @@ impl Executor {
         self
     }
 
+    /// The worker's endpoint.
+    pub fn endpoint(&self) -> &crate::grpc::Endpoint {
+        self.client.endpoint()
+    }
+
     /// What the worker said it can do.
     pub fn peer(&self) -> &Capabilities {
         &self.peer
@@ -202,61 +280,20 @@ impl Executor {
     /// Decides, carries `payload` to the worker, verifies and records it.
     ///
     /// The latency covers the carrying only: the decision is timed apart,
-    /// and the checksum comparison happens after the clock stops.
+    /// and the checksum comparison happens after the clock stops. A failed
+    /// transfer is recorded too (`success == false`, with its kind).
     pub async fn transfer(
         &self,
         request: &TransferRequest,
         payload: &[u8],
     ) -> Result<TransferOutcome, TransferError> {
-        let ctx = self.context(payload.len() as u64);
-        let request = self.shape(request, payload.len());
-        let started = Instant::now();
-        let decision = self.policy.decide(&request, &ctx);
-        let decision_ns = started.elapsed().as_nanos() as u64;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let format = request.format.as_str();
-
-        let start = Instant::now();
-        let mut fallback = None;
-        let mut carried = None;
-        let mut cpu_ns = 0;
-        if decision.method == Method::ZeroCopy {
-            let (result, cpu) = CpuTimed::new(self.zero_copy_copy_in(id, payload, format)).await;
-            cpu_ns += cpu;
-            match result {
-                Ok(done) => carried = Some(done),
-                Err(reason) => fallback = Some(reason),
-            }
-        }
-        let mut elapsed = start.elapsed();
-        if let Some((ack, _)) = &carried
-            && self.config.verify
-            && ack.checksum != checksum(payload)
-        {
-            // The worker read other bytes: never trust that, go the simple way.
-            fallback = Some(FallbackReason::WorkerError);
-            carried = None;
-        }
-        let (method, ack, memory) = match carried {
-            Some((ack, memory)) => (Method::ZeroCopy, ack, memory),
-            None => {
-                let (ack, took, cpu) = self.inline(id, payload, format).await?;
-                elapsed += took;
-                cpu_ns += cpu;
-                // The host's copy of the payload and the worker's buffer.
-                (Method::Grpc, ack, 2 * payload.len() as u64)
-            }
-        };
-        let measured = Measured {
-            method,
-            ack,
-            latency_us: elapsed.as_secs_f64() * 1e6,
-            host_cpu_ns: cpu_ns,
-            decision_ns,
-            memory,
-            fallback,
-        };
-        Ok(self.record(&request, decision, measured, &ctx))
+        self.carry(
+            self.policy.as_ref(),
+            request,
+            &Payload::Borrowed(payload),
+            Duration::ZERO,
+        )
+        .await
     }
 
     /// The request as carried: its real size, and marked remote when the
@@ -294,57 +331,129 @@ impl Executor {
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
         let len = len.min(lease.len());
-        // The segment is in hand: zero-copy is possible whatever the pool holds now.
-        let ctx = DecisionContext {
-            zero_copy: ZeroCopyAvailability::Pooled,
-            ..self.context(len as u64)
-        };
+        let payload = Payload::Loaned(lease, len);
+        self.carry(self.policy.as_ref(), request, &payload, Duration::ZERO)
+            .await
+    }
+
+    /// The one path of every transfer: decide with `policy`, carry by
+    /// zero-copy when decided (falling back to gRPC on any failure), verify,
+    /// and record what happened, failures included. `queued` is the time the
+    /// transfer waited for admission before it got here.
+    pub(crate) async fn carry(
+        &self,
+        policy: &dyn TransferPolicy,
+        request: &TransferRequest,
+        payload: &Payload<'_>,
+        queued: Duration,
+    ) -> Result<TransferOutcome, TransferError> {
+        let len = payload.bytes().len();
+        let mut ctx = self.context(len as u64);
+        if matches!(payload, Payload::Loaned(..)) {
+            // The segment is in hand: zero-copy is possible whatever the pool holds now.
+            ctx.zero_copy = ZeroCopyAvailability::Pooled;
+        }
         let request = self.shape(request, len);
         let started = Instant::now();
-        let decision = self.policy.decide(&request, &ctx);
+        let decision = policy.decide(&request, &ctx);
         let decision_ns = started.elapsed().as_nanos() as u64;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let format = request.format.as_str();
-        let start = Instant::now();
-        let attempt = async {
-            match (decision.method, &self.zero_copy) {
-                (Method::ZeroCopy, Some((_, secret))) => {
-                    self.send_reference(id, &lease, len, format, secret).await
-                }
-                _ => Err(FallbackReason::ShmExhausted),
-            }
-        };
-        let (sent, mut cpu_ns) = CpuTimed::new(attempt).await;
-        let mut elapsed = start.elapsed();
-        let bytes = &lease.as_slice()[..len];
-        let sent = match sent {
-            // The worker read other bytes: never trust that, go the simple way.
-            Ok(ack) if self.config.verify && ack.checksum != checksum(bytes) => {
-                Err(FallbackReason::WorkerError)
-            }
-            other => other,
-        };
-        let (method, ack, memory, fallback) = match sent {
-            Ok(ack) => (Method::ZeroCopy, ack, lease.len() as u64, None),
-            Err(reason) => {
-                let (ack, took, cpu) = self.inline(id, bytes, format).await?;
-                elapsed += took;
-                cpu_ns += cpu;
-                let why = (decision.method == Method::ZeroCopy).then_some(reason);
-                (Method::Grpc, ack, 2 * len as u64, why)
-            }
-        };
-        drop(lease);
-        let measured = Measured {
-            method,
-            ack,
-            latency_us: elapsed.as_secs_f64() * 1e6,
-            host_cpu_ns: cpu_ns,
+        let mut measured = Measured {
+            method: Method::Grpc,
+            latency_us: 0.0,
+            cpu_ns: 0,
             decision_ns,
-            memory,
-            fallback,
+            queued_us: queued.as_secs_f64() * 1e6,
+            memory: 2 * len as u64,
+            fallback: None,
         };
-        Ok(self.record(&request, decision, measured, &ctx))
+
+        let start = Instant::now();
+        let mut carried = None;
+        if decision.method == Method::ZeroCopy {
+            let (result, cpu) = match &payload {
+                Payload::Borrowed(bytes) => {
+                    CpuTimed::new(self.zero_copy_copy_in(id, bytes, format)).await
+                }
+                Payload::Loaned(lease, len) => {
+                    CpuTimed::new(self.send_loaned(id, lease, *len, format)).await
+                }
+            };
+            measured.cpu_ns += cpu;
+            match result {
+                Ok(done) => carried = Some(done),
+                Err(reason) => measured.fallback = Some(reason),
+            }
+        }
+        let mut elapsed = start.elapsed();
+        let bytes = payload.bytes();
+        if let Some((ack, _)) = &carried
+            && self.config.verify
+            && ack.checksum != checksum(bytes)
+        {
+            // The worker read other bytes: never trust that, go the simple way.
+            measured.fallback = Some(FallbackReason::WorkerError);
+            carried = None;
+        }
+        let ack = match carried {
+            Some((ack, memory)) => {
+                measured.method = Method::ZeroCopy;
+                measured.memory = memory;
+                ack
+            }
+            None => {
+                let start = Instant::now();
+                let (sent, cpu) =
+                    CpuTimed::new(self.client.send_inline_slice(id, bytes, format)).await;
+                elapsed += start.elapsed();
+                measured.cpu_ns += cpu;
+                let verified = sent
+                    .map_err(|source| TransferError::Grpc { id, source })
+                    .and_then(|ack| {
+                        // After the clock stopped.
+                        let expected = checksum(bytes);
+                        if self.config.verify && ack.checksum != expected {
+                            return Err(TransferError::Corrupted {
+                                id,
+                                expected,
+                                got: ack.checksum,
+                            });
+                        }
+                        Ok(ack)
+                    });
+                match verified {
+                    Ok(ack) => ack,
+                    Err(e) => {
+                        measured.latency_us = elapsed.as_secs_f64() * 1e6;
+                        self.record(&request, decision, &measured, None, &ctx, Some(e.kind()));
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        measured.latency_us = elapsed.as_secs_f64() * 1e6;
+        let metrics = self.record(&request, decision, &measured, Some(&ack), &ctx, None);
+        Ok(TransferOutcome {
+            decision,
+            metrics,
+            ack,
+        })
+    }
+
+    /// Sends a reference to the first `len` bytes of a loaned segment.
+    async fn send_loaned(
+        &self,
+        id: u64,
+        lease: &Lease,
+        len: usize,
+        format: &str,
+    ) -> Result<(TransferAck, u64), FallbackReason> {
+        let Some((_, secret)) = &self.zero_copy else {
+            return Err(FallbackReason::ShmExhausted);
+        };
+        let ack = self.send_reference(id, lease, len, format, secret).await?;
+        Ok((ack, lease.len() as u64))
     }
 
     /// Writes the payload once into a pooled segment and sends its reference.
@@ -361,10 +470,13 @@ impl Executor {
         let Some((pool, secret)) = &self.zero_copy else {
             return Err(FallbackReason::ShmExhausted);
         };
-        let mut lease = pool.acquire(payload.len()).map_err(|e| match e {
-            PoolError::Exhausted { .. } => FallbackReason::ShmExhausted,
-            _ => FallbackReason::ShmError,
-        })?;
+        let mut lease = pool
+            .acquire_within(payload.len(), self.config.segment_wait)
+            .await
+            .map_err(|e| match e {
+                PoolError::Exhausted { .. } => FallbackReason::ShmExhausted,
+                _ => FallbackReason::ShmError,
+            })?;
         let segment_len = lease.len() as u64;
         if payload.len() < PIPELINE_MIN {
             lease.as_mut_slice()[..payload.len()].copy_from_slice(payload);
@@ -418,29 +530,6 @@ impl Executor {
         reference
     }
 
-    /// Sends `bytes` by gRPC, the last resort, and checks the worker's
-    /// checksum (after the clock stops); returns the ack, the time the call
-    /// took and the host's CPU time.
-    async fn inline(
-        &self,
-        id: u64,
-        bytes: &[u8],
-        format: &str,
-    ) -> Result<(TransferAck, Duration, u64), TransferError> {
-        let start = Instant::now();
-        let (sent, cpu) = CpuTimed::new(self.client.send_inline_slice(id, bytes, format)).await;
-        let took = start.elapsed();
-        let ack = sent.map_err(|source| TransferError::Grpc { id, source })?;
-        if self.config.verify && ack.checksum != checksum(bytes) {
-            return Err(TransferError::Corrupted {
-                id,
-                expected: checksum(bytes),
-                got: ack.checksum,
-            });
-        }
-        Ok((ack, took, cpu))
-    }
-
     async fn send_reference(
         &self,
         id: u64,
@@ -456,13 +545,16 @@ impl Executor {
             .map_err(|e| fallback_of(&e))
     }
 
+    /// Sends the record of one transfer to every sink and returns it.
     fn record(
         &self,
         request: &TransferRequest,
         decision: Decision,
-        m: Measured,
+        m: &Measured,
+        ack: Option<&TransferAck>,
         ctx: &DecisionContext,
-    ) -> TransferOutcome {
+        failure: Option<FailureKind>,
+    ) -> TransferMetrics {
         let mut metrics = TransferMetrics::new(
             request,
             &decision,
@@ -472,17 +564,17 @@ impl Executor {
             ctx.system,
         );
         metrics.memory_bytes = m.memory;
-        metrics.cpu_time_us = (m.host_cpu_ns + m.ack.worker_cpu_ns) as f64 / 1000.0;
+        let worker_cpu_ns = ack.map_or(0, |a| a.worker_cpu_ns);
+        metrics.cpu_time_us = (m.cpu_ns + worker_cpu_ns) as f64 / 1000.0;
         metrics.decision_ns = m.decision_ns;
+        metrics.queued_us = m.queued_us;
         metrics.fallback = m.fallback;
-        let ack = m.ack;
+        if let Some(kind) = failure {
+            metrics.fail(kind);
+        }
         for sink in &self.sinks {
             sink.record(&metrics);
         }
-        TransferOutcome {
-            decision,
-            metrics,
-            ack,
-        }
+        metrics
     }
 }

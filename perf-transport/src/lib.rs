@@ -16,6 +16,10 @@
 //!   still succeeds), verify the worker's checksum, and send the measured
 //!   [`TransferMetrics`](perf_core::TransferMetrics) to every sink.
 //!
+//! - [`Host`]: the host runtime over several workers, spawned or connected: admission control
+//!   (callers wait, never fail, for load), balance, supervision with one retry on a live worker,
+//!   and every transfer recorded, failed ones included.
+//!
 //! It covers R2.1 (measured transfers), R8.2 (fall back to gRPC when shared memory is
 //! exhausted), R15.2 to R15.4 (references, loopback endpoints, bounds) and, with
 //! `perf-platform`, R15.1.
@@ -24,6 +28,7 @@ pub mod checksum;
 pub mod executor;
 pub mod grpc;
 pub mod handler;
+pub mod host;
 pub mod pool;
 pub mod reader;
 pub mod reference;
@@ -33,6 +38,7 @@ pub use grpc::{
     ClientConfig, ClientError, Endpoint, ReferenceHandler, ServeError, ServiceConfig,
     TransferService, WorkerClient,
 };
+pub use host::{Host, HostBuilder, HostConfig, HostError, HostStats, WorkerCommand, WorkerStats};
 pub use pool::{Lease, LeaseKind, PoolConfig, PoolError, PoolStats, SegmentPool};
 pub use reader::{
     MappingLimits, PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader,

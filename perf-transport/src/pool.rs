@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use perf_core::{PlatformShm, SegmentId, ShmError, ShmSegment, ZeroCopyAvailability};
 
@@ -76,6 +79,10 @@ pub struct PoolStats {
     pub held_bytes: u64,
     /// The budget now.
     pub budget_bytes: u64,
+    /// Acquisitions that found the budget busy and waited for a segment to come back.
+    pub waited: u64,
+    /// Of those, the ones that got a segment within their wait.
+    pub waited_served: u64,
 }
 
 struct Inner {
@@ -92,6 +99,11 @@ struct Inner {
     refused: AtomicU64,
     released: AtomicU64,
     damaged: AtomicU64,
+    /// Leases that waited for a segment to come back, and those that got one.
+    waited: AtomicU64,
+    waited_served: AtomicU64,
+    /// Woken whenever held bytes go down: a segment was returned or released.
+    returned: Notify,
 }
 
 /// A pool of shared-memory segments; cheap to clone, shared by clones.
@@ -157,6 +169,9 @@ impl SegmentPool {
             refused: AtomicU64::new(0),
             released: AtomicU64::new(0),
             damaged: AtomicU64::new(0),
+            waited: AtomicU64::new(0),
+            waited_served: AtomicU64::new(0),
+            returned: Notify::new(),
         })))
     }
 
@@ -167,6 +182,12 @@ impl SegmentPool {
 
     /// What a transfer of `size` bytes would get now, without a lock: a free
     /// pre-faulted segment, a new one (which pays page faults), or nothing.
+    ///
+    /// A budget that is only busy (the segment fits the budget, but segments
+    /// lent to transfers in flight hold it now) counts as `Fresh`: those
+    /// segments come back within a transfer's time, and
+    /// [`SegmentPool::acquire_within`] waits for one. `Unavailable` means the
+    /// segment can never fit the budget as it stands now.
     pub fn availability(&self, size: u64) -> ZeroCopyAvailability {
         let inner = &self.0;
         let Ok(size) = usize::try_from(size) else {
@@ -179,11 +200,44 @@ impl SegmentPool {
             Some(c) => class_bytes(c),
             None => one_off_bytes(size),
         } as u64;
-        let held = inner.held.load(Ordering::Acquire);
-        if held.saturating_add(wanted) <= inner.budget.load(Ordering::Acquire) {
+        if wanted <= inner.budget.load(Ordering::Acquire) {
             ZeroCopyAvailability::Fresh
         } else {
             ZeroCopyAvailability::Unavailable
+        }
+    }
+
+    /// As [`SegmentPool::acquire`], but when the budget is only busy (the
+    /// segment fits it, but lent segments hold it now), waits up to `wait` for
+    /// segments to come back instead of refusing at once.
+    pub async fn acquire_within(&self, size: usize, wait: Duration) -> Result<Lease, PoolError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut waited = false;
+        loop {
+            // Registered before the attempt, so a return between the attempt
+            // and the wait still wakes this one.
+            let returned = self.0.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            match self.acquire(size) {
+                Ok(lease) => {
+                    if waited {
+                        self.0.waited_served.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(lease);
+                }
+                Err(PoolError::Exhausted { wanted, budget, .. }) if wanted <= budget => {
+                    if !waited {
+                        waited = true;
+                        self.0.waited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                        // One last try: the wait may have ended just as a segment came back.
+                        return self.acquire(size);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -304,6 +358,7 @@ impl SegmentPool {
         let _ = inner.shm.unlink(&id);
         inner.held.fetch_sub(bytes, Ordering::AcqRel);
         inner.released.fetch_add(1, Ordering::Relaxed);
+        inner.returned.notify_waiters();
     }
 
     fn give_back(&self, segment: Box<dyn ShmSegment>, class: Option<usize>) {
@@ -315,6 +370,8 @@ impl SegmentPool {
             if free[c].len() < inner.config.max_free_per_class {
                 free[c].push(segment);
                 inner.free_counts[c].fetch_add(1, Ordering::AcqRel);
+                drop(free);
+                inner.returned.notify_waiters();
                 return;
             }
         }
@@ -369,6 +426,8 @@ impl SegmentPool {
             damaged: i.damaged.load(Ordering::Relaxed),
             held_bytes: i.held.load(Ordering::Relaxed),
             budget_bytes: i.budget.load(Ordering::Relaxed),
+            waited: i.waited.load(Ordering::Relaxed),
+            waited_served: i.waited_served.load(Ordering::Relaxed),
         }
     }
 }
@@ -562,8 +621,10 @@ mod tests {
     fn the_budget_bounds_what_is_held_and_refuses_past_it() {
         let (p, _) = pool(3 * MIB as u64);
         let a = p.acquire(2 * MIB).unwrap();
+        // Busy, not spent: the lent segment comes back.
+        assert_eq!(p.availability(2 * MIB as u64), ZeroCopyAvailability::Fresh);
         assert_eq!(
-            p.availability(2 * MIB as u64),
+            p.availability(4 * MIB as u64),
             ZeroCopyAvailability::Unavailable
         );
         let err = p.acquire(2 * MIB).unwrap_err();
@@ -576,6 +637,48 @@ mod tests {
         assert_eq!(c.kind(), LeaseKind::Reused);
         assert!(p.stats().held_bytes <= 3 * MIB as u64);
         drop((b, c));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_budget_makes_an_acquisition_wait_for_a_segment_to_come_back() {
+        let (p, _) = pool(3 * MIB as u64);
+        let held = p.acquire(2 * MIB).unwrap();
+        let returner = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(held);
+        });
+        let start = tokio::time::Instant::now();
+        let lease = p
+            .acquire_within(2 * MIB, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(lease.kind(), LeaseKind::Reused);
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
+        returner.await.unwrap();
+        let s = p.stats();
+        assert_eq!((s.waited, s.waited_served, s.refused), (1, 1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_segment_is_bounded_and_a_segment_that_never_fits_is_refused_at_once() {
+        let (p, _) = pool(3 * MIB as u64);
+        let _held = p.acquire(2 * MIB).unwrap();
+        let start = tokio::time::Instant::now();
+        let err = p
+            .acquire_within(2 * MIB, Duration::from_millis(100))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Exhausted { .. }), "{err}");
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        let start = tokio::time::Instant::now();
+        let err = p
+            .acquire_within(4 * MIB, Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Exhausted { .. }), "{err}");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        let s = p.stats();
+        assert_eq!((s.waited, s.waited_served), (1, 0));
     }
 
     #[test]
