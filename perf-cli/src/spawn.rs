@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use perfopt::platform::{RunDir, SweepReport, sweep_stale_run_dirs};
+use perfopt::platform::{RunDir, sweep_stale_run_dirs};
 use perfopt::transport::Secret;
 use perfopt::transport::grpc::Endpoint;
 
@@ -21,25 +21,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct Workspace {
     dir: RunDir,
     secret: Secret,
-    swept: SweepReport,
 }
 
 impl Workspace {
     /// Removes the run directories of dead hosts from the temporary directory, then makes a
     /// fresh one with a fresh secret in it.
     pub(crate) fn new() -> Result<Workspace, Exit> {
-        let swept = sweep_stale_run_dirs(&std::env::temp_dir()).map_err(Exit::failed)?;
+        sweep_stale_run_dirs(&std::env::temp_dir()).map_err(Exit::failed)?;
         let dir = RunDir::new().map_err(Exit::failed)?;
         let secret = Secret::generate().map_err(Exit::failed)?;
         secret
             .write_file(&dir.path().join("secret"))
             .map_err(Exit::failed)?;
-        Ok(Workspace { dir, secret, swept })
-    }
-
-    /// What the start-up sweep of dead hosts' run directories found.
-    pub(crate) fn swept(&self) -> SweepReport {
-        self.swept
+        Ok(Workspace { dir, secret })
     }
 
     /// The secret the workers check references with.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
-use perf_core::{FallbackReason, Method, MetricsSink, ReasonCode, TransferMetrics};
+use perf_core::{FailureKind, FallbackReason, Method, MetricsSink, ReasonCode, TransferMetrics};
 use serde_json::{Value, json};
 
 /// Percentiles of one measure.
@@ -26,7 +26,9 @@ struct State {
     reasons: BTreeMap<(Method, ReasonCode), u64>,
     pools: BTreeMap<String, u64>,
     fallbacks: BTreeMap<FallbackReason, u64>,
+    failures: BTreeMap<(Method, FailureKind), u64>,
     decision_ns: Option<Histogram<u64>>,
+    queued_ns: Option<Histogram<u64>>,
 }
 
 /// Collects every transfer of a run into histograms; memory stays bounded
@@ -37,6 +39,16 @@ pub(crate) struct Summary(Mutex<State>);
 impl MetricsSink for Summary {
     fn record(&self, m: &TransferMetrics) {
         let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = s
+            .queued_ns
+            .get_or_insert_with(hist)
+            .record((m.queued_us * 1000.0) as u64);
+        if !m.is_evidence() {
+            // A failed attempt is counted, never taken as a latency.
+            let kind = m.failure.unwrap_or(FailureKind::Internal);
+            *s.failures.entry((m.method, kind)).or_default() += 1;
+            return;
+        }
         let per = s.methods.entry(m.method).or_default();
         per.count += 1;
         per.bytes += m.size;
@@ -68,8 +80,9 @@ impl Summary {
         s.methods.values().map(|m| m.count).sum()
     }
 
-    /// The summary as JSON: `transfers`, `bytes`, `by_method`, `by_pool`, `by_reason`,
-    /// per-method latency and throughput percentiles, fallbacks, decision time.
+    /// The summary as JSON: `transfers` (delivered), `bytes`, `by_method`, `by_pool`,
+    /// `by_reason`, per-method latency and throughput percentiles, fallbacks, failed attempts
+    /// by method and kind, decision time and time queued for admission.
     pub(crate) fn to_json(&self) -> Value {
         let s = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let transfers: u64 = s.methods.values().map(|m| m.count).sum();
@@ -112,6 +125,14 @@ impl Summary {
                 (name, *v)
             })
             .collect();
+        let mut failed_attempts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for ((method, kind), n) in &s.failures {
+            failed_attempts
+                .entry(method.to_string())
+                .or_default()
+                .insert(kind.to_string(), *n);
+        }
+        let queued = |q| pct(&s.queued_ns, q) as f64 / 1000.0;
         json!({
             "transfers": transfers,
             "bytes": bytes,
@@ -120,6 +141,13 @@ impl Summary {
             "by_reason": by_reason,
             "methods": methods,
             "fallbacks": fallbacks,
+            "failed_attempts": failed_attempts,
+            "queued_us": {
+                "p50": queued(0.5),
+                "p95": queued(0.95),
+                "p99": queued(0.99),
+                "max": queued(1.0),
+            },
             "decision_ns": {
                 "p50": pct(&s.decision_ns, 0.5),
                 "p99": pct(&s.decision_ns, 0.99),

@@ -249,6 +249,8 @@ fn run_drives_real_transfers_through_workers_and_reports_them() {
         "1500ms",
         "--workers",
         "1",
+        "--in-flight",
+        "40",
         "--config",
         config,
         "--data-dir",
@@ -262,6 +264,13 @@ fn run_drives_real_transfers_through_workers_and_reports_them() {
     let transfers = r["transfers"].as_u64().unwrap();
     assert!(transfers > 0);
     assert_eq!(r["failed"], 0);
+    assert_eq!(r["retried"], 0);
+    // Forty callers, room for sixteen on the one worker: the rest wait, none fails.
+    assert_eq!(r["in_flight"]["submitted"], 40, "{r}");
+    assert_eq!(r["in_flight"]["capacity"], 16, "{r}");
+    assert!(r["in_flight"]["peak"].as_u64().unwrap() <= 16, "{r}");
+    assert!(r["queued_us"]["p99"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["failed_attempts"], serde_json::json!({}), "{r}");
     let sum = |v: &Value| -> u64 {
         v.as_object()
             .unwrap()
@@ -293,6 +302,13 @@ fn run_drives_real_transfers_through_workers_and_reports_them() {
     assert_eq!(bad.status.code(), Some(2));
     let bad = perfopt(&["run", "--workers", "0"]);
     assert_eq!(bad.status.code(), Some(2));
+    let bad = perfopt(&["run", "--in-flight", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("--in-flight 0 is out of range, expected 1 to 100000"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]

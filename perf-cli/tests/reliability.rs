@@ -216,5 +216,21 @@ fn a_worker_killed_during_a_run_is_replaced_and_no_transfer_is_lost() {
         report["workers_restarted"].as_u64().unwrap() >= 1,
         "{report}"
     );
-    assert!(report["transfers"].as_u64().unwrap() > 0);
+    let transfers = report["transfers"].as_u64().unwrap();
+    assert!(transfers > 0);
+    // A transfer the dead worker carried is recorded as a failed attempt and retried; every
+    // attempt reaches the store.
+    let attempts: u64 = report["failed_attempts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|kinds| kinds.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(report["retried"].as_u64(), Some(attempts), "{report}");
+    assert_eq!(
+        report["store"]["recorded"].as_u64(),
+        Some(transfers + attempts),
+        "{report}"
+    );
 }

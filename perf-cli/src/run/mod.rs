@@ -1,23 +1,21 @@
 //! `perfopt run`: the main job. Spawns workers and drives a workload of real transfers through the engine.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
     Compression, Config, Controller, DataType, FixedPolicy, Format, Method, MetricsSink, Name,
-    ResourceProbe, SampleFilter, TransferPolicy, TransferRequest,
+    SampleFilter, TransferPolicy, TransferRequest,
 };
 use perfopt::learn::{BackgroundEngine, LearnConfig, LearnedClassifier, LearningEngine};
 use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
 use perfopt::store::Backend as _;
-use perfopt::transport::grpc::{ClientConfig, WorkerClient};
-use perfopt::transport::{
-    ClientError, Executor, ExecutorConfig, PoolConfig, SegmentPool, TransferError,
-};
+use perfopt::transport::host::MAX_IN_FLIGHT;
+use perfopt::transport::{Host, PoolConfig, SegmentPool, TransferError, WorkerCommand};
 use serde_json::json;
 
 mod report;
@@ -28,7 +26,6 @@ use self::store::{CLEANUP_EVERY, cost_models, open_store};
 use crate::args::{RUN_TIME, parse_duration};
 use crate::exit::Exit;
 use crate::learn_feed::LearnFeed;
-use crate::spawn::{WorkerProcess, Workspace};
 use crate::store_cmd::DataDirArg;
 use crate::summary::Summary;
 
@@ -77,9 +74,13 @@ pub(crate) struct RunArgs {
     /// How long to drive transfers, 1ms to 24h (e.g. 500ms, 30s, 2m, 1h 30m).
     #[arg(long, default_value = "30s")]
     duration: String,
-    /// Worker processes to spawn (1 to 64); each gets one transfer at a time.
+    /// Worker processes to spawn (1 to 64).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Transfers submitted at once, 1 to 100000; beyond what the workers take at once
+    /// (16 each), they wait for room. Default: what the workers take at once.
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// The mix of sizes.
     #[arg(long, value_enum, default_value = "mixed")]
     workload: Workload,
@@ -119,121 +120,51 @@ pub(crate) struct RunArgs {
     data: DataDirArg,
 }
 
-/// What every driver shares: the engine, the pool, the workers' directory,
-/// the probe and the sinks; it (re)connects executors to workers.
-struct Links {
+/// What every driver shares: the host runtime, the policies and the comparison.
+struct Drive {
+    host: Host,
     /// The engine's policy first, then the `--compare` baselines.
     policies: Vec<Arc<dyn TransferPolicy>>,
     classifier: LearnedClassifier,
     comparison: Comparison,
-    pool: SegmentPool,
-    workspace: Arc<Workspace>,
-    probe: Arc<dyn ResourceProbe>,
-    sinks: Vec<Arc<dyn MetricsSink>>,
-    restarts: AtomicU64,
+    /// The first failures' messages, for the report; all are counted by the host.
+    failures: Mutex<Vec<String>>,
 }
 
-impl Links {
-    /// An executor per policy connected to `worker`, each recording to every sink.
-    async fn executors(&self, worker: &WorkerProcess) -> Result<Vec<Executor>, Exit> {
-        let client = WorkerClient::connect(worker.endpoint(), ClientConfig::default())
-            .await
-            .map_err(Exit::failed)?;
-        let mut executors = Vec::with_capacity(self.policies.len());
-        for policy in &self.policies {
-            let mut executor = Executor::connect(
-                policy.clone(),
-                client.clone(),
-                Some((self.pool.clone(), self.workspace.secret().clone())),
-                self.probe.clone(),
-                ExecutorConfig::default(),
-            )
-            .await
-            .map_err(Exit::failed)?;
-            for sink in &self.sinks {
-                executor = executor.with_sink(sink.clone());
-            }
-            executors.push(executor);
+/// Failure messages a run keeps for its report.
+const FAILURES_KEPT: usize = 20;
+
+impl Drive {
+    fn failed(&self, e: &TransferError) {
+        let mut kept = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < FAILURES_KEPT {
+            kept.push(e.to_string());
         }
-        Ok(executors)
     }
 
-    /// Carries one transfer through the driver's worker by policy `arm`, and
-    /// returns its latency in microseconds. When the worker is unreachable
-    /// (gRPC, the last resort, failed too), a new worker takes its place and the
-    /// transfer is tried once more, so a dead worker loses nothing.
-    async fn carry(
-        &self,
-        index: usize,
-        slot: &mut Option<(WorkerProcess, Vec<Executor>)>,
-        arm: usize,
-        request: &TransferRequest,
-        bytes: &[u8],
-    ) -> Result<f64, String> {
-        if let Some((_, executors)) = slot.as_ref() {
-            match executors[arm].transfer(request, bytes).await {
-                Ok(outcome) => return Ok(outcome.metrics.latency_us),
-                // The worker is gone or hung: replace it. A refusal from a
-                // live worker is the transfer's own failure.
-                Err(TransferError::Grpc {
-                    source:
-                        ClientError::Unavailable { .. }
-                        | ClientError::Connect { .. }
-                        | ClientError::Timeout { .. },
-                    ..
-                }) => {}
-                Err(e) => return Err(e.to_string()),
-            }
-        }
-        // Kill and reap what is left of the old worker before its socket is reused.
-        drop(slot.take());
-        let workspace = self.workspace.clone();
-        let worker = tokio::task::spawn_blocking(move || workspace.spawn(index))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.message)?;
-        let executors = self.executors(&worker).await.map_err(|e| e.message)?;
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-        let result = executors[arm].transfer(request, bytes).await;
-        *slot = Some((worker, executors));
-        result
-            .map(|outcome| outcome.metrics.latency_us)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Carries `request` by the engine, or by every arm in rotating order
-    /// when comparing; returns the failures.
-    async fn carry_request(
-        &self,
-        index: usize,
-        slot: &mut Option<(WorkerProcess, Vec<Executor>)>,
-        turn: usize,
-        request: &TransferRequest,
-        bytes: &[u8],
-    ) -> Vec<String> {
+    /// Carries `request` by the engine, or by every arm in rotating order when comparing.
+    async fn carry_request(&self, turn: usize, request: &TransferRequest, bytes: &[u8]) {
         let arms = self.policies.len();
-        if arms == 1 {
-            return self
-                .carry(index, slot, 0, request, bytes)
-                .await
-                .err()
-                .into_iter()
-                .collect();
-        }
         let with_model = self.classifier.model().is_some();
         let mut latencies = [0.0; 4];
-        let mut failures = Vec::new();
+        let mut all = true;
         for k in 0..arms {
             let arm = (turn + k) % arms;
-            match self.carry(index, slot, arm, request, bytes).await {
-                Ok(latency) => latencies[arm] = latency,
-                Err(e) => failures.push(e),
+            match self
+                .host
+                .transfer_with(self.policies[arm].as_ref(), request, bytes)
+                .await
+            {
+                Ok(outcome) => latencies[arm] = outcome.metrics.latency_us,
+                Err(e) => {
+                    all = false;
+                    self.failed(&e);
+                }
             }
         }
-        if failures.is_empty() {
+        if arms > 1 && all {
             self.comparison.add(with_model, &latencies);
         }
-        failures
     }
 }
 
@@ -262,6 +193,13 @@ fn next_request(rng: &SplitMix, workload: Workload, pools: &[Name]) -> TransferR
 pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let duration =
         parse_duration("--duration", &args.duration, &RUN_TIME).map_err(Exit::bad_input)?;
+    if let Some(n) = args.in_flight
+        && !(1..=MAX_IN_FLIGHT).contains(&n)
+    {
+        return Err(Exit::bad_input(format_args!(
+            "--in-flight {n} is out of range, expected 1 to {MAX_IN_FLIGHT}"
+        )));
+    }
     if !(1..=64).contains(&args.workers) {
         return Err(Exit::bad_input(format_args!(
             "--workers {} is out of range, expected 1 to 64",
@@ -356,83 +294,63 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     )
     .map_err(Exit::bad_input)?;
 
-    let workspace = Arc::new(Workspace::new()?);
-    let workers: Vec<WorkerProcess> = (0..args.workers)
-        .map(|i| workspace.spawn(i))
-        .collect::<Result<_, _>>()?;
     let summary = Arc::new(Summary::default());
     let (_, hi) = args.workload.bounds();
     let payload: Arc<[u8]> = crate::bench::random_payload(hi as usize, args.seed ^ 0xDA7A).into();
-    let links = Arc::new(Links {
-        policies,
-        classifier,
-        comparison: Comparison::default(),
-        pool: pool.clone(),
-        workspace: workspace.clone(),
-        probe: Arc::new(ProcProbe::default()),
-        sinks: vec![
-            summary.clone(),
-            store.sink.clone(),
-            learn_feed.clone(),
-            engine.clone(),
-        ],
-        restarts: AtomicU64::new(0),
-    });
+    let exe = std::env::current_exe().map_err(Exit::failed)?;
+    let sinks: [Arc<dyn MetricsSink>; 4] = [
+        summary.clone(),
+        store.sink.clone(),
+        learn_feed.clone(),
+        engine.clone(),
+    ];
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Exit::failed)?;
-    let started = Instant::now();
     let mut burners: Option<crate::collect::Burners> = None;
     let mut load_started: Option<(Duration, u64)> = None;
-    let failures = runtime.block_on(async {
-        let mut drivers = Vec::new();
-        for (i, worker) in workers.into_iter().enumerate() {
-            // A worker that died before its first connection is replaced once.
-            let (worker, executors) = match links.executors(&worker).await {
-                Ok(executors) => (worker, executors),
-                Err(first) => {
-                    drop(worker);
-                    let worker = workspace.spawn(i)?;
-                    let executors = links.executors(&worker).await.map_err(|e| {
-                        Exit::failed(format_args!("{}; and again: {}", first.message, e.message))
-                    })?;
-                    links.restarts.fetch_add(1, Ordering::Relaxed);
-                    (worker, executors)
-                }
-            };
-            drivers.push((i, worker, executors));
+    let (drive, in_flight, started) = runtime.block_on(async {
+        let mut host = Host::builder(policies[0].clone())
+            .probe(Arc::new(ProcProbe::default()))
+            .zero_copy(pool.clone())
+            .spawn(WorkerCommand::perfopt(exe), args.workers);
+        for sink in sinks {
+            host = host.sink(sink);
         }
+        let host = host.start().await.map_err(Exit::failed)?;
+        let in_flight = args.in_flight.unwrap_or(host.capacity());
+        let drive = Arc::new(Drive {
+            host,
+            policies,
+            classifier,
+            comparison: Comparison::default(),
+            failures: Mutex::new(Vec::new()),
+        });
         let progress = indicatif::ProgressBar::new(duration.as_millis() as u64);
         progress.set_style(
             indicatif::ProgressStyle::with_template("{bar:30} {elapsed}/{duration} {msg}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
+        let started = Instant::now();
         let deadline = started + duration;
-        let mut tasks = Vec::new();
-        for (i, worker, executors) in drivers {
+        let mut tasks = Vec::with_capacity(in_flight);
+        for i in 0..in_flight {
             let rng = SplitMix::new(args.seed.wrapping_mul(31).wrapping_add(i as u64));
             let payload = payload.clone();
             let pools = pools.clone();
             let workload = args.workload;
-            let links = links.clone();
+            let drive = drive.clone();
             tasks.push(tokio::spawn(async move {
-                let mut failed = Vec::new();
-                let mut slot = Some((worker, executors));
                 let mut turn = i;
                 while Instant::now() < deadline {
                     let request = next_request(&rng, workload, &pools);
                     let bytes = &payload[..request.size as usize];
-                    failed.extend(
-                        links
-                            .carry_request(i, &mut slot, turn, &request, bytes)
-                            .await,
-                    );
+                    drive.carry_request(turn, &request, bytes).await;
                     turn += 1;
                 }
-                failed
             }));
         }
         let ticker = async {
@@ -455,12 +373,24 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             }
             Ok::<(), Exit>(())
         };
-        let (results, ticked) = tokio::join!(futures_join(tasks), ticker);
+        let drivers = async {
+            for task in tasks {
+                if let Err(e) = task.await {
+                    let mut kept = drive.failures.lock().unwrap_or_else(|e| e.into_inner());
+                    kept.push(format!("driver task failed: {e}"));
+                }
+            }
+        };
+        let ((), ticked) = tokio::join!(drivers, ticker);
         progress.finish_and_clear();
         drop(burners.take());
         ticked?;
-        Ok::<Vec<String>, Exit>(results.into_iter().flatten().collect())
+        Ok::<_, Exit>((drive, in_flight, started))
     })?;
+    let host_stats = drive.host.stats();
+    let swept_run_dirs = drive.host.swept().map_or(0, |s| s.removed);
+    let failures = std::mem::take(&mut *drive.failures.lock().unwrap_or_else(|e| e.into_inner()));
+    runtime.block_on(drive.host.clone().shutdown());
     let elapsed = started.elapsed();
     let flushed = store.sink.try_flush();
     let recorded = store.sink.stats();
@@ -469,11 +399,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     report["duration_s"] = json!(elapsed.as_secs_f64());
     report["workers"] = json!(args.workers);
     report["workload"] = json!(format!("{:?}", args.workload).to_lowercase());
-    report["failed"] = json!(failures.len());
+    report["failed"] = json!(host_stats.failed);
+    report["retried"] = json!(host_stats.retried);
+    report["in_flight"] = json!({
+        "submitted": in_flight,
+        "capacity": drive.host.capacity(),
+        "peak": host_stats.peak_in_flight,
+    });
     report["pool"] = json!(pool.stats());
     report["swept_segments"] = json!(swept.removed);
-    report["swept_run_dirs"] = json!(links.workspace.swept().removed);
-    report["workers_restarted"] = json!(links.restarts.load(Ordering::Relaxed));
+    report["swept_run_dirs"] = json!(swept_run_dirs);
+    report["workers_restarted"] = json!(host_stats.restarts);
+    report["host"] = json!(host_stats);
     learn_feed.finish();
     engine.finish();
     let saved = store.models.as_ref().map(|models| {
@@ -496,7 +433,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         "dropped": dropped,
     });
     if args.compare {
-        report["compare"] = links.comparison.to_json();
+        report["compare"] = drive.comparison.to_json();
     }
     if let Some((at, transfers)) = load_started {
         report["load"] = json!({
@@ -522,25 +459,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             std::fs::write(path, text + "\n").map_err(Exit::failed)?;
         }
     }
-    if failures.is_empty() {
+    if host_stats.failed == 0 && failures.is_empty() {
         Ok(())
     } else {
         Err(Exit::failed(format_args!(
             "{} transfer(s) failed",
-            failures.len()
+            host_stats.failed.max(failures.len() as u64)
         )))
     }
-}
-
-async fn futures_join(tasks: Vec<tokio::task::JoinHandle<Vec<String>>>) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for t in tasks {
-        out.push(
-            t.await
-                .unwrap_or_else(|e| vec![format!("driver task failed: {e}")]),
-        );
-    }
-    out
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ pub(super) fn text_report(r: &serde_json::Value, failures: &[String]) -> String 
         r["workers"],
         r["workload"].as_str().unwrap_or(""),
         r["transfers"],
-        failures.len(),
+        r["failed"].as_u64().unwrap_or(failures.len() as u64),
         HumanSize(r["bytes"].as_u64().unwrap_or(0)),
     );
     out += &format!(
@@ -116,8 +116,17 @@ pub(super) fn text_report(r: &serde_json::Value, failures: &[String]) -> String 
         r["pool"]["refused"],
     );
     out += &format!(
-        "  workers restarted: {}\n",
-        r["workers_restarted"].as_u64().unwrap_or(0)
+        "  workers restarted: {}, attempts retried on another worker: {}\n",
+        r["workers_restarted"].as_u64().unwrap_or(0),
+        r["retried"].as_u64().unwrap_or(0),
+    );
+    out += &format!(
+        "  in flight: {} submitted, {} at most at once (peak {}); queued for room: p50 {}, p99 {}\n",
+        r["in_flight"]["submitted"],
+        r["in_flight"]["capacity"],
+        r["in_flight"]["peak"],
+        perf_core::HumanMicros(num(&r["queued_us"]["p50"])),
+        perf_core::HumanMicros(num(&r["queued_us"]["p99"])),
     );
     out += &format!(
         "  metrics store: {} ({} recorded, {} committed, {} dropped)\n",
