@@ -1,14 +1,11 @@
 //! `perfopt worker`: a real worker process serving the transfer protocol on a socket.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Args;
 use perf_core::parse_size;
-use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, SystemShm};
-use perfopt::transport::grpc::{Endpoint, Listener, ServiceConfig, TransferService};
-use perfopt::transport::{ReferenceReader, Secret};
+use perfopt::transport::grpc::{Endpoint, ServiceConfig};
+use perfopt::transport::host::{SpawnedWorker, SpawnedWorkerError, process_alive};
 
 use crate::exit::Exit;
 
@@ -32,61 +29,42 @@ pub(crate) struct WorkerArgs {
     max_inline: String,
 }
 
-fn service(args: &WorkerArgs) -> Result<TransferService, Exit> {
+fn config(args: &WorkerArgs) -> Result<ServiceConfig, Exit> {
     let max_inline = parse_size(&args.max_inline).map_err(Exit::bad_input)?;
-    let config = ServiceConfig {
+    Ok(ServiceConfig {
         max_inline_bytes: max_inline,
         max_inflight_inline_bytes: ServiceConfig::default()
             .max_inflight_inline_bytes
             .max(max_inline),
         ..ServiceConfig::default()
-    };
-    let mut service = TransferService::new(config).map_err(Exit::bad_input)?;
-    if let Some(path) = &args.secret_file {
-        let secret = Secret::read_file(path).map_err(Exit::bad_input)?;
-        let named = NamedShm::new(NamedShmConfig::default()).map_err(Exit::failed)?;
-        let shm = SystemShm::new(MemfdShm::default(), named, false);
-        let reader = ReferenceReader::new(Arc::new(shm), secret, args.peer_pid);
-        service = service.with_reference_handler(Arc::new(reader));
-    }
-    Ok(service)
+    })
 }
 
-/// Whether process `pid` is alive.
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
-
-/// Completes on Ctrl-C, SIGTERM, or when the peer process is gone.
-async fn shutdown(peer: Option<u32>) {
+/// Completes on Ctrl-C or SIGTERM.
+async fn signalled() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let peer_gone = async {
-        match peer {
-            Some(pid) => loop {
-                if !alive(pid) {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            },
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        () = peer_gone => {}
     }
 }
 
 /// Runs `perfopt worker` until it is told to stop.
 pub(crate) fn run(args: &WorkerArgs) -> Result<(), Exit> {
-    let endpoint = Endpoint::parse(&args.listen).map_err(Exit::bad_input)?;
-    if let Some(pid) = args.peer_pid.filter(|&pid| !alive(pid)) {
+    let worker = SpawnedWorker {
+        listen: Endpoint::parse(&args.listen).map_err(Exit::bad_input)?,
+        peer_pid: args.peer_pid,
+        secret_file: args.secret_file.clone(),
+    };
+    if let Some(pid) = args.peer_pid.filter(|&pid| !process_alive(pid)) {
         return Err(Exit::bad_input(format!(
             "--peer-pid {pid}: expected a live host process, found no process with that pid"
         )));
     }
-    let service = service(args)?;
+    let service = worker.service(config(args)?).map_err(|e| match e {
+        SpawnedWorkerError::Serve(_) => Exit::failed(e),
+        _ => Exit::bad_input(e),
+    })?;
     // The soft limit (often 1,024) would otherwise lower how many connections may be open.
     perfopt::platform::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -94,13 +72,7 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<(), Exit> {
         .enable_all()
         .build()
         .map_err(Exit::failed)?;
-    runtime.block_on(async {
-        let listener = Listener::bind(&endpoint).await.map_err(Exit::failed)?;
-        // The host reads this line to learn where the worker listens.
-        println!("listening {}", listener.local_endpoint());
-        listener
-            .serve(service, shutdown(args.peer_pid))
-            .await
-            .map_err(Exit::failed)
-    })
+    runtime
+        .block_on(worker.serve(service, signalled()))
+        .map_err(Exit::failed)
 }

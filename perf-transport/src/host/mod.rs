@@ -15,6 +15,7 @@
 //!   host's [`HostStats`] count them.
 
 mod spawn;
+mod worker;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -27,6 +28,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use self::spawn::WorkerCommand;
 use self::spawn::{WorkerProcess, Workspace};
+pub use self::worker::{SpawnedWorker, SpawnedWorkerError, process_alive};
 use crate::executor::{Executor, ExecutorConfig, Payload, TransferError, TransferOutcome};
 use crate::grpc::{ClientConfig, Endpoint, WorkerClient};
 use crate::pool::{Lease, PoolError, SegmentPool};
