@@ -349,11 +349,21 @@ pub(crate) fn read_buckets(
     Ok(out)
 }
 
-/// The newest `limit` samples passing `filter`, as [`Backend::samples`] returns them.
+/// Which stored samples a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Records {
+    /// Every record, as [`Backend::samples`] returns them.
+    All,
+    /// Delivered transfers only, as [`Backend::evidence`] returns them.
+    Evidence,
+}
+
+/// The newest `limit` samples passing `filter` of the `records` asked for.
 pub(crate) fn read_samples(
     txn: &ReadTransaction,
     filter: &SampleFilter,
     limit: usize,
+    records: Records,
 ) -> Result<Vec<TransferMetrics>, StoreError> {
     let limit = limit.min(MAX_SAMPLE_LIMIT);
     let mut out = Vec::new();
@@ -367,7 +377,7 @@ pub(crate) fn read_samples(
     for row in rows.rev() {
         let (_, v) = row.map_err(redb_err)?;
         let m = decode_sample(v.value())?;
-        if passes(filter, &m) {
+        if passes(filter, &m) && (records == Records::All || m.is_evidence()) {
             out.push(m);
             if out.len() == limit {
                 break;
@@ -440,7 +450,19 @@ impl Backend for RedbBackend {
             return Ok(Vec::new());
         }
         let txn = self.db.begin_read().map_err(redb_err)?;
-        read_samples(&txn, filter, limit)
+        read_samples(&txn, filter, limit, Records::All)
+    }
+
+    fn evidence(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(redb_err)?;
+        read_samples(&txn, filter, limit, Records::Evidence)
     }
 }
 

@@ -13,7 +13,7 @@ use super::file::{Access, open_store_file};
 use super::models::{guarded, list_in, load_in};
 use super::storage::ReadOnlyOverlay;
 use super::{
-    ModelInfo, TableRows, count_rows, expect_current, no_panic, read_buckets, read_pools,
+    ModelInfo, Records, TableRows, count_rows, expect_current, no_panic, read_buckets, read_pools,
     read_samples, redb_err, store_file, stored_version,
 };
 use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
@@ -166,7 +166,15 @@ impl Backend for RedbReader {
         filter: &SampleFilter,
         limit: usize,
     ) -> Result<Vec<TransferMetrics>, StoreError> {
-        no_panic(|| read_samples(&self.db.begin_read()?, filter, limit))
+        no_panic(|| read_samples(&self.db.begin_read()?, filter, limit, Records::All))
+    }
+
+    fn evidence(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        no_panic(|| read_samples(&self.db.begin_read()?, filter, limit, Records::Evidence))
     }
 }
 
