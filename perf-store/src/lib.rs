@@ -13,7 +13,8 @@
 //! - [`RedbBackend`] is the durable [`Backend`]: one atomic write transaction per batch, a
 //!   versioned schema with [`migrate()`] (backup first), [`Retention`] with archival, a
 //!   read-only [`check`] and [`check_access`] for `perfopt doctor`, [`RedbReader`] for the
-//!   commands that only read (it works on a read-only filesystem), [`RedbThresholdStore`] so thresholds and
+//!   commands that only read (it works on a read-only filesystem, and beside the one process
+//!   that writes; a second writer gets [`StoreError::Held`] naming the first), [`RedbThresholdStore`] so thresholds and
 //!   their history survive a restart (R1.6), and [`RedbModelStore`] for trained models. [`MemoryBackend`] serves tests and runs that keep
 //!   nothing.
 //!

@@ -497,12 +497,32 @@ pub enum StoreError {
         /// What is there instead, e.g. `a FIFO`.
         what: String,
     },
+    /// Another process (or this one, through another open) holds the store open for writing.
+    #[error("{}", held_message(path, holder.as_ref()))]
+    Held {
+        /// The store's file.
+        path: std::path::PathBuf,
+        /// Who holds it, when its holder file says so.
+        holder: Option<crate::db::Holder>,
+    },
     /// There is no store to read.
     #[error("no metrics store at {path}, expected one written by `perfopt run`")]
     Missing {
         /// The store's file.
         path: std::path::PathBuf,
     },
+}
+
+/// The message of [`StoreError::Held`].
+fn held_message(path: &std::path::Path, holder: Option<&crate::db::Holder>) -> String {
+    let who = match holder {
+        Some(h) => format!("is held by {h}"),
+        None => "is held open for writing by another process".to_string(),
+    };
+    format!(
+        "metrics store {} {who}; stop it, or ask it (its HTTP API comes with `perfopt serve`)",
+        path.display()
+    )
 }
 
 /// Where batches go and buckets come from: a redb file, or memory in tests.
