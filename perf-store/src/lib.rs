@@ -23,8 +23,8 @@
 pub mod model;
 
 pub use model::{
-    Backend, Batch, Bucket, BucketKey, Granularity, Measure, SeriesKey, Stats, StoreError,
-    size_class,
+    Backend, Batch, Bucket, BucketKey, Failures, Granularity, Measure, SeriesKey, Stats,
+    StoreError, size_class,
 };
 
 pub mod aggregate;
