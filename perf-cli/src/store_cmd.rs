@@ -1,13 +1,15 @@
 //! `perfopt stats`, `export`, `migrate` and `doctor`: reading, upgrading and checking the metrics store.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use perf_core::{Method, MetricsQuery, Name, Percentiles, SampleFilter, SeriesQuery, Timestamp};
+use perf_core::{Method, Name, Percentiles, SampleFilter, SeriesQuery, Timestamp};
+use perfopt::store::query::{percentiles, point};
 use perfopt::store::{
-    Backend, RedbBackend, RedbReader, StoreFile, StoreQuery, check, check_access,
+    Backend, Bucket, Failures, RedbBackend, RedbReader, StoreFile, StoreQuery, check, check_access,
     datadir::{self, DataDir},
     migrate,
 };
@@ -106,6 +108,32 @@ fn filters(
     Ok((pool, method))
 }
 
+/// Failures by kind as a JSON object, kinds that did not occur left out (`unknown`: records
+/// that name no kind).
+fn kinds_json(f: &Failures) -> Value {
+    let mut map = serde_json::Map::new();
+    for (kind, n) in f.kinds() {
+        map.insert(kind.as_str().to_string(), json!(n));
+    }
+    if f.unknown() > 0 {
+        map.insert("unknown".to_string(), json!(f.unknown()));
+    }
+    Value::Object(map)
+}
+
+/// Failures by kind as text: `timeout 3, refused 1`, or `none`.
+fn kinds_text(f: &Failures) -> String {
+    let mut parts: Vec<String> = f.kinds().map(|(k, n)| format!("{k} {n}")).collect();
+    if f.unknown() > 0 {
+        parts.push(format!("unknown {}", f.unknown()));
+    }
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn pct_json(p: &Percentiles) -> Value {
     json!({"count": p.count, "mean": p.mean, "min": p.min, "max": p.max,
            "p50": p.p50, "p95": p.p95, "p99": p.p99, "p999": p.p999})
@@ -152,10 +180,16 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
         to: Timestamp(to.0 + 1_000_000_000),
         granularity_secs,
     };
-    let points = query.series(&q).map_err(Exit::bad_input)?;
-    let total = query.summary(&q).map_err(Exit::failed)?;
+    let points = query.merged_buckets(&q).map_err(Exit::bad_input)?;
+    let per_series = query.series_totals(&q).map_err(Exit::failed)?;
+    let mut total = Bucket::default();
+    let mut by_method: BTreeMap<Method, Bucket> = BTreeMap::new();
+    for (series, bucket) in &per_series {
+        total.merge(bucket);
+        by_method.entry(series.method).or_default().merge(bucket);
+    }
     if let Some(pool) = pool
-        && total.latency_us.count == 0
+        && total.count() == 0
     {
         expect_known_pool(&reader, pool)?;
     }
@@ -170,56 +204,107 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
     } else {
         None
     };
+    let latency = |b: &Bucket| percentiles(&b.latency_us, 1.0);
+    let queued = |b: &Bucket| percentiles(&b.queued_us, 1.0);
     let mut out = Output::new();
     if args.json {
         let buckets: Vec<Value> = points
             .iter()
-            .map(|p| {
+            .map(|(&start, b)| {
+                let p = point(Timestamp::from_secs(start), b);
                 json!({
-                    "start_unix_s": p.start.0 / 1_000_000_000,
-                    "count": p.latency_us.count,
+                    "start_unix_s": start,
+                    "count": b.count(),
+                    "delivered": b.delivered(),
+                    "failed": b.failed(),
+                    "failures_by_kind": kinds_json(&b.failures),
                     "p50": p.latency_us.p50, "p95": p.latency_us.p95,
                     "p99": p.latency_us.p99, "p999": p.latency_us.p999,
                     "latency_us": pct_json(&p.latency_us),
                     "throughput_bps": pct_json(&p.throughput_bps),
                     "decision_ns": pct_json(&p.decision_ns),
                     "memory_bytes": pct_json(&p.memory_bytes),
+                    "queued_us": pct_json(&queued(b)),
+                })
+            })
+            .collect();
+        let methods: Vec<Value> = by_method
+            .iter()
+            .map(|(m, b)| {
+                json!({
+                    "method": m.as_str(),
+                    "transfers": b.count(),
+                    "delivered": b.delivered(),
+                    "failed": b.failed(),
+                    "failures_by_kind": kinds_json(&b.failures),
+                    "latency_us": pct_json(&latency(b)),
+                    "queued_us": pct_json(&queued(b)),
                 })
             })
             .collect();
         let json = json!({
             "data_dir": dir.path,
             "granularity_secs": granularity_secs,
-            "total_transfers": total.latency_us.count,
-            "latency_us": pct_json(&total.latency_us),
+            "total_transfers": total.count(),
+            "delivered": total.delivered(),
+            "failed": total.failed(),
+            "failures_by_kind": kinds_json(&total.failures),
+            "latency_us": pct_json(&latency(&total)),
+            "queued_us": pct_json(&queued(&total)),
+            "by_method": methods,
             "buckets": buckets,
             "profile": profile,
         });
         writeln!(out, "{json}")?;
         return out.finish();
     }
+    let us = |v: f64| perf_core::HumanMicros(v).to_string();
     writeln!(
         out,
-        "{} transfers in the last {} ({}), latency p50 {} p99 {}",
-        total.latency_us.count,
+        "{} transfers in the last {} ({}): {} delivered, {} failed; latency of the delivered p50 {} p99 {}",
+        total.count(),
         args.since,
         dir.path.display(),
-        perf_core::HumanMicros(total.latency_us.p50),
-        perf_core::HumanMicros(total.latency_us.p99),
+        total.delivered(),
+        total.failed(),
+        us(latency(&total).p50),
+        us(latency(&total).p99),
     )?;
+    writeln!(out, "  failures by kind: {}", kinds_text(&total.failures))?;
     writeln!(
         out,
-        "\n  {:<20} {:>8} {:>10} {:>10} {:>10} {:>10}",
-        "bucket (unix s)", "count", "p50", "p95", "p99", "p99.9"
+        "\n  {:<20} {:>9} {:>9} {:>8} {:>10} {:>10} {:>12}",
+        "method", "transfers", "delivered", "failed", "p50", "p99", "queued mean"
     )?;
-    for p in &points {
-        let l = &p.latency_us;
-        let us = |v: f64| perf_core::HumanMicros(v).to_string();
+    for (m, b) in &by_method {
         writeln!(
             out,
-            "  {:<20} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            p.start.0 / 1_000_000_000,
-            l.count,
+            "  {:<20} {:>9} {:>9} {:>8} {:>10} {:>10} {:>12}",
+            m.as_str(),
+            b.count(),
+            b.delivered(),
+            b.failed(),
+            us(latency(b).p50),
+            us(latency(b).p99),
+            us(queued(b).mean)
+        )?;
+        if b.failed() > 0 {
+            writeln!(out, "  {:<20} failures: {}", "", kinds_text(&b.failures))?;
+        }
+    }
+    writeln!(
+        out,
+        "\n  {:<20} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "bucket (unix s)", "count", "failed", "p50", "p95", "p99", "p99.9"
+    )?;
+    for (&start, b) in &points {
+        let l = latency(b);
+        writeln!(
+            out,
+            "  {:<20} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
+            start,
+            b.count(),
+            b.failed(),
             us(l.p50),
             us(l.p95),
             us(l.p99),
@@ -298,7 +383,7 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
     if args.format == ExportFormat::Csv {
         writeln!(
             out,
-            "started_at_ns,pool,method,decided_method,reason,size,data_type,format,latency_us,throughput_bps,memory_bytes,cpu_time_us,decision_ns,fallback,success"
+            "started_at_ns,pool,method,decided_method,reason,size,data_type,format,latency_us,throughput_bps,memory_bytes,cpu_time_us,decision_ns,fallback,success,failure,queued_us"
         )?;
     }
     for m in &samples {
@@ -315,7 +400,7 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
                     .unwrap_or_default();
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     m.started_at.0,
                     m.pool,
                     m.method,
@@ -330,7 +415,9 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
                     m.cpu_time_us,
                     m.decision_ns,
                     fallback,
-                    m.success
+                    m.success,
+                    m.failure.map_or("", |f| f.as_str()),
+                    m.queued_us
                 )?;
             }
         }

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perf_core::{
-    DecisionContext, FixedPolicy, Method, MetricsSink, SystemState, Timestamp, TransferMetrics,
-    TransferPolicy, TransferRequest,
+    DecisionContext, FailureKind, FixedPolicy, Method, MetricsSink, SystemState, Timestamp,
+    TransferMetrics, TransferPolicy, TransferRequest,
 };
 use perfopt::store::{RedbBackend, SinkConfig, StoreSink};
+use serde_json::{Value, json};
 use support::{DEADLINE, perfopt, perfopt_within_deadline, stderr, stdout};
 
 /// Records `n` transfers of the default pool into a new store in `data`, one a second, the last
@@ -41,6 +42,49 @@ fn fill_store(data: &Path, n: u64) {
     }
     let stats = sink.close().unwrap();
     assert_eq!(stats.committed, n, "{stats:?}");
+}
+
+/// Records into a new store in `data`, over the last minute: 100 delivered gRPC transfers of
+/// 100..199 us and 10 delivered zero-copy ones of 50 us, and failed ones with latencies far
+/// above any delivered one (3 gRPC timeouts, 1 gRPC refusal, 2 zero-copy unavailable), each
+/// failed one queued 250 us.
+fn fill_store_with_failures(data: &Path) {
+    let backend = Arc::new(RedbBackend::open(data).unwrap());
+    let sink = StoreSink::new(backend, SinkConfig::default()).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let req = TransferRequest::new(4096);
+    let at = |i: u64| Timestamp(Timestamp::from_secs(now - 30).0 + i * 1_000_000);
+    let transfer = |method: Method, latency: f64, i: u64| {
+        let decision = FixedPolicy(method).decide(&req, &DecisionContext::idle(Timestamp(0)));
+        TransferMetrics::new(&req, &decision, method, latency, at(i), SystemState::IDLE)
+    };
+    for i in 0..100 {
+        sink.record(&transfer(Method::Grpc, 100.0 + i as f64, i));
+    }
+    for i in 0..10 {
+        sink.record(&transfer(Method::ZeroCopy, 50.0, 200 + i));
+    }
+    for (i, (method, kind)) in [
+        (Method::Grpc, FailureKind::Timeout),
+        (Method::Grpc, FailureKind::Timeout),
+        (Method::Grpc, FailureKind::Timeout),
+        (Method::Grpc, FailureKind::Refused),
+        (Method::ZeroCopy, FailureKind::Unavailable),
+        (Method::ZeroCopy, FailureKind::Unavailable),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut m = transfer(method, 30_000_000.0, 300 + i as u64);
+        m.fail(kind);
+        m.queued_us = 250.0;
+        sink.record(&m);
+    }
+    let stats = sink.close().unwrap();
+    assert_eq!(stats.committed, 116, "{stats:?}");
 }
 
 fn store_path(data: &Path) -> PathBuf {
@@ -358,4 +402,252 @@ fn a_closed_pipe_ends_quietly_also_for_commands_that_print_line_by_line() {
         );
         assert_eq!(err, "", "{args:?} ends quietly");
     }
+}
+
+#[test]
+fn stats_counts_failures_per_method_and_kind_and_keeps_them_out_of_the_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill_store_with_failures(&data);
+    let d = data.to_str().unwrap();
+    let stats = support::json(&["stats", "--data-dir", d, "--json"]);
+    assert_eq!(stats["total_transfers"], 116, "{stats}");
+    assert_eq!(stats["delivered"], 110);
+    assert_eq!(stats["failed"], 6);
+    assert_eq!(
+        stats["failures_by_kind"],
+        json!({"unavailable": 2, "timeout": 3, "refused": 1})
+    );
+    // The failed transfers' 30 s latencies move no percentile: the largest delivered is 199 us.
+    let latency = &stats["latency_us"];
+    assert_eq!(latency["count"], 110);
+    assert_eq!(latency["max"], 199.0);
+    assert!(latency["p99"].as_f64().unwrap() <= 199.0, "{latency}");
+    assert!(latency["p999"].as_f64().unwrap() <= 199.0, "{latency}");
+    assert_eq!(stats["queued_us"]["count"], 116);
+    assert_eq!(stats["queued_us"]["max"], 250.0);
+    let by_method: Vec<&Value> = stats["by_method"].as_array().unwrap().iter().collect();
+    let row = |name: &str| {
+        *by_method
+            .iter()
+            .find(|r| r["method"] == name)
+            .unwrap_or_else(|| panic!("no {name} row in {stats}"))
+    };
+    let grpc = row("grpc");
+    assert_eq!(
+        (&grpc["transfers"], &grpc["delivered"], &grpc["failed"]),
+        (&json!(104), &json!(100), &json!(4))
+    );
+    assert_eq!(
+        grpc["failures_by_kind"],
+        json!({"timeout": 3, "refused": 1})
+    );
+    assert_eq!(grpc["latency_us"]["max"], 199.0);
+    let zero_copy = row("zero_copy");
+    assert_eq!(
+        (
+            &zero_copy["transfers"],
+            &zero_copy["delivered"],
+            &zero_copy["failed"]
+        ),
+        (&json!(12), &json!(10), &json!(2))
+    );
+    assert_eq!(zero_copy["failures_by_kind"], json!({"unavailable": 2}));
+    assert_eq!(zero_copy["latency_us"]["p99"], 50.0);
+    let buckets = stats["buckets"].as_array().unwrap();
+    let sum = |field: &str| {
+        buckets
+            .iter()
+            .map(|b| b[field].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (sum("count"), sum("delivered"), sum("failed")),
+        (116, 110, 6)
+    );
+    assert!(buckets.iter().all(|b| b["p99"].as_f64().unwrap() <= 199.0));
+
+    // The same in text: a failed count per method and per bucket, and the kinds.
+    let text = stdout(&perfopt(&["stats", "--data-dir", d]));
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.starts_with("116 transfers in the last 1h (")
+            && first.contains(": 110 delivered, 6 failed;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("failures by kind: unavailable 2, timeout 3, refused 1"),
+        "{text}"
+    );
+    let method_row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row in {text}"))
+            .split_whitespace()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(method_row("grpc"), "grpc 104 100 4");
+    assert_eq!(method_row("zero_copy"), "zero_copy 12 10 2");
+    assert!(text.contains("failures: timeout 3, refused 1"), "{text}");
+    assert!(text.contains("failures: unavailable 2"), "{text}");
+    assert!(!text.contains("30.0 s") && !text.contains("30 s"), "{text}");
+}
+
+#[test]
+fn export_carries_the_failure_kind_and_the_time_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fill_store_with_failures(&data);
+    let d = data.to_str().unwrap();
+    let jsonl = perfopt(&["export", "--data-dir", d]);
+    assert!(jsonl.status.success(), "{}", stderr(&jsonl));
+    let records: Vec<Value> = stdout(&jsonl)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 116);
+    let failed: Vec<&Value> = records.iter().filter(|r| r["success"] == false).collect();
+    assert_eq!(failed.len(), 6);
+    assert_eq!(failed[0]["failure"], "timeout");
+    assert_eq!(failed[0]["queued_us"], 250.0);
+    assert_eq!(failed[5]["failure"], "unavailable");
+    assert!(records[0]["failure"].is_null(), "{}", records[0]);
+
+    let csv = stdout(&perfopt(&["export", "--data-dir", d, "--format", "csv"]));
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (success, failure, queued) = (column("success"), column("failure"), column("queued_us"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 116);
+    assert!(rows.iter().all(|r| r.len() == header.len()));
+    let kinds: Vec<&str> = rows
+        .iter()
+        .filter(|r| r[success] == "false")
+        .map(|r| r[failure])
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "timeout",
+            "timeout",
+            "timeout",
+            "refused",
+            "unavailable",
+            "unavailable"
+        ]
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r[success] == "true")
+            .all(|r| r[failure].is_empty())
+    );
+    assert_eq!(rows[110][queued], "250");
+}
+
+/// A `perfopt run` child recording into a data directory; killed when dropped, also when the
+/// test fails.
+struct RunningHost(std::process::Child);
+
+impl Drop for RunningHost {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn while_perfopt_run_holds_the_store_stats_and_export_read_it_and_a_writer_is_told_who_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    let store = store_path(&data);
+    let holder_file = perfopt::store::db::holder_file(&store);
+    let mut host = RunningHost(
+        Command::new(env!("CARGO_BIN_EXE_perfopt"))
+            .args([
+                "run",
+                "--duration",
+                "120s",
+                "--workers",
+                "1",
+                "--data-dir",
+                d,
+            ])
+            .env_remove("PERFOPT_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perfopt run starts"),
+    );
+    let pid = host.0.id();
+    // The run holds the store once its holder file is there, and records from then on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats = loop {
+        assert!(
+            host.0.try_wait().unwrap().is_none(),
+            "perfopt run ended before the test could read its store"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "perfopt run recorded nothing into {d} within 60 s"
+        );
+        if holder_file.is_file() {
+            let stats = perfopt_within_deadline(&["stats", "--data-dir", d, "--json"]);
+            assert!(
+                stats.status.success(),
+                "stats while held: {}",
+                stderr(&stats)
+            );
+            let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+            if stats["total_transfers"].as_u64().unwrap() > 0 {
+                break stats;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(stats["delivered"].as_u64().unwrap() > 0, "{stats}");
+    let text = perfopt_within_deadline(&["stats", "--data-dir", d]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(
+        stdout(&text).contains(" transfers in the last 1h ("),
+        "{}",
+        stdout(&text)
+    );
+    let export = perfopt_within_deadline(&["export", "--data-dir", d]);
+    assert!(
+        export.status.success(),
+        "export while held: {}",
+        stderr(&export)
+    );
+    assert!(stdout(&export).lines().count() > 0);
+
+    // A command that writes is refused, naming the run and how to reach it.
+    let cleanup = perfopt_within_deadline(&["cleanup", "--data-dir", d]);
+    assert_eq!(cleanup.status.code(), Some(1), "{}", stdout(&cleanup));
+    let err = stderr(&cleanup);
+    let expected = format!(
+        "metrics store {} is held by process {pid} (perfopt run --duration 120s --workers 1 --data-dir {d}) since ",
+        store.display()
+    );
+    assert!(err.contains(&expected), "{err}");
+    assert!(
+        err.trim_end()
+            .ends_with("; stop it, or ask it (its HTTP API comes with `perfopt serve`)"),
+        "{err}"
+    );
+
+    // Killed, the run leaves its holder file behind; it names a dead process and is ignored.
+    host.0.kill().unwrap();
+    host.0.wait().unwrap();
+    assert!(holder_file.is_file(), "a killed run cannot remove its file");
+    let cleanup = perfopt_within_deadline(&["cleanup", "--data-dir", d]);
+    assert!(cleanup.status.success(), "{}", stderr(&cleanup));
+    assert!(
+        !holder_file.exists(),
+        "the next writer replaced and removed it"
+    );
 }

@@ -323,7 +323,7 @@ impl Pairer {
     /// it completes a pair. Failed transfers and zero-copy transfers that fell
     /// back to gRPC are not evidence and are ignored.
     pub fn offer(&mut self, m: &TransferMetrics, conditions: Conditions) -> Option<PairedSample> {
-        if !m.success
+        if !m.is_evidence()
             || m.fallback.is_some()
             || m.size == 0
             || m.latency_us.is_nan()

@@ -491,3 +491,71 @@ fn a_model_answers_only_near_the_sizes_it_learned() {
     assert!(answers(64 << 10).is_none(), "no evidence this small");
     assert!(answers(64 << 20).is_none(), "no evidence this large");
 }
+
+#[test]
+fn failed_transfers_are_counted_and_never_paired_trained_on_or_watched_for_drift() {
+    use perf_core::FailureKind;
+    let mut w = Workload::new(Physics::default(), 17);
+    let mut engine = LearningEngine::new(small_config());
+    // A failed transfer between the two halves of a live pair is not the other half: the pair
+    // still forms from the delivered ones, and the failure's latency is in no sample.
+    let mut failed = 0;
+    for i in 0..500 {
+        let [a, b] = w.live_pair();
+        engine.observe(&a);
+        let mut f = w.transfer(b.method, b.size, 1e9);
+        match i % 3 {
+            0 => f.fail(FailureKind::Timeout),
+            1 => f.fail(FailureKind::Unavailable),
+            // A record that says only `success = false`, as earlier builds wrote them.
+            _ => f.success = false,
+        }
+        engine.observe(&f);
+        failed += 1;
+        engine.observe(&b);
+    }
+    let s = engine.status();
+    assert_eq!(s.observed, 1500);
+    assert_eq!(s.failed, failed);
+    assert_eq!(s.paired, 500, "every delivered pair, none with a failure");
+    assert!(
+        engine
+            .samples()
+            .all(|p| p.grpc_us < 1e9 && p.zero_copy_us < 1e9)
+    );
+    assert!(s.active, "{s:?}");
+    let live_before = s.live_accuracy;
+    // A kind set on a record that still says `success = true` is a failure too: it is no
+    // partner for the delivered transfer right after it.
+    let [a, b] = w.live_pair();
+    let mut odd = a;
+    odd.latency_us = 1e9;
+    odd.failure = Some(FailureKind::Corrupted);
+    engine.observe(&odd);
+    engine.observe(&b);
+    assert_eq!(engine.status().paired, 500);
+    failed += 1;
+    // Failures alone, of both methods, with latencies and load no delivered transfer had: no
+    // pair, no live accuracy, no drift.
+    let mut storm = Vec::new();
+    for _ in 0..600 {
+        w.cpu = 0.99;
+        for mut m in w.live_pair() {
+            m.latency_us = 5e8;
+            m.fail(FailureKind::Refused);
+            storm.push(m);
+        }
+    }
+    engine.replay(&storm);
+    let s = engine.status();
+    assert_eq!(s.failed, failed + storm.len() as u64);
+    assert_eq!(s.replayed, storm.len() as u64);
+    assert_eq!(s.paired, 500);
+    assert_eq!(s.drifts, 0);
+    assert_eq!(s.live_accuracy, live_before);
+    assert!(
+        engine
+            .samples()
+            .all(|p| p.grpc_us < 1e9 && p.zero_copy_us < 5e8)
+    );
+}

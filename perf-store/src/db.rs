@@ -5,6 +5,7 @@
 mod check;
 mod codec;
 mod file;
+mod holder;
 mod models;
 mod reader;
 mod storage;
@@ -20,13 +21,14 @@ use perf_core::{
 };
 use redb::backends::FileBackend;
 use redb::{
-    Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
-    TableDefinition, TableError,
+    Builder, ConcurrencyMode, Database, DatabaseError, Durability, ReadTransaction,
+    ReadableDatabase, ReadableTable, TableDefinition, TableError,
 };
 
 pub use check::{AccessReport, CheckReport, TableRows, check, check_access};
 pub use codec::SCHEMA_VERSION;
 pub use file::{StoreFile, inspect};
+pub use holder::{Holder, MAX_HOLDER_BYTES, holder_file};
 pub use models::{MODEL_VERSIONS_KEPT, ModelInfo, RedbModelStore};
 pub use reader::RedbReader;
 pub use storage::WriteFaults;
@@ -73,12 +75,43 @@ impl Default for RedbConfig {
     }
 }
 
+/// How processes share a store: one writer, and any number of read-only openers beside it
+/// (`perfopt stats` while `perfopt run` records), each seeing the writer's commits.
+pub(crate) const CONCURRENCY: ConcurrencyMode = ConcurrencyMode::SingleWriter;
+
+/// A store open for writing, with the holder file that names this process while it is.
+#[derive(Debug)]
+pub(crate) struct OpenStore {
+    // Declared first, so dropped first: the file goes before the lock is released, and never
+    // names a process that no longer holds the store.
+    _holder: Option<holder::HolderFile>,
+    db: Database,
+}
+
+impl std::ops::Deref for OpenStore {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// The error for a store at `path` that another open holds: it names the holder when the
+/// holder file does.
+pub(crate) fn held(path: &Path) -> StoreError {
+    StoreError::Held {
+        path: path.to_path_buf(),
+        holder: holder::read_holder(path),
+    }
+}
+
 /// The metrics store in a redb file; see the `codec` module docs for the layout.
 ///
-/// Cheap to clone: clones share the open database.
+/// Cheap to clone: clones share the open database. While it is open, the holder file beside the
+/// store ([`holder_file`]) names this process, so that another opener's [`StoreError::Held`]
+/// says who holds it.
 #[derive(Debug, Clone)]
 pub struct RedbBackend {
-    pub(crate) db: Arc<Database>,
+    pub(crate) db: Arc<OpenStore>,
     path: PathBuf,
 }
 
@@ -103,27 +136,35 @@ pub(crate) fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
-/// Opens (or creates) the redb file at `path`, without looking at the schema; refuses a path
-/// that is not a regular file without opening it.
+/// Opens (or creates) the redb file at `path` for writing, without looking at the schema, and
+/// writes its holder file; refuses a path that is not a regular file without opening it, and a
+/// store another open holds with [`StoreError::Held`].
 pub(crate) fn open_database(
     path: &Path,
     config: &RedbConfig,
     faults: Option<WriteFaults>,
-) -> Result<Database, StoreError> {
+) -> Result<OpenStore, StoreError> {
     let mut builder = Builder::new();
     builder
         .set_cache_size(config.cache_bytes)
-        .set_check_integrity_on_open(config.verify_on_open);
+        .set_check_integrity_on_open(config.verify_on_open)
+        .set_concurrency_mode(CONCURRENCY);
     let file = file::open_store_file(path, file::Access::ReadWrite)?;
-    no_panic(|| match faults {
-        None => {
-            let backend = FileBackend::new(file).map_err(redb_err)?;
-            builder.create_with_backend(backend).map_err(redb_err)
-        }
-        Some(faults) => {
-            let backend = storage::FaultyFile::new(file, faults).map_err(redb_err)?;
-            builder.create_with_backend(backend).map_err(redb_err)
-        }
+    let opened = no_panic(|| {
+        let res = match faults {
+            None => FileBackend::new(file).and_then(|b| builder.create_with_backend(b)),
+            Some(faults) => {
+                storage::FaultyFile::new(file, faults).and_then(|b| builder.create_with_backend(b))
+            }
+        };
+        res.map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => held(path),
+            e => redb_err(e),
+        })
+    })?;
+    Ok(OpenStore {
+        _holder: holder::HolderFile::write(path),
+        db: opened,
     })
 }
 
@@ -270,7 +311,7 @@ impl RedbBackend {
         datadir::create_private_dir(data_dir)?;
         let path = store_file(data_dir);
         let db = open_database(&path, config, faults)?;
-        no_panic(|| match stored_version(&db)? {
+        no_panic(|| match stored_version(&*db)? {
             Some(v) => expect_current(v),
             None => initialize(&db),
         })?;
@@ -349,11 +390,21 @@ pub(crate) fn read_buckets(
     Ok(out)
 }
 
-/// The newest `limit` samples passing `filter`, as [`Backend::samples`] returns them.
+/// Which stored samples a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Records {
+    /// Every record, as [`Backend::samples`] returns them.
+    All,
+    /// Delivered transfers only, as [`Backend::evidence`] returns them.
+    Evidence,
+}
+
+/// The newest `limit` samples passing `filter` of the `records` asked for.
 pub(crate) fn read_samples(
     txn: &ReadTransaction,
     filter: &SampleFilter,
     limit: usize,
+    records: Records,
 ) -> Result<Vec<TransferMetrics>, StoreError> {
     let limit = limit.min(MAX_SAMPLE_LIMIT);
     let mut out = Vec::new();
@@ -367,7 +418,7 @@ pub(crate) fn read_samples(
     for row in rows.rev() {
         let (_, v) = row.map_err(redb_err)?;
         let m = decode_sample(v.value())?;
-        if passes(filter, &m) {
+        if passes(filter, &m) && (records == Records::All || m.is_evidence()) {
             out.push(m);
             if out.len() == limit {
                 break;
@@ -440,14 +491,26 @@ impl Backend for RedbBackend {
             return Ok(Vec::new());
         }
         let txn = self.db.begin_read().map_err(redb_err)?;
-        read_samples(&txn, filter, limit)
+        read_samples(&txn, filter, limit, Records::All)
+    }
+
+    fn evidence(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read().map_err(redb_err)?;
+        read_samples(&txn, filter, limit, Records::Evidence)
     }
 }
 
 /// The threshold log of a [`RedbBackend`]: every change, in append order, committed durably.
 #[derive(Debug, Clone)]
 pub struct RedbThresholdStore {
-    db: Arc<Database>,
+    db: Arc<OpenStore>,
 }
 
 fn threshold_err(e: StoreError) -> ThresholdError {

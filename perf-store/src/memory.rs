@@ -89,6 +89,23 @@ impl MemoryBackend {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The newest `limit` samples that pass `filter` and `keep`, newest first.
+    fn newest(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+        keep: impl Fn(&TransferMetrics) -> bool,
+    ) -> Vec<TransferMetrics> {
+        self.lock()
+            .samples
+            .iter()
+            .rev()
+            .filter(|m| passes(filter, m) && keep(m))
+            .take(limit)
+            .copied()
+            .collect()
+    }
+
     /// How many raw samples it holds.
     pub fn sample_count(&self) -> usize {
         self.lock().samples.len()
@@ -162,15 +179,15 @@ impl Backend for MemoryBackend {
         filter: &SampleFilter,
         limit: usize,
     ) -> Result<Vec<TransferMetrics>, StoreError> {
-        let inner = self.lock();
-        Ok(inner
-            .samples
-            .iter()
-            .rev()
-            .filter(|m| passes(filter, m))
-            .take(limit)
-            .copied()
-            .collect())
+        Ok(self.newest(filter, limit, |_| true))
+    }
+
+    fn evidence(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        Ok(self.newest(filter, limit, TransferMetrics::is_evidence))
     }
 }
 
@@ -224,6 +241,13 @@ impl Backend for FlakyBackend {
         limit: usize,
     ) -> Result<Vec<TransferMetrics>, StoreError> {
         self.inner.samples(filter, limit)
+    }
+    fn evidence(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        self.inner.evidence(filter, limit)
     }
 }
 

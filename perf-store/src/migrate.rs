@@ -64,7 +64,7 @@ pub fn migrate(data_dir: &Path) -> Result<MigrationReport, StoreError> {
         )));
     }
     let db = open_database(&path, &RedbConfig::default(), None)?;
-    let from = stored_version(&db)?.ok_or_else(|| {
+    let from = stored_version(&*db)?.ok_or_else(|| {
         StoreError::Corrupt("no schema version in meta, expected a perfopt metrics store".into())
     })?;
     if from == SCHEMA_VERSION {

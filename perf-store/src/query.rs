@@ -9,7 +9,7 @@ use perf_core::{
     TransferMetrics,
 };
 
-use crate::model::{Backend, Bucket, Granularity, Measure, StoreError};
+use crate::model::{Backend, Bucket, BucketKey, Granularity, Measure, SeriesKey, StoreError};
 use crate::profile::Profile;
 
 /// The most raw samples one query returns.
@@ -116,6 +116,13 @@ pub fn point(start: Timestamp, bucket: &Bucket) -> SeriesPoint {
     }
 }
 
+/// Whether the stored bucket `key` is of the pool, method and range of `q`.
+fn wanted(q: &SeriesQuery, plan: &Plan, key: &BucketKey) -> bool {
+    q.pool.is_none_or(|p| p == key.series.pool)
+        && q.method.is_none_or(|m| m == key.series.method)
+        && (plan.from_secs..plan.to_secs).contains(&key.start_secs)
+}
+
 impl StoreQuery {
     /// Queries over `backend`.
     pub fn new(backend: Arc<dyn Backend>) -> StoreQuery {
@@ -135,15 +142,32 @@ impl StoreQuery {
             .map_err(store_error)?;
         let mut out: BTreeMap<u64, Bucket> = BTreeMap::new();
         for (key, bucket) in &stored {
-            let series = &key.series;
-            if q.pool.is_some_and(|p| p != series.pool)
-                || q.method.is_some_and(|m| m != series.method)
-                || !(plan.from_secs..plan.to_secs).contains(&key.start_secs)
-            {
+            if !wanted(q, &plan, key) {
                 continue;
             }
             let start = key.start_secs - key.start_secs % plan.width;
             out.entry(start).or_default().merge(bucket);
+        }
+        out.retain(|_, b| b.count() > 0);
+        Ok(out)
+    }
+
+    /// Totals for the whole range of `q` per series (pool, method, size class and data type):
+    /// delivered transfers with their measures, and failed ones by kind.
+    pub fn series_totals(
+        &self,
+        q: &SeriesQuery,
+    ) -> Result<BTreeMap<SeriesKey, Bucket>, QueryError> {
+        let plan = plan(q)?;
+        let stored = self
+            .backend
+            .buckets(plan.stored, plan.from_secs, plan.to_secs)
+            .map_err(store_error)?;
+        let mut out: BTreeMap<SeriesKey, Bucket> = BTreeMap::new();
+        for (key, bucket) in &stored {
+            if wanted(q, &plan, key) {
+                out.entry(key.series).or_default().merge(bucket);
+            }
         }
         out.retain(|_, b| b.count() > 0);
         Ok(out)
@@ -160,7 +184,7 @@ impl StoreQuery {
     }
 
     /// Latency and throughput against size, format, compression and load, from the most recent
-    /// `limit` raw samples that pass `filter`.
+    /// `limit` delivered transfers that pass `filter`.
     pub fn profile(&self, filter: &SampleFilter, limit: usize) -> Result<Profile, QueryError> {
         Ok(Profile::from_samples(&self.samples(filter, limit)?))
     }
@@ -177,7 +201,9 @@ impl MetricsQuery for StoreQuery {
             .collect())
     }
 
-    /// At most [`MAX_SAMPLES_LIMIT`] samples.
+    /// At most [`MAX_SAMPLES_LIMIT`] samples, delivered transfers only: a failed transfer's
+    /// latency is no timing evidence (the raw records, failed ones included, are
+    /// [`Backend::samples`]).
     fn samples(
         &self,
         filter: &SampleFilter,
@@ -188,7 +214,7 @@ impl MetricsQuery for StoreQuery {
                 "sample limit {limit}, expected at most {MAX_SAMPLES_LIMIT}"
             )));
         }
-        self.backend.samples(filter, limit).map_err(store_error)
+        self.backend.evidence(filter, limit).map_err(store_error)
     }
 }
 
@@ -198,7 +224,6 @@ mod tests {
     use crate::memory::MemoryBackend;
     use crate::model::Batch;
     use crate::test_support::metrics;
-    use crate::{BucketKey, SeriesKey};
 
     fn query(from: u64, to: u64, granularity_secs: u32) -> SeriesQuery {
         SeriesQuery {

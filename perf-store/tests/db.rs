@@ -620,3 +620,99 @@ fn truncated_and_flipped_files_give_clear_errors_never_panics() {
         "check never writes"
     );
 }
+
+#[test]
+fn a_second_open_for_writing_names_the_holder_even_in_the_same_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_file(dir.path());
+    let holder_file = perf_store::db::holder_file(&store);
+    let first = RedbBackend::open(dir.path()).unwrap();
+    assert!(holder_file.is_file(), "the writer says who holds the store");
+    let err = RedbBackend::open(dir.path()).unwrap_err();
+    let StoreError::Held {
+        path,
+        holder: Some(holder),
+    } = &err
+    else {
+        panic!("expected the store held by this process, got {err:?}");
+    };
+    assert_eq!(path, &store);
+    assert_eq!(holder.pid, std::process::id());
+    let message = err.to_string();
+    let expected = format!(
+        "metrics store {} is held by process {} (",
+        store.display(),
+        std::process::id()
+    );
+    assert!(message.starts_with(&expected), "{message}");
+    assert!(
+        message.ends_with("; stop it, or ask it (its HTTP API comes with `perfopt serve`)"),
+        "{message}"
+    );
+    // Migration writes too: it is refused the same way.
+    assert!(matches!(migrate(dir.path()), Err(StoreError::Held { .. })));
+    // The first open still holds the file afterwards: the refused opens left it alone.
+    assert!(holder_file.is_file());
+    drop(first);
+    assert!(!holder_file.exists(), "closing the store removes the file");
+    RedbBackend::open(dir.path()).unwrap();
+}
+
+#[test]
+fn a_holder_file_of_a_dead_process_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_file(dir.path());
+    let _first = RedbBackend::open(dir.path()).unwrap();
+    // What a killed writer leaves, now beside a store held by someone it does not name.
+    std::fs::write(
+        perf_store::db::holder_file(&store),
+        format!(
+            r#"{{"pid":{},"command":"perfopt run","since_ns":0}}"#,
+            u32::MAX - 1
+        ),
+    )
+    .unwrap();
+    let err = RedbBackend::open(dir.path()).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::Held {
+            path: store.clone(),
+            holder: None
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "metrics store {} is held open for writing by another process; stop it, or ask it \
+             (its HTTP API comes with `perfopt serve`)",
+            store.display()
+        )
+    );
+}
+
+#[test]
+fn a_reader_opens_beside_the_writer_and_follows_its_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = RedbBackend::open(dir.path()).unwrap();
+    let batch = |n: u64| Batch {
+        samples: (0..n)
+            .map(|i| sample((100 + i) * NS, "p", Method::Grpc, 4096, i))
+            .collect(),
+        buckets: Vec::new(),
+    };
+    writer.commit(&batch(3)).unwrap();
+    let reader = perf_store::RedbReader::open(dir.path()).unwrap();
+    assert_eq!(reader.rows().unwrap().samples, 3);
+    writer.commit(&batch(2)).unwrap();
+    assert_eq!(
+        reader.rows().unwrap().samples,
+        5,
+        "a read after a commit sees it"
+    );
+    // The writer keeps writing, and closes, while the reader is open.
+    drop(writer);
+    assert_eq!(reader.rows().unwrap().samples, 5);
+    let writer = RedbBackend::open(dir.path()).unwrap();
+    writer.commit(&batch(1)).unwrap();
+    assert_eq!(reader.rows().unwrap().samples, 6);
+}

@@ -238,6 +238,13 @@ fn a_failing_backend_read_is_a_store_error() {
         ) -> Result<Vec<TransferMetrics>, perf_store::StoreError> {
             Err(perf_store::StoreError::Io("read failed".into()))
         }
+        fn evidence(
+            &self,
+            _: &SampleFilter,
+            _: usize,
+        ) -> Result<Vec<TransferMetrics>, perf_store::StoreError> {
+            Err(perf_store::StoreError::Io("read failed".into()))
+        }
     }
     let q = StoreQuery::new(Arc::new(Broken));
     let err = q.series(&query(0, 60, 1)).unwrap_err();
@@ -249,4 +256,100 @@ fn a_failing_backend_read_is_a_store_error() {
         q.samples(&SampleFilter::default(), 1),
         Err(QueryError::Store(_))
     ));
+}
+
+/// 100 delivered gRPC transfers of 100..200 us, then failed ones with latencies far above:
+/// 3 timeouts and 1 refusal of pool `a` by gRPC, 2 unavailable of pool `b` by zero-copy.
+fn with_failures() -> Vec<TransferMetrics> {
+    let mut samples: Vec<_> = (0..100u64)
+        .map(|i| metrics("a", Method::Grpc, i * 100_000_000, 100.0 + i as f64))
+        .collect();
+    for (i, (pool, method, kind)) in [
+        ("a", Method::Grpc, perf_core::FailureKind::Timeout),
+        ("a", Method::Grpc, perf_core::FailureKind::Timeout),
+        ("a", Method::Grpc, perf_core::FailureKind::Timeout),
+        ("a", Method::Grpc, perf_core::FailureKind::Refused),
+        ("b", Method::ZeroCopy, perf_core::FailureKind::Unavailable),
+        ("b", Method::ZeroCopy, perf_core::FailureKind::Unavailable),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut m = metrics(pool, method, 20_000_000_000 + i as u64, 30_000_000.0);
+        m.fail(kind);
+        m.queued_us = 250.0;
+        samples.push(m);
+    }
+    samples
+}
+
+/// Checks what a query over the transfers of [`with_failures`] shows.
+fn failures_are_counted_and_never_latency(backend: Arc<dyn Backend>) {
+    use perf_core::FailureKind;
+    let q = StoreQuery::new(backend.clone());
+    let total = q.summary(&query(0, 60, 60)).unwrap();
+    assert_eq!(total.latency_us.count, 100, "delivered transfers only");
+    assert_eq!(total.latency_us.max, 199.0, "no failed latency");
+    assert!(total.latency_us.p99 < 200.0, "{}", total.latency_us.p99);
+    let totals = q.series_totals(&query(0, 60, 60)).unwrap();
+    assert_eq!(totals.len(), 2, "one series per pool and method");
+    let (a, b) = {
+        let mut it = totals.iter();
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    assert_eq!((a.0.pool.as_str(), a.0.method), ("a", Method::Grpc));
+    assert_eq!((a.1.delivered(), a.1.failed()), (100, 4));
+    assert_eq!(a.1.failures.of(FailureKind::Timeout), 3);
+    assert_eq!(a.1.failures.of(FailureKind::Refused), 1);
+    assert_eq!((b.0.pool.as_str(), b.0.method), ("b", Method::ZeroCopy));
+    assert_eq!((b.1.delivered(), b.1.failed()), (0, 2));
+    assert_eq!(b.1.failures.of(FailureKind::Unavailable), 2);
+    assert_eq!(
+        b.1.queued_us.stats.sum, 500.0,
+        "failed transfers queued too"
+    );
+    // A series of failures alone is still a point: it has transfers, though no latency.
+    let mut only_b = query(0, 60, 60);
+    only_b.pool = Some(Name::new("b").unwrap());
+    let buckets = q.merged_buckets(&only_b).unwrap();
+    assert_eq!(buckets.len(), 1);
+    assert_eq!(buckets[&0].failed(), 2);
+    assert_eq!(q.series(&only_b).unwrap()[0].latency_us.count, 0);
+    // Consumers of the query seam never get a failed transfer as a sample.
+    let evidence = q.samples(&SampleFilter::default(), 1000).unwrap();
+    assert_eq!(evidence.len(), 100);
+    assert!(evidence.iter().all(TransferMetrics::is_evidence));
+    let newest = q.samples(&SampleFilter::default(), 5).unwrap();
+    assert_eq!(newest.len(), 5, "the limit counts delivered transfers");
+    assert_eq!(newest[0].latency_us, 199.0);
+    assert_eq!(
+        q.profile(&SampleFilter::default(), 1000).unwrap().samples,
+        100
+    );
+    // The raw records keep every transfer, failed ones with their kind.
+    let raw = backend.samples(&SampleFilter::default(), 1000).unwrap();
+    assert_eq!(raw.len(), 106);
+    assert_eq!(raw[0].failure, Some(FailureKind::Unavailable));
+    assert_eq!(raw[0].queued_us, 250.0);
+}
+
+#[test]
+fn failed_transfers_are_counted_by_series_and_kind_and_never_latency_in_memory() {
+    failures_are_counted_and_never_latency(store(&with_failures(), 7));
+}
+
+#[test]
+fn failed_transfers_are_counted_by_series_and_kind_and_never_latency_in_redb() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backend = perf_store::RedbBackend::open(dir.path()).unwrap();
+        let mut agg = Aggregator::new(AggregatorConfig::default());
+        for m in with_failures() {
+            agg.record(&m);
+        }
+        agg.commit(&backend).unwrap();
+        failures_are_counted_and_never_latency(Arc::new(backend));
+    }
+    let reader = perf_store::RedbReader::open(dir.path()).unwrap();
+    failures_are_counted_and_never_latency(Arc::new(reader));
 }

@@ -136,6 +136,9 @@ pub struct Status {
     pub observed: u64,
     /// Transfers from before the engine started, folded in by `replay`.
     pub replayed: u64,
+    /// Failed transfers among the observed and replayed ones: counted, never taken as samples.
+    #[serde(default)]
+    pub failed: u64,
     /// Paired samples gathered (live and bench).
     pub paired: u64,
     /// Paired samples kept for training.

@@ -97,6 +97,7 @@ pub struct LearningEngine {
     events: VecDeque<Event>,
     observed: u64,
     replayed: u64,
+    failed: u64,
     paired: u64,
     trainings: u64,
     drifts: u64,
@@ -155,6 +156,7 @@ impl LearningEngine {
             events: VecDeque::new(),
             observed: 0,
             replayed: 0,
+            failed: 0,
             paired: 0,
             trainings: 0,
             drifts: 0,
@@ -233,6 +235,7 @@ impl LearningEngine {
             live_accuracy: live,
             observed: self.observed,
             replayed: self.replayed,
+            failed: self.failed,
             paired: self.paired,
             window: self.window.len(),
             trainings: self.trainings,
@@ -292,7 +295,10 @@ impl LearningEngine {
     }
 
     fn fold(&mut self, m: &TransferMetrics) {
-        if !m.success {
+        // A failed transfer's latency is the time until it failed: no evidence of either
+        // method's speed, for pairing, load averages, training or drift.
+        if !m.is_evidence() {
+            self.failed += 1;
             return;
         }
         let conditions = Conditions::new(&m.system, m.started_at, &self.shared.load);

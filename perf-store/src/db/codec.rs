@@ -245,13 +245,11 @@ pub(crate) fn decode_model(value: &[u8]) -> Result<(Timestamp, &[u8]), String> {
     Ok((Timestamp(saved_at), bytes))
 }
 
-/// Maps any redb error to a store error: damage to `Corrupt`, everything else to `Io`.
+/// Maps any redb error to a store error: damage to `Corrupt`, everything else to `Io` (the
+/// opens, which know the store's path, report a held store as `StoreError::Held` themselves).
 pub(crate) fn redb_err(e: impl Into<redb::Error>) -> StoreError {
     match e.into() {
         redb::Error::Corrupted(what) => StoreError::Corrupt(what),
-        redb::Error::DatabaseAlreadyOpen => {
-            StoreError::Io("metrics store is already open in another process".to_string())
-        }
         other => StoreError::Io(other.to_string()),
     }
 }

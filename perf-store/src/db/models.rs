@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use perf_core::{ModelStore, ModelStoreError, StoredModel, Timestamp, check_model};
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
+use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 use super::{MODELS, decode_model, encode_model, no_panic, redb_err};
 use crate::model::StoreError;
@@ -31,7 +31,7 @@ pub struct ModelInfo {
 /// serialised by redb's single writer, so each gets its own consecutive version.
 #[derive(Debug, Clone)]
 pub struct RedbModelStore {
-    pub(super) db: Arc<Database>,
+    pub(super) db: Arc<super::OpenStore>,
 }
 
 /// A failure of the store underneath, as the model seam reports it.

@@ -1,6 +1,7 @@
 //! The store opened for reading only, for the commands that only read it (`perfopt stats`,
 //! `export`, `predict`, `model status`): it never creates, writes or locks out a writer's
-//! repair, so it works on a read-only filesystem and on an immutable file.
+//! repair, so it works on a read-only filesystem and on an immutable file, and beside the one
+//! process that holds the store open for writing (a running `perfopt run`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use super::file::{Access, open_store_file};
 use super::models::{guarded, list_in, load_in};
 use super::storage::ReadOnlyOverlay;
 use super::{
-    ModelInfo, TableRows, count_rows, expect_current, no_panic, read_buckets, read_pools,
-    read_samples, redb_err, store_file, stored_version,
+    CONCURRENCY, ModelInfo, Records, TableRows, count_rows, expect_current, held, no_panic,
+    read_buckets, read_pools, read_samples, redb_err, store_file, stored_version,
 };
 use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
 
@@ -71,18 +72,27 @@ impl RedbReader {
         let db = no_panic(|| {
             let file = open_store_file(&path, Access::Read)?;
             let mut builder = Builder::new();
-            builder.set_cache_size(READER_CACHE_BYTES);
+            builder
+                .set_cache_size(READER_CACHE_BYTES)
+                .set_concurrency_mode(CONCURRENCY);
             let backend = FileBackend::new(file).map_err(redb_err)?;
             match builder.open_read_only_with_backend(backend) {
                 Ok(db) => Ok(ReadDb::Clean(db)),
                 Err(DatabaseError::RepairAborted) => {
+                    // No writer holds the file (a live one would have kept it consistent): the
+                    // overlay, which takes no file locks, is the only process's view of it.
                     let file = open_store_file(&path, Access::Read)?;
                     let overlay = ReadOnlyOverlay::new(file).map_err(|e| {
                         StoreError::Io(format!("cannot read {}: {e}", path.display()))
                     })?;
-                    let db = builder.create_with_backend(overlay).map_err(redb_err)?;
+                    let db = Builder::new()
+                        .set_cache_size(READER_CACHE_BYTES)
+                        .create_with_backend(overlay)
+                        .map_err(redb_err)?;
                     Ok(ReadDb::Recovered(db))
                 }
+                // A writer that shares no file with readers (a perfopt before they could).
+                Err(DatabaseError::DatabaseAlreadyOpen) => Err(held(&path)),
                 Err(e) => Err(redb_err(e)),
             }
         })?;
@@ -166,7 +176,15 @@ impl Backend for RedbReader {
         filter: &SampleFilter,
         limit: usize,
     ) -> Result<Vec<TransferMetrics>, StoreError> {
-        no_panic(|| read_samples(&self.db.begin_read()?, filter, limit))
+        no_panic(|| read_samples(&self.db.begin_read()?, filter, limit, Records::All))
+    }
+
+    fn evidence(
+        &self,
+        filter: &SampleFilter,
+        limit: usize,
+    ) -> Result<Vec<TransferMetrics>, StoreError> {
+        no_panic(|| read_samples(&self.db.begin_read()?, filter, limit, Records::Evidence))
     }
 }
 
