@@ -37,7 +37,17 @@
 mod optimizer;
 mod watch;
 
-pub use optimizer::{Optimizer, OptimizerBuilder, OptimizerError, load_config, load_profile};
+#[cfg(feature = "learn")]
+pub use optimizer::LearningReport;
+#[cfg(feature = "store")]
+pub use optimizer::{CLEANUP_EVERY, RetentionReport, StoreReport, StoreStatus};
+#[cfg(feature = "predict")]
+pub use optimizer::{CostModelsOrigin, CostModelsReport};
+pub use optimizer::{
+    Optimizer, OptimizerBuilder, OptimizerError, ShutdownReport, load_config, load_profile,
+};
+#[cfg(feature = "transport")]
+pub use optimizer::{ShmStatus, SweepOutcome};
 /// What a path given as a file turned out to be when it is not a regular file
 /// (see [`OptimizerError::NotRegular`]).
 pub use perf_platform::FileKind;
