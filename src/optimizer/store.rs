@@ -96,7 +96,7 @@ pub(crate) struct OpenStore {
     pub(crate) status: StoreStatus,
     pub(crate) sink: Arc<StoreSink>,
     pub(crate) query: Arc<StoreQuery>,
-    /// The durable store, when the data directory's opened.
+    /// The durable store, when the data directory's store opened.
     pub(crate) redb: Option<RedbBackend>,
 }
 

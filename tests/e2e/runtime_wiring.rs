@@ -498,3 +498,10 @@ mod shm {
         assert!(matches!(err, OptimizerError::Shm(_)), "{err:?}");
     }
 }
+
+#[test]
+fn an_optimizer_can_be_shared_across_threads_and_tasks() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Optimizer>();
+    shared::<perfopt::ShutdownReport>();
+}
