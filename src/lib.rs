@@ -23,6 +23,42 @@
 //! error, never a hang) and, on Linux, samples resources with its probe. The
 //! `platform` feature only adds its API as the [`platform`] module.
 //!
+//! ## What the builder wires
+//!
+//! With the default features, [`Optimizer::builder`] wires everything
+//! `perfopt run` does, so a library user can do all it does:
+//!
+//! | part | feature | builder | what happens |
+//! |---|---|---|---|
+//! | metrics store | `store` | `.data_dir(dir)`, `.require_store()` | records go to the redb store of `dir`; when it cannot be opened they go to memory and [`Optimizer::store_status`] and [`Optimizer::warnings`] say why (`.require_store()` makes it an error); without a directory they go to memory. [`Optimizer::metrics`] and [`Optimizer::store_query`] answer either way |
+//! | thresholds | `store` | `.data_dir(dir)` | adjustments and their history persist in the store and are restored at build |
+//! | retention | `store` | `.retention(..)`, `.cleanup_every(..)` | with a durable store: a clean-up at build, then every 10 minutes on a background thread ([`Optimizer::retention`]) |
+//! | cost models | `predict` | `.cost_models(on)` | on by default with a data directory: the saved models are restored (a model that does not load is said and replaced), every record feeds them off the transfer's path (failed transfers skipped), the engine uses their predictor once confident, and they are saved at stop |
+//! | learning | `learn` | `.learning(config)` | the classifier trains in the background; with a durable store, models persist and the transfers stored by earlier runs are replayed at build |
+//! | shared memory | `transport` | `.named_segments(on)`, `.shm_budget(bytes)` | stale named segments are swept ([`Optimizer::shm_status`]), then the backend (memfd by default) and a segment pool within the budget are made ([`Optimizer::segment_pool`]) |
+//!
+//! [`Optimizer::shutdown`] flushes the store, finishes the learning engine
+//! and the cost models' feed, saves the models, stops retention and returns a
+//! [`ShutdownReport`]; dropping the optimizer does the same, best-effort.
+//! [`Optimizer::fixed_thresholds_policy`] gives the policy to compare the
+//! engine against: the same configuration with learning off everywhere.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! use perfopt::Optimizer;
+//!
+//! let optimizer = Optimizer::builder()
+//!     .data_dir(dir.path())
+//!     .learning(perfopt::learn::LearnConfig::default())
+//!     .build()?;
+//! assert!(optimizer.store_status().is_persistent());
+//! // Decide, connect executors with `optimizer.segment_pool()`, record...
+//! let report = optimizer.shutdown();
+//! assert_eq!(report.store.flush_error, None);
+//! assert!(report.cost_models.unwrap().saved_as.is_some());
+//! # Ok::<(), perfopt::OptimizerError>(())
+//! ```
+//!
 //! ```
 //! use perfopt::{Optimizer, TransferRequest, Method};
 //!
@@ -37,7 +73,17 @@
 mod optimizer;
 mod watch;
 
-pub use optimizer::{Optimizer, OptimizerBuilder, OptimizerError, load_config, load_profile};
+#[cfg(feature = "learn")]
+pub use optimizer::LearningReport;
+#[cfg(feature = "store")]
+pub use optimizer::{CLEANUP_EVERY, RetentionReport, StoreReport, StoreStatus};
+#[cfg(feature = "predict")]
+pub use optimizer::{CostModelsOrigin, CostModelsReport};
+pub use optimizer::{
+    Optimizer, OptimizerBuilder, OptimizerError, ShutdownReport, load_config, load_profile,
+};
+#[cfg(feature = "transport")]
+pub use optimizer::{ShmStatus, SweepOutcome};
 /// What a path given as a file turned out to be when it is not a regular file
 /// (see [`OptimizerError::NotRegular`]).
 pub use perf_platform::FileKind;

@@ -94,6 +94,8 @@ mod probe;
 #[cfg(windows)]
 mod windows;
 
+use std::sync::Arc;
+
 use perf_core::seams::PlatformShm;
 
 pub use cpu::thread_cpu_ns;
@@ -116,21 +118,21 @@ pub use windows::{WindowsSegment, WindowsShm, WindowsView};
 
 /// The best shared-memory backend of this platform: memfd on Linux, POSIX shared memory on
 /// macOS, file mappings on Windows, and heap memory (in this process only) elsewhere.
-pub fn default_shm() -> Box<dyn PlatformShm> {
+pub fn default_shm() -> Arc<dyn PlatformShm> {
     #[cfg(target_os = "linux")]
     {
-        Box::new(MemfdShm::default())
+        Arc::new(MemfdShm::default())
     }
     #[cfg(target_os = "macos")]
     {
-        Box::new(PosixShm::default())
+        Arc::new(PosixShm::default())
     }
     #[cfg(windows)]
     {
-        Box::new(WindowsShm::default())
+        Arc::new(WindowsShm::default())
     }
     #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
     {
-        Box::new(InProcessShm::default())
+        Arc::new(InProcessShm::default())
     }
 }

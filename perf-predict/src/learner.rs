@@ -1,5 +1,6 @@
 //! The online learner and its lock-free predictor: models per pool x method, versioned, published by one atomic swap.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -100,6 +101,7 @@ struct History {
 pub struct Learner {
     current: Arc<ArcSwap<ModelSnapshot>>,
     history: Mutex<History>,
+    failed_skipped: AtomicU64,
 }
 
 impl std::fmt::Debug for Learner {
@@ -110,9 +112,11 @@ impl std::fmt::Debug for Learner {
     }
 }
 
-/// Whether a transfer can teach a model: completed, no fallback, sane numbers.
+/// Whether a transfer can teach a model: delivered (a failed transfer's
+/// latency is no evidence, see `TransferMetrics::is_evidence`), no fallback,
+/// sane numbers.
 pub fn usable_sample(m: &TransferMetrics) -> bool {
-    m.success
+    m.is_evidence()
         && m.fallback.is_none()
         && m.size > 0
         && m.latency_us.is_finite()
@@ -143,6 +147,7 @@ impl Learner {
                 previous: None,
                 next_version,
             }),
+            failed_skipped: AtomicU64::new(0),
         }
     }
 
@@ -153,8 +158,14 @@ impl Learner {
     }
 
     /// Learns from `samples` in order and publishes one new version if any
-    /// was used; returns how many were used.
+    /// was used; returns how many were used. Failed transfers are skipped and
+    /// counted (see [`Learner::failed_skipped`]), as are other unusable ones.
     pub fn update_batch(&self, samples: &[TransferMetrics]) -> usize {
+        let failed = samples.iter().filter(|m| !m.is_evidence()).count();
+        if failed > 0 {
+            self.failed_skipped
+                .fetch_add(failed as u64, Ordering::Relaxed);
+        }
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.current.load_full();
         let mut next = (*old).clone();
@@ -182,6 +193,22 @@ impl Learner {
             self.current.store(Arc::new(next));
         }
         used
+    }
+
+    /// Failed transfers handed to [`Learner::update_batch`] (or
+    /// [`Learner::update`]) and skipped: their latency is no evidence.
+    pub fn failed_skipped(&self) -> u64 {
+        self.failed_skipped.load(Ordering::Relaxed)
+    }
+
+    /// Transfers the published models have learned from, over every model.
+    pub fn samples(&self) -> u64 {
+        self.current
+            .load()
+            .models
+            .iter()
+            .map(|(_, m)| m.samples())
+            .sum()
     }
 
     /// The published version.

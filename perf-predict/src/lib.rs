@@ -26,6 +26,9 @@
 //!   layout version, length and FNV-1a checksum, then JSON); [`Learner::save`] and
 //!   [`Learner::load`] keep them in a `perf_core::ModelStore` under [`COST_MODELS_NAME`], so
 //!   that they survive restarts.
+//! - [`LearnerFeed`] is a `MetricsSink` that updates a learner on its own thread in batches
+//!   (bounded queue, drops counted); failed transfers are no evidence and are skipped and
+//!   counted, by the feed and by [`Learner::update_batch`] alike.
 //! - [`plan`] and [`what_if`] forecast latency percentiles, CPU, shared memory held, and the
 //!   first [`Bottleneck`] for a rate, a [`SizeDistribution`] and a worker count (R10.5).
 //!
@@ -39,6 +42,7 @@
 mod correction;
 mod error;
 mod eval;
+mod feed;
 mod learner;
 mod model;
 mod persist;
@@ -50,12 +54,15 @@ pub mod synthetic;
 pub use correction::CORRECTION_WINDOW;
 pub use error::PredictError;
 pub use eval::{ACCURATE_WITHIN, Evaluation, MIN_EVALUATION_SAMPLES, evaluate};
+pub use feed::{FEED_QUEUE, LearnerFeed};
 pub use learner::{LearnedPredictor, Learner, ModelKey, ModelSnapshot, usable_sample};
 pub use model::{
     LOAD_BANDS, MethodModel, ModelConfig, ModelEstimate, SIZE_CLASSES, class_floor, load_band,
     size_class,
 };
-pub use persist::{COST_MODELS_FORMAT, COST_MODELS_FORMAT_VERSION, COST_MODELS_NAME};
+pub use persist::{
+    COST_MODELS_FORMAT, COST_MODELS_FORMAT_VERSION, COST_MODELS_NAME, host_platform,
+};
 pub use plan::{
     Bottleneck, Calibrated, CostModel, Forecast, LearnedOrCalibrated, MAX_LISTED_SIZES, PlanInput,
     ResourceLimits, SizeDistribution, Utilization, WhatIf, WhatIfReport, erlang_c, plan, what_if,

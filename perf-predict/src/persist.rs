@@ -17,6 +17,12 @@ pub const COST_MODELS_FORMAT_VERSION: u32 = 1;
 /// The name under which [`Learner::save`] and [`Learner::load`] keep cost models in a `ModelStore`.
 pub const COST_MODELS_NAME: &str = "cost-models";
 
+/// The platform models measured on this machine belong to, e.g.
+/// `linux/x86_64`: the name [`Learner::load`] must find in saved models.
+pub fn host_platform() -> String {
+    format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
 /// The JSON body: everything a snapshot holds.
 #[derive(Serialize, Deserialize)]
 struct Body<'a> {

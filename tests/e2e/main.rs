@@ -3,6 +3,13 @@
 #[cfg(all(feature = "learn", feature = "store"))]
 mod learning;
 mod optimizer;
+#[cfg(all(
+    feature = "store",
+    feature = "learn",
+    feature = "predict",
+    feature = "transport"
+))]
+mod runtime_wiring;
 #[cfg(feature = "store")]
 mod store;
 #[cfg(feature = "transport")]

@@ -35,7 +35,7 @@ fn records_reach_the_store_and_thresholds_survive_a_restart() {
             m.started_at = Timestamp(now.0 + i * 1_000_000);
             o.record(&m);
         }
-        let sink = o.store().unwrap();
+        let sink = o.store();
         sink.try_flush().unwrap();
         assert_eq!(sink.stats().committed, 50);
     }

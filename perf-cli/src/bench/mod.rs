@@ -249,7 +249,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Exit> {
     let max_class = (largest as usize)
         .next_power_of_two()
         .clamp(MIN_CLASS, MAX_BENCH_SIZE as usize);
-    let shm: Arc<dyn perf_core::PlatformShm> = Arc::from(perfopt::platform::default_shm());
+    let shm = perfopt::platform::default_shm();
     let pool = |max_free_per_class| {
         SegmentPool::new(
             shm.clone(),

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
@@ -193,7 +192,7 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
     let max_class = (largest as usize)
         .next_power_of_two()
         .clamp(MIN_CLASS, MAX_BENCH_SIZE as usize);
-    let shm: Arc<dyn perf_core::PlatformShm> = Arc::from(perfopt::platform::default_shm());
+    let shm = perfopt::platform::default_shm();
     let pool = SegmentPool::new(
         shm,
         PoolConfig {
