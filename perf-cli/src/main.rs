@@ -6,7 +6,6 @@ mod collect;
 mod config_cmd;
 mod decide;
 mod exit;
-mod learn_feed;
 mod model_cmd;
 mod predict_cmd;
 mod run;

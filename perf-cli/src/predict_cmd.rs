@@ -149,7 +149,7 @@ fn train(
             pool: Some(pool),
             ..SampleFilter::default()
         };
-        samples = backend.samples(&filter, limit).map_err(Exit::failed)?;
+        samples = backend.evidence(&filter, limit).map_err(Exit::failed)?;
         samples.reverse();
         learner.update_batch(&samples);
     }

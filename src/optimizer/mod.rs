@@ -705,6 +705,23 @@ impl Optimizer {
         &self.shm_status
     }
 
+    /// A host runtime deciding with this optimizer's engine and probe, carrying zero-copy
+    /// through its segment pool, and recording every transfer (failed ones included) to its
+    /// sinks: the store, the cost models and the learning engine. Add workers
+    /// ([`HostBuilder::spawn`](perf_transport::HostBuilder::spawn),
+    /// [`HostBuilder::connect`](perf_transport::HostBuilder::connect)) and start it.
+    #[cfg(feature = "transport")]
+    pub fn host(&self) -> perf_transport::HostBuilder {
+        let policy: Arc<dyn perf_core::TransferPolicy> = self.controller.clone();
+        let mut host = perf_transport::Host::builder(policy)
+            .probe(self.probe.clone())
+            .zero_copy(self.segment_pool.clone());
+        for sink in &self.sinks {
+            host = host.sink(sink.clone());
+        }
+        host
+    }
+
     /// Connects an executor to the worker at `endpoint`: it decides with this
     /// optimizer's engine and probe and records to its sinks. Zero-copy is
     /// used when `zero_copy` gives a pool (e.g. [`Optimizer::segment_pool`])

@@ -1,31 +1,25 @@
 //! `perfopt run`: the main job. Spawns workers and drives a workload of real transfers through the engine.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use perf_core::rng::SplitMix;
 use perf_core::{
-    Compression, Config, Controller, DataType, FixedPolicy, Format, Method, MetricsSink, Name,
-    SampleFilter, TransferPolicy, TransferRequest,
+    Compression, DataType, FixedPolicy, Format, Method, Name, TransferPolicy, TransferRequest,
 };
-use perfopt::learn::{BackgroundEngine, LearnConfig, LearnedClassifier, LearningEngine};
-use perfopt::platform::{MemfdShm, NamedShm, NamedShmConfig, ProcProbe, SystemShm};
-use perfopt::store::Backend as _;
+use perfopt::learn::{LearnConfig, LearnedClassifier, LearningEngine};
 use perfopt::transport::host::MAX_IN_FLIGHT;
-use perfopt::transport::{Host, PoolConfig, SegmentPool, TransferError, WorkerCommand};
+use perfopt::transport::{Host, TransferError, WorkerCommand};
+use perfopt::{Optimizer, OptimizerError, StoreStatus, SweepOutcome};
 use serde_json::json;
 
 mod report;
-mod store;
 
 use self::report::{Comparison, text_report};
-use self::store::{CLEANUP_EVERY, cost_models, open_store};
 use crate::args::{RUN_TIME, parse_duration};
 use crate::exit::Exit;
-use crate::learn_feed::LearnFeed;
 use crate::store_cmd::DataDirArg;
 use crate::summary::Summary;
 
@@ -125,7 +119,7 @@ struct Drive {
     host: Host,
     /// The engine's policy first, then the `--compare` baselines.
     policies: Vec<Arc<dyn TransferPolicy>>,
-    classifier: LearnedClassifier,
+    classifier: Option<LearnedClassifier>,
     comparison: Comparison,
     /// The first failures' messages, for the report; all are counted by the host.
     failures: Mutex<Vec<String>>,
@@ -145,7 +139,10 @@ impl Drive {
     /// Carries `request` by the engine, or by every arm in rotating order when comparing.
     async fn carry_request(&self, turn: usize, request: &TransferRequest, bytes: &[u8]) {
         let arms = self.policies.len();
-        let with_model = self.classifier.model().is_some();
+        let with_model = self
+            .classifier
+            .as_ref()
+            .is_some_and(|c| c.model().is_some());
         let mut latencies = [0.0; 4];
         let mut all = true;
         for k in 0..arms {
@@ -215,10 +212,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     };
     let config = crate::decide::load(args.config.as_ref())?;
     let pools: Vec<Name> = config.pools.keys().copied().collect();
-    let store = open_store(&args.data)?;
-    // The learned cost models: fed by every transfer of this run, used by
-    // the engine (in pools with learning on) once they are confident.
-    let learner = Arc::new(cost_models(&store)?);
     if !(LearningEngine::MIN_SAMPLES..=1_000_000).contains(&args.learn_min_samples) {
         return Err(Exit::bad_input(format_args!(
             "--learn-min-samples {} is out of range, expected {} to 1000000",
@@ -226,84 +219,45 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             LearningEngine::MIN_SAMPLES
         )));
     }
-    // The learning engine: pairs measurements of both methods, trains the
-    // classifier off the transfer path and publishes it once it validates.
+    let dir = args.data.resolve()?;
     let learning = args.learning == Switch::On;
-    let mut engine = LearningEngine::new(LearnConfig {
-        enabled: learning,
-        min_samples: args.learn_min_samples,
-        ..LearnConfig::default()
-    });
-    if let Some(models) = &store.models {
-        engine = engine.with_store(models.clone(), crate::store_cmd::now());
-    }
-    // Evidence gathered by earlier runs counts: replay their recorded transfers.
-    if let Some(redb) = &store.redb {
-        let limit = 4 * engine.config().max_samples;
-        match redb.samples(&SampleFilter::default(), limit) {
-            Ok(mut history) => {
-                history.reverse();
-                engine.replay(&history);
-            }
-            Err(e) => eprintln!("warning: earlier transfers are not replayed: {e}"),
-        }
-    }
-    let classifier = engine.classifier();
-    let static_config = {
-        let mut c: Config = config.clone();
-        for pool in c.pools.values_mut() {
-            pool.settings.learning = false;
-        }
-        c
-    };
-    let mut builder = Controller::builder(config)
+    // The library wires the store (memory when it cannot be opened), the cost models, the
+    // learning engine replaying earlier runs' transfers, the swept shared-memory backend, the
+    // segment pool and retention.
+    let optimizer = Optimizer::builder()
+        .config(config)
         .seed(args.seed)
-        .predictor(Arc::new(learner.predictor()));
-    if learning {
-        builder = builder.classifier(Arc::new(classifier.clone()));
+        .data_dir(&dir.path)
+        .cost_models(true)
+        .learning(LearnConfig {
+            enabled: learning,
+            min_samples: args.learn_min_samples,
+            ..LearnConfig::default()
+        })
+        .named_segments(args.backend == Backend::Named)
+        .shm_budget(budget)
+        .build()
+        .map_err(|e| match e {
+            OptimizerError::Config { .. } | OptimizerError::Controller(_) => Exit::bad_input(e),
+            other => Exit::failed(other),
+        })?;
+    for warning in optimizer.warnings() {
+        eprintln!("warning: {warning}");
     }
-    if let Some(t) = &store.thresholds {
-        builder = builder.threshold_store(t.clone());
-    }
-    let controller = Arc::new(builder.build().map_err(Exit::bad_input)?);
-    let engine = Arc::new(BackgroundEngine::start(
-        engine.with_controller(controller.clone()),
-    ));
-    let learn_feed = Arc::new(LearnFeed::start(learner.clone()));
-    let mut policies: Vec<Arc<dyn TransferPolicy>> = vec![controller.clone()];
+    let classifier = optimizer.learning().map(|engine| engine.classifier());
+    let mut policies: Vec<Arc<dyn TransferPolicy>> = vec![optimizer.controller().clone()];
     if args.compare {
-        let fixed = Controller::new(static_config).map_err(Exit::bad_input)?;
+        let fixed = optimizer.fixed_thresholds_policy().map_err(Exit::failed)?;
         policies.push(Arc::new(fixed));
         policies.push(Arc::new(FixedPolicy(Method::Grpc)));
         policies.push(Arc::new(FixedPolicy(Method::ZeroCopy)));
     }
-
-    let named = NamedShm::new(NamedShmConfig::default()).map_err(Exit::failed)?;
-    let swept = named.sweep_stale().map_err(Exit::failed)?;
-    let shm = Arc::new(SystemShm::new(
-        MemfdShm::default(),
-        named,
-        args.backend == Backend::Named,
-    ));
-    let pool = SegmentPool::new(
-        shm,
-        PoolConfig {
-            budget_bytes: budget,
-            ..PoolConfig::default()
-        },
-    )
-    .map_err(Exit::bad_input)?;
+    let pool = optimizer.segment_pool().clone();
 
     let summary = Arc::new(Summary::default());
     let (_, hi) = args.workload.bounds();
     let payload: Arc<[u8]> = crate::bench::random_payload(hi as usize, args.seed ^ 0xDA7A).into();
     let exe = std::env::current_exe().map_err(Exit::failed)?;
-    let sinks: [Arc<dyn MetricsSink>; 4] = [
-        summary.clone(),
-        store.sink.clone(),
-        learn_feed.clone(),
-        engine.clone(),
-    ];
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -313,14 +267,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let mut burners: Option<crate::collect::Burners> = None;
     let mut load_started: Option<(Duration, u64)> = None;
     let (drive, in_flight, started) = runtime.block_on(async {
-        let mut host = Host::builder(policies[0].clone())
-            .probe(Arc::new(ProcProbe::default()))
-            .zero_copy(pool.clone())
-            .spawn(WorkerCommand::perfopt(exe), args.workers);
-        for sink in sinks {
-            host = host.sink(sink);
-        }
-        let host = host.start().await.map_err(Exit::failed)?;
+        let host = optimizer
+            .host()
+            .sink(summary.clone())
+            .spawn(WorkerCommand::perfopt(exe), args.workers)
+            .start()
+            .await
+            .map_err(Exit::failed)?;
         let in_flight = args.in_flight.unwrap_or(host.capacity());
         let drive = Arc::new(Drive {
             host,
@@ -354,7 +307,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             }));
         }
         let ticker = async {
-            let mut last_cleanup = Instant::now();
             while Instant::now() < deadline {
                 progress.set_position(started.elapsed().as_millis() as u64);
                 if let Some(after) = load_after
@@ -364,10 +316,6 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
                     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                     load_started = Some((started.elapsed(), summary.transfers()));
                     burners = Some(crate::collect::Burners::start(cpus)?);
-                }
-                if last_cleanup.elapsed() >= CLEANUP_EVERY {
-                    last_cleanup = Instant::now();
-                    store.clean_up();
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -392,8 +340,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let failures = std::mem::take(&mut *drive.failures.lock().unwrap_or_else(|e| e.into_inner()));
     runtime.block_on(drive.host.clone().shutdown());
     let elapsed = started.elapsed();
-    let flushed = store.sink.try_flush();
-    let recorded = store.sink.stats();
+    let pool_stats = pool.stats();
+    let swept_segments = match &optimizer.shm_status().sweep {
+        SweepOutcome::Swept { removed, .. } => *removed,
+        SweepOutcome::Failed { .. } | SweepOutcome::NotApplicable => 0,
+    };
+    let data_dir = match optimizer.store_status() {
+        StoreStatus::Persistent { dir } => dir.display().to_string(),
+        StoreStatus::Memory | StoreStatus::Fallback { .. } => "memory".to_string(),
+    };
+    let engine = optimizer.learning().cloned();
+    // Flushes the store, finishes learning, saves the cost models, stops retention.
+    let stopped = optimizer.shutdown();
 
     let mut report = summary.to_json();
     report["duration_s"] = json!(elapsed.as_secs_f64());
@@ -406,31 +364,27 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         "capacity": drive.host.capacity(),
         "peak": host_stats.peak_in_flight,
     });
-    report["pool"] = json!(pool.stats());
-    report["swept_segments"] = json!(swept.removed);
+    report["pool"] = json!(pool_stats);
+    report["swept_segments"] = json!(swept_segments);
     report["swept_run_dirs"] = json!(swept_run_dirs);
     report["workers_restarted"] = json!(host_stats.restarts);
     report["host"] = json!(host_stats);
-    learn_feed.finish();
-    engine.finish();
-    let saved = store.models.as_ref().map(|models| {
-        learner
-            .save(models.as_ref(), crate::store_cmd::now())
-            .map_err(|e| e.to_string())
-    });
-    let dropped = learn_feed.dropped() + engine.dropped();
-    let engine = engine.engine();
-    let events: Vec<_> = engine.events().collect();
+    let models = stopped.cost_models.as_ref();
+    let learned = stopped.learning.as_ref();
+    let events: Vec<_> = engine
+        .as_ref()
+        .map(|e| e.engine().events().cloned().collect())
+        .unwrap_or_default();
     let alerts = events.iter().filter(|e| e.kind.is_alert()).count();
     report["learning"] = json!({
         "enabled": learning,
-        "engine": engine.status(),
+        "engine": learned.map(|l| &l.status),
         "alerts": alerts,
         "events": events.iter().rev().take(20).rev().collect::<Vec<_>>(),
-        "cost_model_version": learner.version(),
-        "cost_models_saved": saved.as_ref().map(|r| r.is_ok()),
-        "cost_models_error": saved.and_then(|r| r.err()),
-        "dropped": dropped,
+        "cost_model_version": models.map(|m| m.version),
+        "cost_models_saved": models.map(|m| m.saved_as.is_some()),
+        "cost_models_error": models.and_then(|m| m.save_error.clone()),
+        "dropped": models.map_or(0, |m| m.dropped) + learned.map_or(0, |l| l.dropped),
     });
     if args.compare {
         report["compare"] = drive.comparison.to_json();
@@ -441,14 +395,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
             "started_after_transfers": transfers,
         });
     }
+    let store = &stopped.store;
     report["store"] = json!({
-        "data_dir": store.where_,
-        "recorded": recorded.recorded,
-        "committed": recorded.committed,
-        "dropped": recorded.dropped,
-        "failed_commits": recorded.failed_commits,
-        "cleaned_rows": store.cleaned.load(Ordering::Relaxed),
-        "error": flushed.err().map(|e| e.to_string()),
+        "data_dir": data_dir,
+        "recorded": store.recorded,
+        "committed": store.committed,
+        "dropped": store.dropped,
+        "failed_commits": store.failed_commits,
+        "cleaned_rows": stopped.retention.as_ref().map_or(0, |r| r.cleaned_rows),
+        "error": store.flush_error,
     });
     print!("{}", text_report(&report, &failures));
     if let Some(path) = &args.json {
