@@ -38,7 +38,10 @@ pub use grpc::{
     ClientConfig, ClientError, Endpoint, ReferenceHandler, ServeError, ServiceConfig,
     TransferService, WorkerClient,
 };
-pub use host::{Host, HostBuilder, HostConfig, HostError, HostStats, WorkerCommand, WorkerStats};
+pub use host::{
+    Host, HostBuilder, HostConfig, HostError, HostStats, SpawnedWorker, SpawnedWorkerError,
+    WorkerCommand, WorkerStats,
+};
 pub use pool::{Lease, LeaseKind, PoolConfig, PoolError, PoolStats, SegmentPool};
 pub use reader::{
     MappingLimits, PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader,
