@@ -18,15 +18,21 @@ use perfopt::store::{RedbBackend, SinkConfig, StoreSink};
 use serde_json::{Value, json};
 use support::{DEADLINE, perfopt, perfopt_within_deadline, stderr, stdout};
 
-/// Records `n` transfers of the default pool into a new store in `data`, one a second, the last
-/// one now.
-fn fill_store(data: &Path, n: u64) {
+/// A sink over a new store in `data`, and the time now in seconds.
+fn open_sink(data: &Path) -> (StoreSink, u64) {
     let backend = Arc::new(RedbBackend::open(data).unwrap());
     let sink = StoreSink::new(backend, SinkConfig::default()).unwrap();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    (sink, now)
+}
+
+/// Records `n` transfers of the default pool into a new store in `data`, one a second, the last
+/// one now.
+fn fill_store(data: &Path, n: u64) {
+    let (sink, now) = open_sink(data);
     let req = TransferRequest::new(4096);
     let decision = FixedPolicy(Method::Grpc).decide(&req, &DecisionContext::idle(Timestamp(0)));
     for i in 0..n {
@@ -49,12 +55,7 @@ fn fill_store(data: &Path, n: u64) {
 /// above any delivered one (3 gRPC timeouts, 1 gRPC refusal, 2 zero-copy unavailable), each
 /// failed one queued 250 us.
 fn fill_store_with_failures(data: &Path) {
-    let backend = Arc::new(RedbBackend::open(data).unwrap());
-    let sink = StoreSink::new(backend, SinkConfig::default()).unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let (sink, now) = open_sink(data);
     let req = TransferRequest::new(4096);
     let at = |i: u64| Timestamp(Timestamp::from_secs(now - 30).0 + i * 1_000_000);
     let transfer = |method: Method, latency: f64, i: u64| {
