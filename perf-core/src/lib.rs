@@ -4,6 +4,26 @@
 //! come in as arguments, and for a given RNG seed the same inputs give the same
 //! decisions. Other crates implement the seam traits; every trait has a Noop
 //! or fixed implementation here so that the engine runs on its own.
+//!
+//! ## Seams
+//!
+//! One file per trait in `seams/`, beside its Noop or fixed implementation; crates reach each
+//! other only through these traits. With the `conformance` feature, `perf_core::conformance` holds one
+//! suite per trait, run against every implementation.
+//!
+//! | trait | role | implementations |
+//! |---|---|---|
+//! | [`TransferPolicy`] | decide(request, context) -> Decision | [`Controller`] (core), [`FixedPolicy`] (core) |
+//! | [`DecisionFunction`] | a user's rule, may read metrics | user code (any `Fn(&TransferRequest, &DecisionContext, &dyn MetricsQuery) -> Option<Method>`) |
+//! | [`MetricsSink`] | record(&TransferMetrics), never blocks | `StoreSink` (store), `BackgroundEngine` (learn), `CostModelFeed` (predict), `Summary` (cli), [`NoopSink`] (core) |
+//! | [`MetricsQuery`] | percentiles/series/samples by pool, method, range | `StoreQuery` (store), [`NoopQuery`] (core) |
+//! | [`Predictor`] | per-method cost estimates with intervals | `LearnedPredictor` (predict), [`FixedPredictor`], [`NoopPredictor`] (core) |
+//! | [`MethodClassifier`] | which method wins, with confidence | `LearnedClassifier` (learn), [`NoopClassifier`] (core) |
+//! | [`ThresholdStore`] | persist threshold history | `RedbThresholdStore` (store), [`MemoryThresholdStore`], [`NoopThresholdStore`] (core) |
+//! | [`ModelStore`] | persist trained models, versioned | `RedbModelStore` (store), [`MemoryModelStore`], [`NoopModelStore`] (core) |
+//! | [`ThresholdControl`] | read and move a pool's threshold (what learning needs of the policy) | [`Controller`] (core) |
+//! | [`PlatformShm`] (with [`ShmSegment`], [`ShmView`]) | create / open / seal / unlink segments | `MemfdShm`, `NamedShm`, `SystemShm`, `InProcessShm`, `PosixShm` (macOS), `WindowsShm` (platform), [`NoShm`] (core) |
+//! | [`ResourceProbe`] | sample() -> SystemState | `ProcProbe` (platform), [`FixedProbe`] (core) |
 
 pub mod config;
 pub mod decision;
@@ -28,26 +48,24 @@ pub use vocab::{Compression, DataType, Format, Goal, Locality, Method, UnknownNa
 
 pub mod controller;
 pub mod cost;
-pub mod learned;
+pub mod envelope;
 pub mod policy;
 pub mod rng;
 pub mod seams;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod threshold;
 
 pub use controller::{Controller, ControllerBuilder, ControllerError, DecisionCounts};
-pub use learned::{
-    EnvelopeError, MAX_MODEL_BYTES, MemoryModelStore, MethodClassifier, ModelStore,
-    ModelStoreError, NoopClassifier, NoopModelStore, StoredModel, Verdict, check_model, fnv64,
-    open_model, seal_model,
-};
-pub use policy::{FixedPolicy, forced};
+pub use envelope::{EnvelopeError, fnv64, open_model, seal_model};
+pub use policy::forced;
 pub use seams::{
-    DecisionFunction, FixedPredictor, FixedProbe, MetricsQuery, MetricsSink, NoShm, NoopPredictor,
-    NoopQuery, NoopSink, Percentiles, PlatformShm, Prediction, Predictor, QueryError,
-    ResourceProbe, SampleFilter, SegmentId, SeriesPoint, SeriesQuery, ShmError, ShmSegment,
-    ShmView, TransferPolicy,
+    DecisionFunction, FixedPolicy, FixedPredictor, FixedProbe, MAX_MODEL_BYTES, MemoryModelStore,
+    MemoryThresholdStore, MethodClassifier, MetricsQuery, MetricsSink, ModelStore, ModelStoreError,
+    NoShm, NoopClassifier, NoopModelStore, NoopPredictor, NoopQuery, NoopSink, NoopThresholdStore,
+    Percentiles, PlatformShm, Prediction, Predictor, QueryError, ResourceProbe, SampleFilter,
+    SegmentId, SeriesPoint, SeriesQuery, ShmError, ShmSegment, ShmView, StoredModel,
+    ThresholdControl, ThresholdStore, TransferPolicy, Verdict, check_model,
 };
-pub use threshold::{
-    ChangeKind, MemoryThresholdStore, NoopThresholdStore, Proposal, ThresholdChange,
-    ThresholdError, ThresholdManager, ThresholdStore,
-};
+pub use threshold::{ChangeKind, Proposal, ThresholdChange, ThresholdError, ThresholdManager};

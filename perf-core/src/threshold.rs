@@ -10,6 +10,7 @@ use crate::config::{Adaptation, PoolSettings};
 use crate::decision::ThresholdBreakdown;
 use crate::name::Name;
 use crate::request::{SystemState, Timestamp};
+use crate::seams::ThresholdStore;
 
 /// How many threshold changes are kept in memory.
 pub const HISTORY_LEN: usize = 1024;
@@ -83,42 +84,7 @@ pub enum ThresholdError {
     Store(String),
 }
 
-/// Where threshold changes are persisted so that they survive a restart (R1.6).
-pub trait ThresholdStore: Send + Sync {
-    /// Every stored change, oldest first.
-    fn load(&self) -> Result<Vec<ThresholdChange>, ThresholdError>;
-    /// Appends one change; called before the change takes effect.
-    fn append(&self, change: &ThresholdChange) -> Result<(), ThresholdError>;
-}
-
-/// A store that keeps nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoopThresholdStore;
-
-impl ThresholdStore for NoopThresholdStore {
-    fn load(&self) -> Result<Vec<ThresholdChange>, ThresholdError> {
-        Ok(Vec::new())
-    }
-    fn append(&self, _change: &ThresholdChange) -> Result<(), ThresholdError> {
-        Ok(())
-    }
-}
-
-/// A store in memory, shared by clones (for tests and embedding).
-#[derive(Debug, Clone, Default)]
-pub struct MemoryThresholdStore(Arc<Mutex<Vec<ThresholdChange>>>);
-
-impl ThresholdStore for MemoryThresholdStore {
-    fn load(&self) -> Result<Vec<ThresholdChange>, ThresholdError> {
-        Ok(lock(&self.0).clone())
-    }
-    fn append(&self, change: &ThresholdChange) -> Result<(), ThresholdError> {
-        lock(&self.0).push(change.clone());
-        Ok(())
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -326,6 +292,7 @@ pub fn breakdown(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seams::MemoryThresholdStore;
 
     const MIB: u64 = 1 << 20;
 

@@ -3,11 +3,12 @@
 //! damaged, publication only after validation, drift that triggers retraining, a model that
 //! loses accuracy dropped for the rules, persistence, and thresholds that follow the crossover.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use perf_core::{
-    Config, Controller, DecisionContext, MemoryModelStore, Method, MethodClassifier, ModelStore,
-    Name, Reason, SystemState, Timestamp, TransferRequest, ZeroCopyAvailability,
+    ChangeKind, Config, Controller, DecisionContext, MemoryModelStore, Method, MethodClassifier,
+    ModelStore, Name, Proposal, Reason, SystemState, ThresholdBreakdown, ThresholdChange,
+    ThresholdControl, ThresholdError, Timestamp, TransferRequest, ZeroCopyAvailability,
 };
 use perf_learn::synthetic::{Physics, Workload};
 use perf_learn::{
@@ -241,6 +242,119 @@ fn the_engine_publishes_only_after_enough_evidence_and_the_controller_follows_it
 
 fn engine_with_controller(engine: &mut LearningEngine, c: Arc<Controller>) -> LearningEngine {
     std::mem::replace(engine, LearningEngine::new(small_config())).with_controller(c)
+}
+
+/// A policy's thresholds as the engine sees them: one configured pool at 10 MiB; proposals
+/// are recorded, and answered with a move to the target or refused.
+struct FakeThresholds {
+    pool: Name,
+    refuse: bool,
+    proposals: Mutex<Vec<(Name, u64)>>,
+}
+
+impl ThresholdControl for FakeThresholds {
+    fn threshold(
+        &self,
+        pool: Name,
+        _system: &SystemState,
+    ) -> Result<ThresholdBreakdown, ThresholdError> {
+        if pool != self.pool {
+            return Err(ThresholdError::UnknownPool(pool.to_string()));
+        }
+        Ok(ThresholdBreakdown {
+            base: 10 << 20,
+            history: 1.0,
+            resources: 1.0,
+            effective: 10 << 20,
+        })
+    }
+    fn propose(
+        &self,
+        pool: Name,
+        proposal: &Proposal<'_>,
+    ) -> Result<ThresholdChange, ThresholdError> {
+        self.proposals.lock().unwrap().push((pool, proposal.target));
+        if self.refuse {
+            return Err(ThresholdError::LearningOff(pool.to_string()));
+        }
+        Ok(ThresholdChange {
+            pool,
+            at: proposal.at,
+            kind: ChangeKind::Adjust,
+            from_factor: 1.0,
+            to_factor: proposal.target as f64 / f64::from(10 << 20),
+            from_bytes: 10 << 20,
+            to_bytes: proposal.target,
+            reason: proposal.reason.to_string(),
+            expected_gain: proposal.expected_gain,
+        })
+    }
+}
+
+/// Feeds live pairs, half of them to `other`, until a model is published.
+fn publish_with(control: Arc<FakeThresholds>, other: Name) -> LearningEngine {
+    let mut engine = LearningEngine::new(small_config()).with_controller(control);
+    let mut w = Workload::new(Physics::default(), 5);
+    w.cpu = 0.05;
+    let mut i = 0;
+    while !engine.status().active {
+        i += 1;
+        for mut m in w.live_pair() {
+            if i % 2 == 0 {
+                m.pool = other;
+            }
+            engine.observe(&m);
+        }
+    }
+    engine
+}
+
+#[test]
+fn thresholds_move_through_the_policy_seam_for_configured_pools_only() {
+    let other = Name::new("other").unwrap();
+    let control = Arc::new(FakeThresholds {
+        pool: Name::DEFAULT_POOL,
+        refuse: false,
+        proposals: Mutex::new(Vec::new()),
+    });
+    let engine = publish_with(control.clone(), other);
+    let proposals = control.proposals.lock().unwrap().clone();
+    assert_eq!(proposals.len(), 1, "{proposals:?}");
+    let (pool, target) = proposals[0];
+    assert_eq!(
+        pool,
+        Name::DEFAULT_POOL,
+        "an unconfigured pool got a proposal"
+    );
+    assert!(
+        target < 256 << 10,
+        "the crossover is near 64 KiB, proposed {target}"
+    );
+    let moved: Vec<_> = engine
+        .events()
+        .filter_map(|e| match &e.kind {
+            EventKind::ThresholdMoved { pool, from, to, .. } => Some((*pool, *from, *to)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved, [(Name::DEFAULT_POOL, 10 << 20, target)]);
+}
+
+#[test]
+fn a_refused_proposal_is_no_threshold_move() {
+    let control = Arc::new(FakeThresholds {
+        pool: Name::DEFAULT_POOL,
+        refuse: true,
+        proposals: Mutex::new(Vec::new()),
+    });
+    let engine = publish_with(control.clone(), Name::new("other").unwrap());
+    assert_eq!(control.proposals.lock().unwrap().len(), 1);
+    assert!(
+        !engine
+            .events()
+            .any(|e| matches!(e.kind, EventKind::ThresholdMoved { .. })),
+        "a refused proposal was reported as a move"
+    );
 }
 
 #[test]

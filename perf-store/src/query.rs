@@ -113,6 +113,7 @@ pub fn point(start: Timestamp, bucket: &Bucket) -> SeriesPoint {
         throughput_bps: percentiles(&bucket.throughput_kib_s, 1024.0),
         decision_ns: percentiles(&bucket.decision_ns, 1.0),
         memory_bytes: percentiles(&bucket.memory_bytes, 1.0),
+        failed: bucket.failed(),
     }
 }
 

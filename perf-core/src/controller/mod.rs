@@ -8,18 +8,15 @@ use arc_swap::ArcSwap;
 use crate::config::{Adaptation, Config, ConfigErrors, CostCoefficients};
 use crate::cost::{Weights, calibrated_estimates, weigh};
 use crate::decision::{Decision, EstimateSource, Estimates, Reason, ThresholdBreakdown};
-use crate::learned::{MethodClassifier, NoopClassifier};
 use crate::name::Name;
 use crate::policy::forced;
 use crate::request::{DecisionContext, Timestamp, TransferRequest};
 use crate::rng::SplitMix;
 use crate::seams::{
-    DecisionFunction, MetricsQuery, NoopPredictor, NoopQuery, Predictor, TransferPolicy,
+    DecisionFunction, MethodClassifier, MetricsQuery, NoopClassifier, NoopPredictor, NoopQuery,
+    NoopThresholdStore, Predictor, ThresholdControl, ThresholdStore, TransferPolicy,
 };
-use crate::threshold::{
-    NoopThresholdStore, Proposal, ThresholdChange, ThresholdError, ThresholdManager,
-    ThresholdStore, breakdown,
-};
+use crate::threshold::{Proposal, ThresholdChange, ThresholdError, ThresholdManager, breakdown};
 use crate::vocab::Method;
 
 /// Why a controller could not be built.
@@ -427,19 +424,13 @@ impl Controller {
         expected_gain: f64,
         now: Timestamp,
     ) -> Result<ThresholdChange, ThresholdError> {
-        let snap = self.snapshot.load();
-        let (p, configured) = snap.pool(pool);
-        if !configured {
-            return Err(ThresholdError::UnknownPool(pool.to_string()));
-        }
         let proposal = Proposal {
             target,
             reason,
             expected_gain,
             at: now,
         };
-        self.thresholds
-            .adjust_toward(pool, &p.settings, &snap.config.adaptation, &proposal)
+        self.propose(pool, &proposal)
     }
 
     /// Restores the thresholds of `pool`, or of every pool, to their configured base.
@@ -476,5 +467,28 @@ impl TransferPolicy for Controller {
     }
     fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
         Controller::decide(self, request, ctx)
+    }
+}
+
+impl ThresholdControl for Controller {
+    fn threshold(
+        &self,
+        pool: Name,
+        system: &crate::request::SystemState,
+    ) -> Result<ThresholdBreakdown, ThresholdError> {
+        Controller::threshold(self, pool, system)
+    }
+    fn propose(
+        &self,
+        pool: Name,
+        proposal: &Proposal<'_>,
+    ) -> Result<ThresholdChange, ThresholdError> {
+        let snap = self.snapshot.load();
+        let (p, configured) = snap.pool(pool);
+        if !configured {
+            return Err(ThresholdError::UnknownPool(pool.to_string()));
+        }
+        self.thresholds
+            .adjust_toward(pool, &p.settings, &snap.config.adaptation, proposal)
     }
 }

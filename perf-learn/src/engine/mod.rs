@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use perf_core::{
-    Controller, DecisionContext, MethodClassifier, ModelStore, Name, Timestamp, TransferMetrics,
-    TransferRequest, Verdict,
+    DecisionContext, MethodClassifier, ModelStore, Name, Proposal, ThresholdControl, Timestamp,
+    TransferMetrics, TransferRequest, Verdict,
 };
 
 use crate::dataset::{PairedDataset, PairedSample, Pairer, Source};
@@ -93,7 +93,7 @@ pub struct LearningEngine {
     drift_sampled_at: u64,
     since_drift_check: usize,
     store: Option<Arc<dyn ModelStore>>,
-    controller: Option<Arc<Controller>>,
+    thresholds: Option<Arc<dyn ThresholdControl>>,
     events: VecDeque<Event>,
     observed: u64,
     replayed: u64,
@@ -152,7 +152,7 @@ impl LearningEngine {
             since_drift_check: 0,
             drift_sampled_at: 0,
             store: None,
-            controller: None,
+            thresholds: None,
             events: VecDeque::new(),
             observed: 0,
             replayed: 0,
@@ -195,9 +195,10 @@ impl LearningEngine {
         self
     }
 
-    /// Moves `controller`'s pool thresholds toward the measured crossover.
-    pub fn with_controller(mut self, controller: Arc<Controller>) -> LearningEngine {
-        self.controller = Some(controller);
+    /// Moves the pool thresholds of `controller` (the policy's [`ThresholdControl`], e.g. a
+    /// `perf_core::Controller`) toward the measured crossover.
+    pub fn with_controller(mut self, controller: Arc<dyn ThresholdControl>) -> LearningEngine {
+        self.thresholds = Some(controller);
         self
     }
 
@@ -518,25 +519,23 @@ impl LearningEngine {
     /// Moves each configured pool's threshold toward the crossover measured
     /// in its kept samples.
     fn move_thresholds(&mut self, now: Timestamp) {
-        let Some(controller) = self.controller.clone() else {
+        let Some(control) = self.thresholds.clone() else {
             return;
         };
         let mut pools: Vec<Name> = self.window.iter().map(|s| s.pool).collect();
         pools.sort();
         pools.dedup();
         for pool in pools {
-            if !controller.has_pool(pool) {
+            // A pool the policy does not configure has no threshold of its own to move.
+            let Ok(before) = control.threshold(pool, &perf_core::SystemState::IDLE) else {
                 continue;
-            }
+            };
             let samples: Vec<PairedSample> = self
                 .window
                 .iter()
                 .filter(|s| s.pool == pool)
                 .copied()
                 .collect();
-            let Ok(before) = controller.threshold(pool, &perf_core::SystemState::IDLE) else {
-                continue;
-            };
             let Some(c) = crossover(&samples, before.effective) else {
                 continue;
             };
@@ -548,8 +547,13 @@ impl LearningEngine {
                 samples.len(),
                 perf_core::HumanSize(c.crossover)
             );
-            if let Ok(change) =
-                controller.adjust_threshold(pool, c.crossover, &reason, c.expected_gain, now)
+            let proposal = Proposal {
+                target: c.crossover,
+                reason: &reason,
+                expected_gain: c.expected_gain,
+                at: now,
+            };
+            if let Ok(change) = control.propose(pool, &proposal)
                 && change.to_factor != change.from_factor
             {
                 let kind = EventKind::ThresholdMoved {
