@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use perf_core::TransferMetrics;
 
-use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, SeriesKey, StoreError};
+use crate::schema::{Backend, Batch, Bucket, BucketKey, Granularity, SeriesKey, StoreError};
 
 /// How an [`Aggregator`] bounds what it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::model::StoreError;
+use crate::schema::StoreError;
 
 /// The environment variable that sets the data directory when `--data-dir` is not given.
 pub const DATA_DIR_ENV: &str = "PERFOPT_DATA_DIR";

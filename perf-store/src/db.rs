@@ -40,7 +40,7 @@ pub(crate) use codec::{
 };
 
 use crate::datadir;
-use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
+use crate::schema::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
 
 /// The name of the store's file inside the data directory.
 pub const DB_FILE_NAME: &str = "metrics.redb";

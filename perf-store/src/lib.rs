@@ -24,9 +24,9 @@
 //!
 //! It covers R2.1, R2.3, R2.5, R2.6, the series of R5.4, R14.5 and R14.6.
 
-pub mod model;
+pub mod schema;
 
-pub use model::{
+pub use schema::{
     Backend, Batch, Bucket, BucketKey, Failures, Granularity, Measure, SeriesKey, Stats,
     StoreError, size_class,
 };

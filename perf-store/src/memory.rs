@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use perf_core::{SampleFilter, TransferMetrics};
 
-use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, SeriesKey, StoreError};
+use crate::schema::{Backend, Batch, Bucket, BucketKey, Granularity, SeriesKey, StoreError};
 
 /// How much a [`MemoryBackend`] keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use crate::db::{
     META, META_NEXT_SAMPLE, META_SCHEMA_VERSION, RedbConfig, SAMPLES, SCHEMA_VERSION, now_ns,
     open_database, redb_err, store_file, stored_version,
 };
-use crate::model::StoreError;
+use crate::schema::StoreError;
 
 /// One migration step: upgrades the tables from the version it is listed with to the next one,
 /// inside the transaction it is given (the caller bumps the version in the same transaction).
@@ -180,7 +180,7 @@ pub mod version_1 {
         BUCKETS, META, META_CREATED_AT, META_SCHEMA_VERSION, RedbConfig, THRESHOLDS,
         encode_bucket_key, encode_sample, now_ns, open_database, redb_err, store_file,
     };
-    use crate::model::{Bucket, BucketKey, StoreError};
+    use crate::schema::{Bucket, BucketKey, StoreError};
 
     use super::V1_SAMPLES;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use perf_core::{HumanSize, TransferMetrics};
 use serde::Serialize;
 
-use crate::model::size_class;
+use crate::schema::size_class;
 
 /// One group of transfers in a profile.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -9,8 +9,8 @@ use perf_core::{
     TransferMetrics,
 };
 
-use crate::model::{Backend, Bucket, BucketKey, Granularity, Measure, SeriesKey, StoreError};
 use crate::profile::Profile;
+use crate::schema::{Backend, Bucket, BucketKey, Granularity, Measure, SeriesKey, StoreError};
 
 /// The most raw samples one query returns.
 pub const MAX_SAMPLES_LIMIT: usize = 1_000_000;
@@ -223,7 +223,7 @@ impl MetricsQuery for StoreQuery {
 mod tests {
     use super::*;
     use crate::memory::MemoryBackend;
-    use crate::model::Batch;
+    use crate::schema::Batch;
     use crate::test_support::metrics;
 
     fn query(from: u64, to: u64, granularity_secs: u32) -> SeriesQuery {

@@ -16,7 +16,7 @@ use crate::datadir::create_private_dir;
 use crate::db::{
     BUCKETS, RedbBackend, SAMPLES, bucket_key_prefix, decode_bucket_key, decode_sample, redb_err,
 };
-use crate::model::{Bucket, Granularity, StoreError};
+use crate::schema::{Bucket, Granularity, StoreError};
 
 const DAY: u64 = 24 * 3600;
 

@@ -10,7 +10,7 @@ use crossbeam_queue::ArrayQueue;
 use perf_core::{MetricsSink, TransferMetrics};
 
 use crate::aggregate::{Aggregator, AggregatorConfig};
-use crate::model::{Backend, StoreError};
+use crate::schema::{Backend, StoreError};
 
 /// The largest queue a sink accepts, in records.
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;

@@ -241,6 +241,20 @@ fn a_damaged_record_gives_a_clear_error_not_bytes() {
 }
 
 #[test]
+fn a_damaged_record_is_refused_as_the_model_store_contract_says() {
+    let dir = tempfile::tempdir().unwrap();
+    perf_core::conformance::model_store::a_damaged_record_is_refused(
+        || RedbBackend::open(dir.path()).unwrap().models(),
+        |name, version| {
+            damage_record(dir.path(), name, version, |v| {
+                let last = v.len() - 1;
+                v[last] ^= 0x01;
+            });
+        },
+    );
+}
+
+#[test]
 fn a_store_from_before_models_reads_as_empty_and_takes_saves() {
     let dir = tempfile::tempdir().unwrap();
     drop(RedbBackend::open(dir.path()).unwrap());

@@ -16,7 +16,7 @@ use super::{
     decode_change, decode_model, decode_sample, expect_current, no_panic, read_table, redb_err,
     store_file, stored_version,
 };
-use crate::model::{Bucket, StoreError};
+use crate::schema::{Bucket, StoreError};
 
 /// How many problems a report lists before it summarises the rest.
 const MAX_PROBLEMS: usize = 50;

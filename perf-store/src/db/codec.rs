@@ -18,7 +18,7 @@
 use perf_core::{DataType, Method, Name, ThresholdChange, Timestamp, TransferMetrics};
 use redb::TableDefinition;
 
-use crate::model::{BucketKey, Granularity, SeriesKey, StoreError};
+use crate::schema::{BucketKey, Granularity, SeriesKey, StoreError};
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 2;

@@ -6,7 +6,7 @@ use std::fs::{File, FileType, OpenOptions};
 use std::io::ErrorKind;
 use std::path::Path;
 
-use crate::model::StoreError;
+use crate::schema::StoreError;
 
 /// What is at the store's path.
 #[derive(Debug, Clone, PartialEq, Eq)]

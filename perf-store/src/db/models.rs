@@ -7,7 +7,7 @@ use perf_core::{ModelStore, ModelStoreError, StoredModel, Timestamp, check_model
 use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 use super::{MODELS, decode_model, encode_model, no_panic, redb_err};
-use crate::model::StoreError;
+use crate::schema::StoreError;
 
 /// How many versions of each model the store keeps; a save deletes the older ones.
 pub const MODEL_VERSIONS_KEPT: u64 = 5;

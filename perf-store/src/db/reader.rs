@@ -17,7 +17,7 @@ use super::{
     CONCURRENCY, ModelInfo, Records, TableRows, count_rows, expect_current, held, no_panic,
     read_buckets, read_pools, read_samples, redb_err, store_file, stored_version,
 };
-use crate::model::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
+use crate::schema::{Backend, Batch, Bucket, BucketKey, Granularity, StoreError};
 
 /// The page cache of a reader, in bytes.
 const READER_CACHE_BYTES: usize = 64 << 20;

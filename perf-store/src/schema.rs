@@ -1,5 +1,6 @@
-//! The stored vocabulary: series keys, bucket keys (the buckets themselves are in
-//! [`crate::bucket`]), batches, errors, and the storage seam.
+//! The store's record schema: series keys, bucket keys (the buckets themselves are in
+//! [`crate::bucket`]), batches, errors, and the storage seam. ("Model" in this crate means a
+//! trained model the store keeps, never this schema.)
 
 use perf_core::{DataType, Method, Name, SampleFilter, TransferMetrics};
 use serde::{Deserialize, Serialize};
