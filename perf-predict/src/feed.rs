@@ -19,11 +19,11 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// batches (one new version per batch, at most every 100 ms).
 ///
 /// `record` never blocks: a full queue drops the record and counts it
-/// ([`LearnerFeed::dropped`]). A failed transfer is no evidence of either
+/// ([`CostModelFeed::dropped`]). A failed transfer is no evidence of either
 /// method's speed, so it is skipped before the queue and counted
-/// ([`LearnerFeed::failed`]). Dropping the feed learns from what is queued and
+/// ([`CostModelFeed::failed`]). Dropping the feed learns from what is queued and
 /// stops the thread.
-pub struct LearnerFeed {
+pub struct CostModelFeed {
     // `None` tells the thread to stop after what is queued before it.
     sender: SyncSender<Option<TransferMetrics>>,
     learner: Arc<Learner>,
@@ -32,9 +32,9 @@ pub struct LearnerFeed {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for LearnerFeed {
+impl std::fmt::Debug for CostModelFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LearnerFeed")
+        f.debug_struct("CostModelFeed")
             .field("version", &self.learner.version())
             .field("dropped", &self.dropped())
             .field("failed", &self.failed())
@@ -42,23 +42,23 @@ impl std::fmt::Debug for LearnerFeed {
     }
 }
 
-impl LearnerFeed {
+impl CostModelFeed {
     /// Starts the feeding thread for `learner`, with a queue of [`FEED_QUEUE`] records.
-    pub fn start(learner: Arc<Learner>) -> LearnerFeed {
-        LearnerFeed::with_queue(learner, FEED_QUEUE)
+    pub fn start(learner: Arc<Learner>) -> CostModelFeed {
+        CostModelFeed::with_queue(learner, FEED_QUEUE)
     }
 
     /// Starts the feeding thread for `learner`, with room for `queue` records
     /// (at least one). A thread that cannot be started leaves every record
     /// dropped and counted.
-    pub fn with_queue(learner: Arc<Learner>, queue: usize) -> LearnerFeed {
+    pub fn with_queue(learner: Arc<Learner>, queue: usize) -> CostModelFeed {
         let (sender, receiver) = sync_channel(queue.max(1));
         let fed = learner.clone();
         let thread = std::thread::Builder::new()
             .name("perfopt-cost-models".into())
             .spawn(move || feed(&fed, &receiver))
             .ok();
-        LearnerFeed {
+        CostModelFeed {
             sender,
             learner,
             dropped: AtomicU64::new(0),
@@ -113,7 +113,7 @@ fn feed(learner: &Learner, receiver: &Receiver<Option<TransferMetrics>>) {
     }
 }
 
-impl MetricsSink for LearnerFeed {
+impl MetricsSink for CostModelFeed {
     fn record(&self, metrics: &TransferMetrics) {
         if !metrics.is_evidence() {
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -127,7 +127,7 @@ impl MetricsSink for LearnerFeed {
     }
 }
 
-impl Drop for LearnerFeed {
+impl Drop for CostModelFeed {
     fn drop(&mut self) {
         self.finish();
     }
@@ -168,7 +168,7 @@ mod tests {
 
     #[test]
     fn the_feed_skips_and_counts_failed_records_and_learns_from_the_rest() {
-        let feed = LearnerFeed::start(learner());
+        let feed = CostModelFeed::start(learner());
         for m in half_failed(200) {
             feed.record(&m);
         }
@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_instead_of_blocking() {
-        let feed = LearnerFeed::with_queue(learner(), 1);
+        let feed = CostModelFeed::with_queue(learner(), 1);
         let records = samples(&grpc(), 500, 11);
         for m in &records {
             feed.record(m);

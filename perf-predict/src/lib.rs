@@ -26,7 +26,7 @@
 //!   layout version, length and FNV-1a checksum, then JSON); [`Learner::save`] and
 //!   [`Learner::load`] keep them in a `perf_core::ModelStore` under [`COST_MODELS_NAME`], so
 //!   that they survive restarts.
-//! - [`LearnerFeed`] is a `MetricsSink` that updates a learner on its own thread in batches
+//! - [`CostModelFeed`] is a `MetricsSink` that updates a learner on its own thread in batches
 //!   (bounded queue, drops counted); failed transfers are no evidence and are skipped and
 //!   counted, by the feed and by [`Learner::update_batch`] alike.
 //! - [`plan`] and [`what_if`] forecast latency percentiles, CPU, shared memory held, and the
@@ -54,7 +54,7 @@ pub mod synthetic;
 pub use correction::CORRECTION_WINDOW;
 pub use error::PredictError;
 pub use eval::{ACCURATE_WITHIN, Evaluation, MIN_EVALUATION_SAMPLES, evaluate};
-pub use feed::{FEED_QUEUE, LearnerFeed};
+pub use feed::{CostModelFeed, FEED_QUEUE};
 pub use learner::{LearnedPredictor, Learner, ModelKey, ModelSnapshot, usable_sample};
 pub use model::{
     LOAD_BANDS, MethodModel, ModelConfig, ModelEstimate, SIZE_CLASSES, class_floor, load_band,

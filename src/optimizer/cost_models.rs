@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use perf_core::ModelStore;
-use perf_predict::{Learner, LearnerFeed, ModelConfig, PredictError, host_platform};
+use perf_predict::{CostModelFeed, Learner, ModelConfig, PredictError, host_platform};
 use serde::Serialize;
 
 use super::{OptimizerError, now};
@@ -31,7 +31,7 @@ pub enum CostModelsOrigin {
 
 /// The learned cost models at work, and where they persist.
 pub(crate) struct CostModels {
-    pub(crate) feed: Arc<LearnerFeed>,
+    pub(crate) feed: Arc<CostModelFeed>,
     pub(crate) origin: CostModelsOrigin,
     store: Option<Arc<dyn ModelStore>>,
 }
@@ -63,7 +63,7 @@ impl CostModels {
             ),
         };
         Ok(CostModels {
-            feed: Arc::new(LearnerFeed::start(Arc::new(learner))),
+            feed: Arc::new(CostModelFeed::start(Arc::new(learner))),
             origin,
             store,
         })

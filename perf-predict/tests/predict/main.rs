@@ -1,6 +1,8 @@
-//! End-to-end tests of perf-predict: recovery of known models, intervals, the Predictor seam, versions, saved models and planning.
+//! End-to-end tests of perf-predict: recovery of known models, intervals, the Predictor seam
+//! and its conformance suite, versions, saved models and planning.
 
 mod accuracy;
+mod conformance;
 mod corrections;
 mod persist;
 
