@@ -1,8 +1,11 @@
 //! One conformance suite for every `PlatformShm` backend, stamped out per backend by
-//! `conformance_suite!` with the capabilities that backend has.
+//! `conformance_suite!` with the capabilities that backend has: perf-core's suite of what the
+//! trait alone can check (`perf_core::conformance::platform_shm`), and here what needs the file
+//! system (modes, owners, seals, resizing, a second process).
 
 use std::path::PathBuf;
 
+use perf_core::conformance::platform_shm::ShmCaps;
 use perf_core::seams::{PlatformShm, SegmentId, ShmError, ShmSegment};
 #[cfg(target_os = "linux")]
 use xxhash_rust::xxh3::xxh3_64;
@@ -53,66 +56,22 @@ pub(crate) struct Caps {
     pub(crate) knows_owners: bool,
 }
 
-/// Deterministic, position-dependent bytes, different for each `seed`.
-pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+impl Caps {
+    /// What perf-core's suite asks of the backend.
+    pub(crate) fn trait_caps(self) -> ShmCaps {
+        ShmCaps {
+            named: self.named,
+            missing: self.missing,
+        }
+    }
 }
+
+pub(crate) use perf_core::conformance::pattern;
 
 fn write(segment: &mut dyn ShmSegment, seed: u64) -> Vec<u8> {
     let bytes = pattern(segment.len(), seed);
     segment.as_mut_slice().copy_from_slice(&bytes);
     bytes
-}
-
-pub(crate) fn created_bytes_read_back_through_open(shm: &dyn PlatformShm) {
-    for (i, len) in [1, 4095, 4096, 65_537, (3 << 20) + 5]
-        .into_iter()
-        .enumerate()
-    {
-        let mut segment = shm.create(len).unwrap();
-        assert_eq!(segment.len(), len);
-        assert!(segment.as_slice().iter().all(|&b| b == 0), "not zeroed");
-        let bytes = write(&mut *segment, i as u64);
-        let view = shm.open(segment.id(), len).unwrap();
-        assert_eq!(view.len(), len);
-        assert_eq!(view.id(), segment.id());
-        assert_eq!(view.inode(), segment.inode());
-        assert!(view.as_slice() == bytes.as_slice(), "bytes differ at {len}");
-        let half = shm.open(segment.id(), len.div_ceil(2)).unwrap();
-        assert_eq!(half.as_slice(), &bytes[..len.div_ceil(2)]);
-    }
-}
-
-pub(crate) fn a_reused_segment_shows_the_new_bytes(shm: &dyn PlatformShm) {
-    let mut segment = shm.create(10_000).unwrap();
-    write(&mut *segment, 1);
-    drop(shm.open(segment.id(), 10_000).unwrap());
-    let second = write(&mut *segment, 2);
-    assert!(shm.open(segment.id(), 10_000).unwrap().as_slice() == second);
-    segment.prefault().unwrap();
-    assert!(segment.as_slice() == second, "prefault changed the bytes");
-}
-
-pub(crate) fn a_view_maps_the_segment_in_place(shm: &dyn PlatformShm) {
-    let mut segment = shm.create(8192).unwrap();
-    let view = shm.open(segment.id(), 8192).unwrap();
-    segment.as_mut_slice()[5000] = 0xab;
-    assert_eq!(view.as_slice()[5000], 0xab, "the view is a copy");
-}
-
-pub(crate) fn segments_are_distinct(shm: &dyn PlatformShm) {
-    let a = shm.create(4096).unwrap();
-    let b = shm.create(4096).unwrap();
-    assert_ne!(a.id(), b.id());
-    assert_ne!(a.inode(), b.inode());
 }
 
 pub(crate) fn segments_are_owner_only(shm: &dyn PlatformShm, caps: Caps) {
@@ -132,28 +91,6 @@ pub(crate) fn euid() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
-}
-
-pub(crate) fn missing_segments_are_not_found(shm: &dyn PlatformShm, caps: Caps) {
-    let id = (caps.missing)();
-    assert_eq!(
-        shm.open(&id, 1).err().map(|e| kind(&e)),
-        Some("not_found"),
-        "{id}"
-    );
-}
-
-pub(crate) fn short_or_empty_opens_are_refused(shm: &dyn PlatformShm) {
-    let segment = shm.create(4096).unwrap();
-    for len in [4097, 1 << 20, 0] {
-        match shm.open(segment.id(), len) {
-            Err(ShmError::Denied(id, why)) => {
-                assert_eq!(id, segment.id().to_string());
-                assert!(why.contains("expected"), "{why}");
-            }
-            other => panic!("open of {len} bytes gave {:?}", other.map(|v| v.len())),
-        }
-    }
 }
 
 pub(crate) fn loose_or_foreign_segments_are_refused(shm: &dyn PlatformShm, caps: Caps) {
@@ -190,35 +127,6 @@ pub(crate) fn loose_or_foreign_segments_are_refused(shm: &dyn PlatformShm, caps:
         other => panic!("a foreign segment gave {:?}", other.map(|v| v.len())),
     }
     std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
-}
-
-pub(crate) fn unlink_removes_the_name(shm: &dyn PlatformShm, caps: Caps) {
-    let segment = shm.create(4096).unwrap();
-    let id = segment.id().clone();
-    let early_view = shm.open(&id, 4096).unwrap();
-    shm.unlink(&id).unwrap();
-    if caps.named {
-        assert!(matches!(shm.open(&id, 4096), Err(ShmError::NotFound(_))));
-        assert!(matches!(shm.unlink(&id), Err(ShmError::NotFound(_))));
-    } else {
-        // Nameless (memfd): the segment lives while its creator holds it.
-        assert!(shm.open(&id, 4096).is_ok());
-    }
-    // A mapping made before the unlink lives on.
-    assert_eq!(early_view.as_slice().len(), 4096);
-}
-
-pub(crate) fn a_dropped_segment_cannot_be_opened(shm: &dyn PlatformShm) {
-    let segment = shm.create(4096).unwrap();
-    let (id, inode) = (segment.id().clone(), segment.inode());
-    drop(segment);
-    match shm.open(&id, 4096) {
-        Err(ShmError::NotFound(_)) => {}
-        // A memfd descriptor number may be reused at once by another test's segment; the
-        // inode then tells them apart.
-        Ok(view) => assert_ne!(view.inode(), inode, "{id} still opens after drop"),
-        Err(e) => panic!("open after drop gave {e}"),
-    }
 }
 
 pub(crate) fn sealing_forbids_resizing(shm: &dyn PlatformShm, caps: Caps) {
@@ -308,18 +216,6 @@ pub(crate) fn a_resized_segment_is_detected_before_use(shm: &dyn PlatformShm, ca
     view.check_intact().unwrap();
 }
 
-pub(crate) fn absurd_sizes_fail_cleanly(shm: &dyn PlatformShm) {
-    for len in [1usize << 50, usize::MAX] {
-        match shm.create(len) {
-            Err(ShmError::NoSpace(n)) => assert_eq!(n, len as u64),
-            other => panic!("create({len}) gave {:?}", other.map(|s| s.len())),
-        }
-    }
-    assert!(shm.create(0).is_err());
-    // Still usable afterwards.
-    assert_eq!(shm.create(4096).unwrap().len(), 4096);
-}
-
 #[cfg(target_os = "linux")]
 pub(crate) fn another_process_reads_the_same_bytes(shm: &dyn PlatformShm, caps: Caps) {
     let Some(backend) = caps.child else {
@@ -352,6 +248,7 @@ macro_rules! conformance_suite {
     ($name:ident, $make:expr, $caps:expr) => {
         mod $name {
             use super::*;
+            use perf_core::conformance::platform_shm as trait_suite;
             use $crate::conformance as suite;
 
             fn shm() -> Box<dyn perf_core::seams::PlatformShm> {
@@ -360,19 +257,19 @@ macro_rules! conformance_suite {
 
             #[test]
             fn created_bytes_read_back_through_open() {
-                suite::created_bytes_read_back_through_open(&*shm());
+                trait_suite::created_bytes_read_back_through_open(&*shm());
             }
             #[test]
             fn a_reused_segment_shows_the_new_bytes() {
-                suite::a_reused_segment_shows_the_new_bytes(&*shm());
+                trait_suite::a_reused_segment_shows_the_new_bytes(&*shm());
             }
             #[test]
             fn a_view_maps_the_segment_in_place() {
-                suite::a_view_maps_the_segment_in_place(&*shm());
+                trait_suite::a_view_maps_the_segment_in_place(&*shm());
             }
             #[test]
             fn segments_are_distinct() {
-                suite::segments_are_distinct(&*shm());
+                trait_suite::segments_are_distinct(&*shm());
             }
             #[test]
             fn segments_are_owner_only() {
@@ -380,11 +277,11 @@ macro_rules! conformance_suite {
             }
             #[test]
             fn missing_segments_are_not_found() {
-                suite::missing_segments_are_not_found(&*shm(), $caps);
+                trait_suite::missing_segments_are_not_found(&*shm(), $caps.trait_caps());
             }
             #[test]
             fn short_or_empty_opens_are_refused() {
-                suite::short_or_empty_opens_are_refused(&*shm());
+                trait_suite::short_or_empty_opens_are_refused(&*shm());
             }
             #[test]
             fn loose_or_foreign_segments_are_refused() {
@@ -392,11 +289,11 @@ macro_rules! conformance_suite {
             }
             #[test]
             fn unlink_removes_the_name() {
-                suite::unlink_removes_the_name(&*shm(), $caps);
+                trait_suite::unlink_removes_the_name(&*shm(), $caps.trait_caps());
             }
             #[test]
             fn a_dropped_segment_cannot_be_opened() {
-                suite::a_dropped_segment_cannot_be_opened(&*shm());
+                trait_suite::a_dropped_segment_cannot_be_opened(&*shm());
             }
             #[test]
             fn sealing_forbids_resizing() {
@@ -412,7 +309,7 @@ macro_rules! conformance_suite {
             }
             #[test]
             fn absurd_sizes_fail_cleanly() {
-                suite::absurd_sizes_fail_cleanly(&*shm());
+                trait_suite::absurd_sizes_fail_cleanly(&*shm());
             }
             #[cfg(target_os = "linux")]
             #[test]

@@ -1,6 +1,6 @@
 //! Integration tests of perf-platform: the conformance suite stamped out per backend, reads
 //! from a second process, the sweep of dead owners' segments, running out of space, huge pages,
-//! the probe and detection.
+//! the probe (with perf-core's suite for resource probes) and detection.
 
 #![cfg(unix)]
 
@@ -97,3 +97,6 @@ conformance_suite!(
     child::named(std::path::Path::new("/dev/shm"), "perfopt_test"),
     NAMED
 );
+
+#[cfg(target_os = "linux")]
+perf_core::resource_probe_conformance!(proc_probe, perf_platform::ProcProbe::new());
