@@ -22,8 +22,6 @@
 //! `PlatformShm` backends are further checked against the file system (modes, owners, seals,
 //! a second process) by perf-platform's own suite, which needs IO.
 
-#![allow(clippy::missing_panics_doc)]
-
 pub mod decision_function;
 pub mod method_classifier;
 pub mod metrics;
