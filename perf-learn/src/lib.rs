@@ -18,7 +18,8 @@
 //!   live regret and Kolmogorov-Smirnov on CPU load ([`drift`]), retrains on drift, drops a
 //!   model whose live accuracy falls below a floor (the rules decide until a retrained model
 //!   passes), persists models in a `perf_core::ModelStore`, and moves pool thresholds toward
-//!   the measured [`crossover`]. Every step is an [`Event`].
+//!   the measured [`crossover`] through the policy's `perf_core::ThresholdControl` (a
+//!   `Controller`, or anything that reads and moves thresholds). Every step is an [`Event`].
 //!
 //! Exploration (R4.5) lives in the controller: epsilon-greedy inside the ambiguous band, the
 //! rate shrinking with a learned pick's confidence, each exploratory decision carrying its
