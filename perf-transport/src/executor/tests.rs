@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use perf_core::{FailureKind, FallbackReason, FixedPolicy, FixedProbe, Method, TransferRequest};
 use perf_platform::InProcessShm;
 
-use super::{Executor, ExecutorConfig, PIPELINE_MIN, TransferError};
+use super::{Executor, ExecutorConfig, PIPELINE_MIN, TransferError, TransferOutcome};
 use crate::grpc::{ClientError, Code, checksum};
 use crate::memory_carrier::{CALL_TIMEOUT, INLINE_DEADLINE, MemoryCarrier, Records, Script};
 use crate::pool::{MIN_CLASS, SegmentPool, SegmentPoolConfig};
@@ -50,6 +50,12 @@ async fn pair(method: Method, script: Script, budget: u64) -> Pair {
     }
 }
 
+impl Pair {
+    async fn send(&self, data: &[u8]) -> Result<TransferOutcome, TransferError> {
+        self.executor.transfer(&TransferRequest::new(0), data).await
+    }
+}
+
 fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
@@ -62,11 +68,7 @@ async fn a_reference_the_worker_maps_carries_the_payload_by_zero_copy() {
         "the worker in memory maps references"
     );
     let data = payload(100_000);
-    let out = p
-        .executor
-        .transfer(&TransferRequest::new(0), &data)
-        .await
-        .unwrap();
+    let out = p.send(&data).await.unwrap();
     assert_eq!(out.metrics.method, Method::ZeroCopy);
     assert_eq!(out.metrics.fallback, None);
     assert_eq!(out.ack.checksum, checksum(&data));
@@ -87,11 +89,7 @@ async fn a_refused_reference_falls_back_to_grpc_and_the_record_says_why() {
         };
         let p = pair(Method::ZeroCopy, script, 1 << 30).await;
         let data = payload(200_000);
-        let out = p
-            .executor
-            .transfer(&TransferRequest::new(0), &data)
-            .await
-            .unwrap();
+        let out = p.send(&data).await.unwrap();
         assert_eq!(out.metrics.method, Method::Grpc, "{code}");
         assert_eq!(out.metrics.fallback, Some(reason), "{code}");
         assert!(out.metrics.success, "{code}");
@@ -109,11 +107,7 @@ async fn a_zero_copy_checksum_mismatch_falls_back_and_a_grpc_one_is_an_error() {
     };
     let p = pair(Method::ZeroCopy, script, 1 << 30).await;
     let data = payload(4096);
-    let err = p
-        .executor
-        .transfer(&TransferRequest::new(0), &data)
-        .await
-        .unwrap_err();
+    let err = p.send(&data).await.unwrap_err();
     assert!(matches!(err, TransferError::Corrupted { .. }), "{err}");
     let records = p.records.all();
     assert_eq!(records.len(), 1);
@@ -132,11 +126,7 @@ async fn an_unanswered_reference_times_out_at_the_call_deadline_and_falls_back()
     let p = pair(Method::ZeroCopy, script, 1 << 30).await;
     let data = payload(10_000);
     let started = tokio::time::Instant::now();
-    let out = p
-        .executor
-        .transfer(&TransferRequest::new(0), &data)
-        .await
-        .unwrap();
+    let out = p.send(&data).await.unwrap();
     assert_eq!(
         started.elapsed(),
         CALL_TIMEOUT,
@@ -155,11 +145,7 @@ async fn an_unanswered_inline_call_fails_as_a_timeout_that_another_worker_may_re
     };
     let p = pair(Method::Grpc, script, 1 << 30).await;
     let started = tokio::time::Instant::now();
-    let err = p
-        .executor
-        .transfer(&TransferRequest::new(0), &payload(1000))
-        .await
-        .unwrap_err();
+    let err = p.send(&payload(1000)).await.unwrap_err();
     assert_eq!(started.elapsed(), INLINE_DEADLINE);
     assert!(
         matches!(
@@ -206,11 +192,7 @@ async fn a_transfer_falls_back_as_exhausted_when_no_segment_comes_back_in_time()
     let _held = p.executor.loan(MIN_CLASS).unwrap();
     let data = payload(MIN_CLASS / 2);
     let started = tokio::time::Instant::now();
-    let out = p
-        .executor
-        .transfer(&TransferRequest::new(0), &data)
-        .await
-        .unwrap();
+    let out = p.send(&data).await.unwrap();
     assert_eq!(started.elapsed(), ExecutorConfig::default().segment_wait);
     assert_eq!(out.metrics.method, Method::Grpc);
     assert_eq!(out.metrics.fallback, Some(FallbackReason::ShmExhausted));
@@ -221,11 +203,7 @@ async fn a_transfer_falls_back_as_exhausted_when_no_segment_comes_back_in_time()
 async fn a_large_payload_is_announced_part_by_part_and_a_loan_is_sent_without_a_copy() {
     let p = pair(Method::ZeroCopy, Script::default(), 1 << 30).await;
     let data = payload(PIPELINE_MIN + 12_345);
-    let out = p
-        .executor
-        .transfer(&TransferRequest::new(0), &data)
-        .await
-        .unwrap();
+    let out = p.send(&data).await.unwrap();
     assert_eq!(out.metrics.method, Method::ZeroCopy);
     assert_eq!(out.ack.checksum, checksum(&data));
     assert_eq!(p.calls.streams.load(Ordering::Relaxed), 1);

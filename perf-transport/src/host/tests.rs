@@ -48,6 +48,9 @@ async fn host(script: Script, retries: u32) -> (Host, Arc<Records>, Arc<AtomicU6
     (host, records, connects)
 }
 
+/// Any request: the policy decides gRPC whatever it says.
+const REQUEST: TransferRequest = TransferRequest::new(0);
+
 #[tokio::test]
 async fn a_transfer_whose_worker_broke_is_recorded_failed_and_delivered_on_a_retry() {
     let script = Script {
@@ -56,10 +59,7 @@ async fn a_transfer_whose_worker_broke_is_recorded_failed_and_delivered_on_a_ret
     };
     let (host, records, connects) = host(script, 1).await;
     let data = vec![3u8; 10_000];
-    let out = host
-        .transfer(&TransferRequest::new(0), &data)
-        .await
-        .unwrap();
+    let out = host.transfer(&REQUEST, &data).await.unwrap();
     assert_eq!(out.ack.checksum, checksum(&data));
     let stats = host.stats();
     assert_eq!(
@@ -83,10 +83,7 @@ async fn a_transfer_fails_for_good_once_its_retries_run_out() {
         ..Script::default()
     };
     let (host, records, _) = host(script, 2).await;
-    let err = host
-        .transfer(&TransferRequest::new(0), &[1, 2, 3])
-        .await
-        .unwrap_err();
+    let err = host.transfer(&REQUEST, &[1, 2, 3]).await.unwrap_err();
     assert!(err.worker_gone(), "{err}");
     let stats = host.stats();
     assert_eq!((stats.delivered, stats.failed, stats.retried), (0, 1, 2));
@@ -102,10 +99,7 @@ async fn a_worker_that_read_other_bytes_is_not_retried() {
         ..Script::default()
     };
     let (host, _, connects) = host(script, 1).await;
-    let err = host
-        .transfer(&TransferRequest::new(0), &[1, 2, 3])
-        .await
-        .unwrap_err();
+    let err = host.transfer(&REQUEST, &[1, 2, 3]).await.unwrap_err();
     assert!(matches!(err, TransferError::Corrupted { .. }), "{err}");
     let stats = host.stats();
     assert_eq!((stats.failed, stats.retried), (1, 0));
