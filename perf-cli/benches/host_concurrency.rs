@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use perf_core::{Config, Controller, MetricsSink, TransferMetrics, TransferPolicy};
 use perfopt::TransferRequest;
 use perfopt::platform::MemfdShm;
-use perfopt::transport::{Host, PoolConfig, SegmentPool, WorkerCommand};
+use perfopt::transport::{Host, SegmentPool, SegmentPoolConfig, WorkerCommand};
 
 const LEVELS: [usize; 5] = [1, 4, 64, 1_000, 10_000];
 const ROUNDS: usize = 3;
@@ -135,7 +135,7 @@ fn main() {
         let tally = Arc::new(Tally::new());
         let policy: Arc<dyn TransferPolicy> =
             Arc::new(Controller::new(Config::default()).unwrap());
-        let pool = SegmentPool::new(Arc::new(MemfdShm::default()), PoolConfig::default()).unwrap();
+        let pool = SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default()).unwrap();
         let host = Host::builder(policy)
             .zero_copy(pool)
             .sink(tally.clone())

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use perf_core::{PlatformShm, ShmSegment};
 use perfopt::platform::{MemfdShm, raise_open_file_limit};
 use perfopt::transport::grpc::{ClientConfig, Endpoint, WorkerClient, checksum};
-use perfopt::transport::handler::to_wire;
 use perfopt::transport::reader::now_unix_ms;
 use perfopt::transport::{Reference, Secret};
 use support::WorkerChild;
@@ -95,7 +94,7 @@ async fn transfer_as_a_host(endpoint: &Endpoint, secret: &Secret) {
     let shm = MemfdShm::default();
     let segment = filled(&shm, MIB, 3);
     let ack = client
-        .send_reference(to_wire(&reference(secret, segment.as_ref(), 2)))
+        .send_reference(&reference(secret, segment.as_ref(), 2))
         .await
         .expect("a zero-copy transfer completes");
     assert_eq!(ack.checksum, checksum(segment.as_slice()));
@@ -163,11 +162,7 @@ async fn shared_memory_a_host_released_does_not_stay_resident_in_the_worker() {
     for round in 0..20u8 {
         let segment = filled(&shm, 64 * MIB, round);
         let ack = client
-            .send_reference(to_wire(&reference(
-                &secret,
-                segment.as_ref(),
-                u64::from(round),
-            )))
+            .send_reference(&reference(&secret, segment.as_ref(), u64::from(round)))
             .await
             .unwrap();
         assert_eq!(ack.checksum, checksum(segment.as_slice()));

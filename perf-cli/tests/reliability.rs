@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use perf_core::{FixedPolicy, FixedProbe, Method, TransferRequest};
 use perfopt::platform::{NamedShm, NamedShmConfig};
 use perfopt::transport::grpc::{ClientConfig, Endpoint, WorkerClient, checksum};
-use perfopt::transport::{Executor, ExecutorConfig, PoolConfig, Secret, SegmentPool};
+use perfopt::transport::{Executor, ExecutorConfig, Secret, SegmentPool, SegmentPoolConfig};
 
 mod support;
 
@@ -33,7 +33,7 @@ fn segments_of(pid: u32) -> usize {
 
 fn named_pool() -> SegmentPool {
     let shm = NamedShm::new(NamedShmConfig::default()).unwrap();
-    SegmentPool::new(Arc::new(shm), PoolConfig::default()).unwrap()
+    SegmentPool::new(Arc::new(shm), SegmentPoolConfig::default()).unwrap()
 }
 
 async fn executor(endpoint: &Endpoint, pool: SegmentPool, secret: Secret) -> Executor {

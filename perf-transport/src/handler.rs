@@ -1,16 +1,38 @@
-//! The worker's zero-copy handler: turns a wire reference into a checked, in-place read.
+//! The worker's zero-copy handler: turns a reference into a checked, in-place read; and the
+//! reference's wire form, converted at the gRPC edge.
 
 use perf_core::SegmentId;
-use tonic::Status;
+use prost::Message;
 
 use crate::grpc::proto::segment_reference::Segment;
-use crate::grpc::proto::{MemfdSegment, SegmentReference, TransferAck};
-use crate::grpc::{ReferenceHandler, ReferenceRead};
+use crate::grpc::proto::{MemfdSegment, SegmentReference};
+use crate::grpc::{Ack, Code, ReferenceHandler, ReferenceRead, Refusal};
 use crate::reader::{PartialRead, ProgressError, ReadError, ReferenceReader};
 use crate::reference::{Reference, ReferenceError};
 
+impl Reference {
+    /// Its wire form: the protobuf encoding of a `SegmentReference` message, as
+    /// `docs/protocol.md` describes it.
+    pub fn encode(&self) -> Vec<u8> {
+        to_wire(self).encode_to_vec()
+    }
+
+    /// The reference a `SegmentReference` message encodes. Bytes that are no such message, or
+    /// one without a segment (`INVALID_ARGUMENT`) or with a token of the wrong length
+    /// (`UNAUTHENTICATED`), are refused as a worker refuses them; nothing is verified yet.
+    pub fn decode(bytes: &[u8]) -> Result<Reference, Refusal> {
+        let wire = SegmentReference::decode(bytes).map_err(|e| {
+            Refusal::new(
+                Code::InvalidArgument,
+                format!("expected a SegmentReference message: {e}"),
+            )
+        })?;
+        from_wire(&wire)
+    }
+}
+
 /// The wire form of a reference, made from a checked [`Reference`].
-pub fn to_wire(r: &Reference) -> SegmentReference {
+pub(crate) fn to_wire(r: &Reference) -> SegmentReference {
     let segment = match &r.segment {
         SegmentId::Memfd { pid, fd } => Segment::Memfd(MemfdSegment { pid: *pid, fd: *fd }),
         SegmentId::Named(name) => Segment::Named(name.clone()),
@@ -30,7 +52,7 @@ pub fn to_wire(r: &Reference) -> SegmentReference {
 
 /// The reference a wire message describes; a message without a segment or
 /// with a token of the wrong length is refused before anything else.
-pub fn from_wire(w: &SegmentReference) -> Result<Reference, Status> {
+pub(crate) fn from_wire(w: &SegmentReference) -> Result<Reference, Refusal> {
     let segment = match &w.segment {
         Some(Segment::Memfd(m)) => SegmentId::Memfd {
             pid: m.pid,
@@ -38,18 +60,24 @@ pub fn from_wire(w: &SegmentReference) -> Result<Reference, Status> {
         },
         Some(Segment::Named(name)) => SegmentId::Named(name.clone()),
         None => {
-            return Err(Status::invalid_argument(format!(
-                "reference {} names no segment, expected a memfd or a named segment",
-                w.transfer_id
-            )));
+            return Err(Refusal::new(
+                Code::InvalidArgument,
+                format!(
+                    "reference {} names no segment, expected a memfd or a named segment",
+                    w.transfer_id
+                ),
+            ));
         }
     };
     let token: [u8; 32] = w.token.as_slice().try_into().map_err(|_| {
-        Status::unauthenticated(format!(
-            "reference {} has a token of {} bytes, expected 32",
-            w.transfer_id,
-            w.token.len()
-        ))
+        Refusal::new(
+            Code::Unauthenticated,
+            format!(
+                "reference {} has a token of {} bytes, expected 32",
+                w.transfer_id,
+                w.token.len()
+            ),
+        )
     })?;
     Ok(Reference {
         transfer_id: w.transfer_id,
@@ -64,34 +92,31 @@ pub fn from_wire(w: &SegmentReference) -> Result<Reference, Status> {
     })
 }
 
-/// The gRPC status for a refused or failed read.
-pub fn status_of(e: &ReadError) -> Status {
-    let message = e.to_string();
-    match e {
-        ReadError::Refused(ReferenceError::Forged(_)) => Status::unauthenticated(message),
+/// The status a refused or failed read is answered with.
+pub(crate) fn refusal_of(e: &ReadError) -> Refusal {
+    let code = match e {
+        ReadError::Refused(ReferenceError::Forged(_)) => Code::Unauthenticated,
         // An expired token is a credential that no longer holds, not a call out of time.
-        ReadError::Refused(ReferenceError::Expired { .. }) => Status::unauthenticated(message),
-        ReadError::Refused(ReferenceError::OutOfBounds { .. }) => Status::out_of_range(message),
-        ReadError::Refused(ReferenceError::ForeignOwner { .. }) => {
-            Status::permission_denied(message)
-        }
-        ReadError::Refused(ReferenceError::Malformed { .. }) => Status::invalid_argument(message),
-        ReadError::TooLarge(_) => Status::resource_exhausted(message),
+        ReadError::Refused(ReferenceError::Expired { .. }) => Code::Unauthenticated,
+        ReadError::Refused(ReferenceError::OutOfBounds { .. }) => Code::OutOfRange,
+        ReadError::Refused(ReferenceError::ForeignOwner { .. }) => Code::PermissionDenied,
+        ReadError::Refused(ReferenceError::Malformed { .. }) => Code::InvalidArgument,
+        ReadError::TooLarge(_) => Code::ResourceExhausted,
         ReadError::Replaced { .. } | ReadError::Shm(perf_core::ShmError::Resized { .. }) => {
-            Status::failed_precondition(message)
+            Code::FailedPrecondition
         }
-        ReadError::ForeignSegment { .. } => Status::permission_denied(message),
-        ReadError::Shm(perf_core::ShmError::NotFound(_)) => Status::not_found(message),
-        ReadError::Shm(perf_core::ShmError::Denied(..)) => Status::permission_denied(message),
-        ReadError::Shm(_) => Status::internal(message),
-    }
+        ReadError::ForeignSegment { .. } => Code::PermissionDenied,
+        ReadError::Shm(perf_core::ShmError::NotFound(_)) => Code::NotFound,
+        ReadError::Shm(perf_core::ShmError::Denied(..)) => Code::PermissionDenied,
+        ReadError::Shm(_) => Code::Internal,
+    };
+    Refusal::new(code, e.to_string())
 }
 
 impl ReferenceHandler for ReferenceReader {
-    fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status> {
-        let r = from_wire(reference)?;
-        let out = self.read(&r).map_err(|e| status_of(&e))?;
-        Ok(TransferAck {
+    fn handle(&self, r: &Reference) -> Result<Ack, Refusal> {
+        let out = self.read(r).map_err(|e| refusal_of(&e))?;
+        Ok(Ack {
             transfer_id: r.transfer_id,
             length: out.length,
             checksum: out.checksum,
@@ -109,9 +134,8 @@ impl ReferenceHandler for ReferenceReader {
         length <= 256 << 10
     }
 
-    fn begin(&self, reference: &SegmentReference) -> Result<Box<dyn ReferenceRead>, Status> {
-        let r = from_wire(reference)?;
-        let read = ReferenceReader::begin(self, &r).map_err(|e| status_of(&e))?;
+    fn begin(&self, r: &Reference) -> Result<Box<dyn ReferenceRead>, Refusal> {
+        let read = ReferenceReader::begin(self, r).map_err(|e| refusal_of(&e))?;
         Ok(Box::new(Progress {
             transfer_id: r.transfer_id,
             read,
@@ -126,25 +150,25 @@ struct Progress {
 }
 
 impl ReferenceRead for Progress {
-    fn advance(&mut self, ready: u64) -> Result<(), Status> {
+    fn advance(&mut self, ready: u64) -> Result<(), Refusal> {
         self.read.advance(ready).map_err(|e| {
-            let message = format!("reference {}: {e}", self.transfer_id);
-            match e {
-                ProgressError::Shm(_) => Status::failed_precondition(message),
+            let code = match e {
+                ProgressError::Shm(_) => Code::FailedPrecondition,
                 ProgressError::OutOfOrder { .. } | ProgressError::Incomplete { .. } => {
-                    Status::out_of_range(message)
+                    Code::OutOfRange
                 }
-            }
+            };
+            Refusal::new(code, format!("reference {}: {e}", self.transfer_id))
         })
     }
 
-    fn finish(self: Box<Self>) -> Result<TransferAck, Status> {
+    fn finish(self: Box<Self>) -> Result<Ack, Refusal> {
         let id = self.transfer_id;
         let out = self
             .read
             .finish()
-            .map_err(|e| Status::invalid_argument(format!("reference {id}: {e}")))?;
-        Ok(TransferAck {
+            .map_err(|e| Refusal::new(Code::InvalidArgument, format!("reference {id}: {e}")))?;
+        Ok(Ack {
             transfer_id: id,
             length: out.length,
             checksum: out.checksum,

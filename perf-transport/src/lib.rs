@@ -12,6 +12,8 @@
 //!   reads the payload in place.
 //! - [`grpc`]: the tonic service a worker serves and the client a host uses, over a Unix domain
 //!   socket or TCP, with payloads of any size streamed in chunks under the message limit.
+//! - [`Carrier`]: the seam between the executor and the wire (negotiate, send inline, send a
+//!   reference); [`WorkerClient`] carries over gRPC.
 //! - [`Executor`]: decide, carry out (any zero-copy failure falls back to gRPC, so the transfer
 //!   still succeeds), verify the worker's checksum, and send the measured
 //!   [`TransferMetrics`](perf_core::TransferMetrics) to every sink.
@@ -24,25 +26,29 @@
 //! exhausted), R15.2 to R15.4 (references, loopback endpoints, bounds) and, with
 //! `perf-platform`, R15.1.
 
+pub mod carrier;
 pub mod checksum;
 pub mod executor;
 pub mod grpc;
-pub mod handler;
+mod handler;
 pub mod host;
+#[cfg(test)]
+mod memory_carrier;
 pub mod pool;
 pub mod reader;
 pub mod reference;
 
+pub use carrier::{Carrier, CarrierFuture};
 pub use executor::{Executor, ExecutorConfig, TransferError, TransferOutcome};
 pub use grpc::{
-    ClientConfig, ClientError, Endpoint, ReferenceHandler, ServeError, ServiceConfig,
-    TransferService, WorkerClient,
+    Ack, ClientConfig, ClientError, Code, Endpoint, PeerCapabilities, ReferenceHandler, Refusal,
+    ServeError, ServiceConfig, TransferService, WorkerClient,
 };
 pub use host::{
-    Host, HostBuilder, HostConfig, HostError, HostStats, SpawnedWorker, SpawnedWorkerError,
-    WorkerCommand, WorkerStats,
+    ConnectCarrier, Host, HostBuilder, HostConfig, HostError, HostStats, SpawnedWorker,
+    SpawnedWorkerError, WorkerCommand, WorkerStats,
 };
-pub use pool::{Lease, LeaseKind, PoolConfig, PoolError, PoolStats, SegmentPool};
+pub use pool::{Lease, LeaseKind, PoolError, PoolStats, SegmentPool, SegmentPoolConfig};
 pub use reader::{
     MappingLimits, PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader,
 };

@@ -13,9 +13,9 @@ pub const MIN_CLASS: usize = 64 << 10;
 /// Number of size classes: 64 KiB, 128 KiB, ... up to 1 GiB.
 pub const CLASSES: usize = 15;
 
-/// How the pool is sized.
+/// How a [`SegmentPool`] is sized; the pool of shared-memory segments, not a pool of policies.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PoolConfig {
+pub struct SegmentPoolConfig {
     /// The largest payload served from a pooled class; larger ones get a
     /// one-off segment. A power of two from 64 KiB to 1 GiB.
     pub max_class: usize,
@@ -28,9 +28,9 @@ pub struct PoolConfig {
     pub pressure_high: f64,
 }
 
-impl Default for PoolConfig {
+impl Default for SegmentPoolConfig {
     fn default() -> Self {
-        PoolConfig {
+        SegmentPoolConfig {
             max_class: 256 << 20,
             budget_bytes: 1 << 30,
             max_free_per_class: 4,
@@ -87,7 +87,7 @@ pub struct PoolStats {
 
 struct Inner {
     shm: Arc<dyn PlatformShm>,
-    config: PoolConfig,
+    config: SegmentPoolConfig,
     base_budget: AtomicU64,
     budget: AtomicU64,
     held: AtomicU64,
@@ -141,7 +141,10 @@ fn one_off_bytes(size: usize) -> usize {
 
 impl SegmentPool {
     /// A pool over `shm`; segments are created on first need.
-    pub fn new(shm: Arc<dyn PlatformShm>, config: PoolConfig) -> Result<SegmentPool, PoolError> {
+    pub fn new(
+        shm: Arc<dyn PlatformShm>,
+        config: SegmentPoolConfig,
+    ) -> Result<SegmentPool, PoolError> {
         let max = config.max_class;
         if !(0.0..1.0).contains(&config.pressure_high) {
             return Err(PoolError::Config(format!(
@@ -579,7 +582,7 @@ mod tests {
 
     fn pool(budget: u64) -> (SegmentPool, Arc<Heap>) {
         let heap = Arc::new(Heap::default());
-        let config = PoolConfig {
+        let config = SegmentPoolConfig {
             max_class: 64 * MIB,
             budget_bytes: budget,
             max_free_per_class: 2,
@@ -732,7 +735,7 @@ mod tests {
             fail_over: Some(MIB),
             ..Heap::default()
         });
-        let p = SegmentPool::new(heap, PoolConfig::default()).unwrap();
+        let p = SegmentPool::new(heap, SegmentPoolConfig::default()).unwrap();
         assert!(matches!(
             p.acquire(4 * MIB),
             Err(PoolError::Shm(ShmError::NoSpace(_)))
@@ -744,9 +747,9 @@ mod tests {
     fn bad_configurations_are_refused() {
         let heap: Arc<dyn PlatformShm> = Arc::new(Heap::default());
         for max_class in [0, 1000, MIN_CLASS / 2, 1 << 31] {
-            let config = PoolConfig {
+            let config = SegmentPoolConfig {
                 max_class,
-                ..PoolConfig::default()
+                ..SegmentPoolConfig::default()
             };
             assert!(
                 SegmentPool::new(heap.clone(), config).is_err(),

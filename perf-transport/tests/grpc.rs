@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use perf_transport::grpc::proto::{SegmentReference, TransferAck, segment_reference};
+use perf_core::SegmentId;
+use perf_transport::Reference;
 use perf_transport::grpc::{
-    ClientConfig, ClientError, Code, DEFAULT_MAX_INLINE_BYTES, PROTOCOL_VERSION, ReferenceHandler,
-    ServiceConfig, WorkerHealth, checksum, host_id, same_host,
+    Ack, ClientConfig, ClientError, Code, DEFAULT_MAX_INLINE_BYTES, PROTOCOL_VERSION,
+    ReferenceHandler, Refusal, ServiceConfig, WorkerHealth, checksum, host_id, same_host,
 };
-use tonic::Status;
 
 use grpc_support::{TRANSPORTS, Transport, Worker, payload, service, slow_tests};
 
@@ -137,7 +137,7 @@ async fn a_reference_to_a_worker_without_zero_copy_fails_its_precondition() {
     let worker = Worker::plain(Transport::Unix).await;
     let client = worker.client().await;
     let err = client
-        .send_reference(reference(9, 4096))
+        .send_reference(&reference(9, 4096))
         .await
         .expect_err("no handler is installed");
     assert_eq!(
@@ -156,16 +156,19 @@ async fn a_reference_to_a_worker_without_zero_copy_fails_its_precondition() {
 /// A handler that records what it was given and acknowledges a fixed checksum.
 #[derive(Default)]
 struct Recorder {
-    seen: Mutex<Vec<SegmentReference>>,
+    seen: Mutex<Vec<Reference>>,
 }
 
 impl ReferenceHandler for Recorder {
-    fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status> {
+    fn handle(&self, reference: &Reference) -> Result<Ack, Refusal> {
         self.seen.lock().unwrap().push(reference.clone());
         if reference.length > reference.segment_len {
-            return Err(Status::out_of_range("length past the end of the segment"));
+            return Err(Refusal::new(
+                Code::OutOfRange,
+                "length past the end of the segment",
+            ));
         }
-        Ok(TransferAck {
+        Ok(Ack {
             transfer_id: reference.transfer_id,
             length: reference.length,
             checksum: 0xfeed,
@@ -185,7 +188,7 @@ async fn an_installed_handler_gets_the_reference_and_its_answer_comes_back() {
     assert!(caps.zero_copy && caps.max_segment_bytes > 0, "{caps:?}");
 
     let sent = reference(42, 8192);
-    let ack = client.send_reference(sent.clone()).await.unwrap();
+    let ack = client.send_reference(&sent).await.unwrap();
     assert_eq!(
         (ack.transfer_id, ack.length, ack.checksum),
         (42, 8192, 0xfeed)
@@ -195,7 +198,7 @@ async fn an_installed_handler_gets_the_reference_and_its_answer_comes_back() {
 
     let mut past_end = reference(43, 8192);
     past_end.length = past_end.segment_len + 1;
-    let err = client.send_reference(past_end).await.unwrap_err();
+    let err = client.send_reference(&past_end).await.unwrap_err();
     assert_eq!(err.rejection_code(), Some(Code::OutOfRange), "{err}");
     worker.stop().await;
 }
@@ -206,13 +209,13 @@ struct Stall {
 }
 
 impl ReferenceHandler for Stall {
-    fn handle(&self, _: &SegmentReference) -> Result<TransferAck, Status> {
+    fn handle(&self, _: &Reference) -> Result<Ack, Refusal> {
         let _ = self
             .release
             .lock()
             .unwrap()
             .recv_timeout(Duration::from_secs(30));
-        Err(Status::aborted("released"))
+        Err(Refusal::new(Code::Aborted, "released"))
     }
 }
 
@@ -230,7 +233,7 @@ async fn a_stalled_worker_gives_a_timeout_error_not_a_hang() {
             ..ClientConfig::default()
         })
         .await;
-    let err = client.send_reference(reference(1, 64)).await.unwrap_err();
+    let err = client.send_reference(&reference(1, 64)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -276,21 +279,19 @@ async fn a_one_gib_payload_arrives_intact_when_slow_tests_are_on() {
     worker.stop().await;
 }
 
-fn reference(transfer_id: u64, length: u64) -> SegmentReference {
-    SegmentReference {
+fn reference(transfer_id: u64, length: u64) -> Reference {
+    Reference {
         transfer_id,
-        segment: Some(segment_reference::Segment::Memfd(
-            perf_transport::grpc::proto::MemfdSegment {
-                pid: std::process::id(),
-                fd: 7,
-            },
-        )),
+        segment: SegmentId::Memfd {
+            pid: std::process::id(),
+            fd: 7,
+        },
         segment_inode: 1234,
         segment_len: 1 << 20,
         offset: 0,
         length,
         format: "raw".to_owned(),
         expires_unix_ms: u64::MAX,
-        token: vec![0xab; 32],
+        token: [0xab; 32],
     }
 }

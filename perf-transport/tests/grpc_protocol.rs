@@ -10,16 +10,34 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
-use perf_transport::grpc::proto::{
-    Capabilities, InlineChunk, InlineHeader, SegmentReference, TransferAck,
-};
+use perf_core::SegmentId;
+use perf_transport::Reference;
 use perf_transport::grpc::{
-    ClientConfig, ClientError, Endpoint, EndpointError, Listener, MAX_CHUNK_SIZE,
-    MAX_UNIX_PATH_LEN, ReferenceHandler, ServeError, ServiceConfig, WorkerClient,
+    Ack, ClientConfig, ClientError, Endpoint, EndpointError, Listener, MAX_CHUNK_SIZE,
+    MAX_UNIX_PATH_LEN, ReferenceHandler, Refusal, ServeError, ServiceConfig, WorkerClient,
 };
-use tonic::{Code, Status};
+use tonic::Code;
 
+use grpc_support::wire::{Capabilities, InlineChunk, InlineHeader};
 use grpc_support::{Transport, Worker, raw_client, service};
+
+/// A reference of the right shape, which reaches the worker's handler.
+fn any_reference() -> Reference {
+    Reference {
+        transfer_id: 1,
+        segment: SegmentId::Memfd {
+            pid: std::process::id(),
+            fd: 3,
+        },
+        segment_inode: 1,
+        segment_len: 4096,
+        offset: 0,
+        length: 64,
+        format: "raw".to_owned(),
+        expires_unix_ms: u64::MAX,
+        token: [0; 32],
+    }
+}
 
 fn header(total_len: u64) -> Option<InlineHeader> {
     Some(InlineHeader {
@@ -143,9 +161,9 @@ async fn a_stream_without_a_deadline_is_ended_by_the_worker_call_limit() {
 struct Stall(std::sync::Mutex<mpsc::Receiver<()>>);
 
 impl ReferenceHandler for Stall {
-    fn handle(&self, _: &SegmentReference) -> Result<TransferAck, Status> {
+    fn handle(&self, _: &Reference) -> Result<Ack, Refusal> {
         let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(30));
-        Err(Status::aborted("released"))
+        Err(Refusal::new(perf_transport::Code::Aborted, "released"))
     }
 }
 
@@ -160,10 +178,7 @@ async fn the_worker_call_limit_reaches_the_host_as_a_timeout() {
         service(config).with_reference_handler(Arc::new(Stall(std::sync::Mutex::new(released))));
     let worker = Worker::start(Transport::Unix, service).await;
     let client = worker.client().await;
-    let err = client
-        .send_reference(SegmentReference::default())
-        .await
-        .unwrap_err();
+    let err = client.send_reference(&any_reference()).await.unwrap_err();
     assert!(err.is_timeout(), "{err:?}");
     drop(release);
     worker.stop().await;
@@ -308,9 +323,9 @@ const CHILD_WORKER_ENV: &str = "PERFOPT_GRPC_TEST_WORKER";
 struct Hang;
 
 impl ReferenceHandler for Hang {
-    fn handle(&self, _: &SegmentReference) -> Result<TransferAck, Status> {
+    fn handle(&self, _: &Reference) -> Result<Ack, Refusal> {
         std::thread::sleep(Duration::from_secs(600));
-        Err(Status::aborted("woke up"))
+        Err(Refusal::new(perf_transport::Code::Aborted, "woke up"))
     }
 }
 
@@ -361,7 +376,7 @@ async fn a_worker_killed_mid_call_gives_unavailable_and_a_new_worker_takes_over(
 
     let call = tokio::spawn({
         let client = client.clone();
-        async move { client.send_reference(SegmentReference::default()).await }
+        async move { client.send_reference(&any_reference()).await }
     });
     // Whether or not the call has reached the handler yet, it is in flight or queued.
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -12,7 +12,7 @@ use perf_core::{
 use perf_platform::MemfdShm;
 use perf_transport::grpc::{Endpoint, Listener, ServiceConfig, TransferService};
 use perf_transport::{
-    Host, HostConfig, PoolConfig, ReferenceReader, Secret, SegmentPool, TransferError,
+    Host, HostConfig, ReferenceReader, Secret, SegmentPool, SegmentPoolConfig, TransferError,
 };
 use tokio::sync::oneshot;
 
@@ -94,9 +94,9 @@ fn payload(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn pool(budget: u64) -> SegmentPool {
-    let config = PoolConfig {
+    let config = SegmentPoolConfig {
         budget_bytes: budget,
-        ..PoolConfig::default()
+        ..SegmentPoolConfig::default()
     };
     SegmentPool::new(Arc::new(MemfdShm::default()), config).unwrap()
 }

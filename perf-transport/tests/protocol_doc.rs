@@ -2,14 +2,13 @@
 //! token layout and with the crate's own signing and checksum, and its limits are compared with
 //! the crate's constants, so the document cannot drift from what the code does.
 
+mod wire;
+
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use perf_core::SegmentId;
-use perf_transport::grpc::proto::SegmentReference;
-use perf_transport::grpc::proto::segment_reference::Segment;
 use perf_transport::grpc::{self, checksum};
-use perf_transport::handler::{from_wire, to_wire};
 use perf_transport::reader::MAX_SEGMENT_BYTES;
 use perf_transport::reference::{MAX_FORMAT_LEN, MAX_SEGMENT_NAME_LEN, SECRET_LEN};
 use perf_transport::{Reference, Secret};
@@ -232,14 +231,14 @@ fn check_reference(vector: &mut Block, secret: &Secret, key: &[u8], prefix: &str
 
     let wire = vector.hex(&field("wire"));
     assert_eq!(
-        hex(&to_wire(&reference).encode_to_vec()),
+        hex(&reference.encode()),
         hex(&wire),
         "{prefix}: the protobuf encoding differs from the document"
     );
-    let decoded = SegmentReference::decode(wire.as_slice())
-        .unwrap_or_else(|err| panic!("{prefix}: the documented wire bytes do not decode: {err}"));
     assert_eq!(
-        from_wire(&decoded).expect("the documented wire reference is well-formed"),
+        Reference::decode(&wire).unwrap_or_else(|err| {
+            panic!("{prefix}: the documented wire bytes do not decode to a reference: {err}")
+        }),
         reference,
         "{prefix}: the documented wire bytes decode to another reference"
     );
@@ -314,18 +313,21 @@ fn the_documented_limits_are_the_crates_constants() {
     }
     // The token length is the one a worker takes from the wire, and no other.
     let token_len: usize = limits.number("token_len");
-    let with_token = |len: usize| SegmentReference {
-        segment: Some(Segment::Named("/t".to_owned())),
-        token: vec![0; len],
-        ..SegmentReference::default()
+    let with_token = |len: usize| {
+        wire::SegmentReference {
+            segment: Some(wire::segment_reference::Segment::Named("/t".to_owned())),
+            token: vec![0; len],
+            ..wire::SegmentReference::default()
+        }
+        .encode_to_vec()
     };
     assert!(
-        from_wire(&with_token(token_len)).is_ok(),
+        Reference::decode(&with_token(token_len)).is_ok(),
         "a token of token_len = {token_len} bytes is refused"
     );
     for other in [token_len - 1, token_len + 1] {
         assert!(
-            from_wire(&with_token(other)).is_err(),
+            Reference::decode(&with_token(other)).is_err(),
             "a token of {other} bytes is taken, the document says {token_len}"
         );
     }

@@ -10,17 +10,16 @@ use std::time::Duration;
 
 use perf_core::{PlatformShm, SegmentId, ShmSegment};
 use perf_platform::{MemfdShm, NamedShm, NamedShmConfig};
-use perf_transport::grpc::proto::{InlineChunk, InlineHeader};
 use perf_transport::grpc::{Endpoint, ServiceConfig, TransferService, checksum};
-use perf_transport::handler::to_wire;
 use perf_transport::reader::now_unix_ms;
 use perf_transport::{
-    MappingLimits, PoolConfig, ReadError, Reference, ReferenceReader, Secret, SegmentPool,
+    MappingLimits, ReadError, Reference, ReferenceReader, Secret, SegmentPool, SegmentPoolConfig,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
+use grpc_support::wire::{InlineChunk, InlineHeader};
 use grpc_support::{Transport, Worker, payload, raw_client};
 
 const MIB: usize = 1 << 20;
@@ -177,7 +176,7 @@ async fn the_serving_worker_unmaps_segments_their_host_released() {
     }
     for segment in released.iter().chain([&kept]) {
         let ack = client
-            .send_reference(to_wire(&signed(&secret, segment.as_ref(), MIB)))
+            .send_reference(&signed(&secret, segment.as_ref(), MIB))
             .await
             .unwrap();
         assert_eq!(ack.checksum, checksum(segment.as_slice()));
@@ -331,7 +330,7 @@ fn a_truncated_named_segment_is_refused_instead_of_faulting() {
 #[test]
 fn a_pool_does_not_reuse_a_named_segment_someone_truncated() {
     let dir = tempfile::tempdir().unwrap();
-    let pool = SegmentPool::new(Arc::new(named(&dir)), PoolConfig::default()).unwrap();
+    let pool = SegmentPool::new(Arc::new(named(&dir)), SegmentPoolConfig::default()).unwrap();
     let lease = pool.acquire(MIB).unwrap();
     let SegmentId::Named(name) = lease.id().clone() else {
         unreachable!("a named backend makes named segments");

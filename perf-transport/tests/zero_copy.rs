@@ -11,7 +11,7 @@ use perf_transport::grpc::{
     ClientConfig, Endpoint, Listener, ServiceConfig, TransferService, WorkerClient, checksum,
 };
 use perf_transport::{
-    Executor, ExecutorConfig, LeaseKind, PoolConfig, ReferenceReader, Secret, SegmentPool,
+    Executor, ExecutorConfig, LeaseKind, ReferenceReader, Secret, SegmentPool, SegmentPoolConfig,
 };
 use tokio::sync::oneshot;
 
@@ -69,9 +69,9 @@ async fn executor(
 }
 
 fn memfd_pool(budget: u64) -> SegmentPool {
-    let config = PoolConfig {
+    let config = SegmentPoolConfig {
         budget_bytes: budget,
-        ..PoolConfig::default()
+        ..SegmentPoolConfig::default()
     };
     SegmentPool::new(Arc::new(MemfdShm::default()), config).unwrap()
 }
@@ -210,9 +210,9 @@ async fn named_segments_carry_transfers_and_are_unlinked_when_released() {
     let secret = Secret::generate().unwrap();
     let reader = ReferenceReader::new(Arc::new(named()), secret.clone(), None);
     let w = worker(Some(reader)).await;
-    let config = PoolConfig {
+    let config = SegmentPoolConfig {
         max_class: 16 * MIB,
-        ..PoolConfig::default()
+        ..SegmentPoolConfig::default()
     };
     let pool = SegmentPool::new(Arc::new(named()), config).unwrap();
     let ex = executor(
@@ -261,7 +261,7 @@ async fn a_reference_stream_must_announce_the_whole_payload_in_order() {
     let mut lease = pool.acquire(8 * MIB).unwrap();
     let data = payload(8 * MIB, 4);
     lease.as_mut_slice()[..data.len()].copy_from_slice(&data);
-    let wire = perf_transport::handler::to_wire(&signed(&lease, data.len(), &secret));
+    let reference = signed(&lease, data.len(), &secret);
 
     // In order and complete: the worker's checksum is the payload's.
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -269,10 +269,7 @@ async fn a_reference_stream_must_announce_the_whole_payload_in_order() {
         tx.send(ready as u64).await.unwrap();
     }
     drop(tx);
-    let ack = client
-        .send_reference_stream(wire.clone(), rx)
-        .await
-        .unwrap();
+    let ack = client.send_reference_stream(&reference, rx).await.unwrap();
     assert_eq!(ack.checksum, checksum(&data));
 
     // Stopping early is refused.
@@ -280,7 +277,7 @@ async fn a_reference_stream_must_announce_the_whole_payload_in_order() {
     tx.send(3 * MIB as u64).await.unwrap();
     drop(tx);
     let err = client
-        .send_reference_stream(wire.clone(), rx)
+        .send_reference_stream(&reference, rx)
         .await
         .unwrap_err();
     assert_eq!(
@@ -297,7 +294,7 @@ async fn a_reference_stream_must_announce_the_whole_payload_in_order() {
         }
         drop(tx);
         let err = client
-            .send_reference_stream(wire.clone(), rx)
+            .send_reference_stream(&reference, rx)
             .await
             .unwrap_err();
         assert_eq!(

@@ -283,7 +283,7 @@ impl OptimizerBuilder {
     /// Every setting of the segment pool (this replaces an earlier
     /// [`OptimizerBuilder::shm_budget`]).
     #[cfg(feature = "transport")]
-    pub fn segment_pool_config(mut self, config: perf_transport::PoolConfig) -> Self {
+    pub fn segment_pool_config(mut self, config: perf_transport::SegmentPoolConfig) -> Self {
         self.shm.pool = config;
         self
     }

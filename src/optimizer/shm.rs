@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use perf_core::PlatformShm;
-use perf_transport::{PoolConfig, SegmentPool};
+use perf_transport::{SegmentPool, SegmentPoolConfig};
 use serde::Serialize;
 
 use super::OptimizerError;
@@ -47,7 +47,7 @@ pub(crate) struct ShmSettings {
     pub(crate) named: bool,
     #[cfg(target_os = "linux")]
     pub(crate) named_config: perf_platform::NamedShmConfig,
-    pub(crate) pool: PoolConfig,
+    pub(crate) pool: SegmentPoolConfig,
 }
 
 /// Sweeps, makes the backend and the pool.

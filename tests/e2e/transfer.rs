@@ -8,7 +8,7 @@ use perfopt::platform::MemfdShm;
 use perfopt::transport::grpc::{
     ClientConfig, Endpoint, Listener, ServiceConfig, TransferService, checksum,
 };
-use perfopt::transport::{PoolConfig, ReferenceReader, Secret, SegmentPool};
+use perfopt::transport::{ReferenceReader, Secret, SegmentPool, SegmentPoolConfig};
 use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
 
 #[derive(Default)]
@@ -41,7 +41,8 @@ async fn an_optimizer_carries_small_payloads_by_grpc_and_large_ones_by_zero_copy
         .sink(count.clone())
         .build()
         .unwrap();
-    let pool = SegmentPool::new(Arc::new(MemfdShm::default()), PoolConfig::default()).unwrap();
+    let pool =
+        SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default()).unwrap();
     let executor = optimizer
         .connect(&endpoint, ClientConfig::default(), Some((pool, secret)))
         .await

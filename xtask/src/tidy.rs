@@ -2,6 +2,7 @@
 
 mod deps;
 mod docs;
+mod public_api;
 mod sources;
 
 use std::fmt;
@@ -42,6 +43,7 @@ pub(crate) fn run(root: &Path) -> Result<Vec<Violation>> {
         let text = fs::read_to_string(&path)
             .with_context(|| format!("could not read {}", path.display()))?;
         violations.extend(sources::check(&relative(root, &path), &text));
+        violations.extend(public_api::check(&relative(root, &path), &text));
     }
     for path in doc_files(root)? {
         let text = fs::read_to_string(&path)

@@ -19,7 +19,7 @@ use perfopt::platform::ProcProbe;
 use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
 use perfopt::transport::pool::MIN_CLASS;
 use perfopt::transport::{
-    Executor, ExecutorConfig, PoolConfig, PoolStats, SegmentPool, TransferOutcome,
+    Executor, ExecutorConfig, PoolStats, SegmentPool, SegmentPoolConfig, TransferOutcome,
 };
 use serde_json::json;
 
@@ -253,16 +253,19 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Exit> {
     let pool = |max_free_per_class| {
         SegmentPool::new(
             shm.clone(),
-            PoolConfig {
+            SegmentPoolConfig {
                 max_class,
                 budget_bytes: 2 * max_class as u64,
                 max_free_per_class,
-                ..PoolConfig::default()
+                ..SegmentPoolConfig::default()
             },
         )
         .map_err(Exit::failed)
     };
-    let (pooled_pool, fresh_pool) = (pool(PoolConfig::default().max_free_per_class)?, pool(0)?);
+    let (pooled_pool, fresh_pool) = (
+        pool(SegmentPoolConfig::default().max_free_per_class)?,
+        pool(0)?,
+    );
 
     let payload = random_payload(largest as usize, 0xBE_4C4);
     // The memcpy target, written once so that every page is faulted in.

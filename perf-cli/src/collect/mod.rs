@@ -13,7 +13,7 @@ use perfopt::learn::{Conditions, LoadTracker, PairedDataset, PairedSample, Sourc
 use perfopt::platform::{ProbeConfig, ProcProbe};
 use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
 use perfopt::transport::pool::MIN_CLASS;
-use perfopt::transport::{Executor, PoolConfig, SegmentPool, TransferOutcome};
+use perfopt::transport::{Executor, SegmentPool, SegmentPoolConfig, TransferOutcome};
 
 use crate::bench::fit::write_atomically;
 use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS, parse_size_list};
@@ -195,10 +195,10 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
     let shm = perfopt::platform::default_shm();
     let pool = SegmentPool::new(
         shm,
-        PoolConfig {
+        SegmentPoolConfig {
             max_class,
             budget_bytes: 2 * max_class as u64,
-            ..PoolConfig::default()
+            ..SegmentPoolConfig::default()
         },
     )
     .map_err(Exit::failed)?;

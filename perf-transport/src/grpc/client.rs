@@ -14,15 +14,17 @@ use tonic_health::pb::health_client::HealthClient;
 use super::endpoint::Endpoint;
 use super::error::{ClientError, ConfigError, error_chain};
 use super::host::local_capabilities;
+use super::messages::{Ack, PeerCapabilities};
 use super::proto::transfer_client::TransferClient;
 use super::proto::transfer_server::SERVICE_NAME;
-use super::proto::{
-    Capabilities, InlineChunk, InlineHeader, ReferenceProgress, SegmentReference, TransferAck,
-};
+use super::proto::{InlineChunk, InlineHeader, ReferenceProgress, TransferAck};
 use super::{
     CONNECTION_WINDOW, CONTROL_MESSAGE_LIMIT, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_FORMAT_LEN,
     MESSAGE_SLACK, MIN_CHUNK_SIZE, PROTOCOL_VERSION, STREAM_WINDOW,
 };
+use crate::carrier::{Carrier, CarrierFuture};
+use crate::handler::to_wire;
+use crate::reference::Reference;
 
 /// Longest timeout accepted in a [`ClientConfig`]: one hour.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -175,7 +177,7 @@ impl WorkerClient {
     /// Tells the worker this host's capabilities and returns the worker's. Whether references can
     /// go to this worker follows from them: it announces `zero_copy` and [`super::same_host`]
     /// holds.
-    pub async fn negotiate(&self) -> Result<Capabilities, ClientError> {
+    pub async fn negotiate(&self) -> Result<PeerCapabilities, ClientError> {
         const CALL: &str = "negotiate";
         let deadline = self.config.call_timeout;
         let mut request = tonic::Request::new(local_capabilities(false, 0, 0));
@@ -191,7 +193,7 @@ impl WorkerClient {
                 ),
             });
         }
-        Ok(worker)
+        Ok(PeerCapabilities::from_wire(worker))
     }
 
     /// Sends `payload` inline as a stream of chunks that are slices of it (no copy on this side
@@ -202,7 +204,7 @@ impl WorkerClient {
         transfer_id: u64,
         payload: Bytes,
         format: &str,
-    ) -> Result<TransferAck, ClientError> {
+    ) -> Result<Ack, ClientError> {
         let header = inline_header(transfer_id, payload.len(), format)?;
         let plan = ChunkPlan::new(payload.len(), self.config.chunk_size);
         let mut header = Some(header);
@@ -221,7 +223,7 @@ impl WorkerClient {
         transfer_id: u64,
         payload: &[u8],
         format: &str,
-    ) -> Result<TransferAck, ClientError> {
+    ) -> Result<Ack, ClientError> {
         let header = inline_header(transfer_id, payload.len(), format)?;
         let plan = ChunkPlan::new(payload.len(), self.config.chunk_size);
         let (sender, receiver) = tokio::sync::mpsc::channel(SLICE_QUEUE);
@@ -249,10 +251,7 @@ impl WorkerClient {
 
     /// Sends a reference to a payload in shared memory; the worker checks and reads it in place.
     /// A worker without zero-copy rejects it with `FAILED_PRECONDITION`.
-    pub async fn send_reference(
-        &self,
-        reference: SegmentReference,
-    ) -> Result<TransferAck, ClientError> {
+    pub async fn send_reference(&self, reference: &Reference) -> Result<Ack, ClientError> {
         const CALL: &str = "send_reference";
         if reference.format.len() > MAX_FORMAT_LEN {
             return Err(ClientError::InvalidRequest {
@@ -265,12 +264,12 @@ impl WorkerClient {
         }
         let deadline = self.config.call_timeout;
         let (transfer_id, length) = (reference.transfer_id, reference.length);
-        let mut request = tonic::Request::new(reference);
+        let mut request = tonic::Request::new(to_wire(reference));
         request.set_timeout(deadline);
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_reference(request)).await?;
         check_ack(CALL, &ack, transfer_id, length)?;
-        Ok(ack)
+        Ok(Ack::from_wire(ack))
     }
 
     /// Sends a reference before the payload is all written, then each value
@@ -279,9 +278,9 @@ impl WorkerClient {
     /// refuses it unless the whole payload was announced.
     pub async fn send_reference_stream(
         &self,
-        reference: SegmentReference,
+        reference: &Reference,
         progress: tokio::sync::mpsc::Receiver<u64>,
-    ) -> Result<TransferAck, ClientError> {
+    ) -> Result<Ack, ClientError> {
         const CALL: &str = "send_reference_stream";
         if reference.format.len() > MAX_FORMAT_LEN {
             return Err(ClientError::InvalidRequest {
@@ -295,7 +294,7 @@ impl WorkerClient {
         let (transfer_id, length) = (reference.transfer_id, reference.length);
         let deadline = self.inline_deadline(length);
         let first = ReferenceProgress {
-            reference: Some(reference),
+            reference: Some(to_wire(reference)),
             ready: 0,
         };
         let rest =
@@ -309,7 +308,7 @@ impl WorkerClient {
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_reference_stream(request)).await?;
         check_ack(CALL, &ack, transfer_id, length)?;
-        Ok(ack)
+        Ok(Ack::from_wire(ack))
     }
 
     /// Asks the worker's gRPC health service about its `Transfer` service.
@@ -334,7 +333,7 @@ impl WorkerClient {
         transfer_id: u64,
         total_len: u64,
         chunks: impl Stream<Item = InlineChunk> + Send + 'static,
-    ) -> Result<TransferAck, ClientError> {
+    ) -> Result<Ack, ClientError> {
         const CALL: &str = "send_inline";
         let deadline = self.inline_deadline(total_len);
         let mut request = tonic::Request::new(chunks);
@@ -342,7 +341,48 @@ impl WorkerClient {
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_inline(request)).await?;
         check_ack(CALL, &ack, transfer_id, total_len)?;
-        Ok(ack)
+        Ok(Ack::from_wire(ack))
+    }
+}
+
+impl Carrier for WorkerClient {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn call_timeout(&self) -> Duration {
+        self.config.call_timeout
+    }
+
+    fn inline_deadline(&self, len: u64) -> Duration {
+        WorkerClient::inline_deadline(self, len)
+    }
+
+    fn negotiate(&self) -> CarrierFuture<'_, PeerCapabilities> {
+        Box::pin(WorkerClient::negotiate(self))
+    }
+
+    fn send_inline<'a>(
+        &'a self,
+        transfer_id: u64,
+        payload: &'a [u8],
+        format: &'a str,
+    ) -> CarrierFuture<'a, Ack> {
+        Box::pin(self.send_inline_slice(transfer_id, payload, format))
+    }
+
+    fn send_reference<'a>(&'a self, reference: &'a Reference) -> CarrierFuture<'a, Ack> {
+        Box::pin(WorkerClient::send_reference(self, reference))
+    }
+
+    fn send_reference_stream<'a>(
+        &'a self,
+        reference: &'a Reference,
+        progress: tokio::sync::mpsc::Receiver<u64>,
+    ) -> CarrierFuture<'a, Ack> {
+        Box::pin(WorkerClient::send_reference_stream(
+            self, reference, progress,
+        ))
     }
 }
 

@@ -5,8 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A gRPC status code, as a worker or the channel reported it.
-pub use tonic::Code;
+use super::messages::Code;
 
 /// A configuration value out of its bounds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +64,7 @@ pub enum ClientError {
         message: String,
     },
     /// The worker refused the call with a gRPC status.
-    #[error("{call} was rejected by the worker with {code:?}: {message}")]
+    #[error("{call} was rejected by the worker with {code}: {message}")]
     Rejected {
         /// The call.
         call: &'static str,
@@ -99,8 +98,9 @@ impl ClientError {
         deadline: Duration,
         status: &tonic::Status,
     ) -> ClientError {
-        let timed_out = status.code() == Code::DeadlineExceeded
-            || (status.code() == Code::Cancelled
+        let code = Code::of_tonic(status.code());
+        let timed_out = code == Code::DeadlineExceeded
+            || (code == Code::Cancelled
                 && status.message() == tonic::TimeoutExpired(()).to_string());
         if timed_out {
             return ClientError::Timeout { call, deadline };
@@ -108,7 +108,7 @@ impl ClientError {
         // A status with a source was made on this side from a channel error (the connection
         // broke or could not be made); one the worker sent has none.
         let local = std::error::Error::source(status);
-        if status.code() == Code::Unavailable || local.is_some() {
+        if code == Code::Unavailable || local.is_some() {
             let mut message = status.message().to_owned();
             if let Some(source) = local {
                 push_chain(&mut message, source);
@@ -117,7 +117,7 @@ impl ClientError {
         }
         ClientError::Rejected {
             call,
-            code: status.code(),
+            code,
             message: status.message().to_owned(),
         }
     }
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn a_status_made_from_a_channel_error_tells_each_cause_once() {
         // The shape tonic gives a call whose reconnection was refused.
-        let mut status = tonic::Status::new(Code::Unavailable, "tcp connect error");
+        let mut status = tonic::Status::new(tonic::Code::Unavailable, "tcp connect error");
         status.set_source(std::sync::Arc::new(chain(&[
             "transport error",
             "tcp connect error",

@@ -3,6 +3,7 @@
 use std::fs;
 use std::sync::OnceLock;
 
+use super::messages::PeerCapabilities;
 use super::proto::Capabilities;
 
 /// Where Linux keeps the identity of the current boot.
@@ -35,7 +36,7 @@ pub fn platform() -> &'static str {
 
 /// Whether the peer that sent `remote` runs on this host: both know their host id and the ids
 /// are the same. A peer on another host can never be sent a shared-memory reference.
-pub fn same_host(remote: &Capabilities) -> bool {
+pub fn same_host(remote: &PeerCapabilities) -> bool {
     !remote.host_id.is_empty() && remote.host_id == host_id()
 }
 
@@ -69,7 +70,7 @@ mod tests {
 
     #[test]
     fn a_peer_with_this_host_id_is_on_this_host_and_others_are_not() {
-        let mut remote = local_capabilities(false, 0, 0);
+        let mut remote = PeerCapabilities::from_wire(local_capabilities(false, 0, 0));
         assert_eq!(same_host(&remote), !host_id().is_empty());
         remote.host_id = "another-boot".to_owned();
         assert!(!same_host(&remote));

@@ -31,10 +31,13 @@ mod endpoint;
 mod error;
 mod host;
 mod inline;
+mod messages;
 mod server;
 mod service;
 
-/// The messages, client and server generated from `proto/perfopt/transfer/v1/transfer.proto`.
+/// The messages, client and server generated from `proto/perfopt/transfer/v1/transfer.proto`:
+/// the wire itself, kept inside this crate; the public API speaks in [`Ack`],
+/// [`PeerCapabilities`], [`Reference`](crate::Reference) and [`Refusal`].
 #[allow(
     missing_docs,
     unreachable_pub,
@@ -42,14 +45,15 @@ mod service;
     clippy::pedantic,
     rustdoc::all
 )]
-pub mod proto {
+pub(crate) mod proto {
     include!(concat!(env!("OUT_DIR"), "/perfopt.transfer.v1.rs"));
 }
 
 pub use client::{ClientConfig, WorkerClient, WorkerHealth};
 pub use endpoint::{Endpoint, EndpointError, MAX_UNIX_PATH_LEN};
-pub use error::{ClientError, Code, ConfigError, ServeError};
+pub use error::{ClientError, ConfigError, ServeError};
 pub use host::{host_id, platform, same_host};
+pub use messages::{Ack, Code, PeerCapabilities, Refusal};
 pub use server::{Listener, serve};
 pub use service::{ReferenceHandler, ReferenceRead, ServiceConfig, TransferService};
 

@@ -13,9 +13,12 @@ use super::cpu::{self, CpuTimed};
 use super::error::ConfigError;
 use super::host::local_capabilities;
 use super::inline::{Assembly, check_first_chunk};
+use super::messages::{Ack, Code, PeerCapabilities, Refusal};
 use super::proto::transfer_server::Transfer;
 use super::proto::{Capabilities, InlineChunk, ReferenceProgress, SegmentReference, TransferAck};
 use super::{DEFAULT_MAX_INLINE_BYTES, MAX_FORMAT_LEN, PROTOCOL_VERSION};
+use crate::handler::from_wire;
+use crate::reference::Reference;
 
 /// Largest value accepted for [`ServiceConfig::max_inline_bytes`]: 16 GiB.
 const MAX_INLINE_CEILING: u64 = 16 << 30;
@@ -33,13 +36,14 @@ const INFLIGHT_UNIT: u64 = 1024;
 
 /// Maps a shared-memory reference and reads the payload in place: the worker's zero-copy path.
 ///
-/// The handler checks the reference (token, expiry, bounds, owner, mode) before it maps
-/// anything, and answers with the length and XXH3-64 checksum of what it read. It may block for
-/// a while (mapping and checksumming a large payload), so the service runs it on a blocking
-/// thread. A status it returns goes back to the host as is.
+/// The service hands it a reference whose wire form is well-formed (it names a segment and has
+/// a 32-byte token). The handler checks the reference (token, expiry, bounds, owner, mode) before
+/// it maps anything, and answers with the length and XXH3-64 checksum of what it read. It may
+/// block for a while (mapping and checksumming a large payload), so the service runs it on a
+/// blocking thread. A [`Refusal`] it returns goes back to the host as that gRPC status.
 pub trait ReferenceHandler: Send + Sync {
     /// Reads the payload `reference` points to and acknowledges it.
-    fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status>;
+    fn handle(&self, reference: &Reference) -> Result<Ack, Refusal>;
 
     /// Whether reading `length` bytes takes so little time (a few tens of
     /// microseconds, no blocking call) that it may run on the serving thread
@@ -59,9 +63,10 @@ pub trait ReferenceHandler: Send + Sync {
 
     /// Checks `reference` and prepares to read a payload that the host is
     /// still writing, part by part; handlers that cannot do that refuse.
-    fn begin(&self, reference: &SegmentReference) -> Result<Box<dyn ReferenceRead>, Status> {
+    fn begin(&self, reference: &Reference) -> Result<Box<dyn ReferenceRead>, Refusal> {
         let _ = reference;
-        Err(Status::unimplemented(
+        Err(Refusal::new(
+            Code::Unimplemented,
             "this worker reads references only once they are fully written",
         ))
     }
@@ -70,9 +75,9 @@ pub trait ReferenceHandler: Send + Sync {
 /// A payload read part by part as its host announces how far it has written.
 pub trait ReferenceRead: Send {
     /// Reads up to `ready` bytes from the payload's start.
-    fn advance(&mut self, ready: u64) -> Result<(), Status>;
+    fn advance(&mut self, ready: u64) -> Result<(), Refusal>;
     /// Ends the read and acknowledges the whole payload.
-    fn finish(self: Box<Self>) -> Result<TransferAck, Status>;
+    fn finish(self: Box<Self>) -> Result<Ack, Refusal>;
 }
 
 /// Limits of a worker's `Transfer` service.
@@ -276,7 +281,11 @@ impl TransferService {
     }
 
     /// What this worker announces in negotiation: zero-copy only with a reference handler.
-    pub fn capabilities(&self) -> Capabilities {
+    pub fn capabilities(&self) -> PeerCapabilities {
+        PeerCapabilities::from_wire(self.wire_capabilities())
+    }
+
+    fn wire_capabilities(&self) -> Capabilities {
         let zero_copy = self.handler.is_some();
         let max_segment_bytes = if zero_copy {
             self.config.max_segment_bytes
@@ -355,7 +364,7 @@ impl Transfer for TransferService {
                 host.protocol_version
             )));
         }
-        Ok(Response::new(self.capabilities()))
+        Ok(Response::new(self.wire_capabilities()))
     }
 
     async fn send_inline(
@@ -387,6 +396,7 @@ impl Transfer for TransferService {
                 reference.format.len()
             )));
         }
+        let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
         let (handled, cpu_ns) = if handler.reads_quickly(reference.length) {
@@ -398,7 +408,7 @@ impl Transfer for TransferService {
                 .await
                 .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
         };
-        let mut ack = handled?;
+        let mut ack = handled.map_err(Refusal::into_tonic)?.to_wire();
         ack.transfer_id = transfer_id;
         if ack.worker_ns == 0 {
             ack.worker_ns = nanos(started.elapsed());
@@ -445,12 +455,13 @@ impl TransferService {
                 reference.format.len()
             )));
         }
+        let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
         let (begun, mut cpu_ns) =
             tokio::task::spawn_blocking(move || cpu::timed(|| handler.begin(&reference)))
                 .await
                 .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
-        let mut read = begun?;
+        let mut read = begun.map_err(Refusal::into_tonic)?;
         let mut ready = first.ready;
         // What was announced before; a repeat announces nothing new, and anything less than
         // it is refused by the read.
@@ -465,7 +476,7 @@ impl TransferService {
                 .await
                 .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
                 cpu_ns += spent;
-                read = advanced?;
+                read = advanced.map_err(Refusal::into_tonic)?;
             }
             match self.next_message(stream).await? {
                 Some(next) if next.reference.is_some() => {
@@ -478,7 +489,7 @@ impl TransferService {
             }
         }
         let (finished, spent) = cpu::timed(|| read.finish());
-        let mut ack = finished?;
+        let mut ack = finished.map_err(Refusal::into_tonic)?.to_wire();
         ack.transfer_id = transfer_id;
         Ok((ack, cpu_ns + spent))
     }
@@ -532,10 +543,10 @@ mod tests {
     struct Echo;
 
     impl ReferenceHandler for Echo {
-        fn handle(&self, reference: &SegmentReference) -> Result<TransferAck, Status> {
-            Ok(TransferAck {
+        fn handle(&self, reference: &Reference) -> Result<Ack, Refusal> {
+            Ok(Ack {
                 length: reference.length,
-                ..TransferAck::default()
+                ..Ack::default()
             })
         }
     }

@@ -1,6 +1,8 @@
 //! The host runtime: workers spawned or connected, supervised and balanced; transfers admitted
 //! within bounds, carried, retried once when their worker dies, and every one recorded.
 //!
+//! - **Workers.** Spawned by a [`WorkerCommand`], connected at an [`Endpoint`] over gRPC, or
+//!   reached by any [`Carrier`] a [`ConnectCarrier`] makes ([`HostBuilder::carrier`]).
 //! - **Admission.** At most [`HostConfig::in_flight_per_worker`] transfers are carried by one
 //!   worker at a time and at most [`HostConfig::max_in_flight`] by the host. A caller beyond
 //!   that waits (asynchronously, in arrival order); it never fails for the load. The time it
@@ -29,6 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 pub use self::spawn::WorkerCommand;
 use self::spawn::{WorkerProcess, Workspace};
 pub use self::worker::{SpawnedWorker, SpawnedWorkerError, process_alive};
+use crate::carrier::{Carrier, CarrierFuture};
 use crate::executor::{Executor, ExecutorConfig, Payload, TransferError, TransferOutcome};
 use crate::grpc::{ClientConfig, Endpoint, WorkerClient};
 use crate::pool::{Lease, PoolError, SegmentPool};
@@ -130,13 +133,29 @@ pub enum HostError {
     },
 }
 
+/// Makes a carrier to a worker, each time the host (re)connects to it.
+pub type ConnectCarrier =
+    Arc<dyn Fn() -> CarrierFuture<'static, Arc<dyn Carrier>> + Send + Sync + 'static>;
+
 /// Where a worker comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Source {
     /// A process this host starts (and restarts).
     Spawn(WorkerCommand),
     /// A worker someone else runs, at this endpoint.
     Connect(Endpoint),
+    /// A worker reached by the carriers this makes.
+    Carrier(ConnectCarrier),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Spawn(command) => f.debug_tuple("Spawn").field(command).finish(),
+            Source::Connect(endpoint) => f.debug_tuple("Connect").field(endpoint).finish(),
+            Source::Carrier(_) => f.write_str("Carrier"),
+        }
+    }
 }
 
 /// A worker carrying transfers now.
@@ -285,6 +304,13 @@ impl HostBuilder {
     /// Uses the worker someone else runs at `endpoint`.
     pub fn connect(mut self, endpoint: Endpoint) -> HostBuilder {
         self.sources.push(Source::Connect(endpoint));
+        self
+    }
+
+    /// Uses a worker reached by the carriers `connect` makes (another transport than gRPC, or a
+    /// worker in memory); the host calls it again to reconnect when the worker is gone.
+    pub fn carrier(mut self, connect: ConnectCarrier) -> HostBuilder {
+        self.sources.push(Source::Carrier(connect));
         self
     }
 
@@ -447,12 +473,7 @@ impl Host {
     /// Lends a segment for a payload of up to `size` bytes, for a producer that writes straight
     /// into shared memory; send it with [`Host::send_lease`].
     pub fn loan(&self, size: usize) -> Result<Lease, PoolError> {
-        match &self.inner.zero_copy {
-            Some((pool, _)) => pool.acquire(size),
-            None => Err(PoolError::Config(
-                "zero-copy is not configured on this host".into(),
-            )),
-        }
+        crate::executor::loan(self.pool(), size)
     }
 
     /// Sends the first `len` bytes of a loaned segment: nothing is copied on the zero-copy
@@ -463,9 +484,8 @@ impl Host {
         lease: Lease,
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
-        let len = len.min(lease.len());
         let policy = self.inner.policy.clone();
-        self.carry(policy.as_ref(), request, Payload::Loaned(lease, len))
+        self.carry(policy.as_ref(), request, Payload::loaned(lease, len))
             .await
     }
 
@@ -602,7 +622,7 @@ impl Inner {
     /// Starts (or connects) the worker of slot `index` and negotiates with it.
     async fn bring_up(self: &Arc<Self>, index: usize) -> Result<Live, String> {
         let slot = &self.slots[index];
-        let (process, endpoint) = match &slot.source {
+        let (process, carrier) = match &slot.source {
             Source::Spawn(command) => {
                 let me = self.clone();
                 let command = command.clone();
@@ -615,17 +635,15 @@ impl Inner {
                 .await
                 .map_err(|e| format!("the spawning task failed: {e}"))?
                 .map_err(|e| e.to_string())?;
-                let endpoint = process.endpoint().clone();
-                (Some(process), endpoint)
+                let carrier = self.grpc(process.endpoint()).await?;
+                (Some(process), carrier)
             }
-            Source::Connect(endpoint) => (None, endpoint.clone()),
+            Source::Connect(endpoint) => (None, self.grpc(endpoint).await?),
+            Source::Carrier(connect) => (None, connect().await.map_err(|e| e.to_string())?),
         };
-        let client = WorkerClient::connect(&endpoint, self.config.client.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut executor = Executor::connect(
+        let mut executor = Executor::over(
             self.policy.clone(),
-            client,
+            carrier,
             self.zero_copy.clone(),
             self.probe.clone(),
             self.config.executor,
@@ -641,6 +659,14 @@ impl Inner {
             process,
             generation,
         })
+    }
+
+    /// A gRPC connection to the worker at `endpoint`.
+    async fn grpc(&self, endpoint: &Endpoint) -> Result<Arc<dyn Carrier>, String> {
+        let client = WorkerClient::connect(endpoint, self.config.client.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(client))
     }
 
     /// The live worker with the most free room, and room on it; waits while every worker is
@@ -791,3 +817,6 @@ async fn supervise(host: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,6 @@
 //! Arbitrary inline chunk streams: headers missing, repeated or lying about the length, formats
 //! of any length, chunks of any size up to past the message limit.
 
-use perf_transport::grpc::proto::{InlineChunk, InlineHeader};
 use perf_transport::grpc::{self, MAX_CHUNK_SIZE, MESSAGE_SLACK, checksum};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -10,6 +9,7 @@ use tonic::Code;
 
 use crate::fixture::Fixture;
 use crate::grpc_support::payload;
+use crate::grpc_support::wire::{InlineChunk, InlineHeader};
 use crate::references::format_name;
 use crate::service::{MAX_INLINE, bounded, runtime, serve, still_serves};
 use crate::{fail, runner};

@@ -1,8 +1,6 @@
 //! The model of the documented checks: what a worker must do with a reference.
 
-use perf_transport::grpc::proto::segment_reference::Segment;
-use perf_transport::grpc::proto::{SegmentReference, TransferAck};
-use perf_transport::grpc::{self, checksum};
+use perf_transport::grpc::{self, Ack, checksum};
 use perf_transport::reader::{MAX_SEGMENT_BYTES, now_unix_ms};
 use perf_transport::reference::{MAX_FORMAT_LEN, MAX_SEGMENT_NAME_LEN};
 use perf_transport::{ReadError, ReferenceError};
@@ -12,6 +10,26 @@ use tonic::{Code, Status};
 
 use crate::fail;
 use crate::fixture::{Fixture, SEGMENT_LEN};
+use crate::grpc_support::wire::segment_reference::Segment;
+use crate::grpc_support::wire::{SegmentReference, TransferAck};
+
+/// A handler's answer as the worker sends it on the wire.
+pub(crate) fn on_the_wire(answer: Result<Ack, grpc::Refusal>) -> Result<TransferAck, Status> {
+    answer
+        .map(|ack| TransferAck {
+            transfer_id: ack.transfer_id,
+            length: ack.length,
+            checksum: ack.checksum,
+            worker_ns: ack.worker_ns,
+            worker_cpu_ns: ack.worker_cpu_ns,
+        })
+        .map_err(|refusal| Status::new(wire_code(refusal.code), refusal.message))
+}
+
+/// The wire's status code for one of the crate's.
+pub(crate) fn wire_code(code: grpc::Code) -> Code {
+    Code::from_i32(code.number())
+}
 
 /// Why the model says a reference is refused before anything is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,13 +1,13 @@
 //! Arbitrary references followed by arbitrary progress: `SendReference` and
 //! `SendReferenceStream` against a real worker.
 
-use perf_transport::grpc::proto::{ReferenceProgress, SegmentReference};
 use perf_transport::reference::MAX_FORMAT_LEN;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use tonic::Code;
 
 use crate::fixture::{Fixture, SEGMENT_LEN};
+use crate::grpc_support::wire::{ReferenceProgress, SegmentReference};
 use crate::model::{Cached, Expected, Refusal, check_ack, model};
 use crate::references::{Made, RefSpec, fixture_ref, ref_spec};
 use crate::runner;

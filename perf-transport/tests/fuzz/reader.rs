@@ -4,34 +4,35 @@
 use std::sync::Arc;
 
 use perf_transport::grpc::checksum;
-use perf_transport::grpc::proto::SegmentReference;
-use perf_transport::handler::from_wire;
 use perf_transport::reader::{MAX_SEGMENT_BYTES, now_unix_ms};
 use perf_transport::reference::{MAX_FORMAT_LEN, MAX_SEGMENT_NAME_LEN};
-use perf_transport::{ReadError, ReferenceHandler, ReferenceReader, Secret};
+use perf_transport::{ReadError, Reference, ReferenceHandler, ReferenceReader, Secret};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use prost::Message;
 
 use crate::fixture::{CountingShm, Fixture, SECRET, SEGMENT_LEN};
-use crate::model::{Expected, Refusal, check_ack, model, refusal_of};
+use crate::grpc_support::wire::SegmentReference;
+use crate::model::{Expected, Refusal, check_ack, model, on_the_wire, refusal_of, wire_code};
 use crate::references::{Expiry, Made, RefSpec, SegmentSpec, TokenSpec, fixture_ref, ref_spec};
 use crate::{fail, runner};
 
-/// Runs `wire` through `from_wire`, `verify`, the reader and the handler, against the model.
+/// Runs `wire` through `Reference::decode`, `verify`, the reader and the handler, against the
+/// model.
 fn check_reader(made: &Made, fixture: &Fixture) -> Result<(), TestCaseError> {
     let shm = Arc::new(CountingShm::default());
     let secret = Secret::from_bytes(SECRET);
     let reader = ReferenceReader::new(shm.clone(), secret.clone(), Some(fixture.pid));
     let mut cached = None;
     let expected = model(&made.wire, made.signed, fixture, &mut cached, false);
-    match from_wire(&made.wire) {
-        Err(status) => {
+    let encoded = made.wire.encode_to_vec();
+    match Reference::decode(&encoded) {
+        Err(refusal) => {
             prop_assert_eq!(
-                Expected::Refused(Refusal::Wire(status.code())),
+                Expected::Refused(Refusal::Wire(wire_code(refusal.code))),
                 expected,
                 "{}",
-                status
+                refusal
             );
         }
         Ok(reference) => {
@@ -80,7 +81,9 @@ fn check_reader(made: &Made, fixture: &Fixture) -> Result<(), TestCaseError> {
             }
         }
     }
-    let handled = ReferenceHandler::handle(&reader, &made.wire);
+    let handled = on_the_wire(
+        Reference::decode(&encoded).and_then(|r| ReferenceHandler::handle(&reader, &r)),
+    );
     check_ack(&handled, &made.wire, expected, fixture)?;
     if !made.signed || matches!(expected, Expected::Refused(_)) {
         prop_assert_eq!(shm.opens(), 0, "a refused reference was opened");
@@ -179,7 +182,7 @@ fn arbitrary_protobuf_bytes_are_refused_unless_validly_signed() {
             };
             // A flip may leave every signed field as it was (it may hit an unknown field, or turn
             // a default value's encoding into another): then the token is still valid.
-            let signed = from_wire(&wire).is_ok_and(|r| {
+            let signed = Reference::decode(&wire.encode_to_vec()).is_ok_and(|r| {
                 let mut resigned = r.clone();
                 resigned.sign(&secret);
                 resigned.token == r.token

@@ -1,13 +1,13 @@
 //! Arbitrary references: which segment, which bounds, which expiry, and how the token is made.
 
 use perf_core::SegmentId;
-use perf_transport::grpc::proto::SegmentReference;
-use perf_transport::handler::to_wire;
 use perf_transport::reader::{MAX_SEGMENT_BYTES, now_unix_ms};
 use perf_transport::{Reference, Secret};
 use proptest::prelude::*;
+use prost::Message;
 
 use crate::fixture::{Fixture, SECRET, SEGMENT_LEN};
+use crate::grpc_support::wire::SegmentReference;
 
 /// Which segment a reference names, relative to the fixture.
 #[derive(Debug, Clone)]
@@ -277,7 +277,8 @@ impl RefSpec {
             TokenSpec::Random(token) => reference.token = *token,
             TokenSpec::Bytes(_) => {}
         }
-        let mut wire = to_wire(&reference);
+        let mut wire = SegmentReference::decode(reference.encode().as_slice())
+            .expect("a reference's encoding decodes");
         if segment.is_none() {
             wire.segment = None;
         }

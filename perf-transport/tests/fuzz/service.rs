@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perf_core::SegmentId;
-use perf_transport::grpc::proto::transfer_client::TransferClient;
 use perf_transport::grpc::{ClientConfig, ServiceConfig, TransferService, checksum};
-use perf_transport::handler::to_wire;
 use perf_transport::reader::now_unix_ms;
 use perf_transport::{Reference, ReferenceReader, Secret};
 use proptest::test_runner::TestCaseError;
@@ -15,6 +13,7 @@ use tonic::transport::Channel;
 
 use crate::fail;
 use crate::fixture::{CountingShm, Fixture, SECRET, SEGMENT_LEN};
+use crate::grpc_support::wire::transfer_client::TransferClient;
 use crate::grpc_support::{Transport, Worker, payload};
 
 /// Largest inline payload of the fuzzed service: small, so any announced length is cheap.
@@ -116,7 +115,7 @@ pub(crate) async fn still_serves(served: Served, fixture: &Fixture) {
     };
     reference.sign(&Secret::from_bytes(SECRET));
     let ack = client
-        .send_reference(to_wire(&reference))
+        .send_reference(&reference)
         .await
         .expect("a normal reference after the fuzzed ones");
     assert_eq!(ack.checksum, checksum(&fixture.bytes()[10..1010]));

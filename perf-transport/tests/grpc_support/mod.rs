@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use self::wire::transfer_client::TransferClient;
 use bytes::Bytes;
-use perf_transport::grpc::proto::transfer_client::TransferClient;
 use perf_transport::grpc::{
     ClientConfig, Endpoint, Listener, ServeError, ServiceConfig, TransferService, WorkerClient,
 };
@@ -13,6 +13,9 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
+
+#[path = "../wire/mod.rs"]
+pub(crate) mod wire;
 
 /// The kind of socket a test worker listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,10 +10,9 @@ use perf_core::{
     ZeroCopyAvailability,
 };
 
+use crate::carrier::{Carrier, bounded};
 use crate::grpc::cpu::CpuTimed;
-use crate::grpc::proto::{Capabilities, TransferAck};
-use crate::grpc::{ClientError, Code, WorkerClient, checksum, same_host};
-use crate::handler::to_wire;
+use crate::grpc::{Ack, ClientError, Code, Endpoint, PeerCapabilities, checksum, same_host};
 use crate::pool::{Lease, PoolError, SegmentPool};
 use crate::reader::now_unix_ms;
 use crate::reference::{Reference, Secret};
@@ -129,7 +128,7 @@ pub struct TransferOutcome {
     /// What was measured; also sent to every sink.
     pub metrics: TransferMetrics,
     /// The worker's acknowledgement.
-    pub ack: TransferAck,
+    pub ack: Ack,
 }
 
 /// What carrying one transfer measured.
@@ -153,6 +152,12 @@ pub(crate) enum Payload<'a> {
 }
 
 impl Payload<'_> {
+    /// The first `len` bytes of `lease`, or all of it when `len` is longer.
+    pub(crate) fn loaned(lease: Lease, len: usize) -> Payload<'static> {
+        let len = len.min(lease.len());
+        Payload::Loaned(lease, len)
+    }
+
     /// Bytes carried.
     pub(crate) fn len(&self) -> usize {
         self.bytes().len()
@@ -166,11 +171,11 @@ impl Payload<'_> {
     }
 }
 
-/// Carries transfers to one worker.
+/// Carries transfers to one worker, over any [`Carrier`].
 pub struct Executor {
     policy: Arc<dyn TransferPolicy>,
-    client: WorkerClient,
-    peer: Capabilities,
+    carrier: Arc<dyn Carrier>,
+    peer: PeerCapabilities,
     zero_copy: Option<(SegmentPool, Secret)>,
     sinks: Vec<Arc<dyn MetricsSink>>,
     probe: Arc<dyn ResourceProbe>,
@@ -182,9 +187,20 @@ impl std::fmt::Debug for Executor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Executor")
             .field("policy", &self.policy.name())
-            .field("worker", self.client.endpoint())
+            .field("worker", self.carrier.endpoint())
             .field("zero_copy", &self.zero_copy.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// The one loan path of the executor and the host: a writable segment of `pool` for a payload
+/// of up to `size` bytes, or an error when there is no pool to lend from.
+pub(crate) fn loan(pool: Option<&SegmentPool>, size: usize) -> Result<Lease, PoolError> {
+    match pool {
+        Some(pool) => pool.acquire(size),
+        None => Err(PoolError::Config(
+            "zero-copy is not available: no segment pool, or no worker that maps references".into(),
+        )),
     }
 }
 
@@ -214,21 +230,32 @@ fn fallback_of(e: &ClientError) -> FallbackReason {
 }
 
 impl Executor {
-    /// An executor for the worker behind `client`, after negotiating with it.
-    /// Zero-copy is used only when `zero_copy` is given, the worker maps
-    /// references, and it runs on this host.
+    /// An executor for the worker behind `carrier` (a [`WorkerClient`](crate::WorkerClient)
+    /// for gRPC), after negotiating with it. Zero-copy is used only when `zero_copy` is given,
+    /// the worker maps references, and it runs on this host.
     pub async fn connect(
         policy: Arc<dyn TransferPolicy>,
-        client: WorkerClient,
+        carrier: impl Carrier,
         zero_copy: Option<(SegmentPool, Secret)>,
         probe: Arc<dyn ResourceProbe>,
         config: ExecutorConfig,
     ) -> Result<Executor, ClientError> {
-        let peer = client.negotiate().await?;
+        Executor::over(policy, Arc::new(carrier), zero_copy, probe, config).await
+    }
+
+    /// As [`Executor::connect`], over a carrier already shared.
+    pub(crate) async fn over(
+        policy: Arc<dyn TransferPolicy>,
+        carrier: Arc<dyn Carrier>,
+        zero_copy: Option<(SegmentPool, Secret)>,
+        probe: Arc<dyn ResourceProbe>,
+        config: ExecutorConfig,
+    ) -> Result<Executor, ClientError> {
+        let peer = bounded("negotiate", carrier.call_timeout(), carrier.negotiate()).await?;
         let usable = peer.zero_copy && same_host(&peer);
         Ok(Executor {
             policy,
-            client,
+            carrier,
             zero_copy: zero_copy.filter(|_| usable),
             peer,
             sinks: Vec::new(),
@@ -245,12 +272,12 @@ impl Executor {
     }
 
     /// The worker's endpoint.
-    pub fn endpoint(&self) -> &crate::grpc::Endpoint {
-        self.client.endpoint()
+    pub fn endpoint(&self) -> &Endpoint {
+        self.carrier.endpoint()
     }
 
     /// What the worker said it can do.
-    pub fn peer(&self) -> &Capabilities {
+    pub fn peer(&self) -> &PeerCapabilities {
         &self.peer
     }
 
@@ -314,12 +341,7 @@ impl Executor {
     /// Lends a segment for a payload of up to `size` bytes, for a producer that
     /// writes straight into shared memory; send it with [`Executor::send_lease`].
     pub fn loan(&self, size: usize) -> Result<Lease, PoolError> {
-        match &self.zero_copy {
-            Some((pool, _)) => pool.acquire(size),
-            None => Err(PoolError::Config(
-                "zero-copy is not available with this worker".into(),
-            )),
-        }
+        loan(self.pool(), size)
     }
 
     /// Sends the first `len` bytes of a loaned segment: nothing is copied on
@@ -330,8 +352,7 @@ impl Executor {
         lease: Lease,
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
-        let len = len.min(lease.len());
-        let payload = Payload::Loaned(lease, len);
+        let payload = Payload::loaned(lease, len);
         self.carry(self.policy.as_ref(), request, &payload, Duration::ZERO)
             .await
     }
@@ -404,8 +425,9 @@ impl Executor {
             }
             None => {
                 let start = Instant::now();
-                let (sent, cpu) =
-                    CpuTimed::new(self.client.send_inline_slice(id, bytes, format)).await;
+                let deadline = self.carrier.inline_deadline(len as u64);
+                let call = self.carrier.send_inline(id, bytes, format);
+                let (sent, cpu) = CpuTimed::new(bounded("send_inline", deadline, call)).await;
                 elapsed += start.elapsed();
                 measured.cpu_ns += cpu;
                 let verified = sent
@@ -448,7 +470,7 @@ impl Executor {
         lease: &Lease,
         len: usize,
         format: &str,
-    ) -> Result<(TransferAck, u64), FallbackReason> {
+    ) -> Result<(Ack, u64), FallbackReason> {
         let Some((_, secret)) = &self.zero_copy else {
             return Err(FallbackReason::ShmExhausted);
         };
@@ -466,7 +488,7 @@ impl Executor {
         id: u64,
         payload: &[u8],
         format: &str,
-    ) -> Result<(TransferAck, u64), FallbackReason> {
+    ) -> Result<(Ack, u64), FallbackReason> {
         let Some((pool, secret)) = &self.zero_copy else {
             return Err(FallbackReason::ShmExhausted);
         };
@@ -487,9 +509,12 @@ impl Executor {
         }
         let reference = self.reference(id, &lease, payload.len(), format, secret);
         let (progress, announced) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
-        let call = self
-            .client
-            .send_reference_stream(to_wire(&reference), announced);
+        let deadline = self.carrier.inline_deadline(payload.len() as u64);
+        let call = bounded(
+            "send_reference_stream",
+            deadline,
+            self.carrier.send_reference_stream(&reference, announced),
+        );
         let target = lease.as_mut_slice();
         let write = async move {
             for (part, bytes) in payload.chunks(PIPELINE_PART).enumerate() {
@@ -537,10 +562,10 @@ impl Executor {
         len: usize,
         format: &str,
         secret: &Secret,
-    ) -> Result<TransferAck, FallbackReason> {
+    ) -> Result<Ack, FallbackReason> {
         let reference = self.reference(id, lease, len, format, secret);
-        self.client
-            .send_reference(to_wire(&reference))
+        let call = self.carrier.send_reference(&reference);
+        bounded("send_reference", self.carrier.call_timeout(), call)
             .await
             .map_err(|e| fallback_of(&e))
     }
@@ -551,7 +576,7 @@ impl Executor {
         request: &TransferRequest,
         decision: Decision,
         m: &Measured,
-        ack: Option<&TransferAck>,
+        ack: Option<&Ack>,
         ctx: &DecisionContext,
         failure: Option<FailureKind>,
     ) -> TransferMetrics {
@@ -578,3 +603,6 @@ impl Executor {
         metrics
     }
 }
+
+#[cfg(test)]
+mod tests;
