@@ -19,11 +19,12 @@ use tokio::sync::oneshot;
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 
-/// An in-process worker serving the transfer protocol on a Unix socket until dropped.
+/// An in-process worker serving the transfer protocol on a Unix socket, on a runtime of its
+/// own, so that killing it drops its listener and every connection at once, as a process exit
+/// would.
 struct Worker {
     endpoint: Endpoint,
-    stop: Option<oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,7 +32,11 @@ impl Worker {
     async fn start(secret: Option<&Secret>, config: ServiceConfig) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
-        let listener = Listener::bind(&endpoint).await.unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let mut service = TransferService::new(config).unwrap();
         if let Some(secret) = secret {
             let reader = ReferenceReader::new(
@@ -41,33 +46,42 @@ impl Worker {
             );
             service = service.with_reference_handler(Arc::new(reader));
         }
-        let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(async move {
-            let _ = listener
-                .serve(service, async {
-                    let _ = stopped.await;
-                })
-                .await;
+        let (bound, listening) = oneshot::channel();
+        let at = endpoint.clone();
+        runtime.spawn(async move {
+            let listener = Listener::bind(&at).await.unwrap();
+            let _ = bound.send(());
+            let _ = listener.serve(service, std::future::pending()).await;
         });
+        listening.await.expect("the test worker binds its socket");
         Worker {
             endpoint,
-            stop: Some(stop),
-            served: Some(served),
+            runtime: Some(runtime),
             _dir: dir,
         }
     }
 
     /// Stops serving: open connections break, new ones are refused.
     async fn kill(&mut self) {
-        drop(self.stop.take());
-        if let Some(served) = self.served.take() {
-            served.abort();
-            let _ = served.await;
+        if let Some(runtime) = self.runtime.take() {
+            // Waits until the runtime's threads have dropped every task, and with them every
+            // socket.
+            tokio::task::spawn_blocking(move || runtime.shutdown_timeout(Duration::from_secs(10)))
+                .await
+                .unwrap();
         }
         let _ = std::fs::remove_file(match &self.endpoint {
             Endpoint::Unix(path) => path.clone(),
             Endpoint::Tcp { .. } => unreachable!("the test workers listen on Unix sockets"),
         });
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
