@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import grpc
 
 
@@ -17,29 +19,11 @@ class Refused(Exception):
         return f"Refused({self.code.name}, {self.message!r})"
 
 
-def invalid_argument(message: str) -> Refused:
-    return Refused(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def unauthenticated(message: str) -> Refused:
-    return Refused(grpc.StatusCode.UNAUTHENTICATED, message)
-
-
-def out_of_range(message: str) -> Refused:
-    return Refused(grpc.StatusCode.OUT_OF_RANGE, message)
-
-
-def permission_denied(message: str) -> Refused:
-    return Refused(grpc.StatusCode.PERMISSION_DENIED, message)
-
-
-def not_found(message: str) -> Refused:
-    return Refused(grpc.StatusCode.NOT_FOUND, message)
-
-
-def failed_precondition(message: str) -> Refused:
-    return Refused(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def resource_exhausted(message: str) -> Refused:
-    return Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+# One constructor per status the protocol names, e.g. `invalid_argument("what came")`.
+invalid_argument = functools.partial(Refused, grpc.StatusCode.INVALID_ARGUMENT)
+unauthenticated = functools.partial(Refused, grpc.StatusCode.UNAUTHENTICATED)
+out_of_range = functools.partial(Refused, grpc.StatusCode.OUT_OF_RANGE)
+permission_denied = functools.partial(Refused, grpc.StatusCode.PERMISSION_DENIED)
+not_found = functools.partial(Refused, grpc.StatusCode.NOT_FOUND)
+failed_precondition = functools.partial(Refused, grpc.StatusCode.FAILED_PRECONDITION)
+resource_exhausted = functools.partial(Refused, grpc.StatusCode.RESOURCE_EXHAUSTED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import threading
@@ -83,6 +84,17 @@ def _checked(message):
             f"a request message of {message.size} bytes, expected at most {MAX_REQUEST_MESSAGE}"
         )
     return message
+
+
+def _stream(first, rest: Iterator, first_only: str, later_error: str) -> Iterator:
+    """`first`, then each later message of a client stream, checked for size; a later one
+    carrying the field `first_only` is refused with `later_error`."""
+    yield first
+    for message in rest:
+        message = _checked(message)
+        if message.HasField(first_only):
+            raise errors.invalid_argument(later_error)
+        yield message
 
 
 def boot_id() -> str:
@@ -250,8 +262,8 @@ class TransferServicer:
             view = memoryview(buf)
             hasher = xxhash.xxh3_64()
             got = 0
-            chunk = first
-            while chunk is not None:
+            later_header = f"transfer {tid}: a header after the first chunk"
+            for chunk in _stream(first, requests, "header", later_header):
                 data = chunk.data
                 if got + len(data) > total:
                     raise errors.invalid_argument(
@@ -260,13 +272,6 @@ class TransferServicer:
                 view[got : got + len(data)] = data
                 hasher.update(data)
                 got += len(data)
-                chunk = next(requests, None)
-                if chunk is not None:
-                    chunk = _checked(chunk)
-                    if chunk.HasField("header"):
-                        raise errors.invalid_argument(
-                            f"transfer {tid}: a header after the first chunk"
-                        )
             if got != total:
                 raise errors.invalid_argument(
                     f"transfer {tid}: the stream ended after {got} bytes, expected {total}"
@@ -281,30 +286,33 @@ class TransferServicer:
         finally:
             self.budget.release(total)
 
-    def _open(self, reference):
+    @contextlib.contextmanager
+    def _mapped(self, reference):
+        """Checks and maps `reference`; yields its fields and a read-only view of its payload,
+        released afterwards."""
         fields = check_reference(
             reference, self.secret, self.peer_pid, self.config.max_segment_bytes
         )
-        return fields, self.mappings.get(fields)
-
-    def _send_reference(self, request, context):
-        timer = _Timer()
-        fields, mapping = self._open(_checked(request))
+        mapping = self.mappings.get(fields)
         try:
-            mapping.check_length(fields.transfer_id)
             whole = memoryview(mapping.mm)
             data = whole[fields.offset : fields.offset + fields.length]
             try:
-                digest = xxhash.xxh3_64_intdigest(data)
-                self._handle(
-                    Payload(fields.transfer_id, fields.format, data, "reference",
-                            _metadata(context))
-                )
+                yield fields, mapping, data
             finally:
                 data.release()
                 whole.release()
         finally:
             self.mappings.done(mapping)
+
+    def _send_reference(self, request, context):
+        timer = _Timer()
+        with self._mapped(_checked(request)) as (fields, mapping, data):
+            mapping.check_length(fields.transfer_id)
+            digest = xxhash.xxh3_64_intdigest(data)
+            self._handle(
+                Payload(fields.transfer_id, fields.format, data, "reference", _metadata(context))
+            )
         return timer.ack(fields.transfer_id, fields.length, digest)
 
     def _send_reference_stream(self, requests: Iterator, context):
@@ -315,43 +323,28 @@ class TransferServicer:
             raise errors.invalid_argument(
                 "the stream's first message carries no reference, expected one"
             )
-        fields, mapping = self._open(first.reference)
-        tid, length = fields.transfer_id, fields.length
-        try:
-            whole = memoryview(mapping.mm)
-            data = whole[fields.offset : fields.offset + length]
-            try:
-                hasher = xxhash.xxh3_64()
-                done = 0
-                message = first
-                while message is not None:
-                    ready = message.ready
-                    if ready != done:
-                        if ready < done or ready > length:
-                            raise errors.out_of_range(
-                                f"transfer {tid}: progress to {ready} after {done}, "
-                                f"expected {done} to {length}"
-                            )
-                        mapping.check_length(tid)
-                        hasher.update(data[done:ready])
-                        done = ready
-                    message = next(requests, None)
-                    if message is not None:
-                        message = _checked(message)
-                        if message.HasField("reference"):
-                            raise errors.invalid_argument(
-                                f"transfer {tid}: a reference after the first message"
-                            )
-                if done != length:
-                    raise errors.invalid_argument(
-                        f"transfer {tid}: the stream ended with {done} of {length} bytes ready"
+        with self._mapped(first.reference) as (fields, mapping, data):
+            tid, length = fields.transfer_id, fields.length
+            hasher = xxhash.xxh3_64()
+            done = 0
+            later_reference = f"transfer {tid}: a reference after the first message"
+            for message in _stream(first, requests, "reference", later_reference):
+                ready = message.ready
+                if ready == done:
+                    continue  # a repeated announcement: nothing new
+                if ready < done or ready > length:
+                    raise errors.out_of_range(
+                        f"transfer {tid}: progress to {ready} after {done}, "
+                        f"expected {done} to {length}"
                     )
-                self._handle(Payload(tid, fields.format, data, "reference", _metadata(context)))
-            finally:
-                data.release()
-                whole.release()
-        finally:
-            self.mappings.done(mapping)
+                mapping.check_length(tid)
+                hasher.update(data[done:ready])
+                done = ready
+            if done != length:
+                raise errors.invalid_argument(
+                    f"transfer {tid}: the stream ended with {done} of {length} bytes ready"
+                )
+            self._handle(Payload(tid, fields.format, data, "reference", _metadata(context)))
         return timer.ack(tid, length, hasher.intdigest())
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
