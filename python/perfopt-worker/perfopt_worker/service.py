@@ -251,7 +251,9 @@ class TransferServicer:
                 f"transfer {tid}: a format of {len(header.format.encode())} bytes, "
                 f"expected at most {MAX_FORMAT_LEN}"
             )
-        self.budget.acquire(total, context.time_remaining())
+        left = context.time_remaining()
+        # Give up a little before the deadline, so that the host hears why.
+        self.budget.acquire(total, None if left is None else max(0.0, left - 0.05))
         try:
             try:
                 buf = bytearray(total)

@@ -184,6 +184,9 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: threading.Thread(target=running.stop).start())
         print(f"listening {running.endpoint}", flush=True)
+        # A host reads that one line and may close the pipe: whatever a handler prints from
+        # now on goes to standard error, which the host passes on.
+        os.dup2(2, 1)
         running.wait()
         return 0
 

@@ -83,3 +83,28 @@ def test_a_secret_file_others_may_read_is_refused(tmp_path):
         [sys.executable, "-m", "perfopt_worker", "--listen", f"unix:{tmp_path / 'w.sock'}",
          "--secret-file", str(tmp_path / "secret")], capture_output=True, text=True)
     assert out.returncode == 2 and "mode 0644" in out.stderr and out.stdout == ""
+
+
+def test_a_handler_may_print_after_the_host_closed_the_workers_stdout(tmp_path):
+    script = tmp_path / "printing_worker.py"
+    script.write_text(
+        "from perfopt_worker import Worker\n"
+        "worker = Worker()\n"
+        "@worker.handler\n"
+        "def handle(payload):\n"
+        "    print('got', len(payload), 'bytes', flush=True)\n"
+        "worker.main()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--listen", f"unix:{tmp_path / 'w.sock'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        endpoint = proc.stdout.readline().split(" ", 1)[1].strip()
+        proc.stdout.close()
+        client = Client(endpoint)
+        assert client.transfer.SendInline(inline_chunks(b"z" * 77)).length == 77
+        client.close()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "got 77 bytes" in err

@@ -2,12 +2,14 @@
 checksum; the handler sees the mapped segment itself."""
 
 import os
+import threading
+import time
 
 import grpc
 import numpy as np
 import pytest
 
-from perfopt_worker import Worker, checksum
+from perfopt_worker import Worker, WorkerConfig, checksum
 from perfopt_worker._gen import transfer_pb2
 from support import MemfdSegment, NamedSegment, inline_chunks, reference
 
@@ -149,3 +151,30 @@ def test_a_named_segment_truncated_after_mapping_is_refused_not_faulted(serve, s
         assert "shrank to 4096 bytes" in e.value.details()
     finally:
         seg.close()
+
+
+def test_an_inline_transfer_waits_for_room_and_is_refused_at_its_deadline(serve):
+    worker = Worker(WorkerConfig(max_inline_bytes=1000, max_inflight_inline_bytes=1000))
+    client, running = serve(worker)
+    release = threading.Event()
+
+    def holding():
+        header = transfer_pb2.InlineHeader(transfer_id=1, total_len=1000)
+        yield transfer_pb2.InlineChunk(header=header, data=b"a" * 10)
+        release.wait(30)
+        yield transfer_pb2.InlineChunk(data=b"a" * 990)
+
+    first = client.transfer.SendInline.future(holding())
+    for _ in range(1000):
+        if running.servicer.budget.held == 1000:
+            break
+        time.sleep(0.01)
+    assert running.servicer.budget.held == 1000
+    with pytest.raises(grpc.RpcError) as e:
+        client.transfer.SendInline(inline_chunks(b"b" * 10, transfer_id=2), timeout=1)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    assert "no room for an inline payload of 10 bytes" in e.value.details()
+    release.set()
+    assert first.result(timeout=30).checksum == checksum(b"a" * 1000)
+    assert client.transfer.SendInline(inline_chunks(b"c" * 10, transfer_id=3)).length == 10
+    assert running.servicer.budget.held == 0
