@@ -64,7 +64,7 @@ fn payload(len: usize) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_worker_carries_1_kib_to_64_mib_inline_and_zero_copy_with_checksums() {
+async fn the_python_worker_carries_1_kib_to_64_mib_inline_zero_copy_and_loaned_with_checksums() {
     let python = venv_python();
     let optimizer = Optimizer::builder()
         .probe(Arc::new(FixedProbe::default()))
@@ -88,10 +88,18 @@ async fn the_python_worker_carries_1_kib_to_64_mib_inline_and_zero_copy_with_che
             assert_eq!(out.ack.checksum, checksum(data), "{len} bytes by {method}");
         }
     }
+    // A loaned segment, written in place by the producer, is read in place by the worker.
+    let mut lease = host.loan(32 * MIB).unwrap();
+    lease.as_mut_slice()[..32 * MIB].copy_from_slice(&largest[..32 * MIB]);
+    let request = TransferRequest::new(32 * MIB as u64).with_override(Method::ZeroCopy);
+    let out = host.send_lease(&request, lease, 32 * MIB).await.unwrap();
+    assert_eq!(out.metrics.method, Method::ZeroCopy, "{:?}", out.metrics);
+    assert_eq!(out.metrics.fallback, None);
+    assert_eq!(out.ack.checksum, checksum(&largest[..32 * MIB]));
     let stats = host.stats();
     assert_eq!(
         (stats.delivered, stats.failed, stats.retried, stats.restarts),
-        (12, 0, 0, 0),
+        (13, 0, 0, 0),
         "{stats:?}"
     );
     host.shutdown().await;

@@ -11,7 +11,7 @@ import pytest
 
 from perfopt_worker import Worker, WorkerConfig, checksum
 from perfopt_worker._gen import transfer_pb2
-from support import MemfdSegment, NamedSegment, inline_chunks, reference
+from support import Client, MemfdSegment, NamedSegment, inline_chunks, reference
 
 
 def test_negotiate_announces_version_1_and_zero_copy_only_with_a_secret(serve, secret):
@@ -178,3 +178,28 @@ def test_an_inline_transfer_waits_for_room_and_is_refused_at_its_deadline(serve)
     assert first.result(timeout=30).checksum == checksum(b"a" * 1000)
     assert client.transfer.SendInline(inline_chunks(b"c" * 10, transfer_id=3)).length == 10
     assert running.servicer.budget.held == 0
+
+
+def test_a_worker_listens_on_tcp_with_the_port_the_system_picked():
+    running = Worker().start("tcp:127.0.0.1:0")
+    try:
+        host, port = running.endpoint[len("tcp:"):].rsplit(":", 1)
+        assert host == "127.0.0.1" and int(port) > 0
+        client = Client(running.endpoint)
+        assert client.transfer.SendInline(inline_chunks(b"tcp")).checksum == checksum(b"tcp")
+        client.close()
+    finally:
+        running.stop(grace=0)
+
+
+def test_at_most_64_mappings_are_kept(serve, secret):
+    client, running = serve(secret=secret)
+    segs = [MemfdSegment(bytes([i]) * 64) for i in range(70)]
+    try:
+        for i, seg in enumerate(segs):
+            ack = client.transfer.SendReference(reference(secret, seg, transfer_id=i, length=64))
+            assert ack.checksum == checksum(bytes([i]) * 64)
+        assert len(running.servicer.mappings) == 64
+    finally:
+        for seg in segs:
+            seg.close()
