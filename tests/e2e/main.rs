@@ -3,6 +3,8 @@
 #[cfg(all(feature = "learn", feature = "store"))]
 mod learning;
 mod optimizer;
+#[cfg(feature = "transport")]
+mod python_worker;
 #[cfg(all(
     feature = "store",
     feature = "learn",

@@ -1,0 +1,1 @@
+"""Protobuf and gRPC modules generated from the .proto files by tools/generate_protos.py."""

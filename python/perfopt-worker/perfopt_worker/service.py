@@ -1,0 +1,422 @@
+"""The worker side of protocol version 1: the Transfer and Health services on grpcio."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import grpc
+import xxhash
+
+from . import errors
+from ._gen import health_pb2, transfer_pb2
+from .handler import Handler, Payload, as_reply
+from .protocol import (
+    DEFAULT_MAX_INLINE_BYTES,
+    DEFAULT_MAX_SEGMENT_BYTES,
+    MAX_FORMAT_LEN,
+    MAX_REQUEST_MESSAGE,
+    MAX_SEGMENT_BYTES,
+    PROTOCOL_VERSION,
+    TRANSFER_SERVICE,
+)
+from .segments import MappingCache, check_reference
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker accepts; the defaults are the Rust worker's."""
+
+    #: Largest inline payload.
+    max_inline_bytes: int = DEFAULT_MAX_INLINE_BYTES
+    #: Inline payload bytes held by all transfers at once; a transfer beyond it waits for room
+    #: within its deadline.
+    max_inflight_inline_bytes: int = 2 << 30
+    #: Largest segment mapped, announced in Negotiate (at most 2 GiB).
+    max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES
+    #: Where named segments live.
+    segment_dir: str = "/dev/shm"
+    #: Calls served at once (threads).
+    threads: int = 16
+
+    def validate(self) -> None:
+        if not 0 < self.max_segment_bytes <= MAX_SEGMENT_BYTES:
+            raise ValueError(
+                f"max_segment_bytes is {self.max_segment_bytes}, expected 1 to {MAX_SEGMENT_BYTES}"
+            )
+        if self.max_inflight_inline_bytes < self.max_inline_bytes:
+            raise ValueError(
+                f"max_inflight_inline_bytes is {self.max_inflight_inline_bytes}, expected at "
+                f"least max_inline_bytes ({self.max_inline_bytes})"
+            )
+        if self.threads < 1:
+            raise ValueError(f"threads is {self.threads}, expected at least 1")
+
+
+class _Oversize:
+    """A request message over `MAX_REQUEST_MESSAGE` bytes, left undecoded."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+
+def _deserializer(message_type):
+    def decode(raw: bytes):
+        if len(raw) > MAX_REQUEST_MESSAGE:
+            return _Oversize(len(raw))
+        return message_type.FromString(raw)
+
+    return decode
+
+
+def _checked(message):
+    if isinstance(message, _Oversize):
+        raise errors.out_of_range(
+            f"a request message of {message.size} bytes, expected at most {MAX_REQUEST_MESSAGE}"
+        )
+    return message
+
+
+def _stream(first, rest: Iterator, first_only: str, later_error: str) -> Iterator:
+    """`first`, then each later message of a client stream, checked for size; a later one
+    carrying the field `first_only` is refused with `later_error`."""
+    yield first
+    for message in rest:
+        message = _checked(message)
+        if message.HasField(first_only):
+            raise errors.invalid_argument(later_error)
+        yield message
+
+
+def boot_id() -> str:
+    """The host identity Negotiate exchanges: the kernel's boot id, or empty."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.readline().strip()
+    except OSError:
+        return ""
+
+
+class _Budget:
+    """Inline bytes held by transfers in flight; a transfer waits for room."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held = 0
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, timeout: Optional[float]) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self.closed and self.held + n > self.limit:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise errors.resource_exhausted(
+                        f"no room for an inline payload of {n} bytes: {self.held} of "
+                        f"{self.limit} are held by other transfers"
+                    )
+                self._cond.wait(left)
+            if self.closed:
+                raise errors.Refused(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
+            self.held += n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.held -= n
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class _Timer:
+    def __init__(self):
+        self.wall = time.monotonic_ns()
+        self.cpu = time.thread_time_ns()
+
+    def ack(self, transfer_id: int, length: int, digest: int) -> transfer_pb2.TransferAck:
+        return transfer_pb2.TransferAck(
+            transfer_id=transfer_id,
+            length=length,
+            checksum=digest,
+            worker_ns=time.monotonic_ns() - self.wall,
+            worker_cpu_ns=time.thread_time_ns() - self.cpu,
+        )
+
+
+def _metadata(context) -> dict:
+    return {
+        k: v
+        for k, v in (context.invocation_metadata() or ())
+        if isinstance(v, str) and not k.endswith("-bin")
+    }
+
+
+class TransferServicer:
+    """`perfopt.transfer.v1.Transfer` as docs/protocol.md describes it; each payload is handed
+    to `handler` (when given) before it is acknowledged."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        handler: Optional[Handler],
+        secret: Optional[bytes],
+        peer_pid: Optional[int],
+    ):
+        config.validate()
+        self.config = config
+        self.handler = handler
+        self.secret = secret
+        self.peer_pid = peer_pid
+        self.mappings = MappingCache(config.segment_dir)
+        self.budget = _Budget(config.max_inflight_inline_bytes)
+
+    # The grpc method handlers: each turns a Refused into the call's status.
+
+    def _run(self, context, body):
+        try:
+            return body()
+        except errors.Refused as e:
+            context.abort(e.code, e.message)
+
+    def negotiate(self, request, context):
+        return self._run(context, lambda: self._negotiate(_checked(request)))
+
+    def send_inline(self, requests, context):
+        return self._run(context, lambda: self._send_inline(requests, context))
+
+    def send_reference(self, request, context):
+        return self._run(context, lambda: self._send_reference(request, context))
+
+    def send_reference_stream(self, requests, context):
+        return self._run(context, lambda: self._send_reference_stream(requests, context))
+
+    def _negotiate(self, request):
+        if request.protocol_version != PROTOCOL_VERSION:
+            raise errors.failed_precondition(
+                f"expected protocol version {PROTOCOL_VERSION}, got {request.protocol_version}"
+            )
+        zero_copy = self.secret is not None
+        return transfer_pb2.Capabilities(
+            protocol_version=PROTOCOL_VERSION,
+            pid=os.getpid(),
+            host_id=boot_id(),
+            zero_copy=zero_copy,
+            max_inline_bytes=self.config.max_inline_bytes,
+            max_segment_bytes=self.config.max_segment_bytes if zero_copy else 0,
+            platform=f"{platform.system().lower()} {platform.machine()} {platform.release()}",
+        )
+
+    def _handle(self, payload: Payload) -> None:
+        if self.handler is None:
+            return
+        try:
+            as_reply(self.handler(payload))
+        except Exception as e:  # a handler's failure is the transfer's, never the worker's
+            raise errors.Refused(
+                grpc.StatusCode.UNKNOWN,
+                f"the handler failed on transfer {payload.transfer_id}: "
+                f"{type(e).__name__}: {e}",
+            ) from None
+
+    def _send_inline(self, requests: Iterator, context):
+        timer = _Timer()
+        first = next(requests, None)
+        if first is None:
+            raise errors.invalid_argument("an empty stream, expected a first chunk with a header")
+        first = _checked(first)
+        if not first.HasField("header"):
+            raise errors.invalid_argument("the first chunk carries no header")
+        header = first.header
+        tid, total = header.transfer_id, header.total_len
+        if total > self.config.max_inline_bytes:
+            raise errors.resource_exhausted(
+                f"transfer {tid}: an inline payload of {total} bytes, "
+                f"expected at most {self.config.max_inline_bytes}"
+            )
+        if len(header.format.encode("utf-8")) > MAX_FORMAT_LEN:
+            raise errors.invalid_argument(
+                f"transfer {tid}: a format of {len(header.format.encode())} bytes, "
+                f"expected at most {MAX_FORMAT_LEN}"
+            )
+        left = context.time_remaining()
+        # Give up a little before the deadline, so that the host hears why.
+        self.budget.acquire(total, None if left is None else max(0.0, left - 0.05))
+        try:
+            try:
+                buf = bytearray(total)
+            except MemoryError:
+                raise errors.resource_exhausted(
+                    f"transfer {tid}: no memory for an inline payload of {total} bytes"
+                ) from None
+            view = memoryview(buf)
+            hasher = xxhash.xxh3_64()
+            got = 0
+            later_header = f"transfer {tid}: a header after the first chunk"
+            for chunk in _stream(first, requests, "header", later_header):
+                data = chunk.data
+                if got + len(data) > total:
+                    raise errors.invalid_argument(
+                        f"transfer {tid}: chunks go past total_len {total}"
+                    )
+                view[got : got + len(data)] = data
+                hasher.update(data)
+                got += len(data)
+            if got != total:
+                raise errors.invalid_argument(
+                    f"transfer {tid}: the stream ended after {got} bytes, expected {total}"
+                )
+            data = view.toreadonly()
+            try:
+                self._handle(Payload(tid, header.format, data, "inline", _metadata(context)))
+            finally:
+                data.release()
+                view.release()
+            return timer.ack(tid, total, hasher.intdigest())
+        finally:
+            self.budget.release(total)
+
+    @contextlib.contextmanager
+    def _mapped(self, reference):
+        """Checks and maps `reference`; yields its fields and a read-only view of its payload,
+        released afterwards."""
+        fields = check_reference(
+            reference, self.secret, self.peer_pid, self.config.max_segment_bytes
+        )
+        mapping = self.mappings.get(fields)
+        try:
+            whole = memoryview(mapping.mm)
+            data = whole[fields.offset : fields.offset + fields.length]
+            try:
+                yield fields, mapping, data
+            finally:
+                data.release()
+                whole.release()
+        finally:
+            self.mappings.done(mapping)
+
+    def _send_reference(self, request, context):
+        timer = _Timer()
+        with self._mapped(_checked(request)) as (fields, mapping, data):
+            mapping.check_length(fields.transfer_id)
+            digest = xxhash.xxh3_64_intdigest(data)
+            self._handle(
+                Payload(fields.transfer_id, fields.format, data, "reference", _metadata(context))
+            )
+        return timer.ack(fields.transfer_id, fields.length, digest)
+
+    def _send_reference_stream(self, requests: Iterator, context):
+        timer = _Timer()
+        first = next(requests, None)
+        first = None if first is None else _checked(first)
+        if first is None or not first.HasField("reference"):
+            raise errors.invalid_argument(
+                "the stream's first message carries no reference, expected one"
+            )
+        with self._mapped(first.reference) as (fields, mapping, data):
+            tid, length = fields.transfer_id, fields.length
+            hasher = xxhash.xxh3_64()
+            done = 0
+            later_reference = f"transfer {tid}: a reference after the first message"
+            for message in _stream(first, requests, "reference", later_reference):
+                ready = message.ready
+                if ready == done:
+                    continue  # a repeated announcement: nothing new
+                if ready < done or ready > length:
+                    raise errors.out_of_range(
+                        f"transfer {tid}: progress to {ready} after {done}, "
+                        f"expected {done} to {length}"
+                    )
+                mapping.check_length(tid)
+                hasher.update(data[done:ready])
+                done = ready
+            if done != length:
+                raise errors.invalid_argument(
+                    f"transfer {tid}: the stream ended with {done} of {length} bytes ready"
+                )
+            self._handle(Payload(tid, fields.format, data, "reference", _metadata(context)))
+        return timer.ack(tid, length, hasher.intdigest())
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        ack = transfer_pb2.TransferAck.SerializeToString
+        caps = transfer_pb2.Capabilities
+        return grpc.method_handlers_generic_handler(
+            TRANSFER_SERVICE,
+            {
+                "Negotiate": grpc.unary_unary_rpc_method_handler(
+                    self.negotiate, _deserializer(caps), caps.SerializeToString
+                ),
+                "SendInline": grpc.stream_unary_rpc_method_handler(
+                    self.send_inline, _deserializer(transfer_pb2.InlineChunk), ack
+                ),
+                "SendReference": grpc.unary_unary_rpc_method_handler(
+                    self.send_reference, _deserializer(transfer_pb2.SegmentReference), ack
+                ),
+                "SendReferenceStream": grpc.stream_unary_rpc_method_handler(
+                    self.send_reference_stream,
+                    _deserializer(transfer_pb2.ReferenceProgress),
+                    ack,
+                ),
+            },
+        )
+
+
+class HealthServicer:
+    """`grpc.health.v1.Health`: the server is SERVING; the Transfer service is SERVING until
+    the worker shuts down."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._transfer = SERVING
+
+    def shut_down(self) -> None:
+        with self._cond:
+            self._transfer = NOT_SERVING
+            self._cond.notify_all()
+
+    def _status(self, service: str, context):
+        if service == "":
+            return SERVING
+        if service == TRANSFER_SERVICE:
+            return self._transfer
+        context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {service!r}")
+
+    def check(self, request, context):
+        with self._cond:
+            status = self._status(request.service, context)
+        return health_pb2.HealthCheckResponse(status=status)
+
+    def watch(self, request, context):
+        with self._cond:
+            last = self._status(request.service, context)
+        yield health_pb2.HealthCheckResponse(status=last)
+        while context.is_active():
+            with self._cond:
+                self._cond.wait(0.5)
+                now = self._status(request.service, context)
+            if now != last:
+                last = now
+                yield health_pb2.HealthCheckResponse(status=now)
+
+    def generic_handler(self) -> grpc.GenericRpcHandler:
+        req = health_pb2.HealthCheckRequest.FromString
+        resp = health_pb2.HealthCheckResponse.SerializeToString
+        return grpc.method_handlers_generic_handler(
+            HEALTH_SERVICE,
+            {
+                "Check": grpc.unary_unary_rpc_method_handler(self.check, req, resp),
+                "Watch": grpc.unary_stream_rpc_method_handler(self.watch, req, resp),
+            },
+        )
