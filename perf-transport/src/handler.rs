@@ -101,7 +101,7 @@ pub(crate) fn refusal_of(e: &ReadError) -> Refusal {
         ReadError::Refused(ReferenceError::OutOfBounds { .. }) => Code::OutOfRange,
         ReadError::Refused(ReferenceError::ForeignOwner { .. }) => Code::PermissionDenied,
         ReadError::Refused(ReferenceError::Malformed { .. }) => Code::InvalidArgument,
-        ReadError::TooLarge(_) => Code::ResourceExhausted,
+        ReadError::TooLarge { .. } => Code::ResourceExhausted,
         ReadError::Replaced { .. } | ReadError::Shm(perf_core::ShmError::Resized { .. }) => {
             Code::FailedPrecondition
         }

@@ -18,8 +18,11 @@ use crate::reference::{Reference, ReferenceError, Secret};
 pub const MAPPING_CACHE: usize = 64;
 /// Bytes of mappings kept open by a worker; the least recently used go first past this.
 pub const MAPPED_BYTES_CACHE: u64 = 4 << 30;
-/// The largest segment a worker maps, in bytes.
+/// The largest segment a worker may be configured to map, in bytes.
 pub const MAX_SEGMENT_BYTES: u64 = 2 << 30;
+/// The largest segment a worker maps unless configured otherwise, in bytes; it announces this
+/// in `Negotiate` and refuses a larger `segment_len`.
+pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 1 << 30;
 /// A mapping unused for this long is dropped even if its segment still exists.
 pub const IDLE_MAPPING: Duration = Duration::from_secs(60);
 /// How often a serving worker drops the mappings of released segments.
@@ -31,9 +34,14 @@ pub enum ReadError {
     /// The reference itself was refused; nothing was mapped.
     #[error(transparent)]
     Refused(#[from] ReferenceError),
-    /// The segment is larger than a worker maps.
-    #[error("segment of {0} bytes is larger than the {MAX_SEGMENT_BYTES} bytes a worker maps")]
-    TooLarge(u64),
+    /// The segment is larger than this worker maps.
+    #[error("segment of {len} bytes is larger than the {limit} bytes this worker maps")]
+    TooLarge {
+        /// The reference's `segment_len`.
+        len: u64,
+        /// The worker's `max_segment_bytes`.
+        limit: u64,
+    },
     /// The segment could not be opened or mapped.
     #[error(transparent)]
     Shm(#[from] ShmError),
@@ -88,6 +96,9 @@ pub struct MappingLimits {
     /// Most bytes the kept mappings cover; a mapping larger than this is used once and not
     /// kept.
     pub max_bytes: u64,
+    /// Largest `segment_len` mapped at all; a larger one is refused before anything is opened.
+    /// At most [`MAX_SEGMENT_BYTES`] (a larger value counts as that).
+    pub max_segment_bytes: u64,
 }
 
 impl Default for MappingLimits {
@@ -95,6 +106,7 @@ impl Default for MappingLimits {
         MappingLimits {
             max_mappings: MAPPING_CACHE,
             max_bytes: MAPPED_BYTES_CACHE,
+            max_segment_bytes: DEFAULT_MAX_SEGMENT_BYTES,
         }
     }
 }
@@ -137,6 +149,7 @@ pub struct ReferenceReader {
     shm: Arc<dyn PlatformShm>,
     secret: Secret,
     peer_pid: Option<u32>,
+    max_segment_bytes: u64,
     mappings: Mutex<Mappings>,
 }
 
@@ -175,6 +188,7 @@ impl ReferenceReader {
             shm,
             secret,
             peer_pid,
+            max_segment_bytes: limits.max_segment_bytes.min(MAX_SEGMENT_BYTES),
             mappings: Mutex::new(Mappings {
                 limits,
                 open: Vec::new(),
@@ -209,8 +223,11 @@ impl ReferenceReader {
     /// unless this passes.
     fn check(&self, reference: &Reference) -> Result<(), ReadError> {
         reference.verify(&self.secret, now_unix_ms(), self.peer_pid)?;
-        if reference.segment_len > MAX_SEGMENT_BYTES {
-            return Err(ReadError::TooLarge(reference.segment_len));
+        if reference.segment_len > self.max_segment_bytes {
+            return Err(ReadError::TooLarge {
+                len: reference.segment_len,
+                limit: self.max_segment_bytes,
+            });
         }
         // A memfd reference's owner is its pid, which `verify` compared; a name records its
         // owner in a backend's own way.

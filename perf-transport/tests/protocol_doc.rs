@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use hmac::{Hmac, Mac};
 use perf_core::SegmentId;
 use perf_transport::grpc::{self, checksum};
-use perf_transport::reader::MAX_SEGMENT_BYTES;
+use perf_transport::reader::{DEFAULT_MAX_SEGMENT_BYTES, MAX_SEGMENT_BYTES};
 use perf_transport::reference::{MAX_FORMAT_LEN, MAX_SEGMENT_NAME_LEN, SECRET_LEN};
 use perf_transport::{Reference, Secret};
 use prost::Message;
@@ -288,7 +288,7 @@ fn the_golden_vector_is_what_the_code_computes() {
 fn the_documented_limits_are_the_crates_constants() {
     let doc = doc();
     let mut limits = Block::parse(&doc, LIMITS_MARK);
-    let constants: [(&str, u64); 11] = [
+    let constants: [(&str, u64); 12] = [
         ("protocol_version", grpc::PROTOCOL_VERSION.into()),
         ("max_chunk_size", grpc::MAX_CHUNK_SIZE as u64),
         ("message_slack", grpc::MESSAGE_SLACK as u64),
@@ -301,6 +301,7 @@ fn the_documented_limits_are_the_crates_constants() {
         ("default_max_inline_bytes", grpc::DEFAULT_MAX_INLINE_BYTES),
         ("max_format_len", MAX_FORMAT_LEN as u64),
         ("max_segment_name_len", MAX_SEGMENT_NAME_LEN as u64),
+        ("default_max_segment_bytes", DEFAULT_MAX_SEGMENT_BYTES),
         ("max_segment_bytes", MAX_SEGMENT_BYTES),
         ("secret_len", SECRET_LEN as u64),
     ];

@@ -16,15 +16,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use perf_core::{SegmentId, ShmSegment};
 use perf_platform::MemfdShm;
-use perf_transport::grpc::proto::{
-    Capabilities, InlineChunk, InlineHeader, ReferenceProgress, SegmentReference,
-};
 use perf_transport::grpc::{Endpoint, ServiceConfig};
-use perf_transport::handler::to_wire;
 use perf_transport::{Reference, Secret, SpawnedWorker};
 use tonic::Code;
 
+use grpc_support::wire::{
+    Capabilities, InlineChunk, InlineHeader, ReferenceProgress, SegmentReference,
+};
 use grpc_support::{Worker, raw_client};
+use prost::Message;
 
 const TABLE: &str = include_str!("data/refusals.txt");
 
@@ -208,7 +208,8 @@ fn reference(s: &HashMap<&str, &str>, secret: &Secret, dir: &Path) -> (SegmentRe
         Some("other_secret") => r.sign(&Secret::generate().unwrap()),
         _ => r.sign(secret),
     }
-    let mut wire = to_wire(&r);
+    // The documented wire form, as a peer in another language would build it.
+    let mut wire = SegmentReference::decode(r.encode().as_slice()).unwrap();
     match s.get("token").copied() {
         Some("flipped") => wire.token[0] ^= 1,
         Some("short") => wire.token = vec![1; 16],

@@ -211,6 +211,7 @@ fn the_mapping_cache_stays_within_its_bounds() {
     let limits = MappingLimits {
         max_mappings: 2,
         max_bytes: 3 * MIB as u64,
+        ..MappingLimits::default()
     };
     let reader =
         ReferenceReader::with_limits(Arc::new(MemfdShm::default()), secret.clone(), None, limits);

@@ -93,8 +93,9 @@ pub struct ServiceConfig {
     /// Bytes of receive buffers kept after their transfers for reuse, so later payloads land in
     /// memory that is already paged in; 0 keeps none. Default 256 MiB, at most 64 GiB.
     pub max_retained_buffer_bytes: u64,
-    /// Largest segment announced to hosts when a reference handler is installed (0 otherwise).
-    /// Default 1 GiB.
+    /// Largest segment announced to hosts when a reference handler is installed (0 otherwise),
+    /// and the most a [`SpawnedWorker`](crate::SpawnedWorker)'s reader maps. Default 1 GiB, at
+    /// most 2 GiB.
     pub max_segment_bytes: u64,
     /// Longest any call may run, whatever deadline the host asked for, or when it asked for
     /// none. Default 5 minutes, at most a day.
@@ -127,7 +128,7 @@ impl Default for ServiceConfig {
             max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
             max_inflight_inline_bytes: 2 << 30,
             max_retained_buffer_bytes: 256 << 20,
-            max_segment_bytes: 1 << 30,
+            max_segment_bytes: crate::reader::DEFAULT_MAX_SEGMENT_BYTES,
             max_call_duration: Duration::from_secs(300),
             stream_idle_timeout: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(2),
@@ -159,6 +160,14 @@ impl ServiceConfig {
                     "from max_inline_bytes ({}) to {MAX_INFLIGHT_CEILING}",
                     self.max_inline_bytes
                 ),
+            ));
+        }
+        if self.max_segment_bytes == 0 || self.max_segment_bytes > crate::reader::MAX_SEGMENT_BYTES
+        {
+            return Err(ConfigError::new(
+                "max_segment_bytes",
+                self.max_segment_bytes,
+                format!("from 1 to {}", crate::reader::MAX_SEGMENT_BYTES),
             ));
         }
         if self.max_retained_buffer_bytes > MAX_INFLIGHT_CEILING {

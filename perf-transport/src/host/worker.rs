@@ -9,7 +9,7 @@ use std::time::Duration;
 use perf_platform::{MemfdShm, NamedShm, NamedShmConfig, SystemShm};
 
 use crate::grpc::{Endpoint, Listener, ServeError, ServiceConfig, TransferService};
-use crate::reader::ReferenceReader;
+use crate::reader::{MappingLimits, ReferenceReader};
 use crate::reference::Secret;
 
 /// How often a worker looks whether its host still runs.
@@ -90,6 +90,10 @@ impl SpawnedWorker {
     /// The transfer service under `config`, mapping references checked with the secret when
     /// there is one.
     pub fn service(&self, config: ServiceConfig) -> Result<TransferService, SpawnedWorkerError> {
+        let limits = MappingLimits {
+            max_segment_bytes: config.max_segment_bytes,
+            ..MappingLimits::default()
+        };
         let mut service =
             TransferService::new(config).map_err(|e| SpawnedWorkerError::Args(e.to_string()))?;
         if let Some(path) = &self.secret_file {
@@ -98,7 +102,7 @@ impl SpawnedWorker {
             let named = NamedShm::new(NamedShmConfig::default())
                 .map_err(|e| SpawnedWorkerError::Args(e.to_string()))?;
             let shm = SystemShm::new(MemfdShm::default(), named, false);
-            let reader = ReferenceReader::new(Arc::new(shm), secret, self.peer_pid);
+            let reader = ReferenceReader::with_limits(Arc::new(shm), secret, self.peer_pid, limits);
             service = service.with_reference_handler(Arc::new(reader));
         }
         Ok(service)

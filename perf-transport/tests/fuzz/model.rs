@@ -1,7 +1,7 @@
 //! The model of the documented checks: what a worker must do with a reference.
 
 use perf_transport::grpc::{self, Ack, checksum};
-use perf_transport::reader::{MAX_SEGMENT_BYTES, now_unix_ms};
+use perf_transport::reader::{DEFAULT_MAX_SEGMENT_BYTES as MAX_SEGMENT_BYTES, now_unix_ms};
 use perf_transport::reference::{MAX_FORMAT_LEN, MAX_SEGMENT_NAME_LEN};
 use perf_transport::{ReadError, ReferenceError};
 use proptest::prelude::*;
@@ -69,7 +69,7 @@ pub(crate) fn refusal_of(error: &ReadError) -> Option<Refusal> {
         ReadError::Refused(ReferenceError::Expired { .. }) => Refusal::Expired,
         ReadError::Refused(ReferenceError::OutOfBounds { .. }) => Refusal::OutOfBounds,
         ReadError::Refused(ReferenceError::ForeignOwner { .. }) => Refusal::ForeignOwner,
-        ReadError::TooLarge(_) => Refusal::TooLarge,
+        ReadError::TooLarge { .. } => Refusal::TooLarge,
         ReadError::ForeignSegment { .. } => Refusal::ForeignSegment,
         _ => return None,
     })

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use perf_transport::grpc::checksum;
-use perf_transport::reader::{MAX_SEGMENT_BYTES, now_unix_ms};
+use perf_transport::reader::{DEFAULT_MAX_SEGMENT_BYTES as MAX_SEGMENT_BYTES, now_unix_ms};
 use perf_transport::reference::{MAX_FORMAT_LEN, MAX_SEGMENT_NAME_LEN};
 use perf_transport::{ReadError, Reference, ReferenceHandler, ReferenceReader, Secret};
 use proptest::prelude::*;

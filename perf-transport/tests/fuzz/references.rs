@@ -1,7 +1,7 @@
 //! Arbitrary references: which segment, which bounds, which expiry, and how the token is made.
 
 use perf_core::SegmentId;
-use perf_transport::reader::{MAX_SEGMENT_BYTES, now_unix_ms};
+use perf_transport::reader::{DEFAULT_MAX_SEGMENT_BYTES as MAX_SEGMENT_BYTES, now_unix_ms};
 use perf_transport::{Reference, Secret};
 use proptest::prelude::*;
 use prost::Message;

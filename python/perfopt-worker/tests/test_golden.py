@@ -69,6 +69,7 @@ def test_the_limits_are_the_docs():
         "default_max_inline_bytes": protocol.DEFAULT_MAX_INLINE_BYTES,
         "max_format_len": protocol.MAX_FORMAT_LEN,
         "max_segment_name_len": protocol.MAX_SEGMENT_NAME_LEN,
+        "default_max_segment_bytes": protocol.DEFAULT_MAX_SEGMENT_BYTES,
         "max_segment_bytes": protocol.MAX_SEGMENT_BYTES,
         "secret_len": protocol.SECRET_LEN,
         "token_len": protocol.TOKEN_LEN,
