@@ -28,6 +28,7 @@ pub use vocab::{Compression, DataType, Format, Goal, Locality, Method, UnknownNa
 
 pub mod controller;
 pub mod cost;
+pub mod crossover;
 pub mod learned;
 pub mod policy;
 pub mod rng;

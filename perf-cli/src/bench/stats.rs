@@ -1,4 +1,4 @@
-//! Pure arithmetic of `perfopt bench`: size lists, repeats, percentiles, least squares, crossovers.
+//! Pure arithmetic of `perfopt bench`: size lists, repeats, percentiles, least squares.
 
 use perf_core::{HumanSize, SizeError, parse_size};
 
@@ -133,31 +133,6 @@ pub(crate) fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((slope, mean_y - slope * mean_x))
 }
 
-/// The smallest size from which `candidate` is faster than `baseline` at every larger
-/// measured size. Both are `(size, median)` series; sizes only one of them has are skipped.
-/// None when `candidate` is not faster at the largest common size.
-pub(crate) fn crossover(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Option<u64> {
-    let mut common: Vec<(u64, f64, f64)> = candidate
-        .iter()
-        .filter_map(|&(size, c)| {
-            baseline
-                .iter()
-                .find(|b| b.0 == size)
-                .map(|&(_, b)| (size, c, b))
-        })
-        .collect();
-    common.sort_by_key(|p| p.0);
-    let mut from = None;
-    for &(size, c, b) in common.iter().rev() {
-        if c < b {
-            from = Some(size);
-        } else {
-            break;
-        }
-    }
-    from
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,23 +220,5 @@ mod tests {
         assert!((intercept - 95.0).abs() < 1e-9, "{intercept}");
         assert_eq!(least_squares(&points[..1]), None);
         assert_eq!(least_squares(&[(2.0, 1.0), (2.0, 3.0)]), None);
-    }
-
-    #[test]
-    fn crossover_is_where_the_candidate_stays_faster() {
-        let grpc = [(1, 100.0), (2, 110.0), (4, 130.0), (8, 170.0), (16, 250.0)];
-        // Faster at 2, slower at 4, faster from 8 on: the crossover is 8.
-        let zc = [(1, 120.0), (2, 100.0), (4, 140.0), (8, 120.0), (16, 130.0)];
-        assert_eq!(crossover(&zc, &grpc), Some(8));
-        // Faster everywhere: the smallest size.
-        let fast = [(1, 50.0), (2, 60.0), (4, 70.0), (8, 80.0), (16, 90.0)];
-        assert_eq!(crossover(&fast, &grpc), Some(1));
-        // Slower at the largest size: none in range.
-        let slow = [(1, 50.0), (2, 60.0), (4, 70.0), (8, 80.0), (16, 300.0)];
-        assert_eq!(crossover(&slow, &grpc), None);
-        assert_eq!(crossover(&[], &grpc), None);
-        // Sizes only one series has do not count, and order does not matter.
-        let sparse = [(16, 90.0), (4, 200.0), (32, 1.0)];
-        assert_eq!(crossover(&sparse, &grpc), Some(16));
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
+use perf_core::crossover::Measured;
 use perf_core::rng::SplitMix;
 use perf_core::{HumanSize, Method, ResourceProbe, Timestamp, TransferRequest};
 use perfopt::learn::{Conditions, LoadTracker, PairedDataset, PairedSample, Source};
@@ -525,24 +526,15 @@ fn reasons(skipped: &BTreeMap<String, u64>) -> String {
         .join("; ")
 }
 
-/// The smallest size from which zero-copy is faster in most pairs, at that size and at every
-/// larger one; None when it is not at the largest size.
+/// The crossover of `samples` ([`perf_core::crossover`]): each pair is one latency of each
+/// method at its size.
 fn crossover(samples: &[&PairedSample]) -> Option<u64> {
-    let mut by_size: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
-    for s in samples {
-        let (wins, pairs) = by_size.entry(s.size).or_default();
-        *wins += u32::from(s.faster() == Method::ZeroCopy);
-        *pairs += 1;
-    }
-    let mut from = None;
-    for (&size, &(wins, pairs)) in by_size.iter().rev() {
-        if 2 * wins > pairs {
-            from = Some(size);
-        } else {
-            break;
-        }
-    }
-    from
+    perf_core::crossover::crossover(samples.iter().flat_map(|s| {
+        [
+            Measured::new(s.size, Method::Grpc, s.grpc_us),
+            Measured::new(s.size, Method::ZeroCopy, s.zero_copy_us),
+        ]
+    }))
 }
 
 /// The closing report: rows, skipped pairs, and per load condition how often zero-copy won.
