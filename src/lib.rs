@@ -71,6 +71,8 @@
 //! ```
 
 mod optimizer;
+#[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
+mod stored;
 mod watch;
 
 #[cfg(feature = "learn")]
@@ -83,10 +85,12 @@ pub use optimizer::{
     Optimizer, OptimizerBuilder, OptimizerError, ShutdownReport, load_config, load_profile,
 };
 #[cfg(feature = "transport")]
-pub use optimizer::{ShmStatus, SweepOutcome};
+pub use optimizer::{ShmStatus, SweepOutcome, segment_pool};
 /// What a path given as a file turned out to be when it is not a regular file
 /// (see [`OptimizerError::NotRegular`]).
 pub use perf_platform::FileKind;
+#[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
+pub use stored::*;
 pub use watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 
 /// The vocabulary, the seam traits and the decision engine.

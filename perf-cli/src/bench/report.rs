@@ -7,7 +7,8 @@ use perf_core::crossover::{Measured, crossover};
 use perf_core::{HumanMicros, HumanSize, Method};
 use serde_json::{Value, json};
 
-use super::stats::{median, percentile};
+use super::stats::percentile;
+use crate::measure::median;
 
 /// One way of moving a payload that the bench measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,6 +1,6 @@
-//! Unit tests of `perfopt model collect`: size lists, repeats, order, crossover, summary.
+//! Unit tests of `perfopt model collect`: size lists, order, crossover, summary.
 
-use perf_core::{Compression, DataType, Format, Name};
+use perf_core::{Compression, DataType, Format, Name, Timestamp};
 
 use super::*;
 
@@ -58,14 +58,6 @@ fn a_comma_list_is_sorted_deduplicated_and_bounded() {
             "{text}: {e}"
         );
     }
-}
-
-#[test]
-fn default_repeats_fall_with_size() {
-    assert_eq!(default_repeats(KIB), 30);
-    assert_eq!(default_repeats(MIB), 30);
-    assert_eq!(default_repeats(64 * MIB), 10);
-    assert_eq!(default_repeats(96 * MIB), 5);
 }
 
 #[test]
