@@ -37,6 +37,17 @@
 //! | learning | `learn` | `.learning(config)` | the classifier trains in the background; with a durable store, models persist and the transfers stored by earlier runs are replayed at build |
 //! | shared memory | `transport` | `.named_segments(on)`, `.shm_budget(bytes)` | stale named segments are swept ([`Optimizer::shm_status`]), then the backend (memfd by default) and a segment pool within the budget are made ([`Optimizer::segment_pool`]) |
 //!
+//! Some parts are wanted without an optimizer, and the facade makes them the
+//! same way: `segment_pool` (feature `transport`) makes a segment pool on the
+//! optimizer's shared-memory backend, for a host runtime that carries by a
+//! fixed method, as `perfopt bench` and `perfopt model collect` measure;
+//! `stored_classifier`, `stored_pairs`, `train_classifier` (`store` and
+//! `learn`) and `stored_cost_models` (`store` and `predict`) read the learned
+//! parts a data directory's store holds, or train on it, never creating a
+//! store only to read it; `OptimizerBuilder::classifier` lets such a stored
+//! classifier decide. The decisions a configuration change would flip come
+//! from `core::Config::diff`.
+//!
 //! [`Optimizer::shutdown`] flushes the store, finishes the learning engine
 //! and the cost models' feed, saves the models, stops retention and returns a
 //! [`ShutdownReport`]; dropping the optimizer does the same, best-effort.
@@ -71,6 +82,8 @@
 //! ```
 
 mod optimizer;
+#[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
+mod stored;
 mod watch;
 
 #[cfg(feature = "learn")]
@@ -83,10 +96,12 @@ pub use optimizer::{
     Optimizer, OptimizerBuilder, OptimizerError, ShutdownReport, load_config, load_profile,
 };
 #[cfg(feature = "transport")]
-pub use optimizer::{ShmStatus, SweepOutcome};
+pub use optimizer::{ShmStatus, SweepOutcome, segment_pool};
 /// What a path given as a file turned out to be when it is not a regular file
 /// (see [`OptimizerError::NotRegular`]).
 pub use perf_platform::FileKind;
+#[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
+pub use stored::*;
 pub use watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 
 /// The vocabulary, the seam traits and the decision engine.

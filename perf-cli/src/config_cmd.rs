@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use perf_core::config::{DEFAULT_CONFIG_TOML, KeyChange};
-use perf_core::{Config, Controller, DecisionContext, HumanSize, Name, Timestamp, TransferRequest};
+use perf_core::HumanSize;
+use perf_core::config::{ConfigDiff, DEFAULT_CONFIG_TOML};
 use serde_json::{Value, json};
 
+use crate::args::config;
 use crate::exit::Exit;
 
 /// `perfopt config` subcommands.
@@ -40,14 +41,14 @@ pub(crate) fn run(cmd: &ConfigCommand) -> Result<(), Exit> {
             Ok(())
         }
         ConfigCommand::Validate { file } => {
-            crate::decide::load(Some(file))?;
+            config(Some(file))?;
             println!("ok");
             Ok(())
         }
         ConfigCommand::Diff { old, new, json } => {
-            let old = crate::decide::load(Some(old))?;
-            let new = crate::decide::load(Some(new))?;
-            let diff = diff(&old, &new)?;
+            let old = config(Some(old))?;
+            let new = config(Some(new))?;
+            let diff = old.diff(&new).map_err(Exit::bad_input)?;
             if *json {
                 println!("{}", diff_json(&diff));
             } else {
@@ -58,68 +59,8 @@ pub(crate) fn run(cmd: &ConfigCommand) -> Result<(), Exit> {
     }
 }
 
-/// One sample decision that a change would flip.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Flip {
-    /// The pool.
-    pub(crate) pool: Name,
-    /// The sample size.
-    pub(crate) size: u64,
-    /// Method and reason before.
-    pub(crate) old: (String, String),
-    /// Method and reason after.
-    pub(crate) new: (String, String),
-}
-
-/// What a configuration change would do.
-#[derive(Debug, PartialEq)]
-pub(crate) struct Diff {
-    /// Changed keys, pools and rules, after defaults are resolved into each pool.
-    pub(crate) keys: Vec<KeyChange>,
-    /// Sample decisions that change method.
-    pub(crate) flips: Vec<Flip>,
-    /// How many sample decisions were compared.
-    pub(crate) samples: usize,
-}
-
-/// Compares two configurations key by key and by sample decisions.
-pub(crate) fn diff(old: &Config, new: &Config) -> Result<Diff, Exit> {
-    let keys = old.changes_to(new);
-    let before = Controller::new(old.clone()).map_err(Exit::bad_input)?;
-    let after = Controller::new(new.clone()).map_err(Exit::bad_input)?;
-    let mut pools: Vec<Name> = old.pools.keys().chain(new.pools.keys()).copied().collect();
-    pools.sort();
-    pools.dedup();
-    let ctx = DecisionContext::idle(Timestamp(0));
-    let mut flips = Vec::new();
-    let mut samples = 0;
-    for pool in pools {
-        for shift in 10..=30 {
-            let request = TransferRequest::new(1 << shift).with_pool(pool);
-            let (x, y) = (
-                before.preview(&request, &ctx),
-                after.preview(&request, &ctx),
-            );
-            samples += 1;
-            if x.method != y.method {
-                flips.push(Flip {
-                    pool,
-                    size: request.size,
-                    old: (x.method.to_string(), x.reason.code().to_string()),
-                    new: (y.method.to_string(), y.reason.code().to_string()),
-                });
-            }
-        }
-    }
-    Ok(Diff {
-        keys,
-        flips,
-        samples,
-    })
-}
-
 /// The text report of a diff.
-pub(crate) fn diff_text(d: &Diff) -> String {
+fn diff_text(d: &ConfigDiff) -> String {
     let mut out = String::new();
     if d.keys.is_empty() {
         out += "no configuration key changes\n";
@@ -153,13 +94,13 @@ pub(crate) fn diff_text(d: &Diff) -> String {
 }
 
 /// The JSON object of a diff.
-pub(crate) fn diff_json(d: &Diff) -> Value {
+fn diff_json(d: &ConfigDiff) -> Value {
     json!({
         "keys": d.keys,
         "flips": d.flips.iter().map(|f| json!({
             "pool": f.pool, "size": f.size,
-            "old": {"method": f.old.0, "reason": f.old.1},
-            "new": {"method": f.new.0, "reason": f.new.1},
+            "old": {"method": f.old.0.to_string(), "reason": f.old.1.to_string()},
+            "new": {"method": f.new.0.to_string(), "reason": f.new.1.to_string()},
         })).collect::<Vec<_>>(),
         "samples": d.samples,
     })

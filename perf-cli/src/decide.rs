@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use perf_core::{
-    Compression, Config, Controller, DataType, Decision, DecisionContext, EstimateSource,
-    Estimates, Format, HumanMicros, HumanSize, Locality, Name, SystemState, Timestamp,
-    TransferRequest, ZeroCopyAvailability, parse_size,
+    Compression, DataType, Decision, DecisionContext, EstimateSource, Estimates, Format,
+    HumanMicros, HumanSize, Locality, Name, SystemState, Timestamp, TransferRequest,
+    ZeroCopyAvailability, parse_size,
 };
+use perfopt::{Optimizer, OptimizerError};
 use serde_json::json;
 
 use crate::exit::Exit;
@@ -79,14 +80,6 @@ fn zero_copy(text: &str) -> Result<ZeroCopyAvailability, Exit> {
     }
 }
 
-/// Reads `--config`, or the default configuration.
-pub(crate) fn load(path: Option<&PathBuf>) -> Result<Config, Exit> {
-    match path {
-        Some(p) => perfopt::load_config(p).map_err(|e| Exit::bad_input(e.to_string().trim_end())),
-        None => Ok(Config::default()),
-    }
-}
-
 /// Builds the request and context the arguments describe.
 fn request(args: &DecideArgs) -> Result<(TransferRequest, DecisionContext), Exit> {
     let bad = |e: &dyn std::fmt::Display| Exit::bad_input(e);
@@ -121,18 +114,19 @@ fn request(args: &DecideArgs) -> Result<(TransferRequest, DecisionContext), Exit
 
 /// Runs `perfopt decide`.
 pub(crate) fn run(args: &DecideArgs) -> Result<(), Exit> {
-    let mut config = load(args.config.as_ref())?;
+    let mut config = crate::args::config(args.config.as_ref())?;
     if let Some(path) = &args.profile {
         config.costs =
             perfopt::load_profile(path).map_err(|e| Exit::bad_input(e.to_string().trim_end()))?;
     }
     let (request, ctx) = request(args)?;
-    let mut builder = Controller::builder(config);
+    let mut builder = Optimizer::builder().config(config);
     if let Some(dir) = &args.data_dir {
-        let data = crate::store_cmd::DataDirArg {
+        let data = crate::args::DataDirArg {
             data_dir: Some(dir.clone()),
         };
-        match crate::model_cmd::stored_model(&data)? {
+        let stored = perfopt::stored_classifier(&data.resolve()?.path).map_err(Exit::failed)?;
+        match (stored.model, stored.problem) {
             (Some(model), _) => {
                 let classifier = perfopt::learn::LearnedClassifier::fixed(model);
                 builder = builder.classifier(std::sync::Arc::new(classifier));
@@ -143,7 +137,11 @@ pub(crate) fn run(args: &DecideArgs) -> Result<(), Exit> {
             (None, None) => {}
         }
     }
-    let controller = builder.build().map_err(Exit::bad_input)?;
+    let optimizer = builder.build().map_err(|e| match e {
+        OptimizerError::Controller(_) => Exit::bad_input(e),
+        e => Exit::failed(e),
+    })?;
+    let controller = optimizer.controller();
     if !controller.has_pool(request.pool) {
         let pools: Vec<String> = controller
             .config()

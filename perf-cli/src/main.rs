@@ -1,18 +1,22 @@
 //! The `perfopt` command line: decide, configure, run workers, benchmark and run workloads.
 
-mod args;
+// Commands, one module each; they never import each other.
 mod bench;
-mod collect;
+mod burn;
 mod config_cmd;
 mod decide;
-mod exit;
 mod model_cmd;
 mod predict_cmd;
 mod run;
-mod spawn;
 mod store_cmd;
-mod summary;
 mod worker;
+
+// What several commands share.
+mod args;
+mod clock;
+mod exit;
+mod load;
+mod measure;
 
 use std::process::ExitCode;
 
@@ -46,11 +50,11 @@ enum Command {
     /// Removes metrics past their retention, archiving them first if asked.
     Cleanup(store_cmd::CleanupArgs),
     /// Upgrades the metrics store to this version's schema, after a backup.
-    Migrate(store_cmd::DataDirArg),
+    Migrate(args::DataDirArg),
     /// Checks the platform, the data directory, the metrics store and a configuration.
     Doctor {
         #[command(flatten)]
-        data: store_cmd::DataDirArg,
+        data: args::DataDirArg,
         /// A configuration file to validate too.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
@@ -69,7 +73,7 @@ enum Command {
     Model(model_cmd::ModelCommand),
     /// Keeps CPUs busy until killed or for at most --seconds (load for `model collect`).
     #[command(hide = true)]
-    Burn(collect::BurnArgs),
+    Burn(burn::BurnArgs),
 }
 
 fn main() -> ExitCode {
@@ -118,6 +122,6 @@ fn dispatch(command: Command) -> Result<(), Exit> {
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
         Command::Model(cmd) => model_cmd::run(&cmd),
-        Command::Burn(args) => collect::burn(&args),
+        Command::Burn(args) => burn::burn(&args),
     }
 }

@@ -3,18 +3,18 @@
 use clap::Args;
 use perf_core::cost::calibrated_estimates;
 use perf_core::{
-    CostCoefficients, HumanMicros, HumanSize, Method, Name, SampleFilter, SystemState,
-    TransferMetrics, TransferRequest, ZeroCopyAvailability,
+    CostCoefficients, HumanMicros, HumanSize, Method, Name, SystemState, TransferMetrics,
+    TransferRequest, ZeroCopyAvailability,
 };
+use perfopt::StoredError;
 use perfopt::predict::{
     Calibrated, CostModel, Evaluation, Forecast, LearnedOrCalibrated, Learner, ModelConfig,
     ModelSnapshot, PlanInput, SizeDistribution, WhatIf, evaluate, what_if,
 };
-use perfopt::store::Backend;
 use serde_json::{Value, json};
 
+use crate::args::DataDirArg;
 use crate::exit::Exit;
-use crate::store_cmd::{DataDirArg, stored};
 
 /// Most stored samples a command trains on.
 const MAX_TRAINING_SAMPLES: usize = 1_000_000;
@@ -122,11 +122,6 @@ pub(crate) fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// The platform the models belong to, e.g. `linux/x86_64`.
-pub(crate) fn platform() -> String {
-    format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH)
-}
-
 /// Models trained on the stored samples of `pool`, oldest first; an absent
 /// store trains nothing and creates nothing.
 struct Trained {
@@ -142,20 +137,14 @@ fn train(
     limit: usize,
 ) -> Result<Trained, Exit> {
     let dir = data.resolve()?;
-    let learner = Learner::new(&platform(), config).map_err(Exit::bad_input)?;
-    let mut samples = Vec::new();
-    if let Some(backend) = stored(&dir)? {
-        let filter = SampleFilter {
-            pool: Some(pool),
-            ..SampleFilter::default()
-        };
-        samples = backend.evidence(&filter, limit).map_err(Exit::failed)?;
-        samples.reverse();
-        learner.update_batch(&samples);
-    }
+    let trained =
+        perfopt::stored_cost_models(&dir.path, pool, config, limit).map_err(|e| match e {
+            StoredError::Predict(e) => Exit::bad_input(e),
+            e => Exit::failed(e),
+        })?;
     Ok(Trained {
-        learner,
-        samples,
+        learner: trained.learner,
+        samples: trained.samples,
         data_dir: dir.path.display().to_string(),
     })
 }

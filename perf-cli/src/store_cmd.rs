@@ -15,53 +15,20 @@ use perfopt::store::{
 };
 use serde_json::{Value, json};
 
-use crate::args::{BUCKET_WIDTH, LOOK_BACK, RETENTION, parse_duration};
+use crate::args::{BUCKET_WIDTH, DataDirArg, LOOK_BACK, RETENTION, parse_duration};
+use crate::clock::now;
 use crate::exit::{Exit, Output};
 
-/// The data directory option every store command takes.
-#[derive(Debug, Args)]
-pub(crate) struct DataDirArg {
-    /// The metrics store's directory (else PERFOPT_DATA_DIR, else the
-    /// platform's data directory).
-    #[arg(long)]
-    pub(crate) data_dir: Option<PathBuf>,
-}
-
-impl DataDirArg {
-    /// The chosen directory.
-    pub(crate) fn resolve(&self) -> Result<DataDir, Exit> {
-        datadir::resolve(self.data_dir.as_deref()).map_err(Exit::bad_input)
-    }
-}
-
 /// Opens the store in `dir` for reading and writing.
-pub(crate) fn open(dir: &DataDir) -> Result<RedbBackend, Exit> {
+fn open(dir: &DataDir) -> Result<RedbBackend, Exit> {
     RedbBackend::open(&dir.path)
         .map_err(|e| Exit::failed(format_args!("{}: {e}", dir.path.display())))
 }
 
 /// Opens the store in `dir` for reading only: it works on a read-only filesystem.
-pub(crate) fn open_reader(dir: &DataDir) -> Result<RedbReader, Exit> {
+fn open_reader(dir: &DataDir) -> Result<RedbReader, Exit> {
     RedbReader::open(&dir.path)
         .map_err(|e| Exit::failed(format_args!("{}: {e}", dir.path.display())))
-}
-
-/// The store in `dir` opened for reading, or `None` when there is none yet; a path that is
-/// not a regular file is an error, never taken for a missing store.
-pub(crate) fn stored(dir: &DataDir) -> Result<Option<RedbReader>, Exit> {
-    match perfopt::store::db::inspect(&perfopt::store::db::store_file(&dir.path)) {
-        StoreFile::Missing => Ok(None),
-        _ => open_reader(dir).map(Some),
-    }
-}
-
-/// The wall clock.
-pub(crate) fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    )
 }
 
 /// Arguments of `perfopt stats`.

@@ -48,6 +48,7 @@ pub use vocab::{Compression, DataType, Format, Goal, Locality, Method, UnknownNa
 
 pub mod controller;
 pub mod cost;
+pub mod crossover;
 pub mod envelope;
 pub mod policy;
 pub mod rng;

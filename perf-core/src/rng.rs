@@ -32,9 +32,30 @@ impl SplitMix {
     }
 }
 
+/// `len` bytes drawn from a generator seeded with `seed`: a payload that no compressor, cache
+/// or deduplication favours, the same bytes for the same seed.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let rng = SplitMix::new(seed);
+    let mut bytes: Vec<u8> = (0..len.div_ceil(8))
+        .flat_map(|_| rng.next_u64().to_le_bytes())
+        .collect();
+    bytes.truncate(len);
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_bytes_are_the_seeds_draws_cut_to_length() {
+        let first = SplitMix::new(9).next_u64().to_le_bytes();
+        assert_eq!(random_bytes(5, 9), first[..5]);
+        assert_eq!(random_bytes(1000, 9).len(), 1000);
+        assert_eq!(random_bytes(1000, 9), random_bytes(1000, 9));
+        assert_ne!(random_bytes(64, 9), random_bytes(64, 10));
+        assert!(random_bytes(0, 9).is_empty());
+    }
 
     /// Reference values of SplitMix64 seeded with 1234567 (Vigna's splitmix64.c).
     #[test]

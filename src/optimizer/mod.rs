@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use perf_core::{
     Config, ConfigErrors, Controller, ControllerBuilder, Decision, DecisionContext,
-    DecisionFunction, MetricsQuery, MetricsSink, Name, Predictor, ResourceProbe, ThresholdStore,
-    Timestamp, TransferMetrics, TransferRequest, ZeroCopyAvailability,
+    DecisionFunction, MethodClassifier, MetricsQuery, MetricsSink, Name, Predictor, ResourceProbe,
+    ThresholdStore, Timestamp, TransferMetrics, TransferRequest, ZeroCopyAvailability,
 };
 
 use crate::watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
@@ -18,6 +18,8 @@ mod cost_models;
 mod error;
 mod files;
 mod report;
+#[cfg(feature = "transport")]
+mod segment_pool;
 #[cfg(feature = "transport")]
 mod shm;
 #[cfg(feature = "store")]
@@ -33,6 +35,8 @@ pub use report::LearningReport;
 pub use report::ShutdownReport;
 #[cfg(feature = "store")]
 pub use report::StoreReport;
+#[cfg(feature = "transport")]
+pub use segment_pool::segment_pool;
 #[cfg(feature = "transport")]
 pub use shm::{ShmStatus, SweepOutcome};
 #[cfg(feature = "store")]
@@ -86,6 +90,7 @@ pub struct OptimizerBuilder {
     probe: Arc<dyn ResourceProbe>,
     zero_copy: ZeroCopyAvailability,
     predictor: Option<Arc<dyn Predictor>>,
+    classifier: Option<Arc<dyn MethodClassifier>>,
     metrics: Option<Arc<dyn MetricsQuery>>,
     threshold_store: Option<Arc<dyn ThresholdStore>>,
     functions: Vec<Function>,
@@ -149,6 +154,15 @@ impl OptimizerBuilder {
     /// learn and persist).
     pub fn predictor(mut self, predictor: Arc<dyn Predictor>) -> Self {
         self.predictor = Some(predictor);
+        self
+    }
+
+    /// Lets `classifier` pick the method in the cost-analysis step (pools with
+    /// `learning = true`) instead of the learning engine's classifier, e.g. a
+    /// model read with `perfopt::stored_classifier` that should decide without
+    /// learning anything more.
+    pub fn classifier(mut self, classifier: Arc<dyn MethodClassifier>) -> Self {
+        self.classifier = Some(classifier);
         self
     }
 
@@ -411,9 +425,16 @@ impl OptimizerBuilder {
         if let Some(t) = thresholds {
             builder = builder.threshold_store(t);
         }
+        #[cfg_attr(not(feature = "learn"), allow(unused_mut))]
+        let mut classifier = self.classifier;
         #[cfg(feature = "learn")]
-        if let Some(engine) = &engine {
-            builder = builder.classifier(Arc::new(engine.classifier()));
+        if classifier.is_none()
+            && let Some(engine) = &engine
+        {
+            classifier = Some(Arc::new(engine.classifier()));
+        }
+        if let Some(c) = classifier {
+            builder = builder.classifier(c);
         }
         let controller = Arc::new(builder.build()?);
 
@@ -562,6 +583,7 @@ impl Optimizer {
             probe: default_probe(),
             zero_copy: ZeroCopyAvailability::Pooled,
             predictor: None,
+            classifier: None,
             metrics: None,
             threshold_store: None,
             functions: Vec::new(),

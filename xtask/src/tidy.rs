@@ -1,5 +1,6 @@
 //! `cargo xtask tidy`: the architecture and convention checks, also run by plain `cargo test`.
 
+mod cli;
 mod deps;
 mod docs;
 mod public_api;
@@ -42,8 +43,10 @@ pub(crate) fn run(root: &Path) -> Result<Vec<Violation>> {
     for path in rust_files(root)? {
         let text = fs::read_to_string(&path)
             .with_context(|| format!("could not read {}", path.display()))?;
-        violations.extend(sources::check(&relative(root, &path), &text));
-        violations.extend(public_api::check(&relative(root, &path), &text));
+        let path = relative(root, &path);
+        violations.extend(sources::check(&path, &text));
+        violations.extend(cli::check(&path, &text));
+        violations.extend(public_api::check(&path, &text));
     }
     for path in doc_files(root)? {
         let text = fs::read_to_string(&path)

@@ -1,12 +1,11 @@
 //! Fits the cost model's coefficients to what `perfopt bench` measured, and writes the calibration profile.
 
-use std::path::Path;
-
 use perf_core::{Config, CostCoefficients};
 use perfopt::platform::PlatformInfo;
 
 use super::report::{BenchMethod, Crossovers, Results};
-use super::stats::{least_squares, median};
+use super::stats::least_squares;
+use crate::measure::median;
 
 /// The page size the cost model charges first-touch faults by.
 const PAGE: u64 = 4096;
@@ -241,22 +240,6 @@ pub(crate) fn profile_text(fit: &Fit, measured: toml::Table) -> Result<String, S
     }
 }
 
-/// Writes `text` to `path` through a temporary file in the same directory and a rename, so
-/// a reader never sees half a file; true when it replaced an existing file.
-pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<bool> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let existed = path.exists();
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(text.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(existed)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -407,15 +390,5 @@ mod tests {
         assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc_timestamp(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
-    }
-
-    #[test]
-    fn writing_replaces_atomically_and_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("profile.toml");
-        assert!(!write_atomically(&path, "a").unwrap());
-        assert!(write_atomically(&path, "b").unwrap());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

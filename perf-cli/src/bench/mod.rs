@@ -1,33 +1,27 @@
 //! `perfopt bench`: measures gRPC, pooled and fresh zero-copy and a plain memcpy at each size against a real worker process.
 
-pub(crate) mod fit;
+mod fit;
 mod report;
-pub(crate) mod stats;
+mod stats;
 
-use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use perf_core::rng::SplitMix;
-use perf_core::{
-    CostCoefficients, FixedPolicy, HumanSize, Method, PoolSettings, ResourceProbe, TransferPolicy,
-    TransferRequest,
-};
-use perfopt::platform::ProcProbe;
-use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
-use perfopt::transport::pool::MIN_CLASS;
-use perfopt::transport::{
-    Executor, ExecutorConfig, PoolStats, SegmentPool, SegmentPoolConfig, TransferOutcome,
-};
+use perf_core::{CostCoefficients, HumanSize, Method, PoolSettings};
+use perfopt::transport::PoolStats;
+use perfopt::transport::TransferOutcome;
 use serde_json::json;
 
 use self::report::{BenchMethod, Results, Row};
-use self::stats::{MAX_BENCH_SIZE, MAX_REPEATS, WARMUPS, default_repeats, parse_sizes};
+use crate::args::{check_output, largest, parse_size_list, repeats};
 use crate::exit::Exit;
-use crate::spawn::{WorkerProcess, Workspace};
+use crate::measure::{
+    Reuse, WARMUPS, Worker, misread, progress_bar, segments, weight, went, write_atomically,
+};
 
+/// The most sizes one run measures.
+const MAX_SIZES: usize = 32;
 /// Untimed transfers per method before the first size's own warm-ups.
 const START_WARMUPS: u32 = 20;
 /// The largest size of those transfers.
@@ -60,28 +54,10 @@ struct Plan {
 
 impl Plan {
     fn from_args(args: &BenchArgs) -> Result<Plan, Exit> {
-        let sizes = parse_sizes(&args.sizes).map_err(Exit::bad_input)?;
-        if let Some(n) = args.repeats
-            && !(1..=MAX_REPEATS).contains(&n)
-        {
-            return Err(Exit::bad_input(format_args!(
-                "--repeats {n} is out of range, expected 1 to {MAX_REPEATS}"
-            )));
-        }
+        let sizes = parse_size_list(&args.sizes, false, MAX_SIZES).map_err(Exit::bad_input)?;
         Ok(Plan {
-            sizes: sizes
-                .into_iter()
-                .map(|s| (s, args.repeats.unwrap_or_else(|| default_repeats(s))))
-                .collect(),
+            sizes: repeats(sizes, args.repeats)?,
         })
-    }
-
-    fn largest(&self) -> u64 {
-        self.sizes
-            .iter()
-            .map(|s| s.0)
-            .max()
-            .unwrap_or(MIN_CLASS as u64)
     }
 
     /// The work of the run, weighing each transfer as its size plus about 100 µs of fixed
@@ -91,143 +67,6 @@ impl Plan {
             .iter()
             .map(|&(size, n)| u64::from(n + WARMUPS) * 4 * weight(size))
             .sum()
-    }
-}
-
-fn weight(size: u64) -> u64 {
-    size + (100 << 10)
-}
-
-/// A progress bar over `work` units on a terminal's standard error, hidden elsewhere.
-pub(crate) fn progress_bar(work: u64) -> indicatif::ProgressBar {
-    let progress = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(work)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {percent:>3}% {elapsed_precise} (eta {eta}) {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    progress
-}
-
-/// Refuses an output path whose directory does not exist, before an expensive run; `-`
-/// (standard output) passes when `stdout_ok`.
-pub(crate) fn check_output(
-    flag: &str,
-    path: Option<&PathBuf>,
-    stdout_ok: bool,
-) -> Result<(), Exit> {
-    let Some(path) = path else {
-        return Ok(());
-    };
-    if path.as_os_str() == "-" {
-        return if stdout_ok {
-            Ok(())
-        } else {
-            Err(Exit::bad_input(format_args!(
-                "{flag} -: expected a file, this output does not go to standard output"
-            )))
-        };
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if path.is_dir() || !dir.is_dir() {
-        return Err(Exit::bad_input(format_args!(
-            "{flag} {}: expected a file in an existing directory",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// An executor that always carries by one method, zero-copy from `pool` when one is given
-/// and gRPC otherwise, checking every checksum outside the timed part.
-pub(crate) async fn fixed_executor(
-    client: &WorkerClient,
-    workspace: &Workspace,
-    pool: Option<&SegmentPool>,
-) -> Result<Executor, Exit> {
-    let method = if pool.is_some() {
-        Method::ZeroCopy
-    } else {
-        Method::Grpc
-    };
-    let policy: Arc<dyn TransferPolicy> = Arc::new(FixedPolicy(method));
-    let zero_copy = pool.map(|p| (p.clone(), workspace.secret().clone()));
-    let probe: Arc<dyn ResourceProbe> = Arc::new(ProcProbe::default());
-    let config = ExecutorConfig {
-        verify: true,
-        ..ExecutorConfig::default()
-    };
-    Executor::connect(policy, client.clone(), zero_copy, probe, config)
-        .await
-        .map_err(Exit::failed)
-}
-
-/// `len` bytes from a seeded generator: a payload no compressor or cache shortcut favours.
-pub(crate) fn random_payload(len: usize, seed: u64) -> Vec<u8> {
-    let rng = SplitMix::new(seed);
-    let mut bytes: Vec<u8> = (0..len.div_ceil(8))
-        .flat_map(|_| rng.next_u64().to_le_bytes())
-        .collect();
-    bytes.truncate(len);
-    bytes
-}
-
-/// One worker process and a single-threaded runtime to drive it.
-pub(crate) fn one_worker() -> Result<(Workspace, WorkerProcess, tokio::runtime::Runtime), Exit> {
-    let workspace = Workspace::new()?;
-    let worker = workspace.spawn(0)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Exit::failed)?;
-    Ok((workspace, worker, runtime))
-}
-
-/// The three executors the bench compares, on one connection to one worker.
-struct Transports {
-    grpc: Executor,
-    pooled: Executor,
-    fresh: Executor,
-}
-
-impl Transports {
-    /// An executor per method over `client`, each with its own policy and pool.
-    async fn connect(
-        client: &WorkerClient,
-        workspace: &Workspace,
-        pooled: &SegmentPool,
-        fresh: &SegmentPool,
-    ) -> Result<Transports, Exit> {
-        // A zero-copy mismatch falls back to gRPC, which the bench reports; it
-        // checks the bytes too.
-        let transports = Transports {
-            grpc: fixed_executor(client, workspace, None).await?,
-            pooled: fixed_executor(client, workspace, Some(pooled)).await?,
-            fresh: fixed_executor(client, workspace, Some(fresh)).await?,
-        };
-        if transports.pooled.pool().is_none() {
-            return Err(Exit::failed(
-                "the worker takes no zero-copy references, expected a local worker that maps them",
-            ));
-        }
-        Ok(transports)
-    }
-
-    fn of(&self, method: BenchMethod) -> Option<&Executor> {
-        match method {
-            BenchMethod::Grpc => Some(&self.grpc),
-            BenchMethod::ZeroCopyPooled | BenchMethod::ZeroCopyLoan => Some(&self.pooled),
-            BenchMethod::ZeroCopyFresh => Some(&self.fresh),
-            BenchMethod::Memcpy => None,
-        }
     }
 }
 
@@ -243,68 +82,53 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Exit> {
     let plan = Plan::from_args(args)?;
     check_output("--json", args.json.as_ref(), true)?;
     check_output("--write-profile", args.write_profile.as_ref(), false)?;
-    let largest = plan.largest();
-
-    // Every pooled class up to the largest size, so nothing large goes one-off.
-    let max_class = (largest as usize)
-        .next_power_of_two()
-        .clamp(MIN_CLASS, MAX_BENCH_SIZE as usize);
-    let shm = perfopt::platform::default_shm();
-    let pool = |max_free_per_class| {
-        SegmentPool::new(
-            shm.clone(),
-            SegmentPoolConfig {
-                max_class,
-                budget_bytes: 2 * max_class as u64,
-                max_free_per_class,
-                ..SegmentPoolConfig::default()
-            },
-        )
-        .map_err(Exit::failed)
-    };
+    let largest = largest(&plan.sizes);
     let (pooled_pool, fresh_pool) = (
-        pool(SegmentPoolConfig::default().max_free_per_class)?,
-        pool(0)?,
+        segments(largest, Reuse::Pooled)?,
+        segments(largest, Reuse::Fresh)?,
     );
+    let backend = pooled_pool.backend();
 
-    let payload = random_payload(largest as usize, 0xBE_4C4);
+    let payload = perf_core::rng::random_bytes(largest as usize, 0xBE_4C4);
     // The memcpy target, written once so that every page is faulted in.
     let target = vec![0x5A_u8; largest as usize];
 
-    let (workspace, worker, runtime) = one_worker()?;
+    let runtime = crate::measure::runtime()?;
     let progress = progress_bar(plan.work());
 
     let started = Instant::now();
     let results = runtime.block_on(async {
-        let client = WorkerClient::connect(worker.endpoint(), ClientConfig::default())
-            .await
-            .map_err(Exit::failed)?;
-        let transports =
-            Transports::connect(&client, &workspace, &pooled_pool, &fresh_pool).await?;
+        // Both zero-copy kinds reach the same worker process; gRPC goes by the pooled one.
+        let pooled = Worker::spawn(pooled_pool).await?;
+        let fresh = pooled.share(fresh_pool).await?;
         let mut bench = Bench {
-            transports,
-            pooled_pool: pooled_pool.clone(),
+            pooled,
+            fresh,
             payload,
             target,
             progress: &progress,
         };
-        bench.measure(&plan).await
+        let results = bench.measure(&plan).await;
+        bench.fresh.shutdown().await;
+        bench.pooled.shutdown().await;
+        results
     })?;
     progress.finish_and_clear();
-    drop(worker);
     finish(
         args,
         &plan,
         &results,
         started.elapsed().as_secs_f64(),
-        &pooled_pool,
+        backend,
     )
 }
 
 /// What a run measures with.
 struct Bench<'a> {
-    transports: Transports,
-    pooled_pool: SegmentPool,
+    /// Carries gRPC, pooled and loaned zero-copy.
+    pooled: Worker,
+    /// Carries zero-copy through a fresh segment each time, to the same worker process.
+    fresh: Worker,
     /// Random bytes, as many as the largest size.
     payload: Vec<u8>,
     /// The memcpy target, as large and already faulted in.
@@ -319,7 +143,8 @@ impl Bench<'_> {
         // pay that before anything is timed.
         if let Some(&(first, _)) = plan.sizes.first() {
             let size = first.min(START_WARMUP_SIZE);
-            self.pooled_pool
+            self.pooled
+                .pool()
                 .warm(&[size as usize])
                 .map_err(Exit::failed)?;
             for _ in 0..START_WARMUPS {
@@ -331,7 +156,8 @@ impl Bench<'_> {
         let mut results = Results::default();
         for &(size, repeats) in &plan.sizes {
             // A pre-faulted segment of this size's class waits in the pool.
-            self.pooled_pool
+            self.pooled
+                .pool()
                 .warm(&[size as usize])
                 .map_err(Exit::failed)?;
             let mut rows: Vec<Row> = BenchMethod::ALL
@@ -371,74 +197,47 @@ impl Bench<'_> {
     /// Moves `size` bytes once with `method`.
     async fn sample(&mut self, method: BenchMethod, size: u64) -> Result<Sample, Exit> {
         let bytes = &self.payload[..size as usize];
-        match self.transports.of(method) {
-            Some(ex) if method == BenchMethod::ZeroCopyLoan => loan(ex, bytes).await,
-            Some(ex) => transfer(ex, method, bytes).await,
-            None => {
+        let worker = match method {
+            BenchMethod::Memcpy => {
                 let us = memcpy_us(&mut self.target[..size as usize], bytes);
-                Ok(Sample::Took(us, None))
+                return Ok(Sample::Took(us, None));
             }
+            BenchMethod::ZeroCopyFresh => &self.fresh,
+            _ => &self.pooled,
+        };
+        let before = worker.pool_stats();
+        let out = match method {
+            BenchMethod::ZeroCopyLoan => worker.carry_loaned(bytes).await?,
+            _ => worker
+                .carry(wanted(method), bytes)
+                .await
+                .map_err(Exit::failed)?,
+        };
+        let after = worker.pool_stats();
+        // Outside the timed part, like the executor's own check.
+        if let Some(why) = misread(&out, bytes) {
+            return Err(Exit::failed(format_args!(
+                "{} at {}: {why}",
+                method.name(),
+                HumanSize(bytes.len() as u64)
+            )));
         }
-    }
-}
-
-/// Lends a pooled segment, writes the payload into it as a producer would
-/// (not timed), and sends it: the loan path, where nothing is copied.
-async fn loan(ex: &Executor, bytes: &[u8]) -> Result<Sample, Exit> {
-    let stats = |ex: &Executor| ex.pool().map(SegmentPool::stats).unwrap_or_default();
-    let before = stats(ex);
-    let mut lease = ex.loan(bytes.len()).map_err(Exit::failed)?;
-    lease.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
-    let request = TransferRequest::new(bytes.len() as u64);
-    let out = ex
-        .send_lease(&request, lease, bytes.len())
-        .await
-        .map_err(Exit::failed)?;
-    let after = stats(ex);
-    let expected = checksum(bytes);
-    if out.ack.checksum != expected || out.ack.length != bytes.len() as u64 {
-        return Err(Exit::failed(format_args!(
-            "zero_copy_loan at {}: the worker read other bytes than were written",
-            HumanSize(bytes.len() as u64)
-        )));
-    }
-    Ok(
-        match judge(BenchMethod::ZeroCopyLoan, &out, before, after) {
+        Ok(match judge(method, &out, before, after) {
             None => Sample::Took(
                 out.metrics.latency_us,
                 Some(out.ack.worker_ns as f64 / 1000.0),
             ),
             Some(what) => Sample::Anomaly(what),
-        },
-    )
+        })
+    }
 }
 
-/// Carries one transfer and checks it went the way `method` measures.
-async fn transfer(ex: &Executor, method: BenchMethod, bytes: &[u8]) -> Result<Sample, Exit> {
-    let stats = |ex: &Executor| ex.pool().map(SegmentPool::stats).unwrap_or_default();
-    let before = stats(ex);
-    let request = TransferRequest::new(bytes.len() as u64);
-    let out = ex.transfer(&request, bytes).await.map_err(Exit::failed)?;
-    let after = stats(ex);
-    let size = HumanSize(bytes.len() as u64);
-    // Outside the timed part, like the executor's own check.
-    let expected = checksum(bytes);
-    if out.ack.checksum != expected || out.ack.length != bytes.len() as u64 {
-        return Err(Exit::failed(format_args!(
-            "{} at {size}: the worker read {} bytes with checksum {:#018x}, expected {} bytes with {expected:#018x}",
-            method.name(),
-            out.ack.length,
-            out.ack.checksum,
-            bytes.len(),
-        )));
+/// The method that carries what `method` measures.
+fn wanted(method: BenchMethod) -> Method {
+    match method {
+        BenchMethod::Grpc => Method::Grpc,
+        _ => Method::ZeroCopy,
     }
-    Ok(match judge(method, &out, before, after) {
-        None => Sample::Took(
-            out.metrics.latency_us,
-            Some(out.ack.worker_ns as f64 / 1000.0),
-        ),
-        Some(what) => Sample::Anomaly(what),
-    })
 }
 
 /// What went another way than `method` measures, if anything did.
@@ -448,16 +247,8 @@ fn judge(
     before: PoolStats,
     after: PoolStats,
 ) -> Option<String> {
-    let m = &out.metrics;
-    let wanted = match method {
-        BenchMethod::Grpc => Method::Grpc,
-        _ => Method::ZeroCopy,
-    };
-    if m.method != wanted {
-        return Some(match m.fallback {
-            Some(f) => format!("fell back to {}: {}", m.method, fallback_name(f)),
-            None => format!("decided {}: {}", m.decided_method, m.reason),
-        });
+    if let Some(why) = went(out, wanted(method)) {
+        return Some(why);
     }
     let new = |s: PoolStats| s.created + s.one_off;
     match method {
@@ -471,13 +262,6 @@ fn judge(
         }
         _ => None,
     }
-}
-
-fn fallback_name(f: perf_core::FallbackReason) -> String {
-    serde_json::to_value(f)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{f:?}"))
 }
 
 /// A plain copy of `bytes` into the pre-faulted `target`, in microseconds.
@@ -495,7 +279,7 @@ fn finish(
     plan: &Plan,
     results: &Results,
     elapsed_s: f64,
-    pool: &SegmentPool,
+    backend: &str,
 ) -> Result<(), Exit> {
     let sizes: Vec<u64> = plan.sizes.iter().map(|s| s.0).collect();
     let crossovers = report::crossovers(results, PoolSettings::default().threshold);
@@ -509,7 +293,7 @@ fn finish(
         platform.arch,
         platform.kernel_release,
         platform.cpus,
-        pool.backend(),
+        backend,
         report::table(results),
         report::conclusions(&crossovers, &ratios, &sizes),
     );
@@ -531,7 +315,7 @@ fn finish(
             results,
             &crossovers,
             &ratios,
-            json!({"platform": platform, "shm_backend": pool.backend()}),
+            json!({"platform": platform, "shm_backend": backend}),
         );
         v["warmups"] = json!(WARMUPS);
         v["elapsed_s"] = json!(elapsed_s);
@@ -539,7 +323,7 @@ fn finish(
         if json_to_stdout {
             print!("{text}");
         } else {
-            fit::write_atomically(path, &text)
+            write_atomically(path, &text)
                 .map_err(|e| Exit::failed(format_args!("cannot write {}: {e}", path.display())))?;
         }
     }
@@ -551,14 +335,14 @@ fn finish(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             platform: &platform,
-            shm_backend: pool.backend(),
+            shm_backend: backend,
             sizes: &plan.sizes,
             warmups: WARMUPS,
             crossovers: &crossovers,
         };
         let measured = fit::measured_table(&facts, &fitted);
         let text = fit::profile_text(&fitted, measured).map_err(Exit::failed)?;
-        let replaced = fit::write_atomically(path, &text)
+        let replaced = write_atomically(path, &text)
             .map_err(|e| Exit::failed(format_args!("cannot write {}: {e}", path.display())))?;
         eprintln!(
             "{} calibration profile {} ({} of {} coefficients fitted)",

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use perf_core::{HumanMicros, HumanSize};
+use perf_core::crossover::{Measured, crossover};
+use perf_core::{HumanMicros, HumanSize, Method};
 use serde_json::{Value, json};
 
-use super::stats::{crossover, median, percentile};
+use super::stats::percentile;
+use crate::measure::median;
 
 /// One way of moving a payload that the bench measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,10 +123,10 @@ impl Results {
     }
 }
 
-/// Where zero-copy starts to beat gRPC on this machine.
+/// Where zero-copy starts to beat gRPC on this machine ([`perf_core::crossover`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Crossovers {
-    /// From this size on, pooled zero-copy is faster than gRPC at every measured size.
+    /// From this size on, pooled zero-copy's median is below gRPC's at every measured size.
     pub(crate) pooled: Option<u64>,
     /// The same for a fresh segment per transfer.
     pub(crate) fresh: Option<u64>,
@@ -134,12 +136,29 @@ pub(crate) struct Crossovers {
 
 /// The crossovers of `results`.
 pub(crate) fn crossovers(results: &Results, default_threshold: u64) -> Crossovers {
-    let grpc = results.series(BenchMethod::Grpc);
     Crossovers {
-        pooled: crossover(&results.series(BenchMethod::ZeroCopyPooled), &grpc),
-        fresh: crossover(&results.series(BenchMethod::ZeroCopyFresh), &grpc),
+        pooled: crossover_of(results, BenchMethod::ZeroCopyPooled),
+        fresh: crossover_of(results, BenchMethod::ZeroCopyFresh),
         default_threshold,
     }
+}
+
+/// The crossover of the zero-copy `method` against gRPC, over every timed sample of both.
+fn crossover_of(results: &Results, method: BenchMethod) -> Option<u64> {
+    let measured = results
+        .rows
+        .iter()
+        .filter_map(|r| match r.method {
+            BenchMethod::Grpc => Some((r, Method::Grpc)),
+            m if m == method => Some((r, Method::ZeroCopy)),
+            _ => None,
+        })
+        .flat_map(|(r, m)| {
+            r.samples_us
+                .iter()
+                .map(move |&us| Measured::new(r.size, m, us))
+        });
+    crossover(measured)
 }
 
 /// A ratio the issue asks to measure, with its target.
@@ -441,6 +460,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("faster at every measured size"), "{text}");
+    }
+
+    #[test]
+    fn each_crossover_compares_its_own_method_and_skips_sizes_it_lacks() {
+        let mut res = results();
+        // Fresh segments lose at 256 MiB: no fresh crossover, the pooled one stays.
+        res.rows[10].samples_us = vec![400_000.0];
+        // Pooled wins at 1 KiB too, and every pooled transfer at 64 MiB went another way:
+        // that size says nothing, so pooled keeps winning from 1 KiB.
+        res.rows[1].samples_us = vec![50.0];
+        res.rows[5].samples_us.clear();
+        let c = crossovers(&res, 10 * MIB);
+        assert_eq!((c.pooled, c.fresh), (Some(1 << 10), None));
+        // The median decides: one slow pooled transfer among three at 256 MiB does not.
+        res.rows[9].samples_us = vec![16_000.0, 16_500.0, 900_000.0];
+        assert_eq!(crossovers(&res, 10 * MIB).pooled, Some(1 << 10));
+        res.rows[9].samples_us.push(900_000.0);
+        res.rows[9].samples_us.push(900_000.0);
+        assert_eq!(crossovers(&res, 10 * MIB).pooled, None);
     }
 
     #[test]

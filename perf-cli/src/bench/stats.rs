@@ -1,103 +1,4 @@
-//! Pure arithmetic of `perfopt bench`: size lists, repeats, percentiles, least squares, crossovers.
-
-use perf_core::{HumanSize, SizeError, parse_size};
-
-/// The smallest size the bench measures.
-pub(crate) const MIN_BENCH_SIZE: u64 = 1 << 10;
-/// The largest size the bench measures.
-pub(crate) const MAX_BENCH_SIZE: u64 = 1 << 30;
-/// The most sizes one run measures.
-pub(crate) const MAX_SIZES: usize = 32;
-/// The most repeats `--repeats` accepts.
-pub(crate) const MAX_REPEATS: u32 = 1000;
-/// Untimed transfers before the timed ones, per size and method.
-pub(crate) const WARMUPS: u32 = 2;
-
-/// Reads `--sizes`: `A..B` for the powers of two from A up to B (A, 2A, 4A, ... while at
-/// most B), or a comma list `4KiB,1MiB,64MiB`; sorted, without duplicates, each from 1 KiB
-/// to 1 GiB, at most 32 of them.
-pub(crate) fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
-    parse_size_list(text, false, MAX_SIZES)
-}
-
-/// [`parse_sizes`] with the midpoints (x1.5) between the powers of two of a range when
-/// `midpoints`, and at most `max` sizes.
-pub(crate) fn parse_size_list(text: &str, midpoints: bool, max: usize) -> Result<Vec<u64>, String> {
-    let bad = |why: String| format!("invalid --sizes {text:?}: {why}");
-    let one = |part: &str| -> Result<u64, String> {
-        let n = parse_size(part).map_err(|e| match e {
-            SizeError::TooLarge(_) => out_of_range(part),
-            e => e.to_string(),
-        })?;
-        if (MIN_BENCH_SIZE..=MAX_BENCH_SIZE).contains(&n) {
-            Ok(n)
-        } else {
-            Err(out_of_range(part))
-        }
-    };
-    let mut sizes = Vec::new();
-    if let Some((lo, hi)) = text.split_once("..") {
-        let (lo, hi) = (one(lo).map_err(bad)?, one(hi).map_err(bad)?);
-        if lo > hi {
-            return Err(bad(format!(
-                "the range runs backwards, expected the smaller size first ({} > {})",
-                HumanSize(lo),
-                HumanSize(hi)
-            )));
-        }
-        let mut n = lo;
-        while n <= hi {
-            sizes.push(n);
-            if midpoints && n + n / 2 <= hi && n * 2 <= hi {
-                sizes.push(n + n / 2);
-            }
-            n *= 2;
-        }
-    } else {
-        for part in text.split(',') {
-            sizes.push(one(part).map_err(bad)?);
-        }
-    }
-    sizes.sort_unstable();
-    sizes.dedup();
-    if sizes.len() > max {
-        return Err(bad(format!(
-            "{} sizes, expected at most {max}",
-            sizes.len()
-        )));
-    }
-    Ok(sizes)
-}
-
-fn out_of_range(part: &str) -> String {
-    format!(
-        "size {:?} is out of range, expected {} to {}",
-        part.trim(),
-        HumanSize(MIN_BENCH_SIZE),
-        HumanSize(MAX_BENCH_SIZE)
-    )
-}
-
-/// Timed repeats for `size` when `--repeats` is not given: more for small sizes,
-/// whose medians are noisier and cheaper to take.
-pub(crate) fn default_repeats(size: u64) -> u32 {
-    match size {
-        0..=0x10_0000 => 30,
-        0x10_0001..=0x400_0000 => 10,
-        _ => 5,
-    }
-}
-
-/// The median of `samples` (the mean of the middle two for an even count); None when empty.
-pub(crate) fn median(samples: &[f64]) -> Option<f64> {
-    let s = sorted(samples);
-    let n = s.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(s[n / 2]),
-        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
-    }
-}
+//! Pure arithmetic of `perfopt bench`: percentiles and least squares.
 
 /// The nearest-rank `q` quantile (0 < q <= 1) of `samples`; None when empty.
 pub(crate) fn percentile(samples: &[f64], q: f64) -> Option<f64> {
@@ -133,98 +34,12 @@ pub(crate) fn least_squares(points: &[(f64, f64)]) -> Option<(f64, f64)> {
     Some((slope, mean_y - slope * mean_x))
 }
 
-/// The smallest size from which `candidate` is faster than `baseline` at every larger
-/// measured size. Both are `(size, median)` series; sizes only one of them has are skipped.
-/// None when `candidate` is not faster at the largest common size.
-pub(crate) fn crossover(candidate: &[(u64, f64)], baseline: &[(u64, f64)]) -> Option<u64> {
-    let mut common: Vec<(u64, f64, f64)> = candidate
-        .iter()
-        .filter_map(|&(size, c)| {
-            baseline
-                .iter()
-                .find(|b| b.0 == size)
-                .map(|&(_, b)| (size, c, b))
-        })
-        .collect();
-    common.sort_by_key(|p| p.0);
-    let mut from = None;
-    for &(size, c, b) in common.iter().rev() {
-        if c < b {
-            from = Some(size);
-        } else {
-            break;
-        }
-    }
-    from
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const KIB: u64 = 1 << 10;
-    const MIB: u64 = 1 << 20;
-
     #[test]
-    fn a_range_is_the_powers_of_two_between_its_ends() {
-        assert_eq!(
-            parse_sizes("1KiB..8KiB"),
-            Ok(vec![KIB, 2 * KIB, 4 * KIB, 8 * KIB])
-        );
-        assert_eq!(parse_sizes("1KiB..256MiB").unwrap().len(), 19);
-        assert_eq!(parse_sizes("1KiB..1GiB").unwrap().len(), 21);
-        // The upper end is a bound, not a member, when the doubling misses it.
-        assert_eq!(parse_sizes("1KiB..3KiB"), Ok(vec![KIB, 2 * KIB]));
-        assert_eq!(parse_sizes("64KiB..64KiB"), Ok(vec![64 * KIB]));
-    }
-
-    #[test]
-    fn a_comma_list_is_sorted_and_deduplicated() {
-        assert_eq!(
-            parse_sizes("1MiB, 4KiB,1MiB,1024"),
-            Ok(vec![KIB, 4 * KIB, MIB])
-        );
-    }
-
-    #[test]
-    fn sizes_out_of_bounds_or_malformed_are_refused_with_a_reason() {
-        for (text, why) in [
-            ("1KiB..2TiB", "out of range, expected 1.0 KiB to 1.0 GiB"),
-            ("1KiB..2GiB", "out of range"),
-            ("512..4KiB", "out of range"),
-            ("nonsense", "invalid size"),
-            ("1KiB..", "invalid size"),
-            ("8KiB..1KiB", "runs backwards"),
-            ("-1KiB", "at least 0 bytes"),
-        ] {
-            let e = parse_sizes(text).unwrap_err();
-            assert!(e.contains(why), "{text}: {e}");
-            assert!(e.starts_with("invalid --sizes"), "{e}");
-            assert!(!e.contains('\n') && !e.ends_with('.'), "{e}");
-        }
-        let many: Vec<String> = (1..=33).map(|i| format!("{}KiB", i)).collect();
-        assert!(
-            parse_sizes(&many.join(","))
-                .unwrap_err()
-                .contains("at most 32")
-        );
-        assert_eq!(parse_sizes(&many[..32].join(",")).unwrap().len(), 32);
-    }
-
-    #[test]
-    fn default_repeats_fall_with_size() {
-        assert_eq!(default_repeats(KIB), 30);
-        assert_eq!(default_repeats(MIB), 30);
-        assert_eq!(default_repeats(2 * MIB), 10);
-        assert_eq!(default_repeats(64 * MIB), 10);
-        assert_eq!(default_repeats(128 * MIB), 5);
-    }
-
-    #[test]
-    fn median_and_percentiles_of_known_samples() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    fn percentiles_of_known_samples() {
         let hundred: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         assert_eq!(percentile(&hundred, 0.99), Some(99.0));
         assert_eq!(percentile(&hundred, 0.5), Some(50.0));
@@ -245,23 +60,5 @@ mod tests {
         assert!((intercept - 95.0).abs() < 1e-9, "{intercept}");
         assert_eq!(least_squares(&points[..1]), None);
         assert_eq!(least_squares(&[(2.0, 1.0), (2.0, 3.0)]), None);
-    }
-
-    #[test]
-    fn crossover_is_where_the_candidate_stays_faster() {
-        let grpc = [(1, 100.0), (2, 110.0), (4, 130.0), (8, 170.0), (16, 250.0)];
-        // Faster at 2, slower at 4, faster from 8 on: the crossover is 8.
-        let zc = [(1, 120.0), (2, 100.0), (4, 140.0), (8, 120.0), (16, 130.0)];
-        assert_eq!(crossover(&zc, &grpc), Some(8));
-        // Faster everywhere: the smallest size.
-        let fast = [(1, 50.0), (2, 60.0), (4, 70.0), (8, 80.0), (16, 90.0)];
-        assert_eq!(crossover(&fast, &grpc), Some(1));
-        // Slower at the largest size: none in range.
-        let slow = [(1, 50.0), (2, 60.0), (4, 70.0), (8, 80.0), (16, 300.0)];
-        assert_eq!(crossover(&slow, &grpc), None);
-        assert_eq!(crossover(&[], &grpc), None);
-        // Sizes only one series has do not count, and order does not matter.
-        let sparse = [(16, 90.0), (4, 200.0), (32, 1.0)];
-        assert_eq!(crossover(&sparse, &grpc), Some(16));
     }
 }

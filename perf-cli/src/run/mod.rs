@@ -16,12 +16,13 @@ use perfopt::{Optimizer, OptimizerError, StoreStatus, SweepOutcome};
 use serde_json::json;
 
 mod report;
+mod summary;
 
 use self::report::{Comparison, text_report};
-use crate::args::{RUN_TIME, parse_duration};
+use self::summary::Summary;
+use crate::args::{DataDirArg, RUN_TIME, parse_duration};
 use crate::exit::Exit;
-use crate::store_cmd::DataDirArg;
-use crate::summary::Summary;
+use crate::load::Burners;
 
 /// The mix of sizes a run sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,7 +211,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         }
         None => None,
     };
-    let config = crate::decide::load(args.config.as_ref())?;
+    let config = crate::args::config(args.config.as_ref())?;
     let pools: Vec<Name> = config.pools.keys().copied().collect();
     if !(LearningEngine::MIN_SAMPLES..=1_000_000).contains(&args.learn_min_samples) {
         return Err(Exit::bad_input(format_args!(
@@ -256,7 +257,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
 
     let summary = Arc::new(Summary::default());
     let (_, hi) = args.workload.bounds();
-    let payload: Arc<[u8]> = crate::bench::random_payload(hi as usize, args.seed ^ 0xDA7A).into();
+    let payload: Arc<[u8]> = perf_core::rng::random_bytes(hi as usize, args.seed ^ 0xDA7A).into();
     let exe = std::env::current_exe().map_err(Exit::failed)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -264,7 +265,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         .enable_all()
         .build()
         .map_err(Exit::failed)?;
-    let mut burners: Option<crate::collect::Burners> = None;
+    let mut burners: Option<Burners> = None;
     let mut load_started: Option<(Duration, u64)> = None;
     let (drive, in_flight, started) = runtime.block_on(async {
         let host = optimizer
@@ -315,7 +316,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
                 {
                     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
                     load_started = Some((started.elapsed(), summary.transfers()));
-                    burners = Some(crate::collect::Burners::start(cpus)?);
+                    burners = Some(Burners::start(cpus)?);
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

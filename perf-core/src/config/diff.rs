@@ -6,8 +6,40 @@ use std::fmt;
 use serde::Serialize;
 
 use super::{Adaptation, Config, CostCoefficients, PoolSettings, Rule};
+use crate::controller::{Controller, ControllerError};
+use crate::decision::ReasonCode;
 use crate::name::Name;
+use crate::request::{DecisionContext, Timestamp, TransferRequest};
 use crate::size::HumanSize;
+use crate::vocab::Method;
+
+/// The sample sizes [`Config::diff`] decides in every pool: the powers of two from 1 KiB to
+/// 1 GiB, as exponents.
+const SAMPLE_SHIFTS: std::ops::RangeInclusive<u32> = 10..=30;
+
+/// What a change from one configuration to another would do, before it is applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigDiff {
+    /// Changed keys, pools and rules ([`Config::changes_to`]).
+    pub keys: Vec<KeyChange>,
+    /// Sample decisions whose method changes.
+    pub flips: Vec<Flip>,
+    /// How many sample decisions were compared.
+    pub samples: usize,
+}
+
+/// One sample decision that a change of configuration flips to the other method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Flip {
+    /// The pool.
+    pub pool: Name,
+    /// The sample size, bytes.
+    pub size: u64,
+    /// The method and the reason before.
+    pub old: (Method, ReasonCode),
+    /// The method and the reason after.
+    pub new: (Method, ReasonCode),
+}
 
 /// One key, pool or rule that differs between two configurations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -61,6 +93,44 @@ impl fmt::Display for KeyChange {
 }
 
 impl Config {
+    /// What changing from this configuration to `new` would do: the changed keys
+    /// ([`Config::changes_to`]), and the sample decisions that change method when a transfer
+    /// of each power of two from 1 KiB to 1 GiB is decided in every pool of either side, on an
+    /// idle machine with a pooled segment free (without exploration and without history).
+    pub fn diff(&self, new: &Config) -> Result<ConfigDiff, ControllerError> {
+        let before = Controller::new(self.clone())?;
+        let after = Controller::new(new.clone())?;
+        let mut pools: Vec<Name> = self.pools.keys().chain(new.pools.keys()).copied().collect();
+        pools.sort();
+        pools.dedup();
+        let ctx = DecisionContext::idle(Timestamp(0));
+        let mut flips = Vec::new();
+        let mut samples = 0;
+        for pool in pools {
+            for shift in SAMPLE_SHIFTS {
+                let request = TransferRequest::new(1 << shift).with_pool(pool);
+                let (x, y) = (
+                    before.preview(&request, &ctx),
+                    after.preview(&request, &ctx),
+                );
+                samples += 1;
+                if x.method != y.method {
+                    flips.push(Flip {
+                        pool,
+                        size: request.size,
+                        old: (x.method, x.reason.code()),
+                        new: (y.method, y.reason.code()),
+                    });
+                }
+            }
+        }
+        Ok(ConfigDiff {
+            keys: self.changes_to(new),
+            flips,
+            samples,
+        })
+    }
+
     /// What changes from this configuration to `new`, sorted by path. Pool settings are
     /// compared after `[defaults]` is resolved into each pool, so a changed default also shows
     /// in every pool that inherits it. A pool on one side only is one line, followed by the
@@ -347,6 +417,26 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect()
+    }
+
+    #[test]
+    fn a_lower_threshold_flips_the_sizes_it_now_sends_by_zero_copy() {
+        let old = config("version = 1\n[pools.ml]\n");
+        let new = config("version = 1\n[pools.ml]\nthreshold = \"3MiB\"\n");
+        let d = old.diff(&new).unwrap();
+        assert_eq!(d.keys, old.changes_to(&new));
+        assert_eq!(d.keys.len(), 1);
+        // Two pools (default and ml), 21 sizes each.
+        assert_eq!(d.samples, 42);
+        let ml = Name::new("ml").unwrap();
+        let flipped: Vec<(Name, u64)> = d.flips.iter().map(|f| (f.pool, f.size)).collect();
+        assert_eq!(flipped, [(ml, 4 << 20), (ml, 8 << 20)]);
+        for f in &d.flips {
+            assert_eq!(f.old, (Method::Grpc, ReasonCode::BelowThreshold), "{f:?}");
+            assert_eq!(f.new.0, Method::ZeroCopy, "{f:?}");
+        }
+        let same = old.diff(&old).unwrap();
+        assert_eq!((same.keys.len(), same.flips.len()), (0, 0));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::name::Name;
 use crate::vocab::{DataType, Format, Goal, Method};
 
-pub use diff::{Change, KeyChange};
+pub use diff::{Change, ConfigDiff, Flip, KeyChange};
 pub use parse::{ConfigError, ConfigErrors};
 
 /// The configuration version this build reads and writes.

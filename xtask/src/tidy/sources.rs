@@ -15,50 +15,11 @@ const BARE_IGNORE_IN_CFG_ATTR: &str = concat!(",", "ignore)]");
 /// The start of a `cfg_attr` attribute, once whitespace is removed.
 const CFG_ATTR: &str = "#[cfg_attr(";
 
-/// Parts of the runtime the library wires (`perfopt::Optimizer` and its host runtime); a
-/// command that drives the runtime must not build them itself, or a library user could not
-/// reproduce what it does.
-const WIRED_BY_THE_LIBRARY: [&str; 7] = [
-    concat!("Controller", "::new("),
-    concat!("Controller", "::builder("),
-    concat!("SegmentPool", "::new("),
-    concat!("LearningEngine", "::new("),
-    concat!("BackgroundEngine", "::start("),
-    concat!("Executor", "::connect("),
-    concat!("Learner", "::new("),
-];
-/// The commands that drive the runtime: `perfopt run`.
-const RUNTIME_DRIVERS: &str = "perf-cli/src/run/";
-
 /// Checks one file, `path` being its path relative to the workspace root.
 pub(crate) fn check(path: &str, text: &str) -> Vec<Violation> {
     let mut violations = Vec::new();
     violations.extend(check_module_doc(path, text));
     violations.extend(check_lines(path, text));
-    if path.starts_with(RUNTIME_DRIVERS) {
-        violations.extend(check_wired_by_the_library(path, text));
-    }
-    violations
-}
-
-/// A runtime driver that builds what the library wires.
-fn check_wired_by_the_library(path: &str, text: &str) -> Vec<Violation> {
-    let mut violations = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with("//") {
-            continue;
-        }
-        for pattern in WIRED_BY_THE_LIBRARY {
-            if line.contains(pattern) {
-                violations.push(Violation::new(
-                    format!("{path}:{}", index + 1),
-                    format!(
-                        "found `{pattern}` in a runtime driver, expected the part from `perfopt::Optimizer` or its host runtime"
-                    ),
-                ));
-            }
-        }
-    }
     violations
 }
 
@@ -123,21 +84,6 @@ mod tests {
 
     fn locations(violations: &[Violation]) -> Vec<&str> {
         violations.iter().map(|it| it.location.as_str()).collect()
-    }
-
-    #[test]
-    fn a_runtime_driver_building_what_the_library_wires_is_reported() {
-        let text = format!(
-            "//! Fixture.\nfn f() {{\n    let c = {}config);\n    // {}x) in a comment\n}}\n",
-            WIRED_BY_THE_LIBRARY[0], WIRED_BY_THE_LIBRARY[2]
-        );
-        assert_eq!(
-            locations(&check("perf-cli/src/run/mod.rs", &text)),
-            ["perf-cli/src/run/mod.rs:3"]
-        );
-        // Other commands and crates may build them.
-        assert_eq!(check("perf-cli/src/decide.rs", &text), []);
-        assert_eq!(check("perf-transport/src/host/mod.rs", &text), []);
     }
 
     #[test]

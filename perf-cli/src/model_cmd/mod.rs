@@ -1,21 +1,21 @@
 //! `perfopt model`: the learned classifier's status, training and evaluation, and paired
 //! measurements to train it on.
 
+mod collect;
+
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use perf_core::{ModelStore, SampleFilter};
 use perfopt::learn::{
-    Classifier, Evaluation, EventKind, LearnConfig, LearningEngine, MODEL_NAME, PairedDataset,
-    PairedSample, SHIPPED_DATASET, SHIPPED_DATASET_NAME, Trigger,
+    Classifier, Evaluation, LearnConfig, MODEL_NAME, PairedDataset, PairedSample, SHIPPED_DATASET,
+    SHIPPED_DATASET_NAME,
 };
-use perfopt::store::Backend;
+use perfopt::{StoredClassifier, StoredError};
 use serde_json::{Value, json};
 
-use crate::collect;
+use crate::args::DataDirArg;
+use crate::clock::now;
 use crate::exit::Exit;
-use crate::store_cmd::{DataDirArg, now, open, stored};
 
 /// `perfopt model ...`
 #[derive(Debug, Subcommand)]
@@ -120,27 +120,15 @@ fn evidence(args: &EvidenceArgs, data: &DataDirArg) -> Result<Evidence, Exit> {
     let mut samples = dataset.samples;
     if args.stored {
         let dir = data.resolve()?;
-        if let Some(reader) = stored(&dir)? {
-            let mut stored = reader
-                .samples(&SampleFilter::default(), MAX_STORED)
-                .map_err(Exit::failed)?;
-            stored.reverse();
-            let mut engine = LearningEngine::new(LearnConfig {
-                enabled: false,
-                max_samples: MAX_STORED,
-                ..LearnConfig::default()
-            });
-            for m in &stored {
-                engine.observe(m);
-            }
-            let before = samples.len();
-            samples.extend(engine.samples().copied());
+        let stored = perfopt::stored_pairs(&dir.path, MAX_STORED).map_err(Exit::failed)?;
+        if stored.transfers > 0 {
             source += &format!(
                 " and {} pairs from {} stored transfers",
-                samples.len() - before,
-                stored.len()
+                stored.samples.len(),
+                stored.transfers
             );
         }
+        samples.extend(stored.samples);
     }
     Ok(Evidence { samples, source })
 }
@@ -195,39 +183,19 @@ fn print_evaluation(e: &Evaluation) {
     );
 }
 
-/// The stored model, if the store exists and holds one; a model that does not
-/// load is reported, not used.
-pub(crate) fn stored_model(
-    data: &DataDirArg,
-) -> Result<(Option<Classifier>, Option<String>), Exit> {
+/// The classifier saved in the data directory's store (see [`perfopt::stored_classifier`]).
+fn stored_model(data: &DataDirArg) -> Result<StoredClassifier, Exit> {
     let dir = data.resolve()?;
-    let Some(reader) = stored(&dir)? else {
-        return Ok((None, None));
-    };
-    match reader.load_model(MODEL_NAME) {
-        Ok(None) => Ok((None, None)),
-        Ok(Some(stored)) => match Classifier::decode(&stored.bytes) {
-            Ok(mut m) => {
-                m.version = stored.version;
-                Ok((Some(m), None))
-            }
-            Err(e) => Ok((None, Some(format!("{MODEL_NAME} v{}: {e}", stored.version)))),
-        },
-        Err(e) => Ok((None, Some(e.to_string()))),
-    }
+    perfopt::stored_classifier(&dir.path).map_err(Exit::failed)
 }
 
 fn status(args: &StatusArgs) -> Result<(), Exit> {
     let dir = args.data.resolve()?;
-    let (model, problem) = stored_model(&args.data)?;
-    let versions = if let Some(reader) = stored(&dir)? {
-        reader
-            .list_models()
-            .map(|l| l.into_iter().filter(|m| m.name == MODEL_NAME).count())
-            .unwrap_or(0)
-    } else {
-        0
-    };
+    let StoredClassifier {
+        model,
+        problem,
+        versions,
+    } = stored_model(&args.data)?;
     let report = json!({
         "data_dir": dir.path.display().to_string(),
         "active": model.is_some(),
@@ -276,23 +244,15 @@ fn status(args: &StatusArgs) -> Result<(), Exit> {
 fn train(args: &EvidenceCommandArgs) -> Result<(), Exit> {
     let evidence = evidence(&args.evidence, &args.data)?;
     let dir = args.data.resolve()?;
-    let backend = open(&dir)?;
-    let store: Arc<dyn ModelStore> = Arc::new(backend.models());
-    let config = LearnConfig {
-        // Training is asked for here: no threshold for the first model.
-        min_samples: usize::MAX,
-        max_samples: evidence.samples.len().max(1),
-        seed: args.evidence.seed,
-        ..LearnConfig::default()
-    };
-    let mut engine = LearningEngine::new(config).with_store(store, now());
-    engine.add_paired(&evidence.samples);
-    let validation = engine
-        .train(Trigger::Requested, now())
-        .map_err(|e| Exit::failed(format_args!("{}: {e}", evidence.source)))?;
-    let outcome = engine.events().last().map(|e| e.kind.clone());
-    let published = matches!(outcome, Some(EventKind::Published { .. }));
-    let version = engine.status().version;
+    let training = perfopt::train_classifier(&dir.path, &evidence.samples, args.evidence.seed)
+        .map_err(|e| match e {
+            StoredError::Learn(e) => Exit::failed(format_args!("{}: {e}", evidence.source)),
+            e => Exit::failed(e),
+        })?;
+    let validation = training.validation;
+    let outcome = training.event;
+    let published = training.published.is_some();
+    let version = training.published.unwrap_or(0);
     if args.json {
         let report = json!({
             "evidence": evidence.source,
@@ -344,7 +304,7 @@ fn evaluate(args: &EvidenceCommandArgs) -> Result<(), Exit> {
             dataset.samples.len()
         )));
     }
-    let (model, problem) = stored_model(&args.data)?;
+    let StoredClassifier { model, problem, .. } = stored_model(&args.data)?;
     let (model, which) = match model {
         Some(m) => {
             let which = format!("stored model v{}", m.version);

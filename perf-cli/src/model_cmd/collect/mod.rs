@@ -1,27 +1,25 @@
 //! `perfopt model collect`: paired measurements (each case carried by gRPC and by pooled zero-copy
-//! back to back) against a real worker, with and without CPU load, written as a paired dataset;
-//! and the hidden `perfopt burn` that makes the load.
+//! back to back) against a real worker, with and without CPU load, written as a paired dataset.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use perf_core::crossover::Measured;
 use perf_core::rng::SplitMix;
-use perf_core::{HumanSize, Method, ResourceProbe, Timestamp, TransferRequest};
+use perf_core::{HumanSize, Method, ResourceProbe, TransferRequest};
 use perfopt::learn::{Conditions, LoadTracker, PairedDataset, PairedSample, Source};
 use perfopt::platform::{ProbeConfig, ProcProbe};
-use perfopt::transport::grpc::{ClientConfig, WorkerClient, checksum};
 use perfopt::transport::pool::MIN_CLASS;
-use perfopt::transport::{Executor, SegmentPool, SegmentPoolConfig, TransferOutcome};
 
-use crate::bench::fit::write_atomically;
-use crate::bench::stats::{MAX_BENCH_SIZE, MAX_REPEATS, MIN_BENCH_SIZE, WARMUPS, parse_size_list};
-use crate::bench::{check_output, fixed_executor, one_worker, progress_bar, random_payload};
-mod burn;
-
-pub(crate) use self::burn::{BurnArgs, Burners, MAX_BURNERS, burn};
+use crate::args::{MIN_BENCH_SIZE, check_output, largest, parse_size_list, repeats};
+use crate::clock::now;
 use crate::exit::Exit;
+use crate::load::{Burners, MAX_BURNERS};
+use crate::measure::{
+    Reuse, WARMUPS, Worker, median, misread, progress_bar, segments, weight, went, write_atomically,
+};
 
 /// The most sizes one collection measures.
 const MAX_SIZES: usize = 64;
@@ -105,13 +103,7 @@ struct Plan {
 impl Plan {
     fn from_args(args: &CollectArgs) -> Result<Plan, Exit> {
         let sizes = parse_sizes(&args.sizes).map_err(Exit::bad_input)?;
-        if let Some(n) = args.repeats
-            && !(1..=MAX_REPEATS).contains(&n)
-        {
-            return Err(Exit::bad_input(format_args!(
-                "--repeats {n} is out of range, expected 1 to {MAX_REPEATS}"
-            )));
-        }
+        let sizes = repeats(sizes, args.repeats)?;
         if let Some(n) = args.burners
             && !(1..=MAX_BURNERS).contains(&n)
         {
@@ -127,10 +119,7 @@ impl Plan {
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         Ok(Plan {
-            sizes: sizes
-                .into_iter()
-                .map(|s| (s, args.repeats.unwrap_or_else(|| default_repeats(s))))
-                .collect(),
+            sizes,
             loads: match args.load {
                 LoadArg::None => vec![Load::None],
                 LoadArg::Cpu => vec![Load::Cpu],
@@ -139,14 +128,6 @@ impl Plan {
             burners: args.burners.unwrap_or(cpus.clamp(1, MAX_BURNERS)),
             per_case: args.per_case,
         })
-    }
-
-    fn largest(&self) -> u64 {
-        self.sizes
-            .iter()
-            .map(|s| s.0)
-            .max()
-            .unwrap_or(MIN_BENCH_SIZE)
     }
 
     /// The work of the run for the progress bar: each transfer weighs its size plus about
@@ -161,19 +142,6 @@ impl Plan {
     }
 }
 
-fn weight(size: u64) -> u64 {
-    size + (100 << 10)
-}
-
-/// Pairs per size and load condition when `--repeats` is not given.
-fn default_repeats(size: u64) -> u32 {
-    match size {
-        0..=0x10_0000 => 30,
-        0x10_0001..=0x400_0000 => 10,
-        _ => 5,
-    }
-}
-
 /// Reads `--sizes`: `A..B` for the powers of two from A up to B and the midpoints (x1.5)
 /// between them, or a comma list; sorted, without duplicates, each from 1 KiB to 1 GiB, at
 /// most 64 of them.
@@ -185,37 +153,18 @@ fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
 pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
     let plan = Plan::from_args(args)?;
     check_output("--out", Some(&args.out), false)?;
-    let largest = plan.largest();
+    let largest = largest(&plan.sizes);
+    // Every zero-copy transfer reuses a pre-faulted segment, as `perfopt run` does.
+    let pool = segments(largest, Reuse::Pooled)?;
+    let payload = perf_core::rng::random_bytes(largest as usize, 0xC0_11EC7);
 
-    // Every pooled class up to the largest size, so that every zero-copy transfer reuses a
-    // pre-faulted segment as `perfopt run` does.
-    let max_class = (largest as usize)
-        .next_power_of_two()
-        .clamp(MIN_CLASS, MAX_BENCH_SIZE as usize);
-    let shm = perfopt::platform::default_shm();
-    let pool = SegmentPool::new(
-        shm,
-        SegmentPoolConfig {
-            max_class,
-            budget_bytes: 2 * max_class as u64,
-            ..SegmentPoolConfig::default()
-        },
-    )
-    .map_err(Exit::failed)?;
-    let payload = random_payload(largest as usize, 0xC0_11EC7);
-
-    let (workspace, worker, runtime) = one_worker()?;
+    let runtime = crate::measure::runtime()?;
     let progress = progress_bar(plan.work());
 
     let started = Instant::now();
     let collected = runtime.block_on(async {
-        let client = WorkerClient::connect(worker.endpoint(), ClientConfig::default())
-            .await
-            .map_err(Exit::failed)?;
         let mut collector = Collector {
-            grpc: fixed_executor(&client, &workspace, None).await?,
-            zero_copy: fixed_executor(&client, &workspace, Some(&pool)).await?,
-            pool: pool.clone(),
+            worker: Worker::spawn(pool).await?,
             payload,
             probe: ProcProbe::with_config(ProbeConfig {
                 interval: PROBE_INTERVAL,
@@ -227,16 +176,18 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
             skipped: BTreeMap::new(),
             per_case: plan.per_case,
         };
-        if collector.zero_copy.pool().is_none() {
-            return Err(Exit::failed(
-                "the worker takes no zero-copy references, expected a local worker that maps them",
-            ));
-        }
-        collector.measure(&plan, args.seed).await?;
-        Ok(collector)
+        let measured = collector.measure(&plan, args.seed).await;
+        let Collector {
+            worker,
+            rows,
+            skipped,
+            ..
+        } = collector;
+        worker.shutdown().await;
+        measured.map(|()| Collected { rows, skipped })
     })?;
+
     progress.finish_and_clear();
-    drop(worker);
     let elapsed_s = started.elapsed().as_secs_f64();
 
     let skipped: u64 = collected.skipped.values().sum();
@@ -264,11 +215,16 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
     Ok(())
 }
 
+/// What a collection measured: the pairs with their load condition, and the skipped pairs by
+/// why zero-copy went another way.
+struct Collected {
+    rows: Vec<(Load, PairedSample)>,
+    skipped: BTreeMap<String, u64>,
+}
+
 /// What a collection measures with, and what it has measured.
 struct Collector<'a> {
-    grpc: Executor,
-    zero_copy: Executor,
-    pool: SegmentPool,
+    worker: Worker,
     /// Random bytes, as many as the largest size.
     payload: Vec<u8>,
     /// Samples the system before each pair.
@@ -291,7 +247,8 @@ impl Collector<'_> {
         // that before anything is measured.
         let first = plan.sizes.first().map_or(MIN_BENCH_SIZE, |s| s.0);
         let warm_size = first.min(MIN_CLASS as u64);
-        self.pool
+        self.worker
+            .pool()
             .warm(&[warm_size as usize])
             .map_err(Exit::failed)?;
         for i in 0..START_WARMUPS {
@@ -351,7 +308,10 @@ impl Collector<'_> {
         self.progress
             .set_message(format!("{} {}", load.name(), HumanSize(size)));
         // A pre-faulted segment of this size's class waits in the pool.
-        self.pool.warm(&[size as usize]).map_err(Exit::failed)?;
+        self.worker
+            .pool()
+            .warm(&[size as usize])
+            .map_err(Exit::failed)?;
         for i in 0..WARMUPS {
             let _ = self
                 .pair(size, i.is_multiple_of(2) == zero_copy_even)
@@ -360,7 +320,7 @@ impl Collector<'_> {
         }
         for i in 0..repeats {
             let system = self.probe.sample();
-            let conditions = Conditions::new(&system, wall_clock(), &self.tracker);
+            let conditions = Conditions::new(&system, now(), &self.tracker);
             let (mut grpc, mut zero_copy) = (Vec::new(), Vec::new());
             let mut skipped = None;
             for k in 0..self.per_case {
@@ -386,12 +346,14 @@ impl Collector<'_> {
                 *self.skipped.entry(why).or_default() += 1;
                 continue;
             }
-            let (grpc_us, zero_copy_us) = (median(&mut grpc), median(&mut zero_copy));
+            let (Some(grpc_us), Some(zero_copy_us)) = (median(&grpc), median(&zero_copy)) else {
+                continue;
+            };
             self.tracker.observe(Method::Grpc, size, grpc_us);
             self.tracker.observe(Method::ZeroCopy, size, zero_copy_us);
             let request = TransferRequest::new(size);
             let sample = PairedSample {
-                at: wall_clock(),
+                at: now(),
                 pool: request.pool,
                 size,
                 data_type: request.data_type,
@@ -428,10 +390,9 @@ impl Collector<'_> {
     /// One gRPC transfer's latency; any failure is the worker's or the connection's, and ends
     /// the collection.
     async fn grpc(&self, bytes: &[u8]) -> Result<f64, Exit> {
-        let request = TransferRequest::new(bytes.len() as u64);
         let out = self
-            .grpc
-            .transfer(&request, bytes)
+            .worker
+            .carry(Method::Grpc, bytes)
             .await
             .map_err(|e| Exit::failed(format_args!("gRPC transfer failed: {e}")))?;
         match misread(&out, bytes).or_else(|| went(&out, Method::Grpc)) {
@@ -445,13 +406,12 @@ impl Collector<'_> {
 
     /// One pooled zero-copy transfer's latency, or why it went another way.
     async fn zero_copy(&self, bytes: &[u8]) -> Result<Result<f64, String>, Exit> {
-        let request = TransferRequest::new(bytes.len() as u64);
-        let before = self.pool.stats().reused;
-        let out = match self.zero_copy.transfer(&request, bytes).await {
+        let before = self.worker.pool_stats().reused;
+        let out = match self.worker.carry(Method::ZeroCopy, bytes).await {
             Ok(out) => out,
             Err(e) => return Ok(Err(format!("failed: {e}"))),
         };
-        let reused = self.pool.stats().reused == before + 1;
+        let reused = self.worker.pool_stats().reused == before + 1;
         Ok(
             match misread(&out, bytes).or_else(|| went(&out, Method::ZeroCopy)) {
                 Some(why) => Err(why),
@@ -460,43 +420,6 @@ impl Collector<'_> {
             },
         )
     }
-}
-
-/// The median of `xs` (not empty): the middle value, or the mean of the two middle ones.
-fn median(xs: &mut [f64]) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
-/// What the worker read wrong, if anything.
-fn misread(out: &TransferOutcome, bytes: &[u8]) -> Option<String> {
-    let expected = checksum(bytes);
-    (out.ack.checksum != expected || out.ack.length != bytes.len() as u64).then(|| {
-        format!(
-            "the worker read {} bytes with checksum {:#018x}, expected {} bytes with {expected:#018x}",
-            out.ack.length,
-            out.ack.checksum,
-            bytes.len()
-        )
-    })
-}
-
-/// How the transfer went another way than `method`, if it did.
-fn went(out: &TransferOutcome, method: Method) -> Option<String> {
-    let m = &out.metrics;
-    if m.method == method && m.success && m.latency_us.is_finite() && m.latency_us > 0.0 {
-        return None;
-    }
-    Some(match m.fallback {
-        Some(f) => format!("fell back to {}: {f:?}", m.method),
-        None if m.method != method => format!("went by {}", m.method),
-        None => format!("no usable latency ({} µs)", m.latency_us),
-    })
 }
 
 /// The sizes in a seeded random order.
@@ -509,14 +432,6 @@ fn shuffled(sizes: &[(u64, u32)], rng: &SplitMix) -> Vec<(u64, u32)> {
     order
 }
 
-/// Nanoseconds since the Unix epoch from the wall clock.
-fn wall_clock() -> Timestamp {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    Timestamp(nanos)
-}
-
 fn reasons(skipped: &BTreeMap<String, u64>) -> String {
     skipped
         .iter()
@@ -525,24 +440,15 @@ fn reasons(skipped: &BTreeMap<String, u64>) -> String {
         .join("; ")
 }
 
-/// The smallest size from which zero-copy is faster in most pairs, at that size and at every
-/// larger one; None when it is not at the largest size.
+/// The crossover of `samples` ([`perf_core::crossover`]): each pair is one latency of each
+/// method at its size.
 fn crossover(samples: &[&PairedSample]) -> Option<u64> {
-    let mut by_size: BTreeMap<u64, (u32, u32)> = BTreeMap::new();
-    for s in samples {
-        let (wins, pairs) = by_size.entry(s.size).or_default();
-        *wins += u32::from(s.faster() == Method::ZeroCopy);
-        *pairs += 1;
-    }
-    let mut from = None;
-    for (&size, &(wins, pairs)) in by_size.iter().rev() {
-        if 2 * wins > pairs {
-            from = Some(size);
-        } else {
-            break;
-        }
-    }
-    from
+    perf_core::crossover::crossover(samples.iter().flat_map(|s| {
+        [
+            Measured::new(s.size, Method::Grpc, s.grpc_us),
+            Measured::new(s.size, Method::ZeroCopy, s.zero_copy_us),
+        ]
+    }))
 }
 
 /// The closing report: rows, skipped pairs, and per load condition how often zero-copy won.

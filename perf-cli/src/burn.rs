@@ -1,19 +1,15 @@
-//! CPU load on demand: the hidden `perfopt burn` command and the burner processes that
-//! `model collect` and `run --load-after` start and always reap.
+//! The hidden `perfopt burn` command: keeps CPUs busy, as the burner processes that
+//! `model collect` and `run --load-after` start.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use crate::exit::Exit;
+use crate::load::{BURN_SECONDS, MAX_BURNERS};
 
-/// The most burner processes (and burn threads) accepted.
-pub(crate) const MAX_BURNERS: u32 = 64;
 /// The longest `perfopt burn --seconds` (a day).
 const MAX_BURN_SECONDS: u64 = 86_400;
-/// How long burners run at most when `model collect` starts them; they also stop when it exits.
-const BURN_SECONDS: u64 = 3600;
 
 /// Arguments of the hidden `perfopt burn`.
 #[derive(Debug, Args)]
@@ -62,51 +58,6 @@ fn spin(deadline: Instant, parent: u32) {
         }
         if Instant::now() >= deadline || std::os::unix::process::parent_id() != parent {
             return;
-        }
-    }
-}
-
-/// `perfopt burn` child processes; killed and reaped when dropped, on error and panic too.
-pub(crate) struct Burners(Vec<Child>);
-
-impl Burners {
-    /// Starts `n` burners, one busy core each.
-    pub(crate) fn start(n: u32) -> Result<Burners, Exit> {
-        let exe = std::env::current_exe().map_err(Exit::failed)?;
-        let mut burners = Burners(Vec::new());
-        for _ in 0..n {
-            let child = Command::new(&exe)
-                .args(["burn", "--seconds", &BURN_SECONDS.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| Exit::failed(format_args!("cannot start a CPU burner: {e}")))?;
-            burners.0.push(child);
-        }
-        Ok(burners)
-    }
-
-    /// Fails when a burner stopped early: the load was not what the rows say.
-    pub(crate) fn check_running(&mut self) -> Result<(), Exit> {
-        for child in &mut self.0 {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(Exit::failed(format_args!(
-                    "a CPU burner stopped during the measurements ({status})"
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Burners {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-        }
-        for child in &mut self.0 {
-            let _ = child.wait();
         }
     }
 }
