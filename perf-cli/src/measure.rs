@@ -43,14 +43,7 @@ pub(crate) fn progress_bar(work: u64) -> indicatif::ProgressBar {
 
 /// The median of `samples` (the mean of the middle two for an even count); None when empty.
 pub(crate) fn median(samples: &[f64]) -> Option<f64> {
-    let mut s = samples.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(s[n / 2]),
-        _ => Some((s[n / 2 - 1] + s[n / 2]) / 2.0),
-    }
+    perf_core::crossover::median(&mut samples.to_vec())
 }
 
 /// Writes `text` to `path` through a temporary file in the same directory and a rename, so
@@ -250,13 +243,6 @@ fn fallback_name(f: FallbackReason) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
-    }
 
     #[test]
     fn writing_replaces_atomically_and_says_so() {

@@ -73,8 +73,9 @@ pub fn crossover(measured: impl IntoIterator<Item = Measured>) -> Option<u64> {
     from
 }
 
-/// The median of `xs`: the middle value, or the mean of the two middle ones; `None` when empty.
-fn median(xs: &mut [f64]) -> Option<f64> {
+/// The median of `xs` (sorted in place): the middle value, or the mean of the two middle ones;
+/// `None` when empty.
+pub fn median(xs: &mut [f64]) -> Option<f64> {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     match n {
@@ -87,6 +88,13 @@ fn median(xs: &mut [f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
 
     /// One latency per method at each `(size, grpc, zero_copy)`.
     fn pairs(rows: &[(u64, f64, f64)]) -> Vec<Measured> {

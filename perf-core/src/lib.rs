@@ -46,6 +46,7 @@ pub use request::{DecisionContext, SystemState, Timestamp, TransferRequest, Zero
 pub use size::{HumanMicros, HumanSize, MAX_SIZE, SizeError, parse_size};
 pub use vocab::{Compression, DataType, Format, Goal, Locality, Method, UnknownName};
 
+pub mod calibrate;
 pub mod controller;
 pub mod cost;
 pub mod crossover;

@@ -341,7 +341,7 @@ fn finish(
             crossovers: &crossovers,
         };
         let measured = fit::measured_table(&facts, &fitted);
-        let text = fit::profile_text(&fitted, measured).map_err(Exit::failed)?;
+        let text = perf_core::calibrate::profile_text(&fitted, measured).map_err(Exit::failed)?;
         let replaced = write_atomically(path, &text)
             .map_err(|e| Exit::failed(format_args!("cannot write {}: {e}", path.display())))?;
         eprintln!(

@@ -156,3 +156,10 @@ impl Summary {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    perf_core::metrics_sink_conformance!(summary_sink, Summary::default());
+}
