@@ -1,5 +1,5 @@
 //! Arguments and grammars that several commands share: durations, payload size lists, the data
-//! directory, the configuration file and output files.
+//! directory, the configuration file, output files and the worker command.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use perf_core::{Config, HumanSize, SizeError, parse_size};
 use perfopt::store::datadir::{self, DataDir};
+use perfopt::transport::WorkerCommand;
 
 use crate::exit::Exit;
 
@@ -342,5 +343,45 @@ mod tests {
         for bad in ["", "7", "0s", "-1d", "forever", "3 weeks later"] {
             assert!(parse_duration("--since", bad, &LOOK_BACK).is_err(), "{bad}");
         }
+    }
+}
+
+/// The worker program option of the commands that spawn workers.
+#[derive(Debug, Args)]
+pub(crate) struct WorkerCmdArg {
+    /// The worker to spawn, as a shell-quoted command line, e.g. `python3 -m
+    /// perfopt_worker.demo`; it must follow the spawn contract (docs/protocol.md). Default: this
+    /// binary's `perfopt worker`.
+    #[arg(long, value_name = "COMMAND")]
+    pub(crate) worker_cmd: Option<String>,
+}
+
+/// The most words a `--worker-cmd` may have.
+const MAX_WORKER_WORDS: usize = 256;
+
+impl WorkerCmdArg {
+    /// The command to spawn workers with.
+    pub(crate) fn command(&self) -> Result<WorkerCommand, Exit> {
+        let Some(line) = &self.worker_cmd else {
+            let exe = std::env::current_exe().map_err(Exit::failed)?;
+            return Ok(WorkerCommand::perfopt(exe));
+        };
+        let words = shlex::split(line).ok_or_else(|| {
+            Exit::bad_input(format_args!(
+                "--worker-cmd {line:?} is not a valid command line (unbalanced quotes?)"
+            ))
+        })?;
+        let Some((program, rest)) = words.split_first() else {
+            return Err(Exit::bad_input("--worker-cmd is empty, expected a program"));
+        };
+        if words.len() > MAX_WORKER_WORDS {
+            return Err(Exit::bad_input(format_args!(
+                "--worker-cmd has {} words, expected at most {MAX_WORKER_WORDS}",
+                words.len()
+            )));
+        }
+        Ok(rest
+            .iter()
+            .fold(WorkerCommand::new(program), |cmd, word| cmd.arg(word)))
     }
 }

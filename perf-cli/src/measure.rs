@@ -122,12 +122,11 @@ fn host(pool: &SegmentPool) -> HostBuilder {
 }
 
 impl Worker {
-    /// Starts one `perfopt worker` (this binary) in a private run directory and waits until
+    /// Starts one worker process by `command` in a private run directory and waits until
     /// zero-copy reaches it.
-    pub(crate) async fn spawn(pool: SegmentPool) -> Result<Worker, Exit> {
-        let exe = std::env::current_exe().map_err(Exit::failed)?;
+    pub(crate) async fn spawn(pool: SegmentPool, command: WorkerCommand) -> Result<Worker, Exit> {
         let host = host(&pool)
-            .spawn(WorkerCommand::perfopt(exe), 1)
+            .spawn(command, 1)
             .start()
             .await
             .map_err(Exit::failed)?;

@@ -4,6 +4,8 @@
 mod learning;
 mod optimizer;
 #[cfg(feature = "transport")]
+mod python_venv;
+#[cfg(feature = "transport")]
 mod python_worker;
 #[cfg(all(
     feature = "store",

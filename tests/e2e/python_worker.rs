@@ -6,58 +6,18 @@
 //! (the first run installs grpcio, numpy and xxhash into the venv); without them they fail
 //! and say what is missing.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use perfopt::core::FixedProbe;
 use perfopt::transport::WorkerCommand;
 use perfopt::transport::grpc::checksum;
 use perfopt::{Method, Optimizer, TransferRequest};
 
+use crate::python_venv::{repo, venv_python};
+
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The venv's python, made or brought up to date once per test run by the project's script.
-fn venv_python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
-        let script = repo().join("python/setup_venv.py");
-        let out = Command::new("python3")
-            .arg(&script)
-            .arg("--venv")
-            .arg(&venv)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "the Python worker's tests need python3 on PATH (Debian: apt-get install \
-                     python3 python3-venv python3-pip); running it failed: {e}"
-                )
-            });
-        assert!(
-            out.status.success(),
-            "{} could not set up the venv at {} ({}):\n{}{}",
-            script.display(),
-            venv.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let python = venv.join("bin/python");
-        assert!(
-            python.exists(),
-            "{} made no {}",
-            script.display(),
-            python.display()
-        );
-        python
-    })
-}
 
 fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) % 251) as u8).collect()

@@ -30,6 +30,8 @@ const START_WARMUP_SIZE: u64 = 64 << 10;
 /// Arguments of `perfopt bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
+    #[command(flatten)]
+    worker: crate::args::WorkerCmdArg,
     /// Payload sizes: `A..B` for the powers of two from A to B, or a comma list; each from
     /// 1 KiB to 1 GiB, at most 32 sizes.
     #[arg(long, default_value = "1KiB..256MiB")]
@@ -93,13 +95,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), Exit> {
     // The memcpy target, written once so that every page is faulted in.
     let target = vec![0x5A_u8; largest as usize];
 
+    let worker = args.worker.command()?;
     let runtime = crate::measure::runtime()?;
     let progress = progress_bar(plan.work());
 
     let started = Instant::now();
     let results = runtime.block_on(async {
         // Both zero-copy kinds reach the same worker process; gRPC goes by the pooled one.
-        let pooled = Worker::spawn(pooled_pool).await?;
+        let pooled = Worker::spawn(pooled_pool, worker).await?;
         let fresh = pooled.share(fresh_pool).await?;
         let mut bench = Bench {
             pooled,

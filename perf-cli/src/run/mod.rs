@@ -11,7 +11,7 @@ use perf_core::{
 };
 use perfopt::learn::{LearnConfig, LearnedClassifier, LearningEngine};
 use perfopt::transport::host::MAX_IN_FLIGHT;
-use perfopt::transport::{Host, TransferError, WorkerCommand};
+use perfopt::transport::{Host, TransferError};
 use perfopt::{Optimizer, OptimizerError, StoreStatus, SweepOutcome};
 use serde_json::json;
 
@@ -72,6 +72,8 @@ pub(crate) struct RunArgs {
     /// Worker processes to spawn (1 to 64).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    #[command(flatten)]
+    worker: crate::args::WorkerCmdArg,
     /// Transfers submitted at once, 1 to 100000; beyond what the workers take at once
     /// (16 each), they wait for room. Default: what the workers take at once.
     #[arg(long)]
@@ -258,7 +260,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let summary = Arc::new(Summary::default());
     let (_, hi) = args.workload.bounds();
     let payload: Arc<[u8]> = perf_core::rng::random_bytes(hi as usize, args.seed ^ 0xDA7A).into();
-    let exe = std::env::current_exe().map_err(Exit::failed)?;
+    let worker = args.worker.command()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -271,7 +273,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         let host = optimizer
             .host()
             .sink(summary.clone())
-            .spawn(WorkerCommand::perfopt(exe), args.workers)
+            .spawn(worker, args.workers)
             .start()
             .await
             .map_err(Exit::failed)?;

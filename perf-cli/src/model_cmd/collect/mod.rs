@@ -60,6 +60,8 @@ impl Load {
 /// Arguments of `perfopt model collect`.
 #[derive(Debug, Args)]
 pub(crate) struct CollectArgs {
+    #[command(flatten)]
+    worker: crate::args::WorkerCmdArg,
     /// The dataset file to write (CSV; replaced atomically).
     #[arg(long)]
     out: PathBuf,
@@ -158,13 +160,14 @@ pub(crate) fn run(args: &CollectArgs) -> Result<(), Exit> {
     let pool = segments(largest, Reuse::Pooled)?;
     let payload = perf_core::rng::random_bytes(largest as usize, 0xC0_11EC7);
 
+    let worker = args.worker.command()?;
     let runtime = crate::measure::runtime()?;
     let progress = progress_bar(plan.work());
 
     let started = Instant::now();
     let collected = runtime.block_on(async {
         let mut collector = Collector {
-            worker: Worker::spawn(pool).await?,
+            worker: Worker::spawn(pool, worker).await?,
             payload,
             probe: ProcProbe::with_config(ProbeConfig {
                 interval: PROBE_INTERVAL,
