@@ -129,6 +129,18 @@ impl ReferenceHandler for ReferenceReader {
         self.release_unused();
     }
 
+    fn handle_with(&self, r: &Reference, visit: &mut dyn FnMut(&[u8])) -> Result<Ack, Refusal> {
+        let (payload, out) = self.map(r).map_err(|e| refusal_of(&e))?;
+        visit(payload.as_slice());
+        Ok(Ack {
+            transfer_id: r.transfer_id,
+            length: out.length,
+            checksum: out.checksum,
+            worker_ns: out.worker_ns,
+            worker_cpu_ns: 0,
+        })
+    }
+
     /// Up to 256 KiB: a checksum at several GB/s, from a mapping kept open.
     fn reads_quickly(&self, length: u64) -> bool {
         length <= 256 << 10
@@ -159,6 +171,21 @@ impl ReferenceRead for Progress {
                 }
             };
             Refusal::new(code, format!("reference {}: {e}", self.transfer_id))
+        })
+    }
+
+    fn finish_with(self: Box<Self>, visit: &mut dyn FnMut(&[u8])) -> Result<Ack, Refusal> {
+        let id = self.transfer_id;
+        let out = self
+            .read
+            .finish_with(visit)
+            .map_err(|e| Refusal::new(Code::InvalidArgument, format!("reference {id}: {e}")))?;
+        Ok(Ack {
+            transfer_id: id,
+            length: out.length,
+            checksum: out.checksum,
+            worker_ns: out.worker_ns,
+            worker_cpu_ns: 0,
         })
     }
 

@@ -15,9 +15,7 @@ use super::endpoint::Endpoint;
 use super::error::{ServeError, error_chain};
 use super::proto::transfer_server::TransferServer;
 use super::service::{ReferenceHandler, ServiceConfig, TransferService};
-use super::{
-    CONNECTION_WINDOW, CONTROL_MESSAGE_LIMIT, MAX_CHUNK_SIZE, MESSAGE_SLACK, STREAM_WINDOW,
-};
+use super::{CONNECTION_WINDOW, MAX_CHUNK_SIZE, MESSAGE_SLACK, STREAM_WINDOW};
 use crate::reader::MAINTENANCE_INTERVAL;
 
 /// How long the check for a live listener on an existing socket file may take.
@@ -102,7 +100,8 @@ impl Listener {
         );
         let transfer = TransferServer::new(service)
             .max_decoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK)
-            .max_encoding_message_size(CONTROL_MESSAGE_LIMIT);
+            // An ack may carry an inline reply, and a reply chunk is as large as a payload chunk.
+            .max_encoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK);
         let router = Server::builder()
             .timeout(max_call_duration)
             .initial_stream_window_size(STREAM_WINDOW)
