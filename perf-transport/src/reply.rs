@@ -145,6 +145,10 @@ impl Drop for Releaser {
 /// A worker's reply to one call. Its bytes are a view over the worker's segment (mapped
 /// read-only, checked as a worker checks a reference) or the bytes that came inline or were
 /// fetched; dropping it releases the segment without waiting.
+///
+/// The worker keeps a reply segment unchanged until it is released or for
+/// [`REPLY_TTL`](crate::worker::REPLY_TTL) (30 s), whichever comes first: a reply held longer
+/// may see the segment reused. Copy it out ([`Reply::into_vec`]) to keep it.
 pub struct Reply {
     pub(crate) held: Held,
     pub(crate) format: String,

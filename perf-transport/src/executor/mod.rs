@@ -81,7 +81,8 @@ pub enum TransferError {
     #[error("payload of {0} bytes is larger than the 1 TiB perfopt carries")]
     TooLarge(u64),
     /// The worker's code failed on the payload; it is neither retried nor sent another way.
-    #[error("transfer {id}: {message}")]
+    /// Its text is the worker's: `the handler failed on transfer <id>: <kind>: <message>`.
+    #[error("{message}")]
     Handler {
         /// The transfer.
         id: u64,
@@ -497,10 +498,15 @@ impl Executor {
                         reference.transfer_id
                     )));
                 }
-                let mapped = tokio::task::spawn_blocking(move || reader.map(&reference))
-                    .await
-                    .map_err(|e| bad(format!("the mapping thread failed: {e}")))?
-                    .map_err(|e| bad(e.to_string()))?;
+                let mapped = tokio::task::spawn_blocking(move || {
+                    // Mappings of segments the worker has freed since go first, so that they
+                    // do not keep its memory alive.
+                    reader.release_unused();
+                    reader.map(&reference)
+                })
+                .await
+                .map_err(|e| bad(format!("the mapping thread failed: {e}")))?
+                .map_err(|e| bad(e.to_string()))?;
                 (Held::Mapped(mapped.0, releaser), ReplyMethod::Segment)
             }
         };

@@ -564,11 +564,17 @@ impl Transfer for TransferService {
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
         if let Some(worker) = self.worker.clone() {
-            let (handled, cpu_ns) = tokio::task::spawn_blocking(move || {
+            let quick = reference.length <= QUICK_HANDLER_BYTES as u64
+                && handler.reads_quickly(reference.length);
+            let (handled, cpu_ns) = if quick {
                 cpu::timed(|| handle_reference(handler.as_ref(), &worker, &reference, &ask))
-            })
-            .await
-            .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    cpu::timed(|| handle_reference(handler.as_ref(), &worker, &reference, &ask))
+                })
+                .await
+                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
+            };
             let mut ack = handled?;
             ack.worker_ns = nanos(started.elapsed());
             ack.worker_cpu_ns = cpu_ns;

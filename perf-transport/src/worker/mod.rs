@@ -28,8 +28,8 @@ pub const DEFAULT_REPLY_INLINE: u64 = 64 << 10;
 
 /// The worker's code: called once per transfer with the payload, after the service checked it.
 ///
-/// It runs on a blocking thread (or the serving thread for small payloads) and may take its
-/// time. An error it returns, or a panic, ends the call with `UNKNOWN` and the trailer
+/// It runs on a blocking thread, or on the serving thread for payloads up to 64 KiB (keep the
+/// work on those short, or hand it to a thread of your own). An error it returns, or a panic, ends the call with `UNKNOWN` and the trailer
 /// `perfopt-handler-error: <kind>`; the worker goes on serving.
 pub trait Handler: Send + Sync + 'static {
     /// Handles one payload; `Ok(None)` answers nothing.
