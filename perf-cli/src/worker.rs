@@ -8,7 +8,7 @@ use clap::Args;
 use perf_core::parse_size;
 use perfopt::transport::grpc::{Endpoint, ServiceConfig};
 use perfopt::transport::host::{SpawnedWorker, SpawnedWorkerError, process_alive};
-use perfopt::worker::{Call, HandlerError, Output};
+use perfopt::worker::{Call, Handler, HandlerError, Output};
 
 use crate::exit::Exit;
 
@@ -44,14 +44,20 @@ fn config(args: &WorkerArgs) -> Result<ServiceConfig, Exit> {
 }
 
 /// The worker's code: the payload's checksum, when the host asks for a reply.
-fn checksum_reply(call: &Call<'_>) -> Result<Option<Output>, HandlerError> {
-    if !call.wants_reply() {
-        return Ok(None);
+struct ChecksumReply;
+
+impl Handler for ChecksumReply {
+    fn handle(&self, call: &Call<'_>) -> Result<Option<Output>, HandlerError> {
+        let sum = perfopt::transport::checksum::checksum(call.payload());
+        Ok(Some(
+            Output::bytes(sum.to_le_bytes().to_vec()).with_format("xxh3-64"),
+        ))
     }
-    let sum = perfopt::transport::checksum::checksum(call.payload());
-    Ok(Some(
-        Output::bytes(sum.to_le_bytes().to_vec()).with_format("xxh3-64"),
-    ))
+
+    /// One-way transfers (what `perfopt bench` measures) run no code.
+    fn one_way(&self) -> bool {
+        false
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -76,7 +82,7 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<(), Exit> {
         )));
     }
     let service = worker
-        .handler_service(config(args)?, std::sync::Arc::new(checksum_reply))
+        .handler_service(config(args)?, std::sync::Arc::new(ChecksumReply))
         .map_err(|e| match e {
             SpawnedWorkerError::Serve(_) => Exit::failed(e),
             _ => Exit::bad_input(e),

@@ -418,6 +418,13 @@ impl TransferService {
         )
     }
 
+    /// The worker's code, when it runs on a request that asks `ask`.
+    fn worker_for(&self, ask: &Ask) -> Option<Arc<WorkerSide>> {
+        self.worker
+            .clone()
+            .filter(|w| ask.reply || w.handler.one_way())
+    }
+
     /// What the request asks of a reply; nothing unless the worker has a handler.
     fn ask<T>(&self, request: &Request<T>) -> Result<Ask, Status> {
         match &self.worker {
@@ -473,7 +480,7 @@ impl TransferService {
             room.progressed();
         }
         let (mut ack, payload) = assembly.finish()?;
-        let Some(worker) = self.worker.clone() else {
+        let Some(worker) = self.worker_for(&ask) else {
             // Without a handler this worker only proves the payload arrived.
             self.buffers.give_back(payload);
             return Ok(ack);
@@ -563,7 +570,7 @@ impl Transfer for TransferService {
         let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
-        if let Some(worker) = self.worker.clone() {
+        if let Some(worker) = self.worker_for(&ask) {
             let quick = reference.length <= QUICK_HANDLER_BYTES as u64
                 && handler.reads_quickly(reference.length);
             let (handled, cpu_ns) = if quick {
@@ -734,7 +741,7 @@ impl TransferService {
                 None => break,
             }
         }
-        let Some(worker) = self.worker.clone() else {
+        let Some(worker) = self.worker_for(&ask) else {
             let (finished, spent) = cpu::timed(|| read.finish());
             let mut ack = finished.map_err(Refusal::into_tonic)?.to_wire();
             ack.transfer_id = transfer_id;
@@ -787,6 +794,7 @@ fn nanos(elapsed: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::{HandlerError, Output};
 
     #[test]
     fn default_config_is_valid_and_bounds_are_enforced() {
@@ -834,6 +842,32 @@ mod tests {
                 ..Ack::default()
             })
         }
+    }
+
+    fn quiet(_: &crate::worker::Call<'_>) -> Result<Option<Output>, HandlerError> {
+        Ok(None)
+    }
+
+    async fn features(service: &TransferService, offered: &[&str]) -> Vec<String> {
+        let mut host = local_capabilities(false, 0, 0, Vec::new());
+        host.features = offered.iter().map(|f| (*f).to_owned()).collect();
+        service
+            .negotiate(Request::new(host))
+            .await
+            .unwrap()
+            .into_inner()
+            .features
+    }
+
+    #[tokio::test]
+    async fn the_reply_extension_is_spoken_only_with_a_handler_and_a_host_that_names_it() {
+        let plain = TransferService::new(ServiceConfig::default()).unwrap();
+        assert!(features(&plain, &["reply"]).await.is_empty());
+        let working = TransferService::new(ServiceConfig::default())
+            .unwrap()
+            .with_handler(Arc::new(quiet), None);
+        assert!(features(&working, &[]).await.is_empty(), "a v1 host");
+        assert_eq!(features(&working, &["zstd", "reply"]).await, ["reply"]);
     }
 
     #[test]

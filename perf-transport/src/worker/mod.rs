@@ -34,6 +34,13 @@ pub const DEFAULT_REPLY_INLINE: u64 = 64 << 10;
 pub trait Handler: Send + Sync + 'static {
     /// Handles one payload; `Ok(None)` answers nothing.
     fn handle(&self, call: &Call<'_>) -> Result<Option<Output>, HandlerError>;
+
+    /// Whether it runs on payloads whose host asked for no reply (true by default). A handler
+    /// whose only work is its reply says false, and one-way transfers cost nothing more than
+    /// without a handler.
+    fn one_way(&self) -> bool {
+        true
+    }
 }
 
 impl<F> Handler for F
