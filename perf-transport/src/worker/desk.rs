@@ -304,15 +304,20 @@ impl ReplyDesk {
         }
         let held_until = Instant::now() + REPLY_TTL;
         if let (Some(pool), Some((_, secret))) = (self.segment_pool(ask, len), &self.pool) {
+            // A reply the handler wrote to its heap is copied once into a segment; when none can
+            // be had it is fetched instead.
             let body = match output.body {
-                Body::Segment(lease, n) => Some(Body::Segment(lease, n)),
-                Body::Heap(v) => pool.acquire(v.len()).ok().map(|mut lease| {
-                    lease.as_mut_slice()[..v.len()].copy_from_slice(&v);
-                    Body::Segment(lease, v.len())
-                }),
+                Body::Heap(v) => match pool.acquire(v.len()) {
+                    Ok(mut lease) => {
+                        lease.as_mut_slice()[..v.len()].copy_from_slice(&v);
+                        Body::Segment(lease, v.len())
+                    }
+                    Err(_) => Body::Heap(v),
+                },
+                segment => segment,
             };
             match body {
-                Some(Body::Segment(lease, n)) => {
+                Body::Segment(lease, n) => {
                     let mut reference = Reference {
                         transfer_id,
                         segment: lease.id().clone(),
@@ -329,15 +334,10 @@ impl ReplyDesk {
                     self.hold(transfer_id, Body::Segment(lease, n), false, held_until);
                     return Ok(reply);
                 }
-                Some(heap) => {
+                heap => {
                     self.hold(transfer_id, heap, true, held_until);
                     reply.body = Some(proto::reply::Body::Deferred(true));
                     return Ok(reply);
-                }
-                None => {
-                    return Err(Status::resource_exhausted(
-                        "no reply segment could be had and the reply was dropped",
-                    ));
                 }
             }
         }
