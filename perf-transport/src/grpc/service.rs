@@ -138,6 +138,12 @@ impl HeldReplies {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Drops the replies held past [`REPLY_TTL`](crate::worker::REPLY_TTL); a serving worker
+    /// does this every second.
+    pub fn sweep(&self) {
+        self.0.desk.sweep();
+    }
 }
 
 /// A worker's code and the replies it holds.
