@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         // The payload chunks decode as `Bytes` slices of the received buffer, not fresh `Vec`s,
         // and the client sends slices of the caller's `Bytes` without copying them.
         .bytes(".perfopt.transfer.v1.InlineChunk.data")
+        .bytes(".perfopt.transfer.v1.ReplyChunk.data")
         .emit_rerun_if_changed(false)
         .compile_fds(descriptors)?;
     Ok(())

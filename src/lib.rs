@@ -9,7 +9,7 @@
 //!
 //! | feature | module | what it brings |
 //! |---|---|---|
-//! | `transport` | [`transport`] | segment pool, zero-copy references, gRPC transport (implies `platform`) |
+//! | `transport` | [`transport`], [`worker`] | segment pool, zero-copy references, gRPC transport (implies `platform`); the worker API |
 //! | `platform` | [`platform`] | shared-memory backends, resource probe, platform detection |
 //! | `store` | [`store`] | metrics time series, percentiles, persistence |
 //! | `learn` | [`learn`] | classifier, drift detection, exploration |
@@ -119,6 +119,12 @@ pub use perf_platform as platform;
 /// Segment pool, zero-copy references and the gRPC transport.
 #[cfg(feature = "transport")]
 pub use perf_transport as transport;
+
+/// Workers that do real work: a [`worker::Handler`] receives each payload as a checked,
+/// zero-copy view and may reply; [`worker::serve`] runs it under the spawn contract, and
+/// `Host::call` gets the reply.
+#[cfg(feature = "transport")]
+pub use perf_transport::worker;
 
 /// Metrics time series, percentiles and persistence.
 #[cfg(feature = "store")]

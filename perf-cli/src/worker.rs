@@ -1,4 +1,6 @@
-//! `perfopt worker`: a real worker process serving the transfer protocol on a socket.
+//! `perfopt worker`: a real worker process serving the transfer protocol on a socket. Its code
+//! is the checksum handler: a host that asks for a reply gets the XXH3-64 of the payload, 8
+//! bytes little-endian, format `xxh3-64`; a one-way transfer costs nothing more.
 
 use std::path::PathBuf;
 
@@ -6,6 +8,7 @@ use clap::Args;
 use perf_core::parse_size;
 use perfopt::transport::grpc::{Endpoint, ServiceConfig};
 use perfopt::transport::host::{SpawnedWorker, SpawnedWorkerError, process_alive};
+use perfopt::worker::{Call, Handler, HandlerError, Output};
 
 use crate::exit::Exit;
 
@@ -40,6 +43,23 @@ fn config(args: &WorkerArgs) -> Result<ServiceConfig, Exit> {
     })
 }
 
+/// The worker's code: the payload's checksum, when the host asks for a reply.
+struct ChecksumReply;
+
+impl Handler for ChecksumReply {
+    fn handle(&self, call: &Call<'_>) -> Result<Option<Output>, HandlerError> {
+        let sum = perfopt::transport::checksum::checksum(call.payload());
+        Ok(Some(
+            Output::bytes(sum.to_le_bytes().to_vec()).with_format("xxh3-64"),
+        ))
+    }
+
+    /// One-way transfers (what `perfopt bench` measures) run no code.
+    fn one_way(&self) -> bool {
+        false
+    }
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 async fn signalled() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -61,10 +81,12 @@ pub(crate) fn run(args: &WorkerArgs) -> Result<(), Exit> {
             "--peer-pid {pid}: expected a live host process, found no process with that pid"
         )));
     }
-    let service = worker.service(config(args)?).map_err(|e| match e {
-        SpawnedWorkerError::Serve(_) => Exit::failed(e),
-        _ => Exit::bad_input(e),
-    })?;
+    let service = worker
+        .handler_service(config(args)?, std::sync::Arc::new(ChecksumReply))
+        .map_err(|e| match e {
+            SpawnedWorkerError::Serve(_) => Exit::failed(e),
+            _ => Exit::bad_input(e),
+        })?;
     // The soft limit (often 1,024) would otherwise lower how many connections may be open.
     perfopt::platform::raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -40,17 +40,21 @@ pub enum FailureKind {
     TooLarge,
     /// The host could not carry it out (no worker left, an internal error).
     Internal,
+    /// The worker's own code failed on the payload (it raised, panicked or returned no valid
+    /// reply); the payload itself arrived.
+    Handler,
 }
 
 impl FailureKind {
     /// Every kind, in declaration order.
-    pub const ALL: [FailureKind; 6] = [
+    pub const ALL: [FailureKind; 7] = [
         FailureKind::Unavailable,
         FailureKind::Timeout,
         FailureKind::Refused,
         FailureKind::Corrupted,
         FailureKind::TooLarge,
         FailureKind::Internal,
+        FailureKind::Handler,
     ];
 
     /// The kind's name, as in records and reports.
@@ -62,6 +66,7 @@ impl FailureKind {
             FailureKind::Corrupted => "corrupted",
             FailureKind::TooLarge => "too_large",
             FailureKind::Internal => "internal",
+            FailureKind::Handler => "handler",
         }
     }
 }

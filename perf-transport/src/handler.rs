@@ -7,7 +7,7 @@ use prost::Message;
 use crate::grpc::proto::segment_reference::Segment;
 use crate::grpc::proto::{MemfdSegment, SegmentReference};
 use crate::grpc::{Ack, Code, ReferenceHandler, ReferenceRead, Refusal};
-use crate::reader::{PartialRead, ProgressError, ReadError, ReferenceReader};
+use crate::reader::{PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader};
 use crate::reference::{Reference, ReferenceError};
 
 impl Reference {
@@ -113,20 +113,31 @@ pub(crate) fn refusal_of(e: &ReadError) -> Refusal {
     Refusal::new(code, e.to_string())
 }
 
+/// The acknowledgement of transfer `transfer_id`, from what was read.
+fn ack_of(transfer_id: u64, out: &ReadOutcome) -> Ack {
+    Ack {
+        transfer_id,
+        length: out.length,
+        checksum: out.checksum,
+        worker_ns: out.worker_ns,
+        worker_cpu_ns: 0,
+    }
+}
+
 impl ReferenceHandler for ReferenceReader {
     fn handle(&self, r: &Reference) -> Result<Ack, Refusal> {
         let out = self.read(r).map_err(|e| refusal_of(&e))?;
-        Ok(Ack {
-            transfer_id: r.transfer_id,
-            length: out.length,
-            checksum: out.checksum,
-            worker_ns: out.worker_ns,
-            worker_cpu_ns: 0,
-        })
+        Ok(ack_of(r.transfer_id, &out))
     }
 
     fn maintain(&self) {
         self.release_unused();
+    }
+
+    fn handle_with(&self, r: &Reference, visit: &mut dyn FnMut(&[u8])) -> Result<Ack, Refusal> {
+        let (payload, out) = self.map(r).map_err(|e| refusal_of(&e))?;
+        visit(payload.as_slice());
+        Ok(ack_of(r.transfer_id, &out))
     }
 
     /// Up to 256 KiB: a checksum at several GB/s, from a mapping kept open.
@@ -149,6 +160,19 @@ struct Progress {
     read: PartialRead,
 }
 
+impl Progress {
+    /// Ends the read with `end`, acknowledged as this transfer.
+    fn end(
+        self,
+        end: impl FnOnce(PartialRead) -> Result<ReadOutcome, ProgressError>,
+    ) -> Result<Ack, Refusal> {
+        let id = self.transfer_id;
+        let out = end(self.read)
+            .map_err(|e| Refusal::new(Code::InvalidArgument, format!("reference {id}: {e}")))?;
+        Ok(ack_of(id, &out))
+    }
+}
+
 impl ReferenceRead for Progress {
     fn advance(&mut self, ready: u64) -> Result<(), Refusal> {
         self.read.advance(ready).map_err(|e| {
@@ -162,18 +186,11 @@ impl ReferenceRead for Progress {
         })
     }
 
+    fn finish_with(self: Box<Self>, visit: &mut dyn FnMut(&[u8])) -> Result<Ack, Refusal> {
+        self.end(|read| read.finish_with(visit))
+    }
+
     fn finish(self: Box<Self>) -> Result<Ack, Refusal> {
-        let id = self.transfer_id;
-        let out = self
-            .read
-            .finish()
-            .map_err(|e| Refusal::new(Code::InvalidArgument, format!("reference {id}: {e}")))?;
-        Ok(Ack {
-            transfer_id: id,
-            length: out.length,
-            checksum: out.checksum,
-            worker_ns: out.worker_ns,
-            worker_cpu_ns: 0,
-        })
+        self.end(PartialRead::finish)
     }
 }

@@ -37,6 +37,8 @@ mod memory_carrier;
 pub mod pool;
 pub mod reader;
 pub mod reference;
+pub mod reply;
+pub mod worker;
 
 pub use carrier::{Carrier, CarrierFuture};
 pub use executor::{Executor, ExecutorConfig, TransferError, TransferOutcome};
@@ -50,6 +52,9 @@ pub use host::{
 };
 pub use pool::{Lease, LeaseKind, PoolError, PoolStats, SegmentPool, SegmentPoolConfig};
 pub use reader::{
-    MappingLimits, PartialRead, ProgressError, ReadError, ReadOutcome, ReferenceReader,
+    MappedPayload, MappingLimits, PartialRead, ProgressError, ReadError, ReadOutcome,
+    ReferenceReader,
 };
 pub use reference::{Reference, ReferenceError, Secret, SecretError};
+pub use reply::{CallOptions, Reply, ReplyMethod, ReplyMetrics};
+pub use worker::{Call, Handler, HandlerError, Output};

@@ -19,6 +19,7 @@ use crate::grpc::{
 };
 use crate::reader::ReferenceReader;
 use crate::reference::{Reference, Secret};
+use crate::reply::{Acked, CallMeta};
 
 /// What the next calls of a [`MemoryCarrier`] do.
 #[derive(Debug, Clone, Default)]
@@ -125,7 +126,7 @@ impl Carrier for MemoryCarrier {
         INLINE_DEADLINE
     }
 
-    fn negotiate(&self) -> CarrierFuture<'_, PeerCapabilities> {
+    fn negotiate(&self, _reply_segments: u64) -> CarrierFuture<'_, PeerCapabilities> {
         Box::pin(async {
             Ok(PeerCapabilities {
                 protocol_version: PROTOCOL_VERSION,
@@ -135,6 +136,7 @@ impl Carrier for MemoryCarrier {
                 max_inline_bytes: 1 << 30,
                 max_segment_bytes: 1 << 30,
                 platform: "memory".into(),
+                features: Vec::new(),
             })
         })
     }
@@ -144,7 +146,8 @@ impl Carrier for MemoryCarrier {
         transfer_id: u64,
         payload: &'a [u8],
         _format: &'a str,
-    ) -> CarrierFuture<'a, Ack> {
+        _meta: &'a CallMeta,
+    ) -> CarrierFuture<'a, Acked> {
         Box::pin(async move {
             self.calls.inline.fetch_add(1, Ordering::Relaxed);
             let broken = {
@@ -162,14 +165,20 @@ impl Carrier for MemoryCarrier {
             if self.script().hang_inline {
                 std::future::pending::<()>().await;
             }
-            Ok(self.acknowledge(transfer_id, payload))
+            Ok(self.acknowledge(transfer_id, payload).into())
         })
     }
 
-    fn send_reference<'a>(&'a self, reference: &'a Reference) -> CarrierFuture<'a, Ack> {
+    fn send_reference<'a>(
+        &'a self,
+        reference: &'a Reference,
+        _meta: &'a CallMeta,
+    ) -> CarrierFuture<'a, Acked> {
         Box::pin(async move {
             self.calls.references.fetch_add(1, Ordering::Relaxed);
-            self.read("send_reference", reference).await
+            self.read("send_reference", reference)
+                .await
+                .map(Acked::from)
         })
     }
 
@@ -177,7 +186,8 @@ impl Carrier for MemoryCarrier {
         &'a self,
         reference: &'a Reference,
         mut progress: mpsc::Receiver<u64>,
-    ) -> CarrierFuture<'a, Ack> {
+        _meta: &'a CallMeta,
+    ) -> CarrierFuture<'a, Acked> {
         Box::pin(async move {
             self.calls.streams.fetch_add(1, Ordering::Relaxed);
             let mut ready = 0;
@@ -191,7 +201,9 @@ impl Carrier for MemoryCarrier {
                     message: format!("{ready} of {} bytes announced", reference.length),
                 });
             }
-            self.read("send_reference_stream", reference).await
+            self.read("send_reference_stream", reference)
+                .await
+                .map(Acked::from)
         })
     }
 }

@@ -219,6 +219,30 @@ impl ReferenceReader {
         })
     }
 
+    /// Checks `reference` and maps its payload read-only, checksummed, for as long as the
+    /// returned view lives: a reader of bytes in place, not a copy.
+    pub fn map(&self, reference: &Reference) -> Result<(MappedPayload, ReadOutcome), ReadError> {
+        let start = Instant::now();
+        self.check(reference)?;
+        let (view, cached) = self.view(reference)?;
+        view.check_intact()?;
+        let payload = MappedPayload {
+            view,
+            offset: reference.offset as usize,
+            len: reference.length as usize,
+        };
+        let checksum = checksum(payload.as_slice());
+        Ok((
+            payload,
+            ReadOutcome {
+                length: reference.length,
+                checksum,
+                worker_ns: start.elapsed().as_nanos() as u64,
+                cached,
+            },
+        ))
+    }
+
     /// Checks token, expiry, bounds and owner, and the size a worker maps: nothing is mapped
     /// unless this passes.
     fn check(&self, reference: &Reference) -> Result<(), ReadError> {
@@ -351,6 +375,29 @@ impl ReferenceReader {
     }
 }
 
+/// A checked payload, mapped read-only where it lies.
+#[derive(Clone)]
+pub struct MappedPayload {
+    view: Arc<dyn ShmView>,
+    offset: usize,
+    len: usize,
+}
+
+impl std::fmt::Debug for MappedPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedPayload")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MappedPayload {
+    /// The payload's bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.view.as_slice()[self.offset..self.offset + self.len]
+    }
+}
+
 /// A payload read part by part while its host is still writing it.
 pub struct PartialRead {
     view: Arc<dyn ShmView>,
@@ -415,6 +462,15 @@ impl PartialRead {
         self.hasher.update(&self.view.as_slice()[from..to]);
         self.done = ready;
         Ok(())
+    }
+
+    /// Ends the read as [`PartialRead::finish`] and shows the whole payload to `visit` first.
+    pub fn finish_with(self, visit: &mut dyn FnMut(&[u8])) -> Result<ReadOutcome, ProgressError> {
+        if self.done == self.length {
+            self.view.check_intact()?;
+            visit(&self.view.as_slice()[self.offset..self.offset + self.length as usize]);
+        }
+        self.finish()
     }
 
     /// Ends the read; the whole payload must have been announced.

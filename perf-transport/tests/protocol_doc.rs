@@ -288,7 +288,7 @@ fn the_golden_vector_is_what_the_code_computes() {
 fn the_documented_limits_are_the_crates_constants() {
     let doc = doc();
     let mut limits = Block::parse(&doc, LIMITS_MARK);
-    let constants: [(&str, u64); 12] = [
+    let constants: [(&str, u64); 13] = [
         ("protocol_version", grpc::PROTOCOL_VERSION.into()),
         ("max_chunk_size", grpc::MAX_CHUNK_SIZE as u64),
         ("message_slack", grpc::MESSAGE_SLACK as u64),
@@ -299,6 +299,7 @@ fn the_documented_limits_are_the_crates_constants() {
         ("min_chunk_size", grpc::MIN_CHUNK_SIZE as u64),
         ("default_chunk_size", grpc::DEFAULT_CHUNK_SIZE as u64),
         ("default_max_inline_bytes", grpc::DEFAULT_MAX_INLINE_BYTES),
+        ("max_reply_inline", perf_transport::worker::MAX_REPLY_INLINE),
         ("max_format_len", MAX_FORMAT_LEN as u64),
         ("max_segment_name_len", MAX_SEGMENT_NAME_LEN as u64),
         ("default_max_segment_bytes", DEFAULT_MAX_SEGMENT_BYTES),
@@ -345,7 +346,7 @@ fn every_rpc_of_the_proto_has_its_section() {
         .filter_map(|line| line.trim().strip_prefix("rpc "))
         .filter_map(|rest| rest.split('(').next())
         .collect();
-    assert_eq!(rpcs.len(), 4, "rpcs found in {PROTO_PATH}: {rpcs:?}");
+    assert_eq!(rpcs.len(), 6, "rpcs found in {PROTO_PATH}: {rpcs:?}");
     for rpc in rpcs {
         let heading = format!("`{rpc}`");
         assert!(

@@ -12,10 +12,16 @@ use perf_core::{
 
 use crate::carrier::{Carrier, bounded};
 use crate::grpc::cpu::CpuTimed;
+use crate::grpc::service::REPLY_FEATURE;
 use crate::grpc::{Ack, ClientError, Code, Endpoint, PeerCapabilities, checksum, same_host};
 use crate::pool::{Lease, PoolError, SegmentPool};
-use crate::reader::now_unix_ms;
+use crate::reader::{MAX_SEGMENT_BYTES, MappingLimits, ReferenceReader, now_unix_ms};
 use crate::reference::{Reference, Secret};
+use crate::reply::{
+    Acked, CallMeta, CallOptions, Held, Releaser, Reply, ReplyAsk, ReplyBody, ReplyEnvelope,
+    ReplyMethod, ReplyMetrics,
+};
+use crate::worker::DEFAULT_REPLY_INLINE;
 
 /// Payloads from this size on are written and read in overlapping parts.
 pub const PIPELINE_MIN: usize = 4 << 20;
@@ -74,6 +80,35 @@ pub enum TransferError {
     /// The payload is larger than perfopt carries.
     #[error("payload of {0} bytes is larger than the 1 TiB perfopt carries")]
     TooLarge(u64),
+    /// The worker's code failed on the payload; it is neither retried nor sent another way.
+    /// Its text is the worker's: `the handler failed on transfer <id>: <kind>: <message>`.
+    #[error("{message}")]
+    Handler {
+        /// The transfer.
+        id: u64,
+        /// The kind the worker named (an exception's type, `panic`, `bad-reply`).
+        kind: String,
+        /// The worker's message.
+        message: String,
+    },
+    /// A reply was asked for and the worker does not speak the reply extension; it takes
+    /// one-way transfers only. Nothing was sent.
+    #[error(
+        "the worker at {endpoint} does not speak the reply extension; it takes transfers one way only"
+    )]
+    NoReplies {
+        /// The worker's endpoint.
+        endpoint: String,
+    },
+    /// The worker's reply could not be taken (a refused segment, a wrong checksum, a fetch
+    /// that failed).
+    #[error("transfer {id}: the worker's reply could not be taken: {message}")]
+    BadReply {
+        /// The transfer.
+        id: u64,
+        /// What went wrong.
+        message: String,
+    },
     /// No worker could take the transfer: none was connected within the wait.
     #[error("no worker could take the transfer within {waited:?}: {why}")]
     NoWorker {
@@ -97,7 +132,11 @@ impl TransferError {
                     FailureKind::Refused
                 }
                 ClientError::Config(_) | ClientError::Protocol { .. } => FailureKind::Internal,
+                ClientError::Handler { .. } => FailureKind::Handler,
             },
+            TransferError::Handler { .. } => FailureKind::Handler,
+            TransferError::NoReplies { .. } => FailureKind::Refused,
+            TransferError::BadReply { .. } => FailureKind::Corrupted,
             TransferError::Corrupted { .. } => FailureKind::Corrupted,
             TransferError::TooLarge(_) => FailureKind::TooLarge,
             TransferError::NoWorker { .. } => FailureKind::Unavailable,
@@ -181,6 +220,9 @@ pub struct Executor {
     probe: Arc<dyn ResourceProbe>,
     config: ExecutorConfig,
     next_id: AtomicU64,
+    /// Maps the worker's reply segments, when this host maps them and the worker speaks the
+    /// reply extension.
+    reply_reader: Option<Arc<ReferenceReader>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -210,6 +252,34 @@ pub(crate) fn now() -> Timestamp {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64),
     )
+}
+
+/// Why a zero-copy attempt did not deliver: a reason to fall back to gRPC, or the worker's code
+/// failing, which no other way would change.
+enum Missed {
+    Fallback(FallbackReason),
+    Handler(ClientError),
+}
+
+impl From<FallbackReason> for Missed {
+    fn from(reason: FallbackReason) -> Missed {
+        Missed::Fallback(reason)
+    }
+}
+
+fn missed(e: ClientError) -> Missed {
+    match e {
+        ClientError::Handler { .. } => Missed::Handler(e),
+        other => Missed::Fallback(fallback_of(&other)),
+    }
+}
+
+/// The transfer error of a failed call.
+fn grpc_error(id: u64, source: ClientError) -> TransferError {
+    match source {
+        ClientError::Handler { kind, message, .. } => TransferError::Handler { id, kind, message },
+        source => TransferError::Grpc { id, source },
+    }
 }
 
 /// Why a zero-copy attempt fell back, from what the client said.
@@ -251,9 +321,36 @@ impl Executor {
         probe: Arc<dyn ResourceProbe>,
         config: ExecutorConfig,
     ) -> Result<Executor, ClientError> {
-        let peer = bounded("negotiate", carrier.call_timeout(), carrier.negotiate()).await?;
+        let reply_segments = if zero_copy.is_some() {
+            MAX_SEGMENT_BYTES
+        } else {
+            0
+        };
+        let peer = bounded(
+            "negotiate",
+            carrier.call_timeout(),
+            carrier.negotiate(reply_segments),
+        )
+        .await?;
         let usable = peer.zero_copy && same_host(&peer);
+        let reply_reader = zero_copy
+            .as_ref()
+            .filter(|_| same_host(&peer) && peer.speaks(REPLY_FEATURE))
+            .map(|(_, secret)| {
+                let limits = MappingLimits {
+                    max_segment_bytes: MAX_SEGMENT_BYTES,
+                    ..MappingLimits::default()
+                };
+                let shm = Arc::new(perf_platform::MemfdShm::default());
+                Arc::new(ReferenceReader::with_limits(
+                    shm,
+                    secret.clone(),
+                    Some(peer.pid),
+                    limits,
+                ))
+            });
         Ok(Executor {
+            reply_reader,
             policy,
             carrier,
             zero_copy: zero_copy.filter(|_| usable),
@@ -319,8 +416,129 @@ impl Executor {
             request,
             &Payload::Borrowed(payload),
             Duration::ZERO,
+            None,
         )
         .await
+        .map(|(outcome, _)| outcome)
+    }
+
+    /// As [`Executor::transfer`], and hands the worker's code the payload with `options`,
+    /// asking for its reply: the returned [`Reply`] is a view over the worker's segment, or the
+    /// bytes that came inline or were fetched. A handler's failure is
+    /// [`TransferError::Handler`]; a worker without the reply extension gets nothing and the
+    /// call fails with [`TransferError::NoReplies`].
+    pub async fn call(
+        &self,
+        request: &TransferRequest,
+        payload: &[u8],
+        options: &CallOptions,
+    ) -> Result<Reply, TransferError> {
+        let payload = Payload::Borrowed(payload);
+        let (outcome, reply) = self
+            .carry(
+                self.policy.as_ref(),
+                request,
+                &payload,
+                Duration::ZERO,
+                Some(options),
+            )
+            .await?;
+        self.take_reply(outcome, reply).await
+    }
+
+    /// Whether the worker speaks the reply extension.
+    pub fn replies(&self) -> bool {
+        self.peer.speaks(REPLY_FEATURE)
+    }
+
+    /// Turns the reply an acknowledgement carried into the caller's [`Reply`]: maps and checks
+    /// a segment, or fetches deferred bytes; verifies length and checksum.
+    pub(crate) async fn take_reply(
+        &self,
+        outcome: TransferOutcome,
+        envelope: Option<ReplyEnvelope>,
+    ) -> Result<Reply, TransferError> {
+        let id = outcome.ack.transfer_id;
+        let started = Instant::now();
+        let Some(envelope) = envelope else {
+            return Ok(Reply {
+                held: Held::Owned(Vec::new()),
+                format: String::new(),
+                metadata: Default::default(),
+                metrics: ReplyMetrics {
+                    method: ReplyMethod::Nothing,
+                    size: 0,
+                    latency_us: 0.0,
+                },
+                outcome,
+            });
+        };
+        let bad = |message: String| TransferError::BadReply { id, message };
+        let (held, method) = match envelope.body {
+            ReplyBody::Inline(bytes) => (Held::Owned(bytes), ReplyMethod::Inline),
+            ReplyBody::Deferred => {
+                let deadline = self.carrier.inline_deadline(envelope.length);
+                let call = self.carrier.fetch_reply(id, envelope.length);
+                let bytes = bounded("fetch_reply", deadline, call)
+                    .await
+                    .map_err(|e| bad(e.to_string()))?;
+                (Held::Owned(bytes), ReplyMethod::Fetched)
+            }
+            ReplyBody::Segment(reference) => {
+                let releaser = Releaser {
+                    carrier: self.carrier.clone(),
+                    transfer_id: id,
+                };
+                let Some(reader) = self.reply_reader.clone() else {
+                    return Err(bad("a reply segment came, and this host maps none".into()));
+                };
+                if reference.transfer_id != id {
+                    return Err(bad(format!(
+                        "the reply segment names transfer {}",
+                        reference.transfer_id
+                    )));
+                }
+                let mapped = tokio::task::spawn_blocking(move || {
+                    // Mappings of segments the worker has freed since go first, so that they
+                    // do not keep its memory alive.
+                    reader.release_unused();
+                    reader.map(&reference)
+                })
+                .await
+                .map_err(|e| bad(format!("the mapping thread failed: {e}")))?
+                .map_err(|e| bad(e.to_string()))?;
+                (Held::Mapped(mapped.0, releaser), ReplyMethod::Segment)
+            }
+        };
+        let reply = Reply {
+            held,
+            format: envelope.format,
+            metadata: envelope.metadata,
+            metrics: ReplyMetrics {
+                method,
+                size: envelope.length,
+                latency_us: 0.0,
+            },
+            outcome,
+        };
+        let got = reply.bytes();
+        if got.len() as u64 != envelope.length {
+            return Err(bad(format!(
+                "{} reply bytes, the ack says {}",
+                got.len(),
+                envelope.length
+            )));
+        }
+        let sum = checksum(got);
+        if self.config.verify && sum != envelope.checksum {
+            return Err(bad(format!(
+                "reply checksum {sum:#018x}, the ack says {:#018x}",
+                envelope.checksum
+            )));
+        }
+        let mut reply = reply;
+        reply.metrics.latency_us = started.elapsed().as_secs_f64() * 1e6;
+        Ok(reply)
     }
 
     /// The request as carried: its real size, and marked remote when the
@@ -353,8 +571,15 @@ impl Executor {
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
         let payload = Payload::loaned(lease, len);
-        self.carry(self.policy.as_ref(), request, &payload, Duration::ZERO)
-            .await
+        self.carry(
+            self.policy.as_ref(),
+            request,
+            &payload,
+            Duration::ZERO,
+            None,
+        )
+        .await
+        .map(|(outcome, _)| outcome)
     }
 
     /// The one path of every transfer: decide with `policy`, carry by
@@ -367,8 +592,14 @@ impl Executor {
         request: &TransferRequest,
         payload: &Payload<'_>,
         queued: Duration,
-    ) -> Result<TransferOutcome, TransferError> {
+        call: Option<&CallOptions>,
+    ) -> Result<(TransferOutcome, Option<ReplyEnvelope>), TransferError> {
         let len = payload.bytes().len();
+        if call.is_some() && !self.replies() {
+            return Err(TransferError::NoReplies {
+                endpoint: self.carrier.endpoint().to_string(),
+            });
+        }
         let mut ctx = self.context(len as u64);
         if matches!(payload, Payload::Loaned(..)) {
             // The segment is in hand: zero-copy is possible whatever the pool holds now.
@@ -380,6 +611,14 @@ impl Executor {
         let decision_ns = started.elapsed().as_nanos() as u64;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let format = request.format.as_str();
+        let meta = CallMeta {
+            reply: call.map(|_| ReplyAsk {
+                inline_max: DEFAULT_REPLY_INLINE,
+                threshold: decision.threshold.effective,
+            }),
+            options: call.cloned().unwrap_or_default(),
+        };
+        let meta = &meta;
         let mut measured = Measured {
             method: Method::Grpc,
             latency_us: 0.0,
@@ -395,57 +634,64 @@ impl Executor {
         if decision.method == Method::ZeroCopy {
             let (result, cpu) = match &payload {
                 Payload::Borrowed(bytes) => {
-                    CpuTimed::new(self.zero_copy_copy_in(id, bytes, format)).await
+                    CpuTimed::new(self.zero_copy_copy_in(id, bytes, format, meta)).await
                 }
                 Payload::Loaned(lease, len) => {
-                    CpuTimed::new(self.send_loaned(id, lease, *len, format)).await
+                    CpuTimed::new(self.send_loaned(id, lease, *len, format, meta)).await
                 }
             };
             measured.cpu_ns += cpu;
             match result {
                 Ok(done) => carried = Some(done),
-                Err(reason) => measured.fallback = Some(reason),
+                Err(Missed::Fallback(reason)) => measured.fallback = Some(reason),
+                Err(Missed::Handler(source)) => {
+                    measured.latency_us = start.elapsed().as_secs_f64() * 1e6;
+                    measured.method = Method::ZeroCopy;
+                    let e = grpc_error(id, source);
+                    self.record(&request, decision, &measured, None, &ctx, Some(e.kind()));
+                    return Err(e);
+                }
             }
         }
         let mut elapsed = start.elapsed();
         let bytes = payload.bytes();
-        if let Some((ack, _)) = &carried
+        if let Some((acked, _)) = &carried
             && self.config.verify
-            && ack.checksum != checksum(bytes)
+            && acked.ack.checksum != checksum(bytes)
         {
             // The worker read other bytes: never trust that, go the simple way.
             measured.fallback = Some(FallbackReason::WorkerError);
             carried = None;
         }
-        let ack = match carried {
-            Some((ack, memory)) => {
+        let acked = match carried {
+            Some((acked, memory)) => {
                 measured.method = Method::ZeroCopy;
                 measured.memory = memory;
-                ack
+                acked
             }
             None => {
                 let start = Instant::now();
                 let deadline = self.carrier.inline_deadline(len as u64);
-                let call = self.carrier.send_inline(id, bytes, format);
+                let call = self.carrier.send_inline(id, bytes, format, meta);
                 let (sent, cpu) = CpuTimed::new(bounded("send_inline", deadline, call)).await;
                 elapsed += start.elapsed();
                 measured.cpu_ns += cpu;
                 let verified = sent
-                    .map_err(|source| TransferError::Grpc { id, source })
-                    .and_then(|ack| {
+                    .map_err(|source| grpc_error(id, source))
+                    .and_then(|acked| {
                         // After the clock stopped.
                         let expected = checksum(bytes);
-                        if self.config.verify && ack.checksum != expected {
+                        if self.config.verify && acked.ack.checksum != expected {
                             return Err(TransferError::Corrupted {
                                 id,
                                 expected,
-                                got: ack.checksum,
+                                got: acked.ack.checksum,
                             });
                         }
-                        Ok(ack)
+                        Ok(acked)
                     });
                 match verified {
-                    Ok(ack) => ack,
+                    Ok(acked) => acked,
                     Err(e) => {
                         measured.latency_us = elapsed.as_secs_f64() * 1e6;
                         self.record(&request, decision, &measured, None, &ctx, Some(e.kind()));
@@ -455,12 +701,14 @@ impl Executor {
             }
         };
         measured.latency_us = elapsed.as_secs_f64() * 1e6;
+        let ack = acked.ack;
         let metrics = self.record(&request, decision, &measured, Some(&ack), &ctx, None);
-        Ok(TransferOutcome {
+        let outcome = TransferOutcome {
             decision,
             metrics,
             ack,
-        })
+        };
+        Ok((outcome, acked.reply))
     }
 
     /// Sends a reference to the first `len` bytes of a loaned segment.
@@ -470,12 +718,15 @@ impl Executor {
         lease: &Lease,
         len: usize,
         format: &str,
-    ) -> Result<(Ack, u64), FallbackReason> {
+        meta: &CallMeta,
+    ) -> Result<(Acked, u64), Missed> {
         let Some((_, secret)) = &self.zero_copy else {
-            return Err(FallbackReason::ShmExhausted);
+            return Err(FallbackReason::ShmExhausted.into());
         };
-        let ack = self.send_reference(id, lease, len, format, secret).await?;
-        Ok((ack, lease.len() as u64))
+        let acked = self
+            .send_reference(id, lease, len, format, secret, meta)
+            .await?;
+        Ok((acked, lease.len() as u64))
     }
 
     /// Writes the payload once into a pooled segment and sends its reference.
@@ -488,24 +739,25 @@ impl Executor {
         id: u64,
         payload: &[u8],
         format: &str,
-    ) -> Result<(Ack, u64), FallbackReason> {
+        meta: &CallMeta,
+    ) -> Result<(Acked, u64), Missed> {
         let Some((pool, secret)) = &self.zero_copy else {
-            return Err(FallbackReason::ShmExhausted);
+            return Err(FallbackReason::ShmExhausted.into());
         };
         let mut lease = pool
             .acquire_within(payload.len(), self.config.segment_wait)
             .await
             .map_err(|e| match e {
-                PoolError::Exhausted { .. } => FallbackReason::ShmExhausted,
-                _ => FallbackReason::ShmError,
+                PoolError::Exhausted { .. } => Missed::Fallback(FallbackReason::ShmExhausted),
+                _ => Missed::Fallback(FallbackReason::ShmError),
             })?;
         let segment_len = lease.len() as u64;
         if payload.len() < PIPELINE_MIN {
             lease.as_mut_slice()[..payload.len()].copy_from_slice(payload);
-            let ack = self
-                .send_reference(id, &lease, payload.len(), format, secret)
+            let acked = self
+                .send_reference(id, &lease, payload.len(), format, secret, meta)
                 .await?;
-            return Ok((ack, segment_len));
+            return Ok((acked, segment_len));
         }
         let reference = self.reference(id, &lease, payload.len(), format, secret);
         let (progress, announced) = tokio::sync::mpsc::channel(PIPELINE_DEPTH);
@@ -513,7 +765,8 @@ impl Executor {
         let call = bounded(
             "send_reference_stream",
             deadline,
-            self.carrier.send_reference_stream(&reference, announced),
+            self.carrier
+                .send_reference_stream(&reference, announced, meta),
         );
         let target = lease.as_mut_slice();
         let write = async move {
@@ -527,9 +780,9 @@ impl Executor {
             }
         };
         let (sent, ()) = tokio::join!(call, write);
-        let ack = sent.map_err(|e| fallback_of(&e))?;
+        let acked = sent.map_err(missed)?;
         drop(lease);
-        Ok((ack, segment_len))
+        Ok((acked, segment_len))
     }
 
     fn reference(
@@ -562,12 +815,13 @@ impl Executor {
         len: usize,
         format: &str,
         secret: &Secret,
-    ) -> Result<Ack, FallbackReason> {
+        meta: &CallMeta,
+    ) -> Result<Acked, Missed> {
         let reference = self.reference(id, lease, len, format, secret);
-        let call = self.carrier.send_reference(&reference);
+        let call = self.carrier.send_reference(&reference, meta);
         bounded("send_reference", self.carrier.call_timeout(), call)
             .await
-            .map_err(|e| fallback_of(&e))
+            .map_err(missed)
     }
 
     /// Sends the record of one transfer to every sink and returns it.

@@ -17,14 +17,15 @@ use super::host::local_capabilities;
 use super::messages::{Ack, PeerCapabilities};
 use super::proto::transfer_client::TransferClient;
 use super::proto::transfer_server::SERVICE_NAME;
-use super::proto::{InlineChunk, InlineHeader, ReferenceProgress, TransferAck};
+use super::proto::{InlineChunk, InlineHeader, ReferenceProgress, ReplyHandle, TransferAck};
 use super::{
     CONNECTION_WINDOW, CONTROL_MESSAGE_LIMIT, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_FORMAT_LEN,
     MESSAGE_SLACK, MIN_CHUNK_SIZE, PROTOCOL_VERSION, STREAM_WINDOW,
 };
 use crate::carrier::{Carrier, CarrierFuture};
-use crate::handler::to_wire;
+use crate::handler::{from_wire, to_wire};
 use crate::reference::Reference;
+use crate::reply::{Acked, CallMeta, ReplyBody, ReplyEnvelope, caller_metadata};
 
 /// Longest timeout accepted in a [`ClientConfig`]: one hour.
 const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
@@ -148,7 +149,9 @@ impl WorkerClient {
             .map_err(|err| connect_error(error_chain(&err)))?;
         let transfer = TransferClient::new(channel.clone())
             .max_encoding_message_size(config.chunk_size + MESSAGE_SLACK)
-            .max_decoding_message_size(CONTROL_MESSAGE_LIMIT);
+            // With the reply extension an ack may carry an inline reply, and a reply chunk is as
+            // large as a payload chunk.
+            .max_decoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK);
         let health = HealthClient::new(channel).max_decoding_message_size(CONTROL_MESSAGE_LIMIT);
         Ok(WorkerClient {
             endpoint: endpoint.clone(),
@@ -178,9 +181,24 @@ impl WorkerClient {
     /// go to this worker follows from them: it announces `zero_copy` and [`super::same_host`]
     /// holds.
     pub async fn negotiate(&self) -> Result<PeerCapabilities, ClientError> {
+        self.negotiate_replies(0).await
+    }
+
+    /// As [`WorkerClient::negotiate`], saying that this host maps reply segments of up to
+    /// `reply_segments` bytes (0: none). The host always offers the `reply` extension; the
+    /// worker's [`PeerCapabilities::features`] say whether it speaks it.
+    pub async fn negotiate_replies(
+        &self,
+        reply_segments: u64,
+    ) -> Result<PeerCapabilities, ClientError> {
         const CALL: &str = "negotiate";
         let deadline = self.config.call_timeout;
-        let mut request = tonic::Request::new(local_capabilities(false, 0, 0));
+        let mut request = tonic::Request::new(local_capabilities(
+            reply_segments > 0,
+            0,
+            reply_segments,
+            vec![crate::grpc::service::REPLY_FEATURE.to_owned()],
+        ));
         request.set_timeout(deadline);
         let mut client = self.transfer.clone();
         let worker = bounded(CALL, deadline, client.negotiate(request)).await?;
@@ -212,7 +230,10 @@ impl WorkerClient {
             header: header.take(),
             data: payload.slice(range),
         }));
-        self.send_stream(transfer_id, plan.total_len, chunks).await
+        let acked = self
+            .send_stream(transfer_id, plan.total_len, chunks, &CallMeta::default())
+            .await?;
+        Ok(acked.ack)
     }
 
     /// Sends a borrowed `payload` inline: each chunk is copied once as it is sent, and at most a
@@ -224,6 +245,22 @@ impl WorkerClient {
         payload: &[u8],
         format: &str,
     ) -> Result<Ack, ClientError> {
+        let meta = CallMeta::default();
+        let acked = self
+            .send_inline_slice_with(transfer_id, payload, format, &meta)
+            .await?;
+        Ok(acked.ack)
+    }
+
+    /// As [`WorkerClient::send_inline_slice`], with `meta` as request metadata; the answer
+    /// carries the worker's reply when one was asked for.
+    pub async fn send_inline_slice_with(
+        &self,
+        transfer_id: u64,
+        payload: &[u8],
+        format: &str,
+        meta: &CallMeta,
+    ) -> Result<Acked, ClientError> {
         let header = inline_header(transfer_id, payload.len(), format)?;
         let plan = ChunkPlan::new(payload.len(), self.config.chunk_size);
         let (sender, receiver) = tokio::sync::mpsc::channel(SLICE_QUEUE);
@@ -231,6 +268,7 @@ impl WorkerClient {
             transfer_id,
             plan.total_len,
             tokio_stream::wrappers::ReceiverStream::new(receiver),
+            meta,
         );
         let feed = async move {
             let mut header = Some(header);
@@ -252,6 +290,16 @@ impl WorkerClient {
     /// Sends a reference to a payload in shared memory; the worker checks and reads it in place.
     /// A worker without zero-copy rejects it with `FAILED_PRECONDITION`.
     pub async fn send_reference(&self, reference: &Reference) -> Result<Ack, ClientError> {
+        let meta = CallMeta::default();
+        Ok(self.send_reference_with(reference, &meta).await?.ack)
+    }
+
+    /// As [`WorkerClient::send_reference`], with `meta` as request metadata.
+    pub async fn send_reference_with(
+        &self,
+        reference: &Reference,
+        meta: &CallMeta,
+    ) -> Result<Acked, ClientError> {
         const CALL: &str = "send_reference";
         if reference.format.len() > MAX_FORMAT_LEN {
             return Err(ClientError::InvalidRequest {
@@ -266,10 +314,11 @@ impl WorkerClient {
         let (transfer_id, length) = (reference.transfer_id, reference.length);
         let mut request = tonic::Request::new(to_wire(reference));
         request.set_timeout(deadline);
+        apply(CALL, meta, request.metadata_mut())?;
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_reference(request)).await?;
         check_ack(CALL, &ack, transfer_id, length)?;
-        Ok(Ack::from_wire(ack))
+        acked(CALL, ack)
     }
 
     /// Sends a reference before the payload is all written, then each value
@@ -281,6 +330,20 @@ impl WorkerClient {
         reference: &Reference,
         progress: tokio::sync::mpsc::Receiver<u64>,
     ) -> Result<Ack, ClientError> {
+        let meta = CallMeta::default();
+        let acked = self
+            .send_reference_stream_with(reference, progress, &meta)
+            .await?;
+        Ok(acked.ack)
+    }
+
+    /// As [`WorkerClient::send_reference_stream`], with `meta` as request metadata.
+    pub async fn send_reference_stream_with(
+        &self,
+        reference: &Reference,
+        progress: tokio::sync::mpsc::Receiver<u64>,
+        meta: &CallMeta,
+    ) -> Result<Acked, ClientError> {
         const CALL: &str = "send_reference_stream";
         if reference.format.len() > MAX_FORMAT_LEN {
             return Err(ClientError::InvalidRequest {
@@ -305,10 +368,11 @@ impl WorkerClient {
         let messages = tokio_stream::iter(std::iter::once(first)).chain(rest);
         let mut request = tonic::Request::new(messages);
         request.set_timeout(deadline);
+        apply(CALL, meta, request.metadata_mut())?;
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_reference_stream(request)).await?;
         check_ack(CALL, &ack, transfer_id, length)?;
-        Ok(Ack::from_wire(ack))
+        acked(CALL, ack)
     }
 
     /// Asks the worker's gRPC health service about its `Transfer` service.
@@ -333,15 +397,66 @@ impl WorkerClient {
         transfer_id: u64,
         total_len: u64,
         chunks: impl Stream<Item = InlineChunk> + Send + 'static,
-    ) -> Result<Ack, ClientError> {
+        meta: &CallMeta,
+    ) -> Result<Acked, ClientError> {
         const CALL: &str = "send_inline";
         let deadline = self.inline_deadline(total_len);
         let mut request = tonic::Request::new(chunks);
         request.set_timeout(deadline);
+        apply(CALL, meta, request.metadata_mut())?;
         let mut client = self.transfer.clone();
         let ack = bounded(CALL, deadline, client.send_inline(request)).await?;
         check_ack(CALL, &ack, transfer_id, total_len)?;
-        Ok(Ack::from_wire(ack))
+        acked(CALL, ack)
+    }
+
+    /// Streams the deferred reply of `transfer_id`, `length` bytes, within the deadline of an
+    /// inline transfer of that size.
+    pub async fn fetch_reply(&self, transfer_id: u64, length: u64) -> Result<Vec<u8>, ClientError> {
+        const CALL: &str = "fetch_reply";
+        let deadline = self.inline_deadline(length);
+        let fetch = async {
+            let mut request = tonic::Request::new(ReplyHandle { transfer_id });
+            request.set_timeout(deadline);
+            let mut client = self.transfer.clone();
+            let mut stream = client
+                .fetch_reply(request)
+                .await
+                .map_err(|s| ClientError::from_status(CALL, deadline, &s))?
+                .into_inner();
+            let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
+            while let Some(chunk) = stream
+                .message()
+                .await
+                .map_err(|s| ClientError::from_status(CALL, deadline, &s))?
+            {
+                if bytes.len() + chunk.data.len() > length as usize {
+                    return Err(ClientError::Protocol {
+                        call: CALL,
+                        message: format!("the reply ran past its {length} bytes"),
+                    });
+                }
+                bytes.extend_from_slice(&chunk.data);
+            }
+            Ok(bytes)
+        };
+        tokio::time::timeout(deadline, fetch)
+            .await
+            .unwrap_or(Err(ClientError::Timeout {
+                call: CALL,
+                deadline,
+            }))
+    }
+
+    /// Tells the worker that the reply segment of `transfer_id` may be freed.
+    pub async fn release_reply(&self, transfer_id: u64) -> Result<(), ClientError> {
+        const CALL: &str = "release_reply";
+        let deadline = self.config.call_timeout;
+        let mut request = tonic::Request::new(ReplyHandle { transfer_id });
+        request.set_timeout(deadline);
+        let mut client = self.transfer.clone();
+        bounded(CALL, deadline, client.release_reply(request)).await?;
+        Ok(())
     }
 }
 
@@ -358,8 +473,8 @@ impl Carrier for WorkerClient {
         WorkerClient::inline_deadline(self, len)
     }
 
-    fn negotiate(&self) -> CarrierFuture<'_, PeerCapabilities> {
-        Box::pin(WorkerClient::negotiate(self))
+    fn negotiate(&self, reply_segments: u64) -> CarrierFuture<'_, PeerCapabilities> {
+        Box::pin(self.negotiate_replies(reply_segments))
     }
 
     fn send_inline<'a>(
@@ -367,22 +482,34 @@ impl Carrier for WorkerClient {
         transfer_id: u64,
         payload: &'a [u8],
         format: &'a str,
-    ) -> CarrierFuture<'a, Ack> {
-        Box::pin(self.send_inline_slice(transfer_id, payload, format))
+        meta: &'a CallMeta,
+    ) -> CarrierFuture<'a, Acked> {
+        Box::pin(self.send_inline_slice_with(transfer_id, payload, format, meta))
     }
 
-    fn send_reference<'a>(&'a self, reference: &'a Reference) -> CarrierFuture<'a, Ack> {
-        Box::pin(WorkerClient::send_reference(self, reference))
+    fn send_reference<'a>(
+        &'a self,
+        reference: &'a Reference,
+        meta: &'a CallMeta,
+    ) -> CarrierFuture<'a, Acked> {
+        Box::pin(self.send_reference_with(reference, meta))
     }
 
     fn send_reference_stream<'a>(
         &'a self,
         reference: &'a Reference,
         progress: tokio::sync::mpsc::Receiver<u64>,
-    ) -> CarrierFuture<'a, Ack> {
-        Box::pin(WorkerClient::send_reference_stream(
-            self, reference, progress,
-        ))
+        meta: &'a CallMeta,
+    ) -> CarrierFuture<'a, Acked> {
+        Box::pin(self.send_reference_stream_with(reference, progress, meta))
+    }
+
+    fn fetch_reply(&self, transfer_id: u64, length: u64) -> CarrierFuture<'_, Vec<u8>> {
+        Box::pin(WorkerClient::fetch_reply(self, transfer_id, length))
+    }
+
+    fn release_reply(&self, transfer_id: u64) -> CarrierFuture<'_, ()> {
+        Box::pin(WorkerClient::release_reply(self, transfer_id))
     }
 }
 
@@ -438,6 +565,78 @@ fn inline_header(transfer_id: u64, len: usize, format: &str) -> Result<InlineHea
         transfer_id,
         total_len: len as u64,
         format: format.to_owned(),
+    })
+}
+
+/// Puts `meta` into a request's metadata.
+fn apply(
+    call: &'static str,
+    meta: &CallMeta,
+    md: &mut tonic::metadata::MetadataMap,
+) -> Result<(), ClientError> {
+    use tonic::metadata::{MetadataKey, MetadataValue};
+    let bad = |what: String| ClientError::InvalidRequest {
+        call,
+        message: what,
+    };
+    let mut put = |key: &str, value: &str| -> Result<(), ClientError> {
+        let k = MetadataKey::from_bytes(key.as_bytes()).map_err(|_| {
+            bad(format!(
+                "metadata key {key:?}, expected a lowercase header name"
+            ))
+        })?;
+        let v = MetadataValue::try_from(value)
+            .map_err(|_| bad(format!("metadata {key} = {value:?}, expected ASCII text")))?;
+        md.insert(k, v);
+        Ok(())
+    };
+    if let Some(ask) = &meta.reply {
+        put("perfopt-reply", "1")?;
+        put("perfopt-reply-inline-max", &ask.inline_max.to_string())?;
+        put("perfopt-reply-threshold", &ask.threshold.to_string())?;
+    }
+    let options = &meta.options;
+    if let Some(dtype) = &options.dtype {
+        put("perfopt-dtype", dtype)?;
+    }
+    if let Some(shape) = &options.shape {
+        put("perfopt-shape", &crate::worker::desk::shape_text(shape))?;
+    }
+    for (key, value) in &options.metadata {
+        put(&format!("perfopt-meta-{key}"), value)?;
+    }
+    Ok(())
+}
+
+/// The acknowledgement and its reply, checked for a well-formed reply.
+fn acked(call: &'static str, mut ack: TransferAck) -> Result<Acked, ClientError> {
+    let reply = ack.reply.take().map(|r| {
+        let body = match r.body {
+            Some(super::proto::reply::Body::Inline(bytes)) => Ok(ReplyBody::Inline(bytes)),
+            Some(super::proto::reply::Body::Segment(s)) => {
+                from_wire(&s).map(ReplyBody::Segment).map_err(|e| e.message)
+            }
+            Some(super::proto::reply::Body::Deferred(true)) => Ok(ReplyBody::Deferred),
+            // An empty reply travels as an empty inline body, which decodes as none.
+            Some(super::proto::reply::Body::Deferred(false)) | None if r.length == 0 => {
+                Ok(ReplyBody::Inline(Vec::new()))
+            }
+            _ => Err(format!("a reply of {} bytes without a body", r.length)),
+        };
+        body.map(|body| ReplyEnvelope {
+            length: r.length,
+            checksum: r.checksum,
+            format: r.format,
+            metadata: caller_metadata(r.metadata),
+            body,
+        })
+    });
+    let reply = reply
+        .transpose()
+        .map_err(|message| ClientError::Protocol { call, message })?;
+    Ok(Acked {
+        ack: Ack::from_wire(ack),
+        reply,
     })
 }
 

@@ -81,6 +81,17 @@ pub enum ClientError {
         /// What was expected and what came.
         message: String,
     },
+    /// The worker's code failed on the payload (status `UNKNOWN` with the trailer
+    /// `perfopt-handler-error`); the payload arrived, and the same code would fail again.
+    #[error("{message}")]
+    Handler {
+        /// The call.
+        call: &'static str,
+        /// The kind the worker named (an exception's type, `panic`, `bad-reply`).
+        kind: String,
+        /// The worker's message: `the handler failed on transfer <id>: <kind>: <message>`.
+        message: String,
+    },
     /// The worker answered something this side cannot accept.
     #[error("{call} got an answer that breaks the protocol: {message}")]
     Protocol {
@@ -104,6 +115,18 @@ impl ClientError {
                 && status.message() == tonic::TimeoutExpired(()).to_string());
         if timed_out {
             return ClientError::Timeout { call, deadline };
+        }
+        if code == Code::Unknown
+            && let Some(kind) = status
+                .metadata()
+                .get(crate::worker::desk::HANDLER_ERROR_KEY)
+                .and_then(|v| v.to_str().ok())
+        {
+            return ClientError::Handler {
+                call,
+                kind: kind.to_owned(),
+                message: status.message().to_owned(),
+            };
         }
         // A status with a source was made on this side from a channel error (the connection
         // broke or could not be made); one the worker sent has none.

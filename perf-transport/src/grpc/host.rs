@@ -45,6 +45,7 @@ pub(crate) fn local_capabilities(
     zero_copy: bool,
     max_inline_bytes: u64,
     max_segment_bytes: u64,
+    features: Vec<String>,
 ) -> Capabilities {
     Capabilities {
         protocol_version: super::PROTOCOL_VERSION,
@@ -54,6 +55,7 @@ pub(crate) fn local_capabilities(
         max_inline_bytes,
         max_segment_bytes,
         platform: platform().to_owned(),
+        features,
     }
 }
 
@@ -70,7 +72,7 @@ mod tests {
 
     #[test]
     fn a_peer_with_this_host_id_is_on_this_host_and_others_are_not() {
-        let mut remote = PeerCapabilities::from_wire(local_capabilities(false, 0, 0));
+        let mut remote = PeerCapabilities::from_wire(local_capabilities(false, 0, 0, Vec::new()));
         assert_eq!(same_host(&remote), !host_id().is_empty());
         remote.host_id = "another-boot".to_owned();
         assert!(!same_host(&remote));

@@ -118,6 +118,7 @@ impl Assembly {
             checksum: self.hasher.digest(),
             worker_ns: 0,
             worker_cpu_ns: 0,
+            reply: None,
         };
         Ok((ack, self.buffer))
     }

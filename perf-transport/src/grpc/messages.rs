@@ -185,6 +185,7 @@ impl Ack {
             checksum: self.checksum,
             worker_ns: self.worker_ns,
             worker_cpu_ns: self.worker_cpu_ns,
+            reply: None,
         }
     }
 }
@@ -206,9 +207,16 @@ pub struct PeerCapabilities {
     pub max_segment_bytes: u64,
     /// Operating system and kernel, for reports.
     pub platform: String,
+    /// Protocol extensions the peer speaks (`reply`).
+    pub features: Vec<String>,
 }
 
 impl PeerCapabilities {
+    /// Whether the peer named extension `feature` in negotiation.
+    pub fn speaks(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+
     /// Whether the peer runs on this host (see [`same_host`](super::same_host)).
     pub fn same_host(&self) -> bool {
         super::same_host(self)
@@ -223,6 +231,7 @@ impl PeerCapabilities {
             max_inline_bytes: it.max_inline_bytes,
             max_segment_bytes: it.max_segment_bytes,
             platform: it.platform,
+            features: it.features,
         }
     }
 }

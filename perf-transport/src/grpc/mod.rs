@@ -33,7 +33,7 @@ mod host;
 mod inline;
 mod messages;
 mod server;
-mod service;
+pub(crate) mod service;
 
 /// The messages, client and server generated from `proto/perfopt/transfer/v1/transfer.proto`:
 /// the wire itself, kept inside this crate; the public API speaks in [`Ack`],
@@ -55,7 +55,7 @@ pub use error::{ClientError, ConfigError, ServeError};
 pub use host::{host_id, platform, same_host};
 pub use messages::{Ack, Code, PeerCapabilities, Refusal};
 pub use server::{Listener, serve};
-pub use service::{ReferenceHandler, ReferenceRead, ServiceConfig, TransferService};
+pub use service::{HeldReplies, ReferenceHandler, ReferenceRead, ServiceConfig, TransferService};
 
 /// The protocol version this crate speaks; `transfer.proto` is version 1.
 pub const PROTOCOL_VERSION: u32 = 1;

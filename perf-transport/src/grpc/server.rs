@@ -14,10 +14,8 @@ use super::accept::{ConnectionLimits, Incoming};
 use super::endpoint::Endpoint;
 use super::error::{ServeError, error_chain};
 use super::proto::transfer_server::TransferServer;
-use super::service::{ReferenceHandler, ServiceConfig, TransferService};
-use super::{
-    CONNECTION_WINDOW, CONTROL_MESSAGE_LIMIT, MAX_CHUNK_SIZE, MESSAGE_SLACK, STREAM_WINDOW,
-};
+use super::service::{HeldReplies, ReferenceHandler, ServiceConfig, TransferService};
+use super::{CONNECTION_WINDOW, MAX_CHUNK_SIZE, MESSAGE_SLACK, STREAM_WINDOW};
 use crate::reader::MAINTENANCE_INTERVAL;
 
 /// How long the check for a live listener on an existing socket file may take.
@@ -94,6 +92,7 @@ impl Listener {
             .await;
         let limits = connection_limits(service.config());
         let maintenance = service.handler().map(|h| tokio::spawn(maintain(h)));
+        let sweeping = service.held_replies().map(|held| tokio::spawn(sweep(held)));
         let config = service.config();
         let (max_call_duration, keepalive_interval, keepalive_timeout) = (
             config.max_call_duration,
@@ -102,7 +101,8 @@ impl Listener {
         );
         let transfer = TransferServer::new(service)
             .max_decoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK)
-            .max_encoding_message_size(CONTROL_MESSAGE_LIMIT);
+            // An ack may carry an inline reply, and a reply chunk is as large as a payload chunk.
+            .max_encoding_message_size(MAX_CHUNK_SIZE + MESSAGE_SLACK);
         let router = Server::builder()
             .timeout(max_call_duration)
             .initial_stream_window_size(STREAM_WINDOW)
@@ -133,7 +133,7 @@ impl Listener {
                     .await
             }
         };
-        if let Some(task) = maintenance {
+        for task in [maintenance, sweeping].into_iter().flatten() {
             task.abort();
         }
         served.map_err(|err| ServeError::Serve {
@@ -163,6 +163,16 @@ async fn maintain(handler: Arc<dyn ReferenceHandler>) {
         let handler = Arc::clone(&handler);
         // A panic in the upkeep is the handler's; serving goes on.
         let _ = tokio::task::spawn_blocking(move || handler.maintain()).await;
+    }
+}
+
+/// Drops the replies their hosts did not come for in time, every [`MAINTENANCE_INTERVAL`].
+async fn sweep(held: HeldReplies) {
+    let mut tick = tokio::time::interval(MAINTENANCE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        held.sweep();
     }
 }
 

@@ -15,10 +15,21 @@ use super::host::local_capabilities;
 use super::inline::{Assembly, check_first_chunk};
 use super::messages::{Ack, Code, PeerCapabilities, Refusal};
 use super::proto::transfer_server::Transfer;
-use super::proto::{Capabilities, InlineChunk, ReferenceProgress, SegmentReference, TransferAck};
+use super::proto::{
+    Capabilities, InlineChunk, ReferenceProgress, Reply, ReplyChunk, ReplyHandle, ReplyReleased,
+    SegmentReference, TransferAck,
+};
 use super::{DEFAULT_MAX_INLINE_BYTES, MAX_FORMAT_LEN, PROTOCOL_VERSION};
 use crate::handler::from_wire;
-use crate::reference::Reference;
+use crate::pool::SegmentPool;
+use crate::reference::{Reference, Secret};
+use crate::worker::Handler;
+use crate::worker::desk::{Ask, PeerKey, ReplyDesk};
+
+/// The name of the reply extension in `Capabilities.features`.
+pub(crate) const REPLY_FEATURE: &str = "reply";
+/// Inline payloads up to this size are handed to the handler on the serving thread.
+const QUICK_HANDLER_BYTES: usize = 64 << 10;
 
 /// Largest value accepted for [`ServiceConfig::max_inline_bytes`]: 16 GiB.
 const MAX_INLINE_CEILING: u64 = 16 << 30;
@@ -61,6 +72,20 @@ pub trait ReferenceHandler: Send + Sync {
     /// [`MAINTENANCE_INTERVAL`]: crate::reader::MAINTENANCE_INTERVAL
     fn maintain(&self) {}
 
+    /// Reads the payload `reference` points to, as [`ReferenceHandler::handle`], and shows the
+    /// bytes read to `visit` before the mapping is let go; handlers that cannot refuse.
+    fn handle_with(
+        &self,
+        reference: &Reference,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<Ack, Refusal> {
+        let _ = (reference, visit);
+        Err(Refusal::new(
+            Code::Unimplemented,
+            "this worker's reference handler cannot show the bytes it reads",
+        ))
+    }
+
     /// Checks `reference` and prepares to read a payload that the host is
     /// still writing, part by part; handlers that cannot do that refuse.
     fn begin(&self, reference: &Reference) -> Result<Box<dyn ReferenceRead>, Refusal> {
@@ -78,6 +103,67 @@ pub trait ReferenceRead: Send {
     fn advance(&mut self, ready: u64) -> Result<(), Refusal>;
     /// Ends the read and acknowledges the whole payload.
     fn finish(self: Box<Self>) -> Result<Ack, Refusal>;
+
+    /// Ends the read as [`ReferenceRead::finish`], showing the whole payload to `visit`;
+    /// reads that cannot refuse.
+    fn finish_with(self: Box<Self>, visit: &mut dyn FnMut(&[u8])) -> Result<Ack, Refusal> {
+        let _ = visit;
+        Err(Refusal::new(
+            Code::Unimplemented,
+            "this worker's reads cannot show the bytes they read",
+        ))
+    }
+}
+
+/// The replies a worker holds for their hosts: segments not yet released, deferred replies not
+/// yet fetched (each at most [`REPLY_TTL`](crate::worker::REPLY_TTL)).
+#[derive(Clone)]
+pub struct HeldReplies(Arc<WorkerSide>);
+
+impl fmt::Debug for HeldReplies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldReplies")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl HeldReplies {
+    /// Replies held now.
+    pub fn len(&self) -> usize {
+        self.0.desk.held()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the replies held past [`REPLY_TTL`](crate::worker::REPLY_TTL); a serving worker
+    /// does this every second.
+    pub fn sweep(&self) {
+        self.0.desk.sweep();
+    }
+}
+
+/// A worker's code and the replies it holds.
+pub(crate) struct WorkerSide {
+    pub(crate) handler: Arc<dyn Handler>,
+    pub(crate) desk: ReplyDesk,
+}
+
+impl WorkerSide {
+    /// Runs the handler on `payload` when one is installed.
+    fn run(
+        &self,
+        transfer_id: u64,
+        format: &str,
+        payload: &[u8],
+        ask: &Ask,
+    ) -> Result<Option<Reply>, Status> {
+        self.desk
+            .run(self.handler.as_ref(), transfer_id, format, payload, ask)
+    }
 }
 
 /// Limits of a worker's `Transfer` service.
@@ -240,6 +326,7 @@ impl ServiceConfig {
 pub struct TransferService {
     config: ServiceConfig,
     handler: Option<Arc<dyn ReferenceHandler>>,
+    worker: Option<Arc<WorkerSide>>,
     /// Room for inline payloads being reassembled, in units of [`INFLIGHT_UNIT`] bytes.
     inflight: InlineBudget,
     buffers: BufferPool,
@@ -257,6 +344,7 @@ impl TransferService {
             inflight: InlineBudget::new(units, config.stall_timeout),
             config,
             handler: None,
+            worker: None,
             buffers: BufferPool::new(retained),
         })
     }
@@ -265,6 +353,33 @@ impl TransferService {
     pub fn with_reference_handler(mut self, handler: Arc<dyn ReferenceHandler>) -> TransferService {
         self.handler = Some(handler);
         self
+    }
+
+    /// Installs the worker's code: every payload is handed to `handler`, and a host that
+    /// negotiated the `reply` extension gets its replies. `reply_segments` (a pool of the
+    /// worker's and the secret to sign with) lets large replies go by shared memory; without
+    /// it they are fetched.
+    pub fn with_handler(
+        mut self,
+        handler: Arc<dyn Handler>,
+        reply_segments: Option<(SegmentPool, Secret)>,
+    ) -> TransferService {
+        self.worker = Some(Arc::new(WorkerSide {
+            handler,
+            desk: ReplyDesk::new(reply_segments),
+        }));
+        self
+    }
+
+    /// The pool reply segments come from, when the worker has a handler and one.
+    pub fn reply_pool(&self) -> Option<&SegmentPool> {
+        self.worker.as_ref().and_then(|w| w.desk.pool())
+    }
+
+    /// A view of the replies this service holds for their hosts, which stays valid once the
+    /// service is served; `None` without a handler.
+    pub fn held_replies(&self) -> Option<HeldReplies> {
+        self.worker.clone().map(HeldReplies)
     }
 
     /// The limits this service was built with.
@@ -301,12 +416,37 @@ impl TransferService {
         } else {
             0
         };
-        local_capabilities(zero_copy, self.config.max_inline_bytes, max_segment_bytes)
+        local_capabilities(
+            zero_copy,
+            self.config.max_inline_bytes,
+            max_segment_bytes,
+            Vec::new(),
+        )
+    }
+
+    /// The worker's code, when it runs on a request that asks `ask`.
+    fn worker_for(&self, ask: &Ask) -> Option<Arc<WorkerSide>> {
+        self.worker
+            .clone()
+            .filter(|w| ask.reply || w.handler.one_way())
+    }
+
+    /// What the request asks of a reply; nothing unless the worker has a handler.
+    fn ask<T>(&self, request: &Request<T>) -> Result<Ask, Status> {
+        match &self.worker {
+            Some(_) => {
+                let mut ask = Ask::from_metadata(request.metadata())?;
+                ask.peer = PeerKey::of(request);
+                Ok(ask)
+            }
+            None => Ok(Ask::default()),
+        }
     }
 
     async fn receive_inline(
         &self,
         stream: &mut Streaming<InlineChunk>,
+        ask: Ask,
     ) -> Result<TransferAck, Status> {
         let first = self.next_message(stream).await?.ok_or_else(|| {
             Status::invalid_argument(
@@ -314,6 +454,7 @@ impl TransferService {
             )
         })?;
         let header = check_first_chunk(&first, self.config.max_inline_bytes)?;
+        let format = header.format.clone();
         // Bounded by max_inflight_inline_bytes, which validate() keeps far below u32::MAX units.
         let units = u32::try_from(header.total_len.div_ceil(INFLIGHT_UNIT))
             .map_err(|_| Status::resource_exhausted("inline payload too large to hold"))?;
@@ -344,9 +485,26 @@ impl TransferService {
             assembly.push(&chunk)?;
             room.progressed();
         }
-        let (ack, payload) = assembly.finish()?;
-        // A real consumer would take the payload here; this worker only proves it arrived.
+        let (mut ack, payload) = assembly.finish()?;
+        let Some(worker) = self.worker_for(&ask) else {
+            // Without a handler this worker only proves the payload arrived.
+            self.buffers.give_back(payload);
+            return Ok(ack);
+        };
+        let id = ack.transfer_id;
+        let (payload, reply) = if payload.len() <= QUICK_HANDLER_BYTES {
+            let reply = worker.run(id, &format, &payload, &ask);
+            (payload, reply)
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let reply = worker.run(id, &format, &payload, &ask);
+                (payload, reply)
+            })
+            .await
+            .map_err(|err| Status::internal(format!("the handler's thread failed: {err}")))?
+        };
         self.buffers.give_back(payload);
+        ack.reply = reply?;
         Ok(ack)
     }
 }
@@ -366,6 +524,7 @@ impl Transfer for TransferService {
         &self,
         request: Request<Capabilities>,
     ) -> Result<Response<Capabilities>, Status> {
+        let peer = PeerKey::of(&request);
         let host = request.into_inner();
         if host.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -373,7 +532,14 @@ impl Transfer for TransferService {
                 host.protocol_version
             )));
         }
-        Ok(Response::new(self.wire_capabilities()))
+        let mut caps = self.wire_capabilities();
+        if let Some(worker) = &self.worker
+            && host.features.iter().any(|f| f == REPLY_FEATURE)
+        {
+            worker.desk.negotiated(peer, &host);
+            caps.features.push(REPLY_FEATURE.to_owned());
+        }
+        Ok(Response::new(caps))
     }
 
     async fn send_inline(
@@ -381,8 +547,9 @@ impl Transfer for TransferService {
         request: Request<Streaming<InlineChunk>>,
     ) -> Result<Response<TransferAck>, Status> {
         let started = Instant::now();
+        let ask = self.ask(&request)?;
         let mut stream = request.into_inner();
-        let (received, cpu_ns) = CpuTimed::new(self.receive_inline(&mut stream)).await;
+        let (received, cpu_ns) = CpuTimed::new(self.receive_inline(&mut stream, ask)).await;
         let mut ack = received?;
         ack.worker_ns = nanos(started.elapsed());
         ack.worker_cpu_ns = cpu_ns;
@@ -398,6 +565,7 @@ impl Transfer for TransferService {
                 "zero-copy is not available on this worker",
             ));
         };
+        let ask = self.ask(&request)?;
         let reference = request.into_inner();
         if reference.format.len() > MAX_FORMAT_LEN {
             return Err(Status::invalid_argument(format!(
@@ -408,6 +576,23 @@ impl Transfer for TransferService {
         let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
+        if let Some(worker) = self.worker_for(&ask) {
+            let quick = reference.length <= QUICK_HANDLER_BYTES as u64
+                && handler.reads_quickly(reference.length);
+            let (handled, cpu_ns) = if quick {
+                cpu::timed(|| handle_reference(handler.as_ref(), &worker, &reference, &ask))
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    cpu::timed(|| handle_reference(handler.as_ref(), &worker, &reference, &ask))
+                })
+                .await
+                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
+            };
+            let mut ack = handled?;
+            ack.worker_ns = nanos(started.elapsed());
+            ack.worker_cpu_ns = cpu_ns;
+            return Ok(Response::new(ack));
+        }
         let (handled, cpu_ns) = if handler.reads_quickly(reference.length) {
             // Reading a small payload costs less than a hand-off to a blocking thread.
             cpu::timed(|| handler.handle(&reference))
@@ -438,11 +623,74 @@ impl Transfer for TransferService {
             ));
         };
         let started = Instant::now();
+        let ask = self.ask(&request)?;
         let mut stream = request.into_inner();
-        let (mut ack, cpu_ns) = self.receive_progress(handler, &mut stream).await?;
+        let (mut ack, cpu_ns) = self.receive_progress(handler, &mut stream, ask).await?;
         ack.worker_ns = nanos(started.elapsed());
         ack.worker_cpu_ns = cpu_ns;
         Ok(Response::new(ack))
+    }
+
+    type FetchReplyStream = FetchStream;
+
+    async fn fetch_reply(
+        &self,
+        request: Request<ReplyHandle>,
+    ) -> Result<Response<FetchStream>, Status> {
+        let id = request.into_inner().transfer_id;
+        let body = self
+            .worker
+            .as_ref()
+            .and_then(|w| w.desk.take_deferred(id))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no deferred reply of transfer {id}: fetched before, expired, or never made"
+                ))
+            })?;
+        Ok(Response::new(reply_chunks(body)))
+    }
+
+    async fn release_reply(
+        &self,
+        request: Request<ReplyHandle>,
+    ) -> Result<Response<ReplyReleased>, Status> {
+        let id = request.into_inner().transfer_id;
+        if let Some(worker) = &self.worker {
+            worker.desk.release(id);
+        }
+        Ok(Response::new(ReplyReleased {}))
+    }
+}
+
+/// The stream `FetchReply` answers with.
+pub(crate) type FetchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<ReplyChunk, Status>> + Send>>;
+
+/// A deferred reply as chunks of at most [`MAX_CHUNK_SIZE`](super::MAX_CHUNK_SIZE) bytes: slices
+/// of the heap buffer, or copies out of a segment as they are sent.
+fn reply_chunks(body: crate::worker::Body) -> FetchStream {
+    use crate::worker::Body;
+    const CHUNK: usize = super::MAX_CHUNK_SIZE;
+    match body {
+        Body::Heap(v) => {
+            let bytes = bytes::Bytes::from(v);
+            let n = bytes.len().div_ceil(CHUNK);
+            Box::pin(tokio_stream::iter((0..n).map(move |i| {
+                let end = ((i + 1) * CHUNK).min(bytes.len());
+                Ok(ReplyChunk {
+                    data: bytes.slice(i * CHUNK..end),
+                })
+            })))
+        }
+        Body::Segment(lease, len) => {
+            let n = len.div_ceil(CHUNK);
+            Box::pin(tokio_stream::iter((0..n).map(move |i| {
+                let end = ((i + 1) * CHUNK).min(len);
+                Ok(ReplyChunk {
+                    data: bytes::Bytes::copy_from_slice(&lease.as_slice()[i * CHUNK..end]),
+                })
+            })))
+        }
     }
 }
 
@@ -451,6 +699,7 @@ impl TransferService {
         &self,
         handler: Arc<dyn ReferenceHandler>,
         stream: &mut Streaming<ReferenceProgress>,
+        ask: Ask,
     ) -> Result<(TransferAck, u64), Status> {
         let first = self.next_message(stream).await?.ok_or_else(|| {
             Status::invalid_argument("expected a first message carrying the reference, got none")
@@ -466,6 +715,7 @@ impl TransferService {
         }
         let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
+        let format = reference.format.clone();
         let (begun, mut cpu_ns) =
             tokio::task::spawn_blocking(move || cpu::timed(|| handler.begin(&reference)))
                 .await
@@ -497,11 +747,50 @@ impl TransferService {
                 None => break,
             }
         }
-        let (finished, spent) = cpu::timed(|| read.finish());
-        let mut ack = finished.map_err(Refusal::into_tonic)?.to_wire();
+        let Some(worker) = self.worker_for(&ask) else {
+            let (finished, spent) = cpu::timed(|| read.finish());
+            let mut ack = finished.map_err(Refusal::into_tonic)?.to_wire();
+            ack.transfer_id = transfer_id;
+            return Ok((ack, cpu_ns + spent));
+        };
+        let (finished, spent) = tokio::task::spawn_blocking(move || {
+            cpu::timed(|| {
+                let mut reply = Ok(None);
+                let mut visit =
+                    |bytes: &[u8]| reply = worker.run(transfer_id, &format, bytes, &ask);
+                let acked = read.finish_with(&mut visit);
+                acked.map_err(Refusal::into_tonic).and_then(|ack| {
+                    let mut ack = ack.to_wire();
+                    ack.reply = reply?;
+                    Ok(ack)
+                })
+            })
+        })
+        .await
+        .map_err(|err| Status::internal(format!("the handler's thread failed: {err}")))?;
+        let mut ack = finished?;
         ack.transfer_id = transfer_id;
         Ok((ack, cpu_ns + spent))
     }
+}
+
+/// Reads a reference and runs the worker's code on the mapped bytes.
+fn handle_reference(
+    handler: &dyn ReferenceHandler,
+    worker: &WorkerSide,
+    reference: &Reference,
+    ask: &Ask,
+) -> Result<TransferAck, Status> {
+    let (id, format) = (reference.transfer_id, reference.format.as_str());
+    let mut reply = Ok(None);
+    let mut visit = |bytes: &[u8]| reply = worker.run(id, format, bytes, ask);
+    let ack = handler
+        .handle_with(reference, &mut visit)
+        .map_err(Refusal::into_tonic)?;
+    let mut ack = ack.to_wire();
+    ack.transfer_id = id;
+    ack.reply = reply?;
+    Ok(ack)
 }
 
 fn nanos(elapsed: Duration) -> u64 {
@@ -511,6 +800,7 @@ fn nanos(elapsed: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::worker::{HandlerError, Output};
 
     #[test]
     fn default_config_is_valid_and_bounds_are_enforced() {
@@ -558,6 +848,32 @@ mod tests {
                 ..Ack::default()
             })
         }
+    }
+
+    fn quiet(_: &crate::worker::Call<'_>) -> Result<Option<Output>, HandlerError> {
+        Ok(None)
+    }
+
+    async fn features(service: &TransferService, offered: &[&str]) -> Vec<String> {
+        let mut host = local_capabilities(false, 0, 0, Vec::new());
+        host.features = offered.iter().map(|f| (*f).to_owned()).collect();
+        service
+            .negotiate(Request::new(host))
+            .await
+            .unwrap()
+            .into_inner()
+            .features
+    }
+
+    #[tokio::test]
+    async fn the_reply_extension_is_spoken_only_with_a_handler_and_a_host_that_names_it() {
+        let plain = TransferService::new(ServiceConfig::default()).unwrap();
+        assert!(features(&plain, &["reply"]).await.is_empty());
+        let working = TransferService::new(ServiceConfig::default())
+            .unwrap()
+            .with_handler(Arc::new(quiet), None);
+        assert!(features(&working, &[]).await.is_empty(), "a v1 host");
+        assert_eq!(features(&working, &["zstd", "reply"]).await, ["reply"]);
     }
 
     #[test]

@@ -36,6 +36,7 @@ use crate::executor::{Executor, ExecutorConfig, Payload, TransferError, Transfer
 use crate::grpc::{ClientConfig, Endpoint, WorkerClient};
 use crate::pool::{Lease, PoolError, SegmentPool};
 use crate::reference::Secret;
+use crate::reply::{CallOptions, Reply, ReplyEnvelope};
 
 /// Most transfers one worker may be given at once.
 pub const MAX_IN_FLIGHT: usize = 100_000;
@@ -455,8 +456,9 @@ impl Host {
         payload: &[u8],
     ) -> Result<TransferOutcome, TransferError> {
         let policy = self.inner.policy.clone();
-        self.carry(policy.as_ref(), request, Payload::Borrowed(payload))
+        self.carry(policy.as_ref(), request, Payload::Borrowed(payload), None)
             .await
+            .map(|(outcome, ..)| outcome)
     }
 
     /// As [`Host::transfer`], deciding with `policy` instead of the host's (for comparisons).
@@ -466,8 +468,41 @@ impl Host {
         request: &TransferRequest,
         payload: &[u8],
     ) -> Result<TransferOutcome, TransferError> {
-        self.carry(policy, request, Payload::Borrowed(payload))
+        self.carry(policy, request, Payload::Borrowed(payload), None)
             .await
+            .map(|(outcome, ..)| outcome)
+    }
+
+    /// As [`Host::transfer`], and hands the worker's code the payload, asking for its reply
+    /// (see [`Executor::call`]): the same admission, deadlines, fallback, retry on a worker that
+    /// is gone, and records. A handler's failure ([`TransferError::Handler`]) is neither
+    /// retried nor sent another way.
+    pub async fn call(
+        &self,
+        request: &TransferRequest,
+        payload: &[u8],
+    ) -> Result<Reply, TransferError> {
+        self.call_with(request, payload, &CallOptions::default())
+            .await
+    }
+
+    /// As [`Host::call`], telling the worker's code `options` (its metadata, dtype, shape).
+    pub async fn call_with(
+        &self,
+        request: &TransferRequest,
+        payload: &[u8],
+        options: &CallOptions,
+    ) -> Result<Reply, TransferError> {
+        let policy = self.inner.policy.clone();
+        let (outcome, envelope, live) = self
+            .carry(
+                policy.as_ref(),
+                request,
+                Payload::Borrowed(payload),
+                Some(options),
+            )
+            .await?;
+        live.executor.take_reply(outcome, envelope).await
     }
 
     /// Lends a segment for a payload of up to `size` bytes, for a producer that writes straight
@@ -485,8 +520,9 @@ impl Host {
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
         let policy = self.inner.policy.clone();
-        self.carry(policy.as_ref(), request, Payload::loaned(lease, len))
+        self.carry(policy.as_ref(), request, Payload::loaned(lease, len), None)
             .await
+            .map(|(outcome, ..)| outcome)
     }
 
     /// The segment pool, when zero-copy is configured.
@@ -566,7 +602,8 @@ impl Host {
         policy: &dyn TransferPolicy,
         request: &TransferRequest,
         payload: Payload<'_>,
-    ) -> Result<TransferOutcome, TransferError> {
+        call: Option<&CallOptions>,
+    ) -> Result<(TransferOutcome, Option<ReplyEnvelope>, Arc<Live>), TransferError> {
         let inner = &self.inner;
         let entered = Instant::now();
         inner.queued.fetch_add(1, Ordering::Relaxed);
@@ -593,11 +630,14 @@ impl Host {
             };
             slot.carried.fetch_add(1, Ordering::Relaxed);
             let queued = entered.elapsed();
-            let result = live.executor.carry(policy, request, &payload, queued).await;
+            let result = live
+                .executor
+                .carry(policy, request, &payload, queued, call)
+                .await;
             match result {
-                Ok(outcome) => {
+                Ok((outcome, envelope)) => {
                     inner.delivered.fetch_add(1, Ordering::Relaxed);
-                    return Ok(outcome);
+                    return Ok((outcome, envelope, live));
                 }
                 Err(e) if e.worker_gone() => {
                     inner.replace(slot.index, live.generation, &e.to_string());

@@ -9,8 +9,10 @@ use std::time::Duration;
 use perf_platform::{MemfdShm, NamedShm, NamedShmConfig, SystemShm};
 
 use crate::grpc::{Endpoint, Listener, ServeError, ServiceConfig, TransferService};
+use crate::pool::{SegmentPool, SegmentPoolConfig};
 use crate::reader::{MappingLimits, ReferenceReader};
 use crate::reference::Secret;
+use crate::worker::Handler;
 
 /// How often a worker looks whether its host still runs.
 const PEER_CHECK: Duration = Duration::from_millis(500);
@@ -106,6 +108,28 @@ impl SpawnedWorker {
             service = service.with_reference_handler(Arc::new(reader));
         }
         Ok(service)
+    }
+
+    /// The transfer service under `config` running `handler` on every payload: references are
+    /// checked with the secret when there is one, and reply segments come from a memfd pool of
+    /// this worker's, signed with it.
+    pub fn handler_service(
+        &self,
+        config: ServiceConfig,
+        handler: Arc<dyn Handler>,
+    ) -> Result<TransferService, SpawnedWorkerError> {
+        let replies = match &self.secret_file {
+            Some(path) => {
+                let secret = Secret::read_file(path)
+                    .map_err(|e| SpawnedWorkerError::Secret(e.to_string()))?;
+                let pool =
+                    SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default())
+                        .map_err(|e| SpawnedWorkerError::Args(e.to_string()))?;
+                Some((pool, secret))
+            }
+            None => None,
+        };
+        Ok(self.service(config)?.with_handler(handler, replies))
     }
 
     /// Binds, prints `listening <endpoint>` on standard output (the host waits for that line),

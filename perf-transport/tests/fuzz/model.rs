@@ -17,6 +17,7 @@ use crate::grpc_support::wire::{SegmentReference, TransferAck};
 pub(crate) fn on_the_wire(answer: Result<Ack, grpc::Refusal>) -> Result<TransferAck, Status> {
     answer
         .map(|ack| TransferAck {
+            reply: None,
             transfer_id: ack.transfer_id,
             length: ack.length,
             checksum: ack.checksum,
