@@ -18,14 +18,6 @@ import xxhash
 from . import errors
 from ._gen import health_pb2, transfer_pb2
 from .handler import Handler, Payload, as_reply
-from .replies import (
-    FEATURES,
-    HostReplyCaps,
-    ReplyOptions,
-    ReplyStore,
-    build_reply,
-    caller_metadata,
-)
 from .protocol import (
     DEFAULT_MAX_INLINE_BYTES,
     DEFAULT_MAX_SEGMENT_BYTES,
@@ -34,6 +26,14 @@ from .protocol import (
     MAX_SEGMENT_BYTES,
     PROTOCOL_VERSION,
     TRANSFER_SERVICE,
+)
+from .replies import (
+    FEATURES,
+    HostReplyCaps,
+    ReplyOptions,
+    ReplyStore,
+    build_reply,
+    caller_metadata,
 )
 from .segments import MappingCache, check_reference
 
@@ -244,11 +244,10 @@ class TransferServicer:
         return self._run(context, lambda: self._send_reference_stream(requests, context))
 
     def fetch_reply(self, request, context):
-        if isinstance(request, _Oversize):
-            context.abort(grpc.StatusCode.OUT_OF_RANGE,
-                          f"a request message of {request.size} bytes, expected at most "
-                          f"{MAX_REQUEST_MESSAGE}")
-        tid = request.transfer_id
+        try:
+            tid = _checked(request).transfer_id
+        except errors.Refused as e:
+            context.abort(e.code, e.message)
         held = self.replies.take(tid)
         if held is None:
             context.abort(grpc.StatusCode.NOT_FOUND,
