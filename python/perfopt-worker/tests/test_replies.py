@@ -301,3 +301,18 @@ def test_a_reply_filled_in_part_of_a_reply_buffer_is_sent_from_that_buffer(serve
         mapped.close()
     release(client, 1)
     assert reply_fds() == fds
+
+
+def test_an_inline_reply_with_its_metadata_never_outgrows_an_ack(serve):
+    data = os.urandom(MAX_REPLY_INLINE)
+    replies = {1: Reply(data, metadata={"note": "n" * 10_000}),
+               2: Reply(b"x", metadata={"note": "n" * (5 << 20)})}
+    client, _ = serve(replying(replies))
+    reply = client.transfer.SendInline(inline_chunks(b"x", transfer_id=1),
+                                       metadata=asking(inline_max=MAX_REPLY_INLINE)).reply
+    assert reply.deferred and reply.metadata["note"] == "n" * 10_000
+    assert b"".join(fetch(client, 1)) == data
+    with pytest.raises(grpc.RpcError) as e:
+        client.transfer.SendInline(inline_chunks(b"x", transfer_id=2), metadata=asking())
+    assert ("perfopt-handler-error", "bad-reply") in tuple(e.value.trailing_metadata())
+    assert "expected them to fit an ack of 4198400 bytes" in e.value.details()
