@@ -1,6 +1,15 @@
-"""`python -m perfopt_worker.demo`: a worker that sums each payload as a numpy array, read in
-place (dtype and shape from the `perfopt-dtype` and `perfopt-shape` metadata, bytes otherwise),
-and prints the sum on standard error."""
+"""`python -m perfopt_worker.demo`: a worker that reads each payload as a numpy array in place
+(dtype and shape from the `perfopt-dtype` and `perfopt-shape` metadata, bytes otherwise) and,
+by the caller's metadata `mode` (sent as `perfopt-meta-mode`), replies with:
+
+- `sum` (the default): the sum, a 0-d `<f8` array (`<u8` for integers);
+- `echo`: the array itself, copied once into a reply buffer of the worker's;
+- `scale`: the array times `factor` (`perfopt-meta-factor`, default 2), computed straight into
+  a reply buffer, in the array's dtype.
+
+A reply buffer is a shared-memory segment the host maps when the reply is large enough, so a
+large reply is written once and never copied. Each transfer is logged on standard error.
+"""
 
 import sys
 
@@ -11,14 +20,29 @@ from .worker import Worker
 
 worker = Worker()
 
+MODES = ("sum", "echo", "scale")
+
 
 @worker.handler
-def total(payload: Payload) -> np.ndarray:
+def demo(payload: Payload) -> np.ndarray:
     arr = payload.array()
-    result = arr.sum(dtype=np.float64 if arr.dtype.kind == "f" else np.uint64)
-    print(f"transfer {payload.transfer_id}: {payload.method}, {len(payload)} bytes, "
-          f"sum {result}", file=sys.stderr)
-    return np.asarray(result)
+    mode = payload.metadata.get("mode", "sum")
+    said = f"transfer {payload.transfer_id}: {payload.method}, {len(payload)} bytes"
+    if mode == "sum":
+        result = arr.sum(dtype=np.float64 if arr.dtype.kind in "fc" else np.uint64)
+        print(f"{said}, sum {result}", file=sys.stderr)
+        return np.asarray(result)
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}, expected one of {', '.join(MODES)}")
+    out = payload.reply_array(arr.shape, arr.dtype)
+    if mode == "echo":
+        np.copyto(out, arr)
+        print(f"{said}, echoed", file=sys.stderr)
+    else:
+        factor = float(payload.metadata.get("factor", "2"))
+        np.multiply(arr, factor, out=out, casting="unsafe")
+        print(f"{said}, scaled by {factor}", file=sys.stderr)
+    return out
 
 
 if __name__ == "__main__":

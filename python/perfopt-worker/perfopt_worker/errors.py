@@ -19,6 +19,24 @@ class Refused(Exception):
         return f"Refused({self.code.name}, {self.message!r})"
 
 
+class BadReply(TypeError):
+    """A handler's return value that cannot be a reply; its transfer fails with `bad-reply`."""
+
+
+class HandlerFailed(Refused):
+    """The handler raised or returned no reply: `UNKNOWN`, with the failure's `kind` (the
+    exception's type name, or `bad-reply`) in the trailing metadata `perfopt-handler-error`."""
+
+    def __init__(self, transfer_id: int, kind: str, message: str):
+        super().__init__(
+            grpc.StatusCode.UNKNOWN,
+            f"the handler failed on transfer {transfer_id}: {kind}: {message}",
+        )
+        self.kind = kind
+
+
+HANDLER_ERROR_KEY = "perfopt-handler-error"
+
 # One constructor per status the protocol names, e.g. `invalid_argument("what came")`.
 invalid_argument = functools.partial(Refused, grpc.StatusCode.INVALID_ARGUMENT)
 unauthenticated = functools.partial(Refused, grpc.StatusCode.UNAUTHENTICATED)

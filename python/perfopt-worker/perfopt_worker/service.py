@@ -1,7 +1,9 @@
-"""The worker side of protocol version 1: the Transfer and Health services on grpcio."""
+"""The worker side of protocol version 1 and its `reply` extension: the Transfer and Health
+services on grpcio."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import platform
@@ -25,9 +27,19 @@ from .protocol import (
     PROTOCOL_VERSION,
     TRANSFER_SERVICE,
 )
+from .replies import (
+    FEATURES,
+    HostReplyCaps,
+    ReplyOptions,
+    ReplyStore,
+    build_reply,
+    caller_metadata,
+)
 from .segments import MappingCache, check_reference
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+# Hosts' Capabilities remembered, by peer address.
+MAX_HOSTS = 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -146,13 +158,15 @@ class _Timer:
         self.wall = time.monotonic_ns()
         self.cpu = time.thread_time_ns()
 
-    def ack(self, transfer_id: int, length: int, digest: int) -> transfer_pb2.TransferAck:
+    def ack(self, transfer_id: int, length: int, digest: int,
+            reply: Optional[transfer_pb2.Reply]) -> transfer_pb2.TransferAck:
         return transfer_pb2.TransferAck(
             transfer_id=transfer_id,
             length=length,
             checksum=digest,
             worker_ns=time.monotonic_ns() - self.wall,
             worker_cpu_ns=time.thread_time_ns() - self.cpu,
+            reply=reply,
         )
 
 
@@ -164,9 +178,27 @@ def _metadata(context) -> dict:
     }
 
 
+def _release(view: memoryview) -> None:
+    try:
+        view.release()
+    except BufferError:
+        pass  # a view the handler kept alive: the memory goes when it does
+
+
+class _Call:
+    """A request's metadata as the worker reads it: the reply it asks for, what the handler
+    sees, and the peer whose Negotiate says where replies may go."""
+
+    def __init__(self, context):
+        raw = _metadata(context)
+        self.options = ReplyOptions.from_metadata(raw)
+        self.metadata = caller_metadata(raw)
+        self.peer = context.peer()
+
+
 class TransferServicer:
     """`perfopt.transfer.v1.Transfer` as docs/protocol.md describes it; each payload is handed
-    to `handler` (when given) before it is acknowledged."""
+    to `handler` (when given) before it is acknowledged, with its reply when the host asks."""
 
     def __init__(
         self,
@@ -182,6 +214,12 @@ class TransferServicer:
         self.peer_pid = peer_pid
         self.mappings = MappingCache(config.segment_dir)
         self.budget = _Budget(config.max_inflight_inline_bytes)
+        self.replies = ReplyStore()
+        self.host_id = boot_id()
+        # grpcio tells connections apart only by peer address: over a Unix socket every
+        # connection is `unix:`, and the latest Negotiate counts for all.
+        self._hosts: collections.OrderedDict = collections.OrderedDict()
+        self._hosts_lock = threading.Lock()
 
     # The grpc method handlers: each turns a Refused into the call's status.
 
@@ -189,10 +227,12 @@ class TransferServicer:
         try:
             return body()
         except errors.Refused as e:
+            if isinstance(e, errors.HandlerFailed):
+                context.set_trailing_metadata(((errors.HANDLER_ERROR_KEY, e.kind),))
             context.abort(e.code, e.message)
 
     def negotiate(self, request, context):
-        return self._run(context, lambda: self._negotiate(_checked(request)))
+        return self._run(context, lambda: self._negotiate(_checked(request), context.peer()))
 
     def send_inline(self, requests, context):
         return self._run(context, lambda: self._send_inline(requests, context))
@@ -203,36 +243,92 @@ class TransferServicer:
     def send_reference_stream(self, requests, context):
         return self._run(context, lambda: self._send_reference_stream(requests, context))
 
-    def _negotiate(self, request):
+    def fetch_reply(self, request, context):
+        try:
+            tid = _checked(request).transfer_id
+        except errors.Refused as e:
+            context.abort(e.code, e.message)
+        held = self.replies.take(tid)
+        if held is None:
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"no reply is held for transfer {tid}: never made, fetched or "
+                          "released already, or expired")
+        try:
+            for data in held.chunks():
+                yield transfer_pb2.ReplyChunk(data=data)
+        finally:
+            held.close()
+
+    def release_reply(self, request, context):
+        def release():
+            self.replies.release(_checked(request).transfer_id)
+            return transfer_pb2.ReplyReleased()
+
+        return self._run(context, release)
+
+    def _negotiate(self, request, peer: str):
         if request.protocol_version != PROTOCOL_VERSION:
             raise errors.failed_precondition(
                 f"expected protocol version {PROTOCOL_VERSION}, got {request.protocol_version}"
             )
+        with self._hosts_lock:
+            self._hosts.pop(peer, None)
+            self._hosts[peer] = request
+            while len(self._hosts) > MAX_HOSTS:
+                self._hosts.popitem(last=False)
+        features = [f for f in dict.fromkeys(request.features) if f in FEATURES]
         zero_copy = self.secret is not None
         return transfer_pb2.Capabilities(
             protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(),
-            host_id=boot_id(),
+            host_id=self.host_id,
             zero_copy=zero_copy,
             max_inline_bytes=self.config.max_inline_bytes,
             max_segment_bytes=self.config.max_segment_bytes if zero_copy else 0,
             platform=f"{platform.system().lower()} {platform.machine()} {platform.release()}",
+            features=features,
         )
 
-    def _handle(self, payload: Payload) -> None:
+    def host_reply_caps(self, peer: str) -> HostReplyCaps:
+        """What the Negotiate of `peer` said about the reply segments it maps."""
+        with self._hosts_lock:
+            caps = self._hosts.get(peer)
+        return HostReplyCaps.of(caps, self.host_id)
+
+    def _handle(self, payload: Payload, call: _Call) -> Optional[transfer_pb2.Reply]:
+        """Runs the handler; returns the ack's reply when the host asked for one."""
         if self.handler is None:
-            return
+            return None
+        tid = payload.transfer_id
         try:
-            as_reply(self.handler(payload))
-        except Exception as e:  # a handler's failure is the transfer's, never the worker's
-            raise errors.Refused(
-                grpc.StatusCode.UNKNOWN,
-                f"the handler failed on transfer {payload.transfer_id}: "
-                f"{type(e).__name__}: {e}",
-            ) from None
+            try:
+                reply = as_reply(self.handler(payload))
+            except errors.BadReply as e:
+                raise errors.HandlerFailed(tid, "bad-reply", str(e)) from None
+            except Exception as e:  # a handler's failure is the transfer's, never the worker's
+                raise errors.HandlerFailed(tid, type(e).__name__, str(e)) from None
+            if reply is None or not call.options.wanted:
+                return None
+            backing = next(
+                (b for b in payload._buffers if b.offset_of(reply.data) is not None), None
+            )
+            if backing is not None:
+                payload._buffers.remove(backing)
+            try:
+                return build_reply(
+                    tid, reply.data, reply.format, reply.metadata, backing, call.options,
+                    self.host_reply_caps(call.peer), self.secret, self.replies, payload.data,
+                )
+            except errors.BadReply as e:
+                raise errors.HandlerFailed(tid, "bad-reply", str(e)) from None
+        finally:
+            for unused in payload._buffers:
+                unused.close()
+            payload._buffers.clear()
 
     def _send_inline(self, requests: Iterator, context):
         timer = _Timer()
+        call = _Call(context)
         first = next(requests, None)
         if first is None:
             raise errors.invalid_argument("an empty stream, expected a first chunk with a header")
@@ -280,11 +376,12 @@ class TransferServicer:
                 )
             data = view.toreadonly()
             try:
-                self._handle(Payload(tid, header.format, data, "inline", _metadata(context)))
+                reply = self._handle(Payload(tid, header.format, data, "inline", call.metadata,
+                                             call.options.wanted), call)
             finally:
-                data.release()
-                view.release()
-            return timer.ack(tid, total, hasher.intdigest())
+                _release(data)
+                _release(view)
+            return timer.ack(tid, total, hasher.intdigest(), reply)
         finally:
             self.budget.release(total)
 
@@ -302,23 +399,24 @@ class TransferServicer:
             try:
                 yield fields, mapping, data
             finally:
-                data.release()
-                whole.release()
+                _release(data)
+                _release(whole)
         finally:
             self.mappings.done(mapping)
 
     def _send_reference(self, request, context):
         timer = _Timer()
+        call = _Call(context)
         with self._mapped(_checked(request)) as (fields, mapping, data):
             mapping.check_length(fields.transfer_id)
             digest = xxhash.xxh3_64_intdigest(data)
-            self._handle(
-                Payload(fields.transfer_id, fields.format, data, "reference", _metadata(context))
-            )
-        return timer.ack(fields.transfer_id, fields.length, digest)
+            reply = self._handle(Payload(fields.transfer_id, fields.format, data, "reference",
+                                         call.metadata, call.options.wanted), call)
+        return timer.ack(fields.transfer_id, fields.length, digest, reply)
 
     def _send_reference_stream(self, requests: Iterator, context):
         timer = _Timer()
+        call = _Call(context)
         first = next(requests, None)
         first = None if first is None else _checked(first)
         if first is None or not first.HasField("reference"):
@@ -346,8 +444,9 @@ class TransferServicer:
                 raise errors.invalid_argument(
                     f"transfer {tid}: the stream ended with {done} of {length} bytes ready"
                 )
-            self._handle(Payload(tid, fields.format, data, "reference", _metadata(context)))
-        return timer.ack(tid, length, hasher.intdigest())
+            reply = self._handle(Payload(tid, fields.format, data, "reference", call.metadata,
+                                         call.options.wanted), call)
+        return timer.ack(tid, length, hasher.intdigest(), reply)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         ack = transfer_pb2.TransferAck.SerializeToString
@@ -368,6 +467,16 @@ class TransferServicer:
                     self.send_reference_stream,
                     _deserializer(transfer_pb2.ReferenceProgress),
                     ack,
+                ),
+                "FetchReply": grpc.unary_stream_rpc_method_handler(
+                    self.fetch_reply,
+                    _deserializer(transfer_pb2.ReplyHandle),
+                    transfer_pb2.ReplyChunk.SerializeToString,
+                ),
+                "ReleaseReply": grpc.unary_unary_rpc_method_handler(
+                    self.release_reply,
+                    _deserializer(transfer_pb2.ReplyHandle),
+                    transfer_pb2.ReplyReleased.SerializeToString,
                 ),
             },
         )

@@ -18,7 +18,8 @@ from .handler import Handler
 from .protocol import MAX_REQUEST_MESSAGE, SECRET_LEN
 from .service import HealthServicer, TransferServicer, WorkerConfig
 
-# How often the worker looks whether its host still runs, and drops released mappings.
+# How often the worker looks whether its host still runs, and drops released mappings and
+# expired replies.
 PEER_CHECK_S = 0.5
 SWEEP_EVERY_S = 1.0
 # Messages over MAX_REQUEST_MESSAGE reach the service undecoded, to be refused with
@@ -87,10 +88,11 @@ class RunningWorker:
             if swept >= SWEEP_EVERY_S:
                 swept = 0.0
                 self.servicer.mappings.sweep()
+                self.servicer.replies.sweep()
 
     def stop(self, grace: float = 2.0) -> None:
         """Stops taking calls (health says NOT_SERVING), lets running ones finish for `grace`
-        seconds, and unmaps every segment."""
+        seconds, unmaps every segment and frees the replies still held."""
         if self._stop.is_set():
             self._stopped.wait()
             return
@@ -99,6 +101,7 @@ class RunningWorker:
         self.servicer.budget.close()
         self._server.stop(grace).wait()
         self.servicer.mappings.close()
+        self.servicer.replies.close()
         self._stopped.set()
 
     def wait(self) -> None:
@@ -115,7 +118,8 @@ class Worker:
         self._handler: Optional[Handler] = None
 
     def handler(self, fn: Handler) -> Handler:
-        """Decorator: `fn(payload)` runs for every transfer before it is acknowledged."""
+        """Decorator: `fn(payload)` runs for every transfer before it is acknowledged; what it
+        returns is the reply, sent when the host asks for one."""
         self._handler = fn
         return fn
 
@@ -138,7 +142,8 @@ class Worker:
             handlers=[servicer.generic_handler(), health.generic_handler()],
             options=[
                 ("grpc.max_receive_message_length", GRPC_RECEIVE_LIMIT),
-                ("grpc.max_send_message_length", 64 << 10),
+                # An ack with an inline reply, or a ReplyChunk, is at most this long.
+                ("grpc.max_send_message_length", MAX_REQUEST_MESSAGE),
                 ("grpc.keepalive_time_ms", 20_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
                 ("grpc.so_reuseport", 0),
@@ -193,7 +198,8 @@ class Worker:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """The spawn contract's arguments, and `--max-inline BYTES`."""
-    p = argparse.ArgumentParser(description="A perfopt worker (protocol version 1).")
+    p = argparse.ArgumentParser(
+        description="A perfopt worker (protocol version 1, with replies).")
     p.add_argument("--listen", required=True, help="unix:PATH or tcp:HOST:PORT")
     p.add_argument("--peer-pid", type=int, help="the host process")
     p.add_argument("--secret-file", help="the per-host secret (32 bytes, mode 0600)")

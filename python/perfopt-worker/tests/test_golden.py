@@ -66,6 +66,7 @@ def test_the_limits_are_the_docs():
         "max_request_message": protocol.MAX_REQUEST_MESSAGE,
         "min_chunk_size": protocol.MIN_CHUNK_SIZE,
         "default_chunk_size": protocol.DEFAULT_CHUNK_SIZE,
+        "max_reply_inline": protocol.MAX_REPLY_INLINE,
         "default_max_inline_bytes": protocol.DEFAULT_MAX_INLINE_BYTES,
         "max_format_len": protocol.MAX_FORMAT_LEN,
         "max_segment_name_len": protocol.MAX_SEGMENT_NAME_LEN,

@@ -54,6 +54,16 @@ class TransferStub:
                 request_serializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReferenceProgress.SerializeToString,
                 response_deserializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.TransferAck.FromString,
                 _registered_method=True)
+        self.FetchReply = channel.unary_stream(
+                '/perfopt.transfer.v1.Transfer/FetchReply',
+                request_serializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyHandle.SerializeToString,
+                response_deserializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyChunk.FromString,
+                _registered_method=True)
+        self.ReleaseReply = channel.unary_unary(
+                '/perfopt.transfer.v1.Transfer/ReleaseReply',
+                request_serializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyHandle.SerializeToString,
+                response_deserializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyReleased.FromString,
+                _registered_method=True)
 
 
 class TransferServicer:
@@ -90,6 +100,20 @@ class TransferServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchReply(self, request, context):
+        """Extension `reply` (see docs/protocol.md, "Replies"): only after both peers named it in
+        Negotiate's `features`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseReply(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransferServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +136,16 @@ def add_TransferServicer_to_server(servicer, server):
                     servicer.SendReferenceStream,
                     request_deserializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReferenceProgress.FromString,
                     response_serializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.TransferAck.SerializeToString,
+            ),
+            'FetchReply': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchReply,
+                    request_deserializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyHandle.FromString,
+                    response_serializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyChunk.SerializeToString,
+            ),
+            'ReleaseReply': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseReply,
+                    request_deserializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyHandle.FromString,
+                    response_serializer=perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyReleased.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +256,60 @@ class Transfer:
             '/perfopt.transfer.v1.Transfer/SendReferenceStream',
             perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReferenceProgress.SerializeToString,
             perfopt_dot_transfer_dot_v1_dot_transfer__pb2.TransferAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchReply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/perfopt.transfer.v1.Transfer/FetchReply',
+            perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyHandle.SerializeToString,
+            perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseReply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/perfopt.transfer.v1.Transfer/ReleaseReply',
+            perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyHandle.SerializeToString,
+            perfopt_dot_transfer_dot_v1_dot_transfer__pb2.ReplyReleased.FromString,
             options,
             channel_credentials,
             insecure,
