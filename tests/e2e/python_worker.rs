@@ -10,8 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use perfopt::core::FixedProbe;
-use perfopt::transport::WorkerCommand;
 use perfopt::transport::grpc::checksum;
+use perfopt::transport::reply::{CallOptions, ReplyMethod};
+use perfopt::transport::{TransferError, WorkerCommand};
 use perfopt::{Method, Optimizer, TransferRequest};
 
 use crate::python_venv::{repo, venv_python};
@@ -82,4 +83,122 @@ fn the_python_worker_passes_its_pytest_suite() {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `n` little-endian f32s: 0.0, 0.25, 0.5, ... wrapping at 1024 so sums stay exact.
+fn floats(n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| ((i % 1024) as f32 * 0.25).to_le_bytes())
+        .collect()
+}
+
+fn as_f32(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+}
+
+/// A kernel figure of `pid` from /proc/<pid>/status, in KiB (e.g. `RssAnon`).
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+fn array_call(mode: &str, floats: usize) -> CallOptions {
+    CallOptions {
+        metadata: [("mode".to_owned(), mode.to_owned())].into(),
+        dtype: Some("<f4".to_owned()),
+        shape: Some(vec![floats as u64]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_worker_computes_on_payloads_in_place_and_replies_both_ways() {
+    let python = venv_python();
+    let optimizer = Optimizer::builder()
+        .probe(Arc::new(FixedProbe::default()))
+        .build()
+        .unwrap();
+    let worker = WorkerCommand::new(python)
+        .arg("-m")
+        .arg("perfopt_worker.demo");
+    let host = optimizer.host().spawn(worker, 1).start().await.unwrap();
+    let pid = host.stats().workers[0]
+        .pid
+        .expect("a spawned worker has a pid");
+
+    // A small array, summed: the reply is a 0-d float64 inside the acknowledgement.
+    let small = floats(256);
+    let request = TransferRequest::new(small.len() as u64).with_override(Method::Grpc);
+    let reply = host
+        .call_with(&request, &small, &array_call("sum", 256))
+        .await
+        .unwrap();
+    assert_eq!(reply.metrics().method, ReplyMethod::Inline, "{reply:?}");
+    assert_eq!(reply.dtype(), Some("<f8"));
+    let sum = f64::from_le_bytes(reply.bytes().try_into().unwrap());
+    assert_eq!(sum, as_f32(&small).map(f64::from).sum::<f64>());
+
+    // 64 MiB of f32s by zero-copy, summed in the worker from the mapped segment: its private
+    // memory grows by well under a tenth of the payload, so numpy read it where it lay.
+    let n = 16 * MIB;
+    let big = floats(n);
+    let anon_before = status_kib(pid, "RssAnon");
+    let request = TransferRequest::new(big.len() as u64).with_override(Method::ZeroCopy);
+    let reply = host
+        .call_with(&request, &big, &array_call("sum", n))
+        .await
+        .unwrap();
+    let anon_grew_kib = status_kib(pid, "RssAnon").saturating_sub(anon_before);
+    assert_eq!(reply.outcome().metrics.method, Method::ZeroCopy);
+    assert_eq!(reply.outcome().metrics.fallback, None);
+    let sum = f64::from_le_bytes(reply.bytes().try_into().unwrap());
+    assert_eq!(sum, as_f32(&big).map(f64::from).sum::<f64>());
+    assert!(
+        anon_grew_kib * 1024 < (big.len() / 10) as u64,
+        "the worker's private memory grew by {anon_grew_kib} KiB summing a {} MiB payload",
+        big.len() / MIB
+    );
+
+    // The same array scaled: a 64 MiB reply the worker wrote once into its own segment, which
+    // the host reads in place.
+    let reply = host
+        .call_with(&request, &big, &array_call("scale", n))
+        .await
+        .unwrap();
+    assert_eq!(reply.metrics().method, ReplyMethod::Segment, "{reply:?}");
+    assert_eq!(reply.len(), big.len());
+    assert_eq!(reply.shape(), Some(vec![n as u64]));
+    assert!(
+        as_f32(reply.bytes())
+            .zip(as_f32(&big))
+            .all(|(got, sent)| got == sent * 2.0),
+        "the scaled reply holds twice the payload"
+    );
+    drop(reply);
+
+    // The worker's code raising: a typed error with its message, and the worker serves on.
+    let err = host
+        .call_with(&request, &big, &array_call("no-such-mode", n))
+        .await
+        .unwrap_err();
+    match &err {
+        TransferError::Handler { kind, message, .. } => {
+            assert_eq!(kind, "ValueError", "{err}");
+            assert!(message.contains("no-such-mode"), "{err}");
+        }
+        other => panic!("expected the handler's error, got {other}"),
+    }
+    let reply = host
+        .call_with(&request, &big, &array_call("sum", n))
+        .await
+        .unwrap();
+    assert_eq!(reply.len(), 8);
+    let stats = host.stats();
+    assert_eq!((stats.restarts, stats.retried), (0, 0), "{stats:?}");
+    host.shutdown().await;
 }

@@ -8,9 +8,11 @@ by the caller's metadata `mode` (sent as `perfopt-meta-mode`), replies with:
   a reply buffer, in the array's dtype.
 
 A reply buffer is a shared-memory segment the host maps when the reply is large enough, so a
-large reply is written once and never copied. Each transfer is logged on standard error.
+large reply is written once and never copied. With `PERFOPT_DEMO_LOG=1` in its environment it
+logs each transfer on standard error.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -21,6 +23,12 @@ from .worker import Worker
 worker = Worker()
 
 MODES = ("sum", "echo", "scale")
+LOG = os.environ.get("PERFOPT_DEMO_LOG") == "1"
+
+
+def log(line: str) -> None:
+    if LOG:
+        print(line, file=sys.stderr)
 
 
 @worker.handler
@@ -30,18 +38,18 @@ def demo(payload: Payload) -> np.ndarray:
     said = f"transfer {payload.transfer_id}: {payload.method}, {len(payload)} bytes"
     if mode == "sum":
         result = arr.sum(dtype=np.float64 if arr.dtype.kind in "fc" else np.uint64)
-        print(f"{said}, sum {result}", file=sys.stderr)
+        log(f"{said}, sum {result}")
         return np.asarray(result)
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}, expected one of {', '.join(MODES)}")
     out = payload.reply_array(arr.shape, arr.dtype)
     if mode == "echo":
         np.copyto(out, arr)
-        print(f"{said}, echoed", file=sys.stderr)
+        log(f"{said}, echoed")
     else:
         factor = float(payload.metadata.get("factor", "2"))
         np.multiply(arr, factor, out=out, casting="unsafe")
-        print(f"{said}, scaled by {factor}", file=sys.stderr)
+        log(f"{said}, scaled by {factor}")
     return out
 
 

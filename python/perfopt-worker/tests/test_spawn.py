@@ -38,7 +38,13 @@ def spawn(module, tmp_path, peer_pid, secret_file=None):
             "--peer-pid", str(peer_pid)]
     if secret_file:
         args += ["--secret-file", str(secret_file)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PERFOPT_DEMO_LOG": "1"},
+    )
     line = proc.stdout.readline()
     assert line.startswith("listening unix:"), (line, proc.stderr.read() if proc.poll() else "")
     return proc, line.split(" ", 1)[1].strip()
