@@ -202,3 +202,90 @@ async fn the_python_worker_computes_on_payloads_in_place_and_replies_both_ways()
     assert_eq!((stats.restarts, stats.retried), (0, 0), "{stats:?}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_worker_killed_mid_call_is_replaced_and_the_call_retried_and_recorded() {
+    let python = venv_python();
+    let optimizer = Optimizer::builder()
+        .probe(Arc::new(FixedProbe::default()))
+        .build()
+        .unwrap();
+    let records = Arc::new(Records::default());
+    let worker = WorkerCommand::new(python).arg(repo().join("tests/e2e/python/hang_once.py"));
+    let host = Arc::new(
+        optimizer
+            .host()
+            .sink(records.clone())
+            .spawn(worker, 1)
+            .start()
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("hung");
+    let options = CallOptions {
+        metadata: [("marker".to_owned(), marker.display().to_string())].into(),
+        ..CallOptions::default()
+    };
+    let payload = payload(MIB);
+    let call = {
+        let (host, payload, options) = (host.clone(), payload.clone(), options.clone());
+        tokio::spawn(async move {
+            let request =
+                TransferRequest::new(payload.len() as u64).with_override(Method::ZeroCopy);
+            host.call_with(&request, &payload, &options).await
+        })
+    };
+    // The first call hangs in the worker's code: kill the process under it.
+    let hung_pid: i32 = loop {
+        if let Ok(pid) = std::fs::read_to_string(&marker)
+            && let Ok(pid) = pid.parse()
+        {
+            break pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let killed = Command::new("kill")
+        .args(["-KILL", &hung_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let reply = call
+        .await
+        .unwrap()
+        .expect("the call is retried on the replacement");
+    let served = String::from_utf8(reply.bytes().to_vec()).unwrap();
+    assert!(served.starts_with("served by "), "{served}");
+    assert_ne!(served, format!("served by {hung_pid}"));
+    drop(reply);
+    let stats = host.stats();
+    assert_eq!((stats.delivered, stats.retried), (1, 1), "{stats:?}");
+    assert!(stats.restarts >= 1, "{stats:?}");
+    let records = records.all();
+    assert_eq!(
+        records.len(),
+        2,
+        "the failed attempt and the delivered retry: {records:?}"
+    );
+    assert!(
+        !records[0].success && records[0].failure.is_some(),
+        "{records:?}"
+    );
+    assert!(records[1].success, "{records:?}");
+}
+
+/// Keeps every record it is sent.
+#[derive(Default)]
+struct Records(std::sync::Mutex<Vec<perfopt::TransferMetrics>>);
+
+impl Records {
+    fn all(&self) -> Vec<perfopt::TransferMetrics> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl perfopt::MetricsSink for Records {
+    fn record(&self, m: &perfopt::TransferMetrics) {
+        self.0.lock().unwrap().push(m.clone());
+    }
+}
