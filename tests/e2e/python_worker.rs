@@ -286,6 +286,6 @@ impl Records {
 
 impl perfopt::MetricsSink for Records {
     fn record(&self, m: &perfopt::TransferMetrics) {
-        self.0.lock().unwrap().push(m.clone());
+        self.0.lock().unwrap().push(*m);
     }
 }
