@@ -40,7 +40,7 @@ pub use decision::{
     Decision, EstimateSource, Estimates, MethodEstimate, Rationale, Reason, ReasonCode, Step,
     ThresholdBreakdown,
 };
-pub use metrics::{FailureKind, FallbackReason, TransferMetrics};
+pub use metrics::{FailureKind, FallbackReason, ReplyRecord, TransferMetrics};
 pub use name::{Name, NameError};
 pub use request::{DecisionContext, SystemState, Timestamp, TransferRequest, ZeroCopyAvailability};
 pub use size::{HumanMicros, HumanSize, MAX_SIZE, SizeError, parse_size};

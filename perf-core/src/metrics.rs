@@ -77,6 +77,20 @@ impl std::fmt::Display for FailureKind {
     }
 }
 
+/// The reply of a call (a transfer whose worker code answered): how it came back, how large,
+/// and how long it took from the acknowledgement to its bytes in hand and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReplyRecord {
+    /// `ZeroCopy` when it came in a segment of the worker's, `Grpc` when inside the
+    /// acknowledgement or streamed.
+    pub method: Method,
+    /// Reply bytes.
+    pub size: u64,
+    /// From the acknowledgement to the reply's bytes in hand and checked, in microseconds; not
+    /// part of `latency_us`.
+    pub latency_us: f64,
+}
+
 /// Everything measured about one transfer, delivered or failed (R2.1).
 ///
 /// A failed transfer has `success == false` and its [`FailureKind`] in
@@ -136,6 +150,9 @@ pub struct TransferMetrics {
     /// `latency_us`.
     #[serde(default)]
     pub queued_us: f64,
+    /// The reply, when the transfer was a call whose worker answered.
+    #[serde(default)]
+    pub reply: Option<ReplyRecord>,
 }
 
 impl TransferMetrics {
@@ -179,6 +196,7 @@ impl TransferMetrics {
             success: true,
             failure: None,
             queued_us: 0.0,
+            reply: None,
         }
     }
 

@@ -73,6 +73,7 @@ pub fn samples(model: &SyntheticModel, n: usize, seed: u64) -> Vec<TransferMetri
                 success: true,
                 failure: None,
                 queued_us: 0.0,
+                reply: None,
             }
         })
         .collect()

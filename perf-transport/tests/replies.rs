@@ -217,8 +217,26 @@ async fn replies_come_inline_in_a_worker_segment_or_fetched_with_the_handlers_by
     let pool = workers[1].pool.as_ref().unwrap().stats();
     assert_eq!(pool.created + pool.one_off, 0, "{pool:?}");
     let records = records.0.lock().unwrap().clone();
-    assert_eq!(records.len(), 6, "one record per call's request");
+    assert_eq!(records.len(), 6, "one record per call");
     assert!(records.iter().all(|r| r.success));
+    // Each record carries its reply: how it came back, how large, and how long it took.
+    for (r, maps) in records.iter().zip([true, true, true, false, false, false]) {
+        let reply = r.reply.expect("a call's record carries its reply");
+        assert_eq!(reply.size, r.size, "{r:?}");
+        assert!(reply.latency_us > 0.0, "{r:?}");
+        if reply.method == Method::ZeroCopy {
+            assert!(
+                maps && r.size > DEFAULT_REPLY_INLINE,
+                "only a host that maps reply segments gets large replies in them: {r:?}"
+            );
+        }
+    }
+    assert!(
+        records
+            .iter()
+            .any(|r| r.reply.is_some_and(|p| p.method == Method::ZeroCopy)),
+        "{records:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +329,8 @@ async fn a_failing_or_panicking_handler_is_a_typed_error_and_the_worker_serves_o
 async fn a_worker_without_replies_takes_transfers_and_refuses_calls_with_a_typed_error() {
     let secret = Secret::generate().unwrap();
     let worker = Worker::start(&secret, false).await;
-    let host = host(&worker, &secret, true, Arc::default()).await;
+    let records = Arc::new(Records::default());
+    let host = host(&worker, &secret, true, records.clone()).await;
     let sent = payload(MIB, 5);
     let request = TransferRequest::new(sent.len() as u64);
     let err = host.call(&request, &sent).await.unwrap_err();
@@ -319,6 +338,15 @@ async fn a_worker_without_replies_takes_transfers_and_refuses_calls_with_a_typed
         matches!(err, TransferError::NoReplies { .. }),
         "expected no replies, got {err:?}"
     );
+    // The refused call is a recorded failure, not a silent gap.
+    let refused = records.0.lock().unwrap().clone();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].failure,
+        Some(FailureKind::Refused),
+        "{refused:?}"
+    );
+    assert_eq!(refused[0].reply, None);
     assert!(
         err.to_string()
             .contains("does not speak the reply extension")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use perf_core::{
     Decision, DecisionContext, FailureKind, FallbackReason, Locality, Method, MetricsSink,
-    ResourceProbe, Timestamp, TransferMetrics, TransferPolicy, TransferRequest,
+    ReplyRecord, ResourceProbe, Timestamp, TransferMetrics, TransferPolicy, TransferRequest,
     ZeroCopyAvailability,
 };
 
@@ -453,7 +453,42 @@ impl Executor {
 
     /// Turns the reply an acknowledgement carried into the caller's [`Reply`]: maps and checks
     /// a segment, or fetches deferred bytes; verifies length and checksum.
+    ///
+    /// The call's record goes to the sinks here, once the reply is in hand: with the reply's
+    /// method, size and latency, or as a failure when the reply could not be had.
     pub(crate) async fn take_reply(
+        &self,
+        outcome: TransferOutcome,
+        envelope: Option<ReplyEnvelope>,
+    ) -> Result<Reply, TransferError> {
+        let mut metrics = outcome.metrics;
+        match self.receive_reply(outcome, envelope).await {
+            Ok(mut reply) => {
+                let m = reply.metrics;
+                metrics.reply = Some(ReplyRecord {
+                    method: match m.method {
+                        ReplyMethod::Segment => Method::ZeroCopy,
+                        ReplyMethod::Nothing | ReplyMethod::Inline | ReplyMethod::Fetched => {
+                            Method::Grpc
+                        }
+                    },
+                    size: m.size,
+                    latency_us: m.latency_us,
+                });
+                reply.outcome.metrics = metrics;
+                self.emit(&metrics);
+                Ok(reply)
+            }
+            Err(e) => {
+                metrics.fail(e.kind());
+                self.emit(&metrics);
+                Err(e)
+            }
+        }
+    }
+
+    /// The reply an acknowledgement carried, mapped and checked or fetched.
+    async fn receive_reply(
         &self,
         outcome: TransferOutcome,
         envelope: Option<ReplyEnvelope>,
@@ -595,11 +630,6 @@ impl Executor {
         call: Option<&CallOptions>,
     ) -> Result<(TransferOutcome, Option<ReplyEnvelope>), TransferError> {
         let len = payload.bytes().len();
-        if call.is_some() && !self.replies() {
-            return Err(TransferError::NoReplies {
-                endpoint: self.carrier.endpoint().to_string(),
-            });
-        }
         let mut ctx = self.context(len as u64);
         if matches!(payload, Payload::Loaned(..)) {
             // The segment is in hand: zero-copy is possible whatever the pool holds now.
@@ -609,6 +639,22 @@ impl Executor {
         let started = Instant::now();
         let decision = policy.decide(&request, &ctx);
         let decision_ns = started.elapsed().as_nanos() as u64;
+        if call.is_some() && !self.replies() {
+            let e = TransferError::NoReplies {
+                endpoint: self.carrier.endpoint().to_string(),
+            };
+            let refused = Measured {
+                method: decision.method,
+                latency_us: 0.0,
+                cpu_ns: 0,
+                decision_ns,
+                queued_us: queued.as_secs_f64() * 1e6,
+                memory: 0,
+                fallback: None,
+            };
+            self.record(&request, decision, &refused, None, &ctx, Some(e.kind()));
+            return Err(e);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let format = request.format.as_str();
         let meta = CallMeta {
@@ -702,7 +748,12 @@ impl Executor {
         };
         measured.latency_us = elapsed.as_secs_f64() * 1e6;
         let ack = acked.ack;
-        let metrics = self.record(&request, decision, &measured, Some(&ack), &ctx, None);
+        // A call's record waits for its reply (`take_reply`).
+        let metrics = if call.is_some() {
+            self.measure(&request, decision, &measured, Some(&ack), &ctx, None)
+        } else {
+            self.record(&request, decision, &measured, Some(&ack), &ctx, None)
+        };
         let outcome = TransferOutcome {
             decision,
             metrics,
@@ -824,8 +875,8 @@ impl Executor {
             .map_err(missed)
     }
 
-    /// Sends the record of one transfer to every sink and returns it.
-    fn record(
+    /// The record of one transfer.
+    fn measure(
         &self,
         request: &TransferRequest,
         decision: Decision,
@@ -851,9 +902,28 @@ impl Executor {
         if let Some(kind) = failure {
             metrics.fail(kind);
         }
+        metrics
+    }
+
+    /// Sends a record to every sink.
+    fn emit(&self, metrics: &TransferMetrics) {
         for sink in &self.sinks {
-            sink.record(&metrics);
+            sink.record(metrics);
         }
+    }
+
+    /// Builds the record of one transfer, sends it to every sink and returns it.
+    fn record(
+        &self,
+        request: &TransferRequest,
+        decision: Decision,
+        m: &Measured,
+        ack: Option<&Ack>,
+        ctx: &DecisionContext,
+        failure: Option<FailureKind>,
+    ) -> TransferMetrics {
+        let metrics = self.measure(request, decision, m, ack, ctx, failure);
+        self.emit(&metrics);
         metrics
     }
 }
