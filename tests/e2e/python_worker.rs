@@ -181,6 +181,32 @@ async fn the_python_worker_computes_on_payloads_in_place_and_replies_both_ways()
     );
     drop(reply);
 
+    // Echoes, 1 KiB to 256 MiB each way by each method: the reply holds the payload's bytes.
+    let largest = floats(64 * MIB);
+    for len in [KIB, MIB, 256 * MIB] {
+        let sent = &largest[..len];
+        for method in [Method::Grpc, Method::ZeroCopy] {
+            let request = TransferRequest::new(len as u64).with_override(method);
+            let reply = host
+                .call_with(&request, sent, &array_call("echo", len / 4))
+                .await
+                .unwrap_or_else(|e| panic!("{len} bytes by {method}: {e}"));
+            assert_eq!(reply.outcome().metrics.method, method, "{len} bytes");
+            assert_eq!(reply.len(), len, "{len} bytes by {method}");
+            assert_eq!(
+                checksum(reply.bytes()),
+                checksum(sent),
+                "{len} bytes by {method}"
+            );
+            let record = reply
+                .outcome()
+                .metrics
+                .reply
+                .expect("the record has the reply");
+            assert_eq!(record.size, len as u64);
+        }
+    }
+
     // The worker's code raising: a typed error with its message, and the worker serves on.
     let err = host
         .call_with(&request, &big, &array_call("no-such-mode", n))
