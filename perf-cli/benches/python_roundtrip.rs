@@ -27,6 +27,10 @@ use perfopt::transport::{CallOptions, Host, HostConfig, ReplyMethod, WorkerComma
 use perfopt::{Method, Optimizer, TransferRequest};
 use serde_json::json;
 
+#[path = "../../tests/e2e/python_venv.rs"]
+mod python_venv;
+use python_venv::{repo, venv_python};
+
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 /// Payload sizes and timed round trips of each arm at that size.
@@ -52,47 +56,6 @@ threshold = "1GiB"
 exploration_rate = 0.0
 learning = false
 "#;
-
-/// The repository's root: the first ancestor of the crate's directory holding the venv script.
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .find(|dir| dir.join("python/setup_venv.py").exists())
-        .expect("the crate lies inside the perfopt repository")
-}
-
-/// The venv's python, made or brought up to date by the project's script.
-fn venv_python() -> Result<PathBuf> {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-venv");
-    let script = repo().join("python/setup_venv.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg("--venv")
-        .arg(&venv)
-        .output()
-        .context(
-            "this bench needs python3 on PATH (Debian: apt-get install python3 python3-venv \
-             python3-pip)",
-        )?;
-    ensure!(
-        out.status.success(),
-        "{} could not set up the venv at {} ({}):\n{}{}",
-        script.display(),
-        venv.display(),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let python = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    ensure!(
-        python.exists(),
-        "{} printed no venv python (last line {:?})",
-        script.display(),
-        python
-    );
-    Ok(python)
-}
 
 /// `n` little-endian f32s: 0.0, 0.25, 0.5, ... wrapping at 1024, so that every sum is exact.
 fn floats(n: usize) -> Vec<u8> {
@@ -393,7 +356,7 @@ fn main() -> Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
-    let python = venv_python()?;
+    let python = venv_python();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -410,7 +373,7 @@ fn main() -> Result<()> {
             },
             ..HostConfig::default()
         };
-        let worker = WorkerCommand::new(&python)
+        let worker = WorkerCommand::new(python)
             .arg("-m")
             .arg("perfopt_worker.demo");
         let host = optimizer
@@ -428,7 +391,7 @@ fn main() -> Result<()> {
         }
         Ok::<_, anyhow::Error>(samples)
     })?;
-    let versions = measure_baselines(&python, &mut samples)?;
+    let versions = measure_baselines(python, &mut samples)?;
     let doc = report(&samples, &replies, versions)?;
     if let Some(path) = json_path() {
         std::fs::write(&path, serde_json::to_string_pretty(&doc)?)
