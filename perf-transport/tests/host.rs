@@ -2,41 +2,32 @@
 //! admission instead of failures, every transfer recorded, a dead worker's transfers retried on
 //! a live one, and a busy segment pool waited for instead of degrading to gRPC.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use perf_core::{
-    Config, Controller, FailureKind, FixedPolicy, Method, MetricsSink, ReasonCode, TransferMetrics,
-    TransferPolicy, TransferRequest,
+    Config, Controller, FailureKind, FixedPolicy, Method, ReasonCode, TransferPolicy,
+    TransferRequest,
 };
 use perf_platform::MemfdShm;
-use perf_transport::grpc::{Endpoint, Listener, ServiceConfig, TransferService};
+use perf_transport::grpc::{Endpoint, ServiceConfig, TransferService};
 use perf_transport::{
     Host, HostConfig, ReferenceReader, Secret, SegmentPool, SegmentPoolConfig, TransferError,
 };
-use tokio::sync::oneshot;
+
+mod own_runtime;
+
+use own_runtime::{Records, Served};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 
 /// An in-process worker serving the transfer protocol on a Unix socket, on a runtime of its
-/// own, so that killing it drops its listener and every connection at once, as a process exit
-/// would.
-struct Worker {
-    endpoint: Endpoint,
-    runtime: Option<tokio::runtime::Runtime>,
-    _dir: tempfile::TempDir,
-}
+/// own.
+struct Worker;
 
 impl Worker {
-    async fn start(secret: Option<&Secret>, config: ServiceConfig) -> Worker {
-        let dir = tempfile::tempdir().unwrap();
-        let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+    async fn start(secret: Option<&Secret>, config: ServiceConfig) -> Served {
         let mut service = TransferService::new(config).unwrap();
         if let Some(secret) = secret {
             let reader = ReferenceReader::new(
@@ -46,58 +37,7 @@ impl Worker {
             );
             service = service.with_reference_handler(Arc::new(reader));
         }
-        let (bound, listening) = oneshot::channel();
-        let at = endpoint.clone();
-        runtime.spawn(async move {
-            let listener = Listener::bind(&at).await.unwrap();
-            let _ = bound.send(());
-            let _ = listener.serve(service, std::future::pending()).await;
-        });
-        listening.await.expect("the test worker binds its socket");
-        Worker {
-            endpoint,
-            runtime: Some(runtime),
-            _dir: dir,
-        }
-    }
-
-    /// Stops serving: open connections break, new ones are refused.
-    async fn kill(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Waits until the runtime's threads have dropped every task, and with them every
-            // socket.
-            tokio::task::spawn_blocking(move || runtime.shutdown_timeout(Duration::from_secs(10)))
-                .await
-                .unwrap();
-        }
-        let _ = std::fs::remove_file(match &self.endpoint {
-            Endpoint::Unix(path) => path.clone(),
-            Endpoint::Tcp { .. } => unreachable!("the test workers listen on Unix sockets"),
-        });
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-/// Keeps every record it is sent.
-#[derive(Default)]
-struct Records(Mutex<Vec<TransferMetrics>>);
-
-impl MetricsSink for Records {
-    fn record(&self, metrics: &TransferMetrics) {
-        self.0.lock().unwrap().push(*metrics);
-    }
-}
-
-impl Records {
-    fn all(&self) -> Vec<TransferMetrics> {
-        self.0.lock().unwrap().clone()
+        Served::start(service, 1).await
     }
 }
 

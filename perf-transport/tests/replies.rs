@@ -3,17 +3,13 @@
 //! a handler's failure is typed, recorded and not retried, and the worker serves on; a worker
 //! that predates replies still takes transfers one way.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use perf_core::{
-    Config, Controller, FailureKind, Method, MetricsSink, TransferMetrics, TransferPolicy,
-    TransferRequest,
-};
+use perf_core::{Config, Controller, FailureKind, Method, TransferPolicy, TransferRequest};
 use perf_platform::MemfdShm;
 use perf_transport::grpc::{
-    ClientError, Code, Endpoint, HeldReplies, Listener, ServiceConfig, TransferService,
-    WorkerClient,
+    ClientError, Code, HeldReplies, ServiceConfig, TransferService, WorkerClient,
 };
 use perf_transport::reply::{CallMeta, ReplyAsk, ReplyBody};
 use perf_transport::worker::{Call, DEFAULT_REPLY_INLINE, HandlerError, Output};
@@ -21,7 +17,10 @@ use perf_transport::{
     CallOptions, Host, ReferenceReader, ReplyMethod, Secret, SegmentPool, SegmentPoolConfig,
     TransferError, checksum::checksum,
 };
-use tokio::sync::oneshot;
+
+mod own_runtime;
+
+use own_runtime::{Records, Served};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -52,24 +51,15 @@ fn plus_one(call: &Call<'_>) -> Result<Option<Output>, HandlerError> {
 
 /// An in-process worker on a Unix socket and a runtime of its own.
 struct Worker {
-    endpoint: Endpoint,
+    served: Served,
     held: Option<HeldReplies>,
     pool: Option<SegmentPool>,
-    runtime: Option<tokio::runtime::Runtime>,
-    _dir: tempfile::TempDir,
 }
 
 impl Worker {
     /// A worker running [`plus_one`] when `handler`, mapping references and making reply
     /// segments with `secret`.
     async fn start(secret: &Secret, handler: bool) -> Worker {
-        let dir = tempfile::tempdir().unwrap();
-        let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
         let reader = ReferenceReader::new(
             Arc::new(MemfdShm::default()),
             secret.clone(),
@@ -87,42 +77,12 @@ impl Worker {
             service = service.with_handler(Arc::new(plus_one), Some((replies, secret.clone())));
         }
         let held = service.held_replies();
-        let (bound, listening) = oneshot::channel();
-        let at = endpoint.clone();
-        runtime.spawn(async move {
-            let listener = Listener::bind(&at).await.unwrap();
-            let _ = bound.send(());
-            let _ = listener.serve(service, std::future::pending()).await;
-        });
-        listening.await.unwrap();
-        Worker {
-            endpoint,
-            held,
-            pool,
-            runtime: Some(runtime),
-            _dir: dir,
-        }
+        let served = Served::start(service, 2).await;
+        Worker { served, held, pool }
     }
 
     fn held(&self) -> usize {
         self.held.as_ref().map_or(0, HeldReplies::len)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-#[derive(Default)]
-struct Records(Mutex<Vec<TransferMetrics>>);
-
-impl MetricsSink for Records {
-    fn record(&self, metrics: &TransferMetrics) {
-        self.0.lock().unwrap().push(*metrics);
     }
 }
 
@@ -141,7 +101,7 @@ async fn host(worker: &Worker, secret: &Secret, zero_copy: bool, records: Arc<Re
     let policy: Arc<dyn TransferPolicy> = Arc::new(Controller::new(Config::default()).unwrap());
     let mut builder = Host::builder(policy)
         .sink(records)
-        .connect(worker.endpoint.clone());
+        .connect(worker.served.endpoint.clone());
     if zero_copy {
         let pool =
             SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default()).unwrap();
@@ -216,7 +176,7 @@ async fn replies_come_inline_in_a_worker_segment_or_fetched_with_the_handlers_by
     assert!(pool.created + pool.one_off > 0, "{pool:?}");
     let pool = workers[1].pool.as_ref().unwrap().stats();
     assert_eq!(pool.created + pool.one_off, 0, "{pool:?}");
-    let records = records.0.lock().unwrap().clone();
+    let records = records.all();
     assert_eq!(records.len(), 6, "one record per call");
     assert!(records.iter().all(|r| r.success));
     // Each record carries its reply: how it came back, how large, and how long it took.
@@ -306,7 +266,7 @@ async fn a_failing_or_panicking_handler_is_a_typed_error_and_the_worker_serves_o
     }
     let stats = host.stats();
     assert_eq!((stats.failed, stats.retried), (4, 0), "{stats:?}");
-    let records = records.0.lock().unwrap().clone();
+    let records = records.all();
     let failed: Vec<_> = records.iter().filter(|r| !r.success).collect();
     assert_eq!(failed.len(), 4);
     assert!(
@@ -339,7 +299,7 @@ async fn a_worker_without_replies_takes_transfers_and_refuses_calls_with_a_typed
         "expected no replies, got {err:?}"
     );
     // The refused call is a recorded failure, not a silent gap.
-    let refused = records.0.lock().unwrap().clone();
+    let refused = records.all();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(
         refused[0].failure,
@@ -380,7 +340,7 @@ async fn a_handler_that_answers_nothing_gives_an_empty_reply() {
 async fn a_deferred_reply_is_fetched_once() {
     let secret = Secret::generate().unwrap();
     let worker = Worker::start(&secret, true).await;
-    let client = WorkerClient::connect(&worker.endpoint, Default::default())
+    let client = WorkerClient::connect(&worker.served.endpoint, Default::default())
         .await
         .unwrap();
     let caps = client.negotiate().await.unwrap();

@@ -652,7 +652,7 @@ impl Executor {
                 memory: 0,
                 fallback: None,
             };
-            self.record(&request, decision, &refused, None, &ctx, Some(e.kind()));
+            self.emit(&self.measure(&request, decision, &refused, None, &ctx, Some(e.kind())));
             return Err(e);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -694,7 +694,14 @@ impl Executor {
                     measured.latency_us = start.elapsed().as_secs_f64() * 1e6;
                     measured.method = Method::ZeroCopy;
                     let e = grpc_error(id, source);
-                    self.record(&request, decision, &measured, None, &ctx, Some(e.kind()));
+                    self.emit(&self.measure(
+                        &request,
+                        decision,
+                        &measured,
+                        None,
+                        &ctx,
+                        Some(e.kind()),
+                    ));
                     return Err(e);
                 }
             }
@@ -740,7 +747,14 @@ impl Executor {
                     Ok(acked) => acked,
                     Err(e) => {
                         measured.latency_us = elapsed.as_secs_f64() * 1e6;
-                        self.record(&request, decision, &measured, None, &ctx, Some(e.kind()));
+                        self.emit(&self.measure(
+                            &request,
+                            decision,
+                            &measured,
+                            None,
+                            &ctx,
+                            Some(e.kind()),
+                        ));
                         return Err(e);
                     }
                 }
@@ -749,11 +763,10 @@ impl Executor {
         measured.latency_us = elapsed.as_secs_f64() * 1e6;
         let ack = acked.ack;
         // A call's record waits for its reply (`take_reply`).
-        let metrics = if call.is_some() {
-            self.measure(&request, decision, &measured, Some(&ack), &ctx, None)
-        } else {
-            self.record(&request, decision, &measured, Some(&ack), &ctx, None)
-        };
+        let metrics = self.measure(&request, decision, &measured, Some(&ack), &ctx, None);
+        if call.is_none() {
+            self.emit(&metrics);
+        }
         let outcome = TransferOutcome {
             decision,
             metrics,
@@ -910,21 +923,6 @@ impl Executor {
         for sink in &self.sinks {
             sink.record(metrics);
         }
-    }
-
-    /// Builds the record of one transfer, sends it to every sink and returns it.
-    fn record(
-        &self,
-        request: &TransferRequest,
-        decision: Decision,
-        m: &Measured,
-        ack: Option<&Ack>,
-        ctx: &DecisionContext,
-        failure: Option<FailureKind>,
-    ) -> TransferMetrics {
-        let metrics = self.measure(request, decision, m, ack, ctx, failure);
-        self.emit(&metrics);
-        metrics
     }
 }
 
