@@ -331,6 +331,10 @@ pub struct Decision {
     pub size: u64,
     /// The pool's threshold at the time.
     pub threshold: ThresholdBreakdown,
+    /// When the transfer is a call: replies of at least this many bytes come back by shared
+    /// memory (see [`crate::policy::reply_threshold`]).
+    #[serde(default = "never")]
+    pub reply_threshold: u64,
     /// Per-method estimates, when the cost analysis ran.
     pub estimates: Option<Estimates>,
     /// How sure the policy is, 0.0 to 1.0.
@@ -342,6 +346,11 @@ pub struct Decision {
     pub policy_version: u64,
     /// When it was decided.
     pub decided_at: Timestamp,
+}
+
+/// A reply threshold no reply reaches: decisions recorded before replies existed.
+fn never() -> u64 {
+    u64::MAX
 }
 
 impl Decision {

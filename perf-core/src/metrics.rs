@@ -89,6 +89,11 @@ pub struct ReplyRecord {
     /// From the acknowledgement to the reply's bytes in hand and checked, in microseconds; not
     /// part of `latency_us`.
     pub latency_us: f64,
+    /// Whether it came inside the acknowledgement: its bytes then travelled within the
+    /// request's `latency_us`, and its own latency is only the check, so it is no evidence of
+    /// what a reply route costs.
+    #[serde(default)]
+    pub inline: bool,
 }
 
 /// Everything measured about one transfer, delivered or failed (R2.1).
@@ -209,6 +214,14 @@ impl TransferMetrics {
     /// Whether the record is timing evidence: a delivered transfer.
     pub fn is_evidence(&self) -> bool {
         self.success && self.failure.is_none()
+    }
+
+    /// The reply, when it is timing evidence of a reply route: the call delivered, and the
+    /// reply came by a segment or was fetched rather than inside the acknowledgement.
+    pub fn reply_evidence(&self) -> Option<&ReplyRecord> {
+        self.reply
+            .as_ref()
+            .filter(|r| self.is_evidence() && !r.inline)
     }
 
     /// The relative error of the prediction, `(measured - predicted) / measured`.

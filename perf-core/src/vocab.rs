@@ -1,4 +1,5 @@
-//! The small closed vocabularies: method, goal, data type, format, compression, locality.
+//! The small closed vocabularies: method, direction, goal, data type, format, compression,
+//! locality.
 
 use std::fmt;
 
@@ -100,6 +101,23 @@ impl Method {
             Method::ZeroCopy => 0,
             Method::Grpc => 1,
         }
+    }
+}
+
+named_enum! {
+    /// Which way bytes travel: a request's payload from host to worker, or a call's reply back.
+    Direction, "direction" {
+        /// A payload from the host to a worker.
+        Request = "request",
+        /// A reply from a worker's code back to the host.
+        Reply = "reply",
+    }
+}
+
+impl Default for Direction {
+    /// A request: every record before replies existed was one.
+    fn default() -> Direction {
+        Direction::Request
     }
 }
 

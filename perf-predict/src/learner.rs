@@ -1,12 +1,14 @@
-//! The online learner and its lock-free predictor: models per pool x method, versioned, published by one atomic swap.
+//! The online learner and its lock-free predictor: models per pool x method of requests and of
+//! call replies, versioned, published by one atomic swap.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use perf_core::crossover::{Measured, crossover};
 use perf_core::decision::MethodEstimate;
 use perf_core::seams::{Prediction, Predictor};
-use perf_core::{Method, Name, SystemState, TransferMetrics, TransferRequest};
+use perf_core::{Method, Name, ReplyRecord, SystemState, TransferMetrics, TransferRequest};
 use serde::Serialize;
 
 use crate::error::PredictError;
@@ -29,6 +31,96 @@ pub struct ModelSnapshot {
     pub(crate) config: ModelConfig,
     /// Sorted by key, so that a lookup is a binary search.
     pub(crate) models: Vec<(ModelKey, Arc<MethodModel>)>,
+    /// The models of call replies (the worker's reply back to the host, measured from the
+    /// acknowledgement to the bytes in hand), sorted by key.
+    pub(crate) replies: Vec<(ModelKey, Arc<MethodModel>)>,
+    /// Per pool, sorted: the reply size from which zero-copy replies beat gRPC ones, where
+    /// the reply models say so (see [`ModelSnapshot::reply_crossover`]).
+    pub(crate) reply_crossovers: Vec<(Name, u64)>,
+}
+
+/// The sizes at which the reply models are compared: powers of two from 1 KiB to 1 GiB.
+const REPLY_SIZES: std::ops::RangeInclusive<u32> = 10..=30;
+
+/// The model of `key` in `models` (sorted by key).
+fn find(models: &[(ModelKey, Arc<MethodModel>)], key: ModelKey) -> Option<&MethodModel> {
+    models
+        .binary_search_by_key(&key, |(k, _)| *k)
+        .ok()
+        .map(|i| &*models[i].1)
+}
+
+/// The model of `key` in `models` (sorted by key), made when missing, ready to change.
+fn entry<'a>(
+    models: &'a mut Vec<(ModelKey, Arc<MethodModel>)>,
+    key: ModelKey,
+    config: &ModelConfig,
+) -> &'a mut MethodModel {
+    let i = match models.binary_search_by_key(&key, |(k, _)| *k) {
+        Ok(i) => i,
+        Err(i) => {
+            models.insert(i, (key, Arc::new(MethodModel::new(config))));
+            i
+        }
+    };
+    Arc::make_mut(&mut models[i].1)
+}
+
+/// A reply seen as a transfer of its own for the reply models: its method, size and latency,
+/// under the call's conditions. Its CPU time and memory are not measured apart from the
+/// call's, so they are zero.
+fn reply_sample(call: &TransferMetrics, reply: &ReplyRecord) -> TransferMetrics {
+    let throughput_bps = if reply.latency_us > 0.0 {
+        reply.size as f64 / (reply.latency_us / 1e6)
+    } else {
+        0.0
+    };
+    TransferMetrics {
+        method: reply.method,
+        decided_method: reply.method,
+        size: reply.size,
+        latency_us: reply.latency_us,
+        throughput_bps,
+        memory_bytes: 0,
+        cpu_time_us: 0.0,
+        fallback: None,
+        predicted_latency_us: None,
+        reply: None,
+        ..*call
+    }
+}
+
+/// The reply crossover of every pool that has reply models of both methods (see
+/// [`ModelSnapshot::reply_crossover`]).
+pub(crate) fn reply_crossovers(
+    config: &ModelConfig,
+    replies: &[(ModelKey, Arc<MethodModel>)],
+) -> Vec<(Name, u64)> {
+    let mut pools: Vec<Name> = replies.iter().map(|(k, _)| k.pool).collect();
+    pools.dedup();
+    pools
+        .into_iter()
+        .filter_map(|pool| {
+            let model = |method| find(replies, ModelKey { pool, method });
+            let (zc, grpc) = (model(Method::ZeroCopy)?, model(Method::Grpc)?);
+            let mut measured = Vec::new();
+            for size in REPLY_SIZES.map(|k| 1u64 << k) {
+                let (a, b) = (zc.estimate(config, size), grpc.estimate(config, size));
+                let sure = |e: &ModelEstimate| {
+                    e.class_samples >= config.min_class_samples && e.interval_us.is_some()
+                };
+                if sure(&a) && sure(&b) {
+                    measured.push(Measured::new(size, Method::ZeroCopy, a.latency_us));
+                    measured.push(Measured::new(size, Method::Grpc, b.latency_us));
+                }
+            }
+            if measured.is_empty() {
+                return None;
+            }
+            // Measured by both and zero-copy not ahead at the largest: gRPC as far as known.
+            Some((pool, crossover(measured).unwrap_or(u64::MAX)))
+        })
+        .collect()
 }
 
 impl ModelSnapshot {
@@ -49,16 +141,34 @@ impl ModelSnapshot {
 
     /// The model of `method` in `pool`, if it has seen a transfer.
     pub fn model(&self, pool: Name, method: Method) -> Option<&MethodModel> {
-        let key = ModelKey { pool, method };
-        self.models
-            .binary_search_by_key(&key, |(k, _)| *k)
-            .ok()
-            .map(|i| &*self.models[i].1)
+        find(&self.models, ModelKey { pool, method })
     }
 
     /// Every model, by key.
     pub fn models(&self) -> impl Iterator<Item = (ModelKey, &MethodModel)> {
         self.models.iter().map(|(k, m)| (*k, &**m))
+    }
+
+    /// The model of replies that came back by `method` from `pool`'s workers, if one has.
+    pub fn reply_model(&self, pool: Name, method: Method) -> Option<&MethodModel> {
+        find(&self.replies, ModelKey { pool, method })
+    }
+
+    /// Every reply model, by key.
+    pub fn reply_models(&self) -> impl Iterator<Item = (ModelKey, &MethodModel)> {
+        self.replies.iter().map(|(k, m)| (*k, &**m))
+    }
+
+    /// The reply size from which replies from `pool`'s workers come back faster by shared memory
+    /// than by gRPC: [`perf_core::crossover`] of the two reply models' estimates at every power
+    /// of two from 1 KiB to 1 GiB where both have seen enough replies of that size class
+    /// ([`ModelConfig::min_class_samples`]) to give an interval. `u64::MAX` when gRPC was not
+    /// beaten at the largest such size; `None` while no size qualifies. No allocation.
+    pub fn reply_crossover(&self, pool: Name) -> Option<u64> {
+        self.reply_crossovers
+            .binary_search_by_key(&pool, |(p, _)| *p)
+            .ok()
+            .map(|i| self.reply_crossovers[i].1)
     }
 
     /// The estimate of `method` for `size` bytes in `pool` at the CPU
@@ -134,6 +244,8 @@ impl Learner {
             platform: Arc::from(platform),
             config,
             models: Vec::new(),
+            replies: Vec::new(),
+            reply_crossovers: Vec::new(),
         }))
     }
 
@@ -160,6 +272,9 @@ impl Learner {
     /// Learns from `samples` in order and publishes one new version if any
     /// was used; returns how many were used. Failed transfers are skipped and
     /// counted (see [`Learner::failed_skipped`]), as are other unusable ones.
+    /// The reply of a call that measured a reply route
+    /// ([`TransferMetrics::reply_evidence`]) teaches the pool's reply model of its
+    /// method as well; replies are not in the count (see [`Learner::reply_samples`]).
     pub fn update_batch(&self, samples: &[TransferMetrics]) -> usize {
         let failed = samples.iter().filter(|m| !m.is_evidence()).count();
         if failed > 0 {
@@ -170,23 +285,33 @@ impl Learner {
         let old = self.current.load_full();
         let mut next = (*old).clone();
         let mut used = 0;
-        for m in samples.iter().filter(|m| usable_sample(m)) {
-            let key = ModelKey {
-                pool: m.pool,
-                method: m.method,
-            };
-            let i = match next.models.binary_search_by_key(&key, |(k, _)| *k) {
-                Ok(i) => i,
-                Err(i) => {
-                    let fresh = Arc::new(MethodModel::new(&next.config));
-                    next.models.insert(i, (key, fresh));
-                    i
+        let mut replies = 0;
+        for m in samples {
+            let config = next.config;
+            if usable_sample(m) {
+                let key = ModelKey {
+                    pool: m.pool,
+                    method: m.method,
+                };
+                entry(&mut next.models, key, &config).update(&config, m);
+                used += 1;
+            }
+            if let Some(r) = m.reply_evidence() {
+                let reply = reply_sample(m, r);
+                if usable_sample(&reply) {
+                    let key = ModelKey {
+                        pool: m.pool,
+                        method: r.method,
+                    };
+                    entry(&mut next.replies, key, &config).update(&config, &reply);
+                    replies += 1;
                 }
-            };
-            Arc::make_mut(&mut next.models[i].1).update(&next.config, m);
-            used += 1;
+            }
         }
-        if used > 0 {
+        if replies > 0 {
+            next.reply_crossovers = reply_crossovers(&next.config, &next.replies);
+        }
+        if used + replies > 0 {
             next.version = history.next_version;
             history.next_version = history.next_version.saturating_add(1);
             history.previous = Some(old);
@@ -206,6 +331,16 @@ impl Learner {
         self.current
             .load()
             .models
+            .iter()
+            .map(|(_, m)| m.samples())
+            .sum()
+    }
+
+    /// Replies the published reply models have learned from, over every reply model.
+    pub fn reply_samples(&self) -> u64 {
+        self.current
+            .load()
+            .replies
             .iter()
             .map(|(_, m)| m.samples())
             .sum()
@@ -291,5 +426,9 @@ impl Predictor for LearnedPredictor {
             confidence: zc.confidence.min(grpc.confidence),
             samples: zc.class_samples.min(grpc.class_samples),
         })
+    }
+
+    fn reply_crossover(&self, pool: Name) -> Option<u64> {
+        self.current.load().reply_crossover(pool)
     }
 }

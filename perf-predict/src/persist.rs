@@ -7,7 +7,7 @@ use perf_core::{EnvelopeError, Method, ModelStore, Name, Timestamp, open_model, 
 use serde::{Deserialize, Serialize};
 
 use crate::error::PredictError;
-use crate::learner::{Learner, ModelKey, ModelSnapshot};
+use crate::learner::{Learner, ModelKey, ModelSnapshot, reply_crossovers};
 use crate::model::{MethodModel, ModelConfig};
 
 /// The first word of an encoded set of cost models.
@@ -30,6 +30,10 @@ struct Body<'a> {
     version: u64,
     config: ModelConfig,
     models: Vec<Entry<'a>>,
+    /// The reply models; missing in models saved before replies existed (and ignored by the
+    /// builds that wrote those).
+    #[serde(default)]
+    replies: Vec<Entry<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -90,19 +94,56 @@ fn encode(snap: &ModelSnapshot) -> Vec<u8> {
         platform: Cow::Borrowed(&snap.platform),
         version: snap.version,
         config: snap.config,
-        models: snap
-            .models
-            .iter()
-            .map(|(key, model)| Entry {
-                pool: key.pool,
-                method: key.method,
-                model: Cow::Borrowed(model),
-            })
-            .collect(),
+        models: entries(&snap.models),
+        replies: entries(&snap.replies),
     };
     // Plain structs of numbers and strings always serialize.
     let body = serde_json::to_vec(&body).unwrap_or_default();
     seal_model(COST_MODELS_FORMAT, COST_MODELS_FORMAT_VERSION, &body)
+}
+
+fn entries(models: &[(ModelKey, Arc<MethodModel>)]) -> Vec<Entry<'_>> {
+    models
+        .iter()
+        .map(|(key, model)| Entry {
+            pool: key.pool,
+            method: key.method,
+            model: Cow::Borrowed(model),
+        })
+        .collect()
+}
+
+/// The models of `entries`, checked, configured and sorted by key; `what` names them in errors
+/// (`model`, `reply model`).
+fn checked_models(
+    entries: Vec<Entry<'_>>,
+    config: &ModelConfig,
+    what: &str,
+) -> Result<Vec<(ModelKey, Arc<MethodModel>)>, PredictError> {
+    let corrupt = |why: String| PredictError::CorruptModel(why);
+    let mut models = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let key = ModelKey {
+            pool: entry.pool,
+            method: entry.method,
+        };
+        let mut model = entry.model.into_owned();
+        model.check_and_configure(config).map_err(|e| {
+            corrupt(format!(
+                "{what} of {} in pool {}: {e}",
+                key.method, key.pool
+            ))
+        })?;
+        models.push((key, Arc::new(model)));
+    }
+    models.sort_by_key(|(k, _)| *k);
+    if let Some(w) = models.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(corrupt(format!(
+            "two {what}s of {} in pool {}",
+            w[0].0.method, w[0].0.pool
+        )));
+    }
+    Ok(models)
 }
 
 fn decode(
@@ -126,30 +167,15 @@ fn decode(
             file.config.knot_bytes, config.knot_bytes
         )));
     }
-    let mut models = Vec::with_capacity(file.models.len());
-    for entry in file.models {
-        let key = ModelKey {
-            pool: entry.pool,
-            method: entry.method,
-        };
-        let mut model = entry.model.into_owned();
-        model
-            .check_and_configure(&config)
-            .map_err(|e| corrupt(format!("model of {} in pool {}: {e}", key.method, key.pool)))?;
-        models.push((key, Arc::new(model)));
-    }
-    models.sort_by_key(|(k, _)| *k);
-    if let Some(w) = models.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(corrupt(format!(
-            "two models of {} in pool {}",
-            w[0].0.method, w[0].0.pool
-        )));
-    }
+    let models = checked_models(file.models, &config, "model")?;
+    let replies = checked_models(file.replies, &config, "reply model")?;
     Ok(ModelSnapshot {
         version: file.version,
         platform: Arc::from(platform),
+        reply_crossovers: reply_crossovers(&config, &replies),
         config,
         models,
+        replies,
     })
 }
 

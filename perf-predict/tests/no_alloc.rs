@@ -71,7 +71,21 @@ fn predict_does_not_allocate() {
             knot_bytes: 2 << 20,
             noise: 0.05,
         };
-        learner.update_batch(&samples(&model, 3000, 11));
+        // Each transfer is also a call whose reply came back by the same method, so that the
+        // reply models have a crossover to answer with.
+        let calls: Vec<_> = samples(&model, 3000, 11)
+            .into_iter()
+            .map(|mut m| {
+                m.reply = Some(perf_core::ReplyRecord {
+                    method: m.method,
+                    size: m.size,
+                    latency_us: m.latency_us,
+                    inline: false,
+                });
+                m
+            })
+            .collect();
+        learner.update_batch(&calls);
     }
     let predictor = learner.predictor();
     let sizes = [1u64 << 10, 1 << 20, 8 << 20, 1 << 30, 3];
@@ -86,7 +100,9 @@ fn predict_does_not_allocate() {
             let p = predictor.predict(&TransferRequest::new(size), &SystemState::IDLE);
             answered += usize::from(std::hint::black_box(p).is_some());
         }
+        let crossover = predictor.reply_crossover(perf_core::Name::DEFAULT_POOL);
+        answered += usize::from(std::hint::black_box(crossover).is_some());
     }
     assert_eq!(allocations() - before, 0);
-    assert!(answered >= 400, "{answered}");
+    assert!(answered >= 500, "{answered}");
 }

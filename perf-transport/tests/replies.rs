@@ -149,7 +149,11 @@ async fn replies_come_inline_in_a_worker_segment_or_fetched_with_the_handlers_by
             assert_eq!(reply.format(), "plus-one");
             let id = reply.outcome().ack.transfer_id;
             assert_eq!(reply.metadata()["seen"], id.to_string());
-            let threshold = reply.outcome().decision.threshold.effective;
+            let threshold = reply.outcome().decision.reply_threshold;
+            // Without reply models the reply follows the pool's threshold; a host with no
+            // shared memory takes none.
+            let pool_threshold = reply.outcome().decision.threshold.effective;
+            assert_eq!(threshold, if maps { pool_threshold } else { u64::MAX });
             let expected = if len as u64 <= DEFAULT_REPLY_INLINE {
                 ReplyMethod::Inline
             } else if maps && len as u64 >= threshold {
@@ -184,6 +188,7 @@ async fn replies_come_inline_in_a_worker_segment_or_fetched_with_the_handlers_by
         let reply = r.reply.expect("a call's record carries its reply");
         assert_eq!(reply.size, r.size, "{r:?}");
         assert!(reply.latency_us > 0.0, "{r:?}");
+        assert_eq!(reply.inline, r.size <= DEFAULT_REPLY_INLINE, "{r:?}");
         if reply.method == Method::ZeroCopy {
             assert!(
                 maps && r.size > DEFAULT_REPLY_INLINE,
@@ -196,6 +201,47 @@ async fn replies_come_inline_in_a_worker_segment_or_fetched_with_the_handlers_by
             .iter()
             .any(|r| r.reply.is_some_and(|p| p.method == Method::ZeroCopy)),
         "{records:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_takes_the_route_the_caller_forced_on_the_request() {
+    let secret = Secret::generate().unwrap();
+    let worker = Worker::start(&secret, true).await;
+    let records = Arc::new(Records::default());
+    let host = host(&worker, &secret, true, records.clone()).await;
+    // The default pool's threshold is 10 MiB: unforced, a 2 MiB reply is fetched and a 16 MiB
+    // one comes in a segment. Forcing a method on the request forces it on the reply.
+    for (len, forced, route) in [
+        (2 * MIB, None, ReplyMethod::Fetched),
+        (16 * MIB, None, ReplyMethod::Segment),
+        (2 * MIB, Some(Method::ZeroCopy), ReplyMethod::Segment),
+        (16 * MIB, Some(Method::Grpc), ReplyMethod::Fetched),
+    ] {
+        let sent = payload(len, 5);
+        let request = TransferRequest {
+            override_method: forced,
+            ..TransferRequest::new(len as u64)
+        };
+        let reply = host.call(&request, &sent).await.unwrap();
+        assert_eq!(reply.metrics().method, route, "{len} bytes, {forced:?}");
+        assert!(reply.bytes() == plus_one_of(&sent).as_slice());
+        drop(reply);
+        until_released(&worker).await;
+    }
+    let methods: Vec<Method> = records
+        .all()
+        .iter()
+        .map(|r| r.reply.unwrap().method)
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            Method::Grpc,
+            Method::ZeroCopy,
+            Method::ZeroCopy,
+            Method::Grpc
+        ]
     );
 }
 

@@ -9,7 +9,7 @@ use crate::config::{Adaptation, Config, ConfigErrors, CostCoefficients};
 use crate::cost::{Weights, calibrated_estimates, weigh};
 use crate::decision::{Decision, EstimateSource, Estimates, Reason, ThresholdBreakdown};
 use crate::name::Name;
-use crate::policy::forced;
+use crate::policy::{forced, reply_threshold};
 use crate::request::{DecisionContext, Timestamp, TransferRequest};
 use crate::rng::SplitMix;
 use crate::seams::{
@@ -230,6 +230,13 @@ impl Controller {
         let s = &pool.settings;
         let adaptation = &snap.config.adaptation;
         let threshold = breakdown(s, pool.history.load(), &ctx.system, adaptation);
+        let reply_threshold = reply_threshold(
+            request,
+            ctx,
+            self.predictor.reply_crossover(pool.name),
+            threshold.effective,
+            (s.floor, s.ceiling),
+        );
         let decision = |method, reason, estimates, confidence, propensity| Decision {
             method,
             reason,
@@ -238,6 +245,7 @@ impl Controller {
             goal: s.goal,
             size: request.size,
             threshold,
+            reply_threshold,
             estimates,
             confidence,
             propensity,

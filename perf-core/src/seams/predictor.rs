@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::decision::MethodEstimate;
+use crate::name::Name;
 use crate::request::{SystemState, TransferRequest};
 
 /// Learned per-method estimates for one request.
@@ -26,6 +27,13 @@ pub trait Predictor: Send + Sync {
     /// Estimates for `request`, or `None` when the model knows nothing useful;
     /// must not block, allocate or do IO.
     fn predict(&self, request: &TransferRequest, system: &SystemState) -> Option<Prediction>;
+    /// The reply size from which replies from `pool`'s workers come back faster by shared
+    /// memory than by gRPC, measured on replies that came by either route, or `None` while the
+    /// model is not sure (or has not seen both); must not block, allocate or do IO.
+    fn reply_crossover(&self, pool: Name) -> Option<u64> {
+        let _ = pool;
+        None
+    }
 }
 
 /// A predictor that never predicts: the engine uses its calibrated coefficients.

@@ -2,7 +2,7 @@
 
 use crate::config::PoolSettings;
 use crate::decision::{Decision, Reason, ThresholdBreakdown};
-use crate::policy::forced;
+use crate::policy::{forced, reply_threshold};
 use crate::request::{DecisionContext, TransferRequest};
 use crate::vocab::Method;
 
@@ -28,6 +28,10 @@ impl TransferPolicy for FixedPolicy {
     fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
         let (method, reason) = forced(request, ctx).unwrap_or((self.0, Reason::Fixed));
         let settings = PoolSettings::default();
+        let fixed = TransferRequest {
+            override_method: request.override_method.or(Some(self.0)),
+            ..*request
+        };
         Decision {
             method,
             reason,
@@ -41,6 +45,13 @@ impl TransferPolicy for FixedPolicy {
                 resources: 1.0,
                 effective: settings.threshold,
             },
+            reply_threshold: reply_threshold(
+                &fixed,
+                ctx,
+                None,
+                settings.threshold,
+                (settings.floor, settings.ceiling),
+            ),
             estimates: None,
             confidence: 1.0,
             propensity: 1.0,

@@ -5,6 +5,7 @@ mod accuracy;
 mod conformance;
 mod corrections;
 mod persist;
+mod replies;
 
 use std::sync::Arc;
 

@@ -30,7 +30,7 @@ fn fnv64(bytes: &[u8]) -> u64 {
 }
 
 /// `body` behind a header that matches it, as an intact file would have.
-fn framed(version: u32, body: &[u8]) -> Vec<u8> {
+pub(crate) fn framed(version: u32, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
         "perfopt.cost-models v{version} len={} fnv64={:016x}\n",
         body.len(),

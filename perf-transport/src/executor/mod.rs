@@ -474,6 +474,7 @@ impl Executor {
                     },
                     size: m.size,
                     latency_us: m.latency_us,
+                    inline: matches!(m.method, ReplyMethod::Nothing | ReplyMethod::Inline),
                 });
                 reply.outcome.metrics = metrics;
                 self.emit(&metrics);
@@ -660,7 +661,7 @@ impl Executor {
         let meta = CallMeta {
             reply: call.map(|_| ReplyAsk {
                 inline_max: DEFAULT_REPLY_INLINE,
-                threshold: decision.threshold.effective,
+                threshold: decision.reply_threshold,
             }),
             options: call.cloned().unwrap_or_default(),
         };
