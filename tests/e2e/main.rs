@@ -7,6 +7,8 @@ mod optimizer;
 mod python_venv;
 #[cfg(feature = "transport")]
 mod python_worker;
+#[cfg(all(feature = "predict", feature = "transport"))]
+mod replies;
 #[cfg(all(
     feature = "store",
     feature = "learn",
