@@ -10,5 +10,9 @@
 //! impact against effort, each with the configuration snippet that applies it and a follow-up of
 //! predicted against actual gain.
 //!
-//! Not implemented yet. It will cover R5 (monitoring), R7 (regression detection), R11
-//! (recommendations), R2.4 (regression alerts) and R14.4 (health endpoints).
+//! Built: the HTTP endpoints ([`http`]): `/livez`, `/readyz` with its checks and the degraded
+//! state, `/metrics`, and the JSON API under `/api/v1/`, over the [`http::Daemon`] a host
+//! runtime implements. The rest is not built yet; it will cover R5 (monitoring), R7
+//! (regression detection), R11 (recommendations) and R2.4 (regression alerts).
+
+pub mod http;

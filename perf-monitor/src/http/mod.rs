@@ -1,0 +1,330 @@
+//! The HTTP endpoints of a running perfopt (axum, loopback by default): `/livez`, `/readyz`
+//! (`?verbose`), `/metrics`, and the versioned JSON API under `/api/v1/`.
+//!
+//! The endpoints read the running system through [`Daemon`], which the host runtime implements;
+//! this module owns the routes, the bounds on what comes from outside, status codes and bodies.
+//! Every query parameter is parsed and bounded here ([`MAX_DECISIONS`], [`MAX_PREDICT_SIZE`]),
+//! a request body is at most [`MAX_BODY_BYTES`], and a bad one gets a 4xx whose JSON body names
+//! what was wrong.
+
+mod health;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+pub use health::{Check, CheckState, Readiness, readyz_text};
+
+/// The address `perfopt serve` listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// The largest request body taken (a configuration file), in bytes.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// The most recent decisions one request returns.
+pub const MAX_DECISIONS: usize = 1000;
+/// The largest payload size a prediction is asked for, in bytes (1 TiB).
+pub const MAX_PREDICT_SIZE: u64 = 1 << 40;
+/// The content type of `/metrics`: Prometheus' text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Why a configuration was not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigRefusal {
+    /// It does not validate: every error, with its key path and value.
+    Invalid(Vec<String>),
+    /// It validated and could not be applied (nothing of it was).
+    Failed(String),
+}
+
+/// What the endpoints read and change in the running system. Methods must not block for long:
+/// they run on the server's runtime.
+pub trait Daemon: Send + Sync + 'static {
+    /// Every readiness check, now.
+    fn checks(&self) -> Vec<Check>;
+    /// The Prometheus text exposition of every metric.
+    fn metrics_text(&self) -> String;
+    /// What `/api/v1/status` shows beside the checks: version, uptime, pools, workers,
+    /// transfers, model status (an object).
+    fn status(&self) -> Value;
+    /// The `limit` most recent decisions with their full rationale, newest first.
+    fn decisions(&self, limit: usize) -> Value;
+    /// Every pool's threshold and its recent changes.
+    fn thresholds(&self) -> Value;
+    /// The configuration in force: its version and its TOML text.
+    fn config(&self) -> Value;
+    /// Validates `toml` and, unless `dry_run`, applies it whole (as a file reload does): the
+    /// answer says what changed and which sample decisions flip.
+    fn apply_config(&self, toml: &str, dry_run: bool) -> Result<Value, ConfigRefusal>;
+    /// The estimates of both methods for a payload of `size` bytes to `pool` (the default pool
+    /// when `None`), or `None` when the pool is not known.
+    fn predict(&self, pool: Option<&str>, size: u64) -> Option<Value>;
+    /// The statistics `perfopt stats` shows, over the last `since_secs` seconds.
+    fn stats(&self, since_secs: u64) -> Result<Value, String>;
+}
+
+/// How the endpoints are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Whether an address other than loopback is allowed; the endpoints have no
+    /// authentication, so this is off unless an operator turns it on.
+    pub allow_remote: bool,
+}
+
+impl Default for HttpConfig {
+    /// `127.0.0.1:9464`, loopback only.
+    fn default() -> HttpConfig {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            allow_remote: false,
+        }
+    }
+}
+
+/// Why the endpoints could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A non-loopback address was asked for without allowing it.
+    #[error(
+        "listen address {0} is not loopback; the endpoints have no authentication, so allow remote \
+         access explicitly to listen there"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The bound listener of the endpoints.
+#[derive(Debug)]
+pub struct HttpListener {
+    listener: tokio::net::TcpListener,
+}
+
+impl HttpListener {
+    /// Binds `config.listen`, refusing a non-loopback address unless `config.allow_remote`.
+    pub async fn bind(config: &HttpConfig) -> Result<HttpListener, HttpError> {
+        if !config.listen.ip().is_loopback() && !config.allow_remote {
+            return Err(HttpError::NotLoopback(config.listen));
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| HttpError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        Ok(HttpListener { listener })
+    }
+
+    /// The address bound (with the port the system chose for port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves the endpoints of `daemon` until `shutdown` completes, then finishes the requests
+    /// in progress.
+    pub async fn serve(
+        self,
+        daemon: Arc<dyn Daemon>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), HttpError> {
+        axum::serve(self.listener, router(daemon))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(HttpError::Serve)
+    }
+}
+
+/// The routes over `daemon`.
+pub fn router(daemon: Arc<dyn Daemon>) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/decisions", get(decisions))
+        .route("/api/v1/thresholds", get(thresholds))
+        .route("/api/v1/config", get(config).post(post_config))
+        .route("/api/v1/predict", get(predict))
+        .route("/api/v1/stats", get(stats))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(daemon)
+}
+
+type Params = Query<HashMap<String, String>>;
+type Shared = State<Arc<dyn Daemon>>;
+
+/// A JSON error body with `status`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+/// Whether a flag parameter is on: present with no value, `1` or `true`.
+fn flag(params: &HashMap<String, String>, name: &str) -> Result<bool, String> {
+    match params.get(name).map(String::as_str) {
+        None | Some("0") | Some("false") => Ok(false),
+        Some("") | Some("1") | Some("true") => Ok(true),
+        Some(other) => Err(format!("{name}={other:?}, expected 1, true, 0 or false")),
+    }
+}
+
+/// The number parameter `name`, within `1..=max`, or `default` when absent.
+fn number(
+    params: &HashMap<String, String>,
+    name: &str,
+    default: Option<u64>,
+    max: u64,
+) -> Result<u64, String> {
+    let Some(text) = params.get(name) else {
+        return default.ok_or_else(|| format!("{name} is missing, expected 1 to {max}"));
+    };
+    match text.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{name}={text:?}, expected 1 to {max}")),
+    }
+}
+
+async fn livez() -> &'static str {
+    "livez check passed\n"
+}
+
+async fn readyz(State(daemon): Shared, Query(params): Params) -> Response {
+    let verbose = match flag(&params, "verbose") {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let checks = daemon.checks();
+    let code = if Readiness::of(&checks).serves() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, readyz_text(&checks, verbose)).into_response()
+}
+
+async fn metrics(State(daemon): Shared) -> Response {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        daemon.metrics_text(),
+    )
+        .into_response()
+}
+
+async fn status(State(daemon): Shared) -> Response {
+    let checks = daemon.checks();
+    let readiness = Readiness::of(&checks);
+    let mut body = json!({
+        "state": readiness.as_str(),
+        "ready": readiness.serves(),
+        "degraded": readiness == Readiness::Degraded,
+        "checks": checks,
+    });
+    if let (Some(out), Value::Object(extra)) = (body.as_object_mut(), daemon.status()) {
+        for (k, v) in extra {
+            out.entry(k).or_insert(v);
+        }
+    }
+    axum::Json(body).into_response()
+}
+
+async fn decisions(State(daemon): Shared, Query(params): Params) -> Response {
+    match number(&params, "limit", Some(100), MAX_DECISIONS as u64) {
+        Ok(limit) => axum::Json(daemon.decisions(limit as usize)).into_response(),
+        Err(e) => bad_request(e),
+    }
+}
+
+async fn thresholds(State(daemon): Shared) -> Response {
+    axum::Json(daemon.thresholds()).into_response()
+}
+
+async fn config(State(daemon): Shared) -> Response {
+    axum::Json(daemon.config()).into_response()
+}
+
+async fn post_config(State(daemon): Shared, Query(params): Params, body: Bytes) -> Response {
+    let dry_run = match flag(&params, "dry_run") {
+        Ok(v) => v,
+        Err(e) => return bad_request(e),
+    };
+    let Ok(toml) = std::str::from_utf8(&body) else {
+        return bad_request("the configuration is not UTF-8 text, expected TOML");
+    };
+    match daemon.apply_config(toml, dry_run) {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(ConfigRefusal::Invalid(errors)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({
+                "error": "the configuration is invalid; nothing was applied",
+                "errors": errors,
+            })),
+        )
+            .into_response(),
+        Err(ConfigRefusal::Failed(why)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the configuration was not applied: {why}"),
+        ),
+    }
+}
+
+async fn predict(State(daemon): Shared, Query(params): Params) -> Response {
+    let size = match number(&params, "size", None, MAX_PREDICT_SIZE) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    let pool = params.get("pool").map(String::as_str);
+    if pool.is_some_and(|p| p.is_empty() || p.len() > 64) {
+        return bad_request("pool must be 1 to 64 characters");
+    }
+    match daemon.predict(pool, size) {
+        Some(answer) => axum::Json(answer).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no pool {:?}", pool.unwrap_or("default")),
+        ),
+    }
+}
+
+async fn stats(State(daemon): Shared, Query(params): Params) -> Response {
+    // At most 30 days back.
+    let since = match number(&params, "since_secs", Some(3600), 30 * 86_400) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    match daemon.stats(since) {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no endpoint {}; see /livez, /readyz, /metrics and /api/v1/",
+            uri.path()
+        ),
+    )
+}
