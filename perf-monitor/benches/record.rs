@@ -1,14 +1,15 @@
 //! The cost of `Telemetry::record`, the telemetry's share of every transfer: a delivered
 //! transfer with a reply, a failed one, and one to a pool without a slot, from one thread and
-//! from two at once.
+//! from two at once; and the decision log's `observe`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use perf_core::conformance::{pool, transfer};
+use perf_core::{DecisionContext, FixedPolicy, Timestamp, TransferPolicy, TransferRequest};
 use perf_core::{FailureKind, Method, MetricsSink, ReplyRecord};
-use perf_monitor::{Telemetry, TelemetryConfig};
+use perf_monitor::{DecisionLog, DecisionLogConfig, Telemetry, TelemetryConfig};
 
 fn telemetry() -> Telemetry {
     let pools = ["default", "ingest", "frames", "tensors", "batch"].map(pool);
@@ -56,5 +57,17 @@ fn record(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, record);
+/// The decision log's share: a sampled-out decision kept in the ring, with no subscriber.
+fn observe(c: &mut Criterion) {
+    let log = DecisionLog::new(&DecisionLogConfig::default()).unwrap();
+    let decision = FixedPolicy(Method::ZeroCopy).decide(
+        &TransferRequest::new(3 << 20),
+        &DecisionContext::idle(Timestamp(0)),
+    );
+    c.bench_function("decision_log_observe", |b| {
+        b.iter(|| log.observe(black_box(&decision)))
+    });
+}
+
+criterion_group!(benches, record, observe);
 criterion_main!(benches);

@@ -18,17 +18,21 @@
 //!   [`Family`] and fixed by a snapshot test.
 //! - OTLP over gRPC with the OpenTelemetry SDK and a periodic reader: [`OtlpExporter`], tested
 //!   against a real OTLP receiver.
+//! - [`DecisionLog`]: decisions as structured `tracing` events (pool, size, method, reason,
+//!   rule, estimates, threshold, confidence, propensity, policy version, rationale) sampled at
+//!   [`DecisionLogConfig::sample_rate`], and a bounded ring of the most recent decisions for the
+//!   API ([`DecisionLog::recent`]), whose rationale is written only when read.
 //!
 //! ## Not built yet
 //!
-//! Decisions as sampled `tracing` events and a ring of recent decisions with their rationale;
-//! the HTTP endpoints (`/metrics`, `/livez`, `/readyz`, `/api/v1/`), the live dashboard,
+//! The HTTP endpoints (`/metrics`, `/livez`, `/readyz`, `/api/v1/`), the live dashboard,
 //! the Grafana dashboard and Prometheus rules; bottlenecks named by cause; outliers beside what
 //! happened at the time; regressions against baselines; recommendations. They will cover the rest
 //! of R5 (monitoring), R7 (regression detection), R11 (recommendations), R2.4 (regression
 //! alerts) and R14.4 (health endpoints).
 
 mod catalog;
+mod decisions;
 mod histogram;
 mod labels;
 mod otlp;
@@ -36,6 +40,7 @@ mod prometheus;
 mod telemetry;
 
 pub use catalog::{Family, Kind, MetricDef};
+pub use decisions::{DECISION_TARGET, DecisionLog, DecisionLogConfig, MAX_RECENT};
 pub use labels::{OTHER_POOL, SIZE_CLASS_LABELS, SIZE_CLASSES, size_class};
 pub use otlp::{OtlpConfig, OtlpExporter};
 pub use prometheus::PROMETHEUS_CONTENT_TYPE;

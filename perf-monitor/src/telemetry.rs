@@ -65,6 +65,9 @@ pub enum TelemetryError {
         /// What was expected and what came.
         detail: String,
     },
+    /// The decision log's settings are out of range.
+    #[error("decision log: {0}")]
+    DecisionLog(String),
     /// The OTLP exporter could not be built or could not deliver.
     #[error("otlp export failed: {0}")]
     Otlp(String),
