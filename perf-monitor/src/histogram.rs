@@ -56,6 +56,15 @@ impl SeriesSnapshot {
         self.counts.iter().sum()
     }
 
+    /// This series and `other` (of the same buckets) together.
+    pub(crate) fn merged(&self, other: &SeriesSnapshot) -> SeriesSnapshot {
+        let add = |a: &[u64], b: &[u64]| a.iter().zip(b).map(|(x, y)| x.wrapping_add(*y)).collect();
+        SeriesSnapshot {
+            counts: add(&self.counts, &other.counts),
+            sums: add(&self.sums, &other.sums),
+        }
+    }
+
     /// The sum of all observations.
     pub(crate) fn sum(&self) -> u64 {
         self.sums.iter().fold(0u64, |a, b| a.wrapping_add(*b))

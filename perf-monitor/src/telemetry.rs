@@ -1,7 +1,8 @@
 //! The telemetry sink: every transfer record and its decision into atomic counters and
 //! histograms in fixed tables, plus the gauges the host runtime sets.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use perf_core::{FailureKind, MetricsSink, Name, ReasonCode, TransferMetrics};
 
@@ -19,6 +20,29 @@ const FALLBACKS: usize = FALLBACK_REASONS.len();
 const FAILURES: usize = FailureKind::ALL.len();
 /// The bit pattern of a gauge that was never set.
 const UNSET: u64 = u64::MAX;
+/// Copies of the recorded tables: each recording thread keeps to one, so threads on different
+/// cores do not contend for the same counters; exports add them up.
+const SHARDS: usize = 8;
+
+/// The next shard a thread that records for the first time is given.
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The shard of the calling thread, given round-robin at its first record.
+#[inline]
+fn shard_index() -> usize {
+    SHARD.with(|it| {
+        let mut i = it.get();
+        if i == usize::MAX {
+            i = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+            it.set(i);
+        }
+        i
+    })
+}
 
 /// What the telemetry is built for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,26 +120,15 @@ pub struct ShmUsage {
 }
 
 /// The metrics of perfopt: a [`MetricsSink`] whose `record` takes no lock and allocates
-/// nothing (relaxed atomic additions into tables fixed at construction), with setters for the
-/// gauges the host runtime knows. Exporters read it: [`Telemetry::prometheus_text`] and
+/// nothing (relaxed atomic additions into tables fixed at construction, one copy per shard of
+/// recording threads), with setters for the gauges the host runtime knows. Exporters read it: [`Telemetry::prometheus_text`] and
 /// [`crate::OtlpExporter`].
 #[derive(Debug)]
 pub struct Telemetry {
     pub(crate) version: String,
     pub(crate) pools: PoolSlots,
-    transfers: Box<[AtomicU64]>,
-    bytes: Box<[AtomicU64]>,
-    decisions: [AtomicU64; METHODS * REASONS],
-    explorations: [AtomicU64; METHODS],
-    fallbacks: Box<[AtomicU64]>,
-    failures: Box<[AtomicU64]>,
-    reply_bytes: [AtomicU64; METHODS],
+    shards: Box<[Shard]>,
     drift_events: AtomicU64,
-    invalid: AtomicU64,
-    duration: AtomicHistogram,
-    queue: AtomicHistogram,
-    decision: AtomicHistogram,
-    reply: AtomicHistogram,
     in_flight: AtomicU64,
     queued: AtomicU64,
     thresholds: Box<[AtomicU64]>,
@@ -126,6 +139,48 @@ pub struct Telemetry {
     model_version: AtomicU64,
     model_accuracy: AtomicU64,
     degraded: AtomicU64,
+}
+
+/// The tables `record` adds to, once per shard; aligned so that two shards never share a
+/// cache line.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Shard {
+    transfers: Box<[AtomicU64]>,
+    bytes: Box<[AtomicU64]>,
+    decisions: Box<[AtomicU64]>,
+    explorations: Box<[AtomicU64]>,
+    fallbacks: Box<[AtomicU64]>,
+    failures: Box<[AtomicU64]>,
+    reply_bytes: Box<[AtomicU64]>,
+    invalid: AtomicU64,
+    duration: AtomicHistogram,
+    queue: AtomicHistogram,
+    decision: AtomicHistogram,
+    reply: AtomicHistogram,
+}
+
+impl Shard {
+    /// Tables for `p` pool slots.
+    fn new(p: usize) -> Shard {
+        Shard {
+            transfers: zeros(p * METHODS),
+            bytes: zeros(p * METHODS),
+            decisions: zeros(METHODS * REASONS),
+            explorations: zeros(METHODS),
+            fallbacks: zeros(p * FALLBACKS),
+            failures: zeros(p * FAILURES),
+            reply_bytes: zeros(METHODS),
+            invalid: AtomicU64::new(0),
+            duration: AtomicHistogram::new(
+                Family::TransferDuration.bounds_ns(),
+                p * METHODS * SIZE_CLASSES,
+            ),
+            queue: AtomicHistogram::new(Family::QueueDuration.bounds_ns(), p),
+            decision: AtomicHistogram::new(Family::DecisionDuration.bounds_ns(), 1),
+            reply: AtomicHistogram::new(Family::ReplyDuration.bounds_ns(), METHODS),
+        }
+    }
 }
 
 fn zeros(n: usize) -> Box<[AtomicU64]> {
@@ -145,22 +200,8 @@ impl Telemetry {
         let p = pools.len();
         Ok(Telemetry {
             version: config.version.clone(),
-            transfers: zeros(p * METHODS),
-            bytes: zeros(p * METHODS),
-            decisions: std::array::from_fn(|_| AtomicU64::new(0)),
-            explorations: std::array::from_fn(|_| AtomicU64::new(0)),
-            fallbacks: zeros(p * FALLBACKS),
-            failures: zeros(p * FAILURES),
-            reply_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
+            shards: (0..SHARDS).map(|_| Shard::new(p)).collect(),
             drift_events: AtomicU64::new(0),
-            invalid: AtomicU64::new(0),
-            duration: AtomicHistogram::new(
-                Family::TransferDuration.bounds_ns(),
-                p * METHODS * SIZE_CLASSES,
-            ),
-            queue: AtomicHistogram::new(Family::QueueDuration.bounds_ns(), p),
-            decision: AtomicHistogram::new(Family::DecisionDuration.bounds_ns(), 1),
-            reply: AtomicHistogram::new(Family::ReplyDuration.bounds_ns(), METHODS),
             in_flight: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             thresholds: (0..p).map(|_| AtomicU64::new(UNSET)).collect(),
@@ -242,27 +283,45 @@ impl Telemetry {
             });
         };
         let load = |a: &AtomicU64| a.load(Relaxed);
+        // A table's totals over every shard.
+        let merged = |table: fn(&Shard) -> &[AtomicU64]| -> Vec<u64> {
+            let mut total = vec![0u64; table(&self.shards[0]).len()];
+            for shard in self.shards.iter() {
+                for (t, a) in total.iter_mut().zip(table(shard)) {
+                    *t = t.wrapping_add(a.load(Relaxed));
+                }
+            }
+            total
+        };
+        // A histogram series over every shard, if any shard has an observation in it.
+        let series = |h: fn(&Shard) -> &AtomicHistogram, i: usize| {
+            self.shards
+                .iter()
+                .filter_map(|shard| h(shard).series(i))
+                .reduce(|a, b| a.merged(&b))
+        };
         match family {
             Family::Transfers | Family::TransferBytes => {
                 let table = if family == Family::Transfers {
-                    &self.transfers
+                    merged(|s| &s.transfers)
                 } else {
-                    &self.bytes
+                    merged(|s| &s.bytes)
                 };
                 for s in 0..pools {
                     let row = &table[s * METHODS..(s + 1) * METHODS];
-                    if s == other && row.iter().all(|a| load(a) == 0) {
+                    if s == other && row.iter().all(|&n| n == 0) {
                         continue;
                     }
-                    for (m, a) in row.iter().enumerate() {
-                        counter(&mut out, vec![pool(s), method(m)], load(a));
+                    for (m, n) in row.iter().enumerate() {
+                        counter(&mut out, vec![pool(s), method(m)], *n);
                     }
                 }
             }
             Family::Decisions => {
+                let decisions = merged(|s| &s.decisions);
                 for m in 0..METHODS {
                     for (r, code) in ReasonCode::ALL.iter().enumerate() {
-                        let v = load(&self.decisions[m * REASONS + r]);
+                        let v = decisions[m * REASONS + r];
                         counter(
                             &mut out,
                             vec![method(m), ("reason", code.as_str().to_owned())],
@@ -272,47 +331,53 @@ impl Telemetry {
                 }
             }
             Family::Explorations => {
-                for m in 0..METHODS {
-                    counter(&mut out, vec![method(m)], load(&self.explorations[m]));
+                let explorations = merged(|s| &s.explorations);
+                for (m, n) in explorations.iter().enumerate() {
+                    counter(&mut out, vec![method(m)], *n);
                 }
             }
             Family::Fallbacks => {
+                let fallbacks = merged(|s| &s.fallbacks);
                 for s in 0..pools {
-                    let row = &self.fallbacks[s * FALLBACKS..(s + 1) * FALLBACKS];
-                    if s == other && row.iter().all(|a| load(a) == 0) {
+                    let row = &fallbacks[s * FALLBACKS..(s + 1) * FALLBACKS];
+                    if s == other && row.iter().all(|&n| n == 0) {
                         continue;
                     }
-                    for (r, a) in FALLBACK_REASONS.iter().zip(row) {
+                    for (r, n) in FALLBACK_REASONS.iter().zip(row) {
                         let reason = ("reason", fallback_label(*r).to_owned());
-                        counter(&mut out, vec![pool(s), reason], load(a));
+                        counter(&mut out, vec![pool(s), reason], *n);
                     }
                 }
             }
             Family::Failures => {
+                let failures = merged(|s| &s.failures);
                 for s in 0..pools {
-                    let row = &self.failures[s * FAILURES..(s + 1) * FAILURES];
-                    if s == other && row.iter().all(|a| load(a) == 0) {
+                    let row = &failures[s * FAILURES..(s + 1) * FAILURES];
+                    if s == other && row.iter().all(|&n| n == 0) {
                         continue;
                     }
-                    for (k, a) in FailureKind::ALL.iter().zip(row) {
+                    for (k, n) in FailureKind::ALL.iter().zip(row) {
                         let kind = ("kind", k.as_str().to_owned());
-                        counter(&mut out, vec![pool(s), kind], load(a));
+                        counter(&mut out, vec![pool(s), kind], *n);
                     }
                 }
             }
             Family::ReplyBytes => {
-                for m in 0..METHODS {
-                    counter(&mut out, vec![method(m)], load(&self.reply_bytes[m]));
+                for (m, n) in merged(|s| &s.reply_bytes).iter().enumerate() {
+                    counter(&mut out, vec![method(m)], *n);
                 }
             }
             Family::DriftEvents => counter(&mut out, vec![], load(&self.drift_events)),
-            Family::InvalidMeasurements => counter(&mut out, vec![], load(&self.invalid)),
+            Family::InvalidMeasurements => {
+                let n = self.shards.iter().map(|s| load(&s.invalid)).sum();
+                counter(&mut out, vec![], n)
+            }
             Family::TransferDuration => {
                 for s in 0..pools {
                     for m in 0..METHODS {
                         for (c, class) in SIZE_CLASS_LABELS.iter().enumerate() {
-                            let series = (s * METHODS + m) * SIZE_CLASSES + c;
-                            if let Some(h) = self.duration.series(series) {
+                            let i = (s * METHODS + m) * SIZE_CLASSES + c;
+                            if let Some(h) = series(|s| &s.duration, i) {
                                 let labels =
                                     vec![pool(s), method(m), ("size_class", (*class).to_owned())];
                                 out.push(Point::histogram(labels, h));
@@ -323,19 +388,19 @@ impl Telemetry {
             }
             Family::QueueDuration => {
                 for s in 0..pools {
-                    if let Some(h) = self.queue.series(s) {
+                    if let Some(h) = series(|shard| &shard.queue, s) {
                         out.push(Point::histogram(vec![pool(s)], h));
                     }
                 }
             }
             Family::DecisionDuration => {
-                if let Some(h) = self.decision.series(0) {
+                if let Some(h) = series(|s| &s.decision, 0) {
                     out.push(Point::histogram(vec![], h));
                 }
             }
             Family::ReplyDuration => {
                 for m in 0..METHODS {
-                    if let Some(h) = self.reply.series(m) {
+                    if let Some(h) = series(|s| &s.reply, m) {
                         out.push(Point::histogram(vec![method(m)], h));
                     }
                 }
@@ -374,48 +439,49 @@ impl MetricsSink for Telemetry {
     /// durations. No lock, no allocation, no syscall.
     #[inline]
     fn record(&self, m: &TransferMetrics) {
+        let shard = &self.shards[shard_index()];
         let pool = self.pools.slot(&m.pool);
         let method = m.method.index();
-        self.transfers[pool * METHODS + method].fetch_add(1, Relaxed);
+        shard.transfers[pool * METHODS + method].fetch_add(1, Relaxed);
         let decided = m.decided_method.index();
-        self.decisions[decided * REASONS + m.reason.index()].fetch_add(1, Relaxed);
+        shard.decisions[decided * REASONS + m.reason.index()].fetch_add(1, Relaxed);
         if m.explored {
-            self.explorations[decided].fetch_add(1, Relaxed);
+            shard.explorations[decided].fetch_add(1, Relaxed);
         }
         if let Some(reason) = m.fallback {
-            self.fallbacks[pool * FALLBACKS + fallback_index(reason)].fetch_add(1, Relaxed);
+            shard.fallbacks[pool * FALLBACKS + fallback_index(reason)].fetch_add(1, Relaxed);
         }
         match us_to_ns(m.queued_us) {
-            Some(ns) => self.queue.observe(pool, ns),
+            Some(ns) => shard.queue.observe(pool, ns),
             None => {
-                self.invalid.fetch_add(1, Relaxed);
+                shard.invalid.fetch_add(1, Relaxed);
             }
         }
         if m.decision_ns > 0 {
-            self.decision.observe(0, m.decision_ns);
+            shard.decision.observe(0, m.decision_ns);
         }
         if m.is_evidence() {
-            self.bytes[pool * METHODS + method].fetch_add(m.size, Relaxed);
+            shard.bytes[pool * METHODS + method].fetch_add(m.size, Relaxed);
             match us_to_ns(m.latency_us) {
                 Some(ns) => {
                     let series = (pool * METHODS + method) * SIZE_CLASSES + size_class(m.size);
-                    self.duration.observe(series, ns);
+                    shard.duration.observe(series, ns);
                 }
                 None => {
-                    self.invalid.fetch_add(1, Relaxed);
+                    shard.invalid.fetch_add(1, Relaxed);
                 }
             }
         } else {
             let kind = m.failure.unwrap_or(FailureKind::Internal);
-            self.failures[pool * FAILURES + failure_index(kind)].fetch_add(1, Relaxed);
+            shard.failures[pool * FAILURES + failure_index(kind)].fetch_add(1, Relaxed);
         }
         if let Some(reply) = &m.reply {
             let method = reply.method.index();
-            self.reply_bytes[method].fetch_add(reply.size, Relaxed);
+            shard.reply_bytes[method].fetch_add(reply.size, Relaxed);
             match us_to_ns(reply.latency_us) {
-                Some(ns) => self.reply.observe(method, ns),
+                Some(ns) => shard.reply.observe(method, ns),
                 None => {
-                    self.invalid.fetch_add(1, Relaxed);
+                    shard.invalid.fetch_add(1, Relaxed);
                 }
             }
         }

@@ -342,3 +342,42 @@ fn every_family_has_labels_in_its_declared_order() {
 fn the_sink_meets_the_metrics_sink_contract() {
     conformance::metrics::any_record_is_taken_from_any_thread(telemetry());
 }
+
+#[test]
+fn records_from_many_threads_add_up_across_shards() {
+    let t = std::sync::Arc::new(telemetry());
+    let threads: Vec<_> = (0..2 * SHARDS)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    t.record(&transfer(pool("a"), Method::Grpc, 8192, 0, 100.0));
+                }
+            })
+        })
+        .collect();
+    for it in threads {
+        it.join().unwrap();
+    }
+    let n = 2 * SHARDS as u64 * 500;
+    let ag = [("pool", "a"), ("method", "grpc")];
+    assert_eq!(count(&t, Family::Transfers, &ag), n);
+    assert_eq!(count(&t, Family::TransferBytes, &ag), n * 8192);
+    let h = histogram(
+        &t,
+        Family::TransferDuration,
+        &[
+            ("pool", "a"),
+            ("method", "grpc"),
+            ("size_class", "4KiB-16KiB"),
+        ],
+    )
+    .unwrap();
+    assert_eq!((h.count(), h.sum()), (n, n * 100_000));
+    let used = t
+        .shards
+        .iter()
+        .filter(|s| s.transfers.iter().any(|a| a.load(Relaxed) > 0))
+        .count();
+    assert!(used > 1, "threads spread over the shards, {used} used");
+}
