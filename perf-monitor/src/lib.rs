@@ -1,18 +1,52 @@
 //! Monitoring of perfopt: telemetry, Prometheus and OTLP export, the dashboard, health endpoints,
 //! analysis, and the detection of regressions, anomalies and bottlenecks with recommendations.
 //!
-//! This crate will own a `MetricsSink` of `perf-core` that turns every decision and transfer into
-//! telemetry events; Prometheus exposition, OpenTelemetry (OTLP) export and a Grafana dashboard;
-//! a live dashboard updated within 1 s; liveness, readiness and degraded health endpoints for the
-//! optimizer itself; bottlenecks named by cause (serialization, allocation, page faults or IO,
-//! socket); outliers put beside what happened at the time; regressions against baselines per size
-//! class and data type, grouped, explained and with next steps; and recommendations ranked by
-//! impact against effort, each with the configuration snippet that applies it and a follow-up of
-//! predicted against actual gain.
+//! ## Built
 //!
-//! Built: the HTTP endpoints ([`http`]): `/livez`, `/readyz` with its checks and the degraded
-//! state, `/metrics`, and the JSON API under `/api/v1/`, over the [`http::Daemon`] a host
-//! runtime implements. The rest is not built yet; it will cover R5 (monitoring), R7
-//! (regression detection), R11 (recommendations) and R2.4 (regression alerts).
+//! - [`Telemetry`], a [`perf_core::MetricsSink`] that turns every transfer record and its
+//!   decision into counters and histograms: relaxed atomic additions into tables fixed at
+//!   construction, with no lock, no allocation and no syscall on `record` (the `record` bench
+//!   measures it). Pools get series of their own when configured
+//!   ([`TelemetryConfig::pools`]) and share `pool="other"` otherwise; sizes are bounded to
+//!   [`SIZE_CLASS_LABELS`]; histogram buckets are fixed. Failed transfers are counted by kind
+//!   and kept out of bytes and durations.
+//! - Gauges the host runtime sets: [`Telemetry::set_load`], [`Telemetry::set_pool_threshold`],
+//!   [`Telemetry::set_shm`], [`Telemetry::set_model`], [`Telemetry::add_drift_events`],
+//!   [`Telemetry::set_degraded`]; build info from [`TelemetryConfig::version`].
+//! - Prometheus text exposition for `/metrics`: [`Telemetry::prometheus_text`], served with
+//!   [`PROMETHEUS_CONTENT_TYPE`]. Every name, help text, type and label set is in
+//!   [`Family`] and fixed by a snapshot test.
+//! - OTLP over gRPC with the OpenTelemetry SDK and a periodic reader: [`OtlpExporter`], tested
+//!   against a real OTLP receiver.
+//! - [`DecisionLog`]: decisions as structured `tracing` events (pool, size, method, reason,
+//!   rule, estimates, threshold, confidence, propensity, policy version, rationale) sampled at
+//!   [`DecisionLogConfig::sample_rate`], and a bounded ring of the most recent decisions for the
+//!   API ([`DecisionLog::recent`]), whose rationale is written only when read.
+//! - The HTTP endpoints ([`http`], axum, loopback unless allowed): `/livez`, `/readyz` with its
+//!   checks, the degraded state and what to do about it, `/metrics`, and the JSON API under
+//!   `/api/v1/`, over the [`http::Daemon`] a host runtime implements; every body and query
+//!   parameter from outside is bounded.
+//!
+//! ## Not built yet
+//!
+//! The live dashboard,
+//! the Grafana dashboard and Prometheus rules; bottlenecks named by cause; outliers beside what
+//! happened at the time; regressions against baselines; recommendations. They will cover the rest
+//! of R5 (monitoring), R7 (regression detection), R11 (recommendations), R2.4 (regression
+//! alerts).
 
+mod catalog;
+mod decisions;
+mod histogram;
 pub mod http;
+mod labels;
+mod otlp;
+mod prometheus;
+mod telemetry;
+
+pub use catalog::{Family, Kind, MetricDef};
+pub use decisions::{DECISION_TARGET, DecisionLog, DecisionLogConfig, MAX_RECENT};
+pub use labels::{OTHER_POOL, SIZE_CLASS_LABELS, SIZE_CLASSES, size_class};
+pub use otlp::{OtlpConfig, OtlpExporter};
+pub use prometheus::PROMETHEUS_CONTENT_TYPE;
+pub use telemetry::{ModelStatus, ShmUsage, Telemetry, TelemetryConfig, TelemetryError};

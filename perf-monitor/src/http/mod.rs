@@ -32,8 +32,6 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub const MAX_DECISIONS: usize = 1000;
 /// The largest payload size a prediction is asked for, in bytes (1 TiB).
 pub const MAX_PREDICT_SIZE: u64 = 1 << 40;
-/// The content type of `/metrics`: Prometheus' text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Why a configuration was not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,7 +224,7 @@ async fn readyz(State(daemon): Shared, Query(params): Params) -> Response {
 
 async fn metrics(State(daemon): Shared) -> Response {
     (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        [(header::CONTENT_TYPE, crate::PROMETHEUS_CONTENT_TYPE)],
         daemon.metrics_text(),
     )
         .into_response()
