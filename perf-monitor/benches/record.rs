@@ -25,6 +25,7 @@ fn record(c: &mut Criterion) {
         method: Method::Grpc,
         size: 256,
         latency_us: 35.0,
+        inline: true,
     });
     let mut failed = transfer(pool("ingest"), Method::Grpc, 4096, 0, 5_000.0);
     failed.fail(FailureKind::Timeout);

@@ -184,6 +184,7 @@ fn fallbacks_explorations_replies_and_decision_time_are_counted() {
         method: Method::ZeroCopy,
         size: 12345,
         latency_us: 40.0,
+        inline: false,
     });
     t.record(&m);
     assert_eq!(
@@ -317,6 +318,7 @@ fn every_family_has_labels_in_its_declared_order() {
         method: Method::Grpc,
         size: 1,
         latency_us: 1.0,
+        inline: false,
     });
     t.record(&m);
     t.set_model(ModelStatus {

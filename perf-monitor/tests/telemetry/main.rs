@@ -49,6 +49,7 @@ pub fn feed(t: &Telemetry, rounds: u64) {
             method: Method::ZeroCopy,
             size: 512,
             latency_us: 30.0,
+            inline: false,
         });
         t.record(&big);
         let mut fell_back = transfer(pool("unlisted"), Method::Grpc, 8 << 20, 0, 9_000.0);
