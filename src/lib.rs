@@ -81,6 +81,8 @@
 //! println!("{}", large.rationale());
 //! ```
 
+#[cfg(all(feature = "monitor", feature = "transport"))]
+pub mod daemon;
 mod optimizer;
 #[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
 mod stored;
@@ -97,6 +99,8 @@ pub use optimizer::{
 };
 #[cfg(feature = "transport")]
 pub use optimizer::{ShmStatus, SweepOutcome, segment_pool};
+#[cfg(feature = "monitor")]
+pub use optimizer::{Tally, TallyCounts};
 /// What a path given as a file turned out to be when it is not a regular file
 /// (see [`OptimizerError::NotRegular`]).
 pub use perf_platform::FileKind;

@@ -85,6 +85,14 @@ pub struct PoolStats {
     pub waited_served: u64,
 }
 
+impl PoolStats {
+    /// Segments alive now, leased or free: every one made (pooled or one-off) less every one
+    /// released.
+    pub fn segments(&self) -> u64 {
+        (self.created + self.one_off).saturating_sub(self.released)
+    }
+}
+
 struct Inner {
     shm: Arc<dyn PlatformShm>,
     config: SegmentPoolConfig,

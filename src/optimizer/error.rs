@@ -55,6 +55,11 @@ pub enum OptimizerError {
         /// What came.
         got: String,
     },
+    /// The telemetry or the decision log could not be set up (a decision log setting out of
+    /// range).
+    #[cfg(feature = "monitor")]
+    #[error("monitoring: {0}")]
+    Monitor(#[from] perf_monitor::TelemetryError),
     /// The metrics store of the data directory could not be opened and
     /// [`crate::OptimizerBuilder::require_store`] forbids keeping metrics in
     /// memory instead.

@@ -17,6 +17,8 @@ use crate::watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 mod cost_models;
 mod error;
 mod files;
+#[cfg(feature = "monitor")]
+mod monitor;
 mod report;
 #[cfg(feature = "transport")]
 mod segment_pool;
@@ -29,6 +31,8 @@ mod store;
 pub use cost_models::{CostModelsOrigin, CostModelsReport};
 pub use error::OptimizerError;
 pub use files::{load_config, load_profile};
+#[cfg(feature = "monitor")]
+pub use monitor::{Tally, TallyCounts};
 pub(crate) use files::{parse_config, read_bounded, read_config};
 #[cfg(feature = "learn")]
 pub use report::LearningReport;
@@ -109,6 +113,8 @@ pub struct OptimizerBuilder {
     cost_models: Option<bool>,
     #[cfg(feature = "transport")]
     shm: shm::ShmSettings,
+    #[cfg(feature = "monitor")]
+    decision_log: perf_monitor::DecisionLogConfig,
 }
 
 impl OptimizerBuilder {
@@ -302,6 +308,15 @@ impl OptimizerBuilder {
         self
     }
 
+    /// How many decisions become `tracing` events (the audit log) and how many of the most
+    /// recent are kept for the API; by default 1 % and 256. A setting out of range fails the
+    /// build.
+    #[cfg(feature = "monitor")]
+    pub fn decision_log(mut self, config: perf_monitor::DecisionLogConfig) -> Self {
+        self.decision_log = config;
+        self
+    }
+
     /// Seeds exploration, for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -458,6 +473,19 @@ impl OptimizerBuilder {
         if let Some(engine) = &learning {
             sinks.push(engine.clone());
         }
+        #[cfg(feature = "monitor")]
+        let monitor = monitor::Monitor::new(&controller, &self.decision_log)?;
+        #[cfg(feature = "monitor")]
+        let policy: Arc<dyn perf_core::TransferPolicy> = {
+            sinks.push(monitor.telemetry.clone());
+            sinks.push(monitor.tally.clone());
+            Arc::new(monitor::Observed {
+                controller: controller.clone(),
+                log: monitor.decisions.clone(),
+            })
+        };
+        #[cfg(not(feature = "monitor"))]
+        let policy: Arc<dyn perf_core::TransferPolicy> = controller.clone();
 
         let watcher = match (self.config_file, self.watch) {
             (Some(path), Some(interval)) => Some(ConfigWatcher::spawn(
@@ -471,6 +499,7 @@ impl OptimizerBuilder {
         };
         Ok(Optimizer {
             controller,
+            policy,
             parts,
             sinks,
             probe: self.probe,
@@ -489,6 +518,8 @@ impl OptimizerBuilder {
             segment_pool,
             #[cfg(feature = "transport")]
             shm_status,
+            #[cfg(feature = "monitor")]
+            monitor,
             _watcher: watcher,
         })
     }
@@ -520,6 +551,7 @@ fn replay(
 /// report.
 pub struct Optimizer {
     controller: Arc<Controller>,
+    policy: Arc<dyn perf_core::TransferPolicy>,
     parts: EngineParts,
     sinks: Vec<Arc<dyn MetricsSink>>,
     probe: Arc<dyn ResourceProbe>,
@@ -538,6 +570,8 @@ pub struct Optimizer {
     segment_pool: perf_transport::SegmentPool,
     #[cfg(feature = "transport")]
     shm_status: ShmStatus,
+    #[cfg(feature = "monitor")]
+    monitor: monitor::Monitor,
     _watcher: Option<ConfigWatcher>,
 }
 
@@ -602,6 +636,8 @@ impl Optimizer {
             cost_models: None,
             #[cfg(feature = "transport")]
             shm: shm::ShmSettings::default(),
+            #[cfg(feature = "monitor")]
+            decision_log: perf_monitor::DecisionLogConfig::default(),
         }
     }
 
@@ -616,7 +652,32 @@ impl Optimizer {
 
     /// Decides how `request` travels, now, under the probe's latest sample.
     pub fn decide(&self, request: &TransferRequest) -> Decision {
-        self.controller.decide(request, &self.context())
+        self.policy.decide(request, &self.context())
+    }
+
+    /// The policy transfers are decided by: the engine, whose decisions also go to the
+    /// decision log with the `monitor` feature.
+    pub fn policy(&self) -> Arc<dyn perf_core::TransferPolicy> {
+        self.policy.clone()
+    }
+
+    /// The telemetry every record goes to: counters, histograms and gauges exported as
+    /// Prometheus text and by OTLP.
+    #[cfg(feature = "monitor")]
+    pub fn telemetry(&self) -> &Arc<perf_monitor::Telemetry> {
+        &self.monitor.telemetry
+    }
+
+    /// The log of decisions: sampled `tracing` events and the most recent ones.
+    #[cfg(feature = "monitor")]
+    pub fn decision_log(&self) -> &Arc<perf_monitor::DecisionLog> {
+        &self.monitor.decisions
+    }
+
+    /// Counts of every record's outcome (transfers, failed, fallen back) since the start.
+    #[cfg(feature = "monitor")]
+    pub fn tally(&self) -> TallyCounts {
+        self.monitor.tally.counts()
     }
 
     /// Sends one transfer record to every sink (the store, the cost models
@@ -734,8 +795,7 @@ impl Optimizer {
     /// [`HostBuilder::connect`](perf_transport::HostBuilder::connect)) and start it.
     #[cfg(feature = "transport")]
     pub fn host(&self) -> perf_transport::HostBuilder {
-        let policy: Arc<dyn perf_core::TransferPolicy> = self.controller.clone();
-        let mut host = perf_transport::Host::builder(policy)
+        let mut host = perf_transport::Host::builder(self.policy())
             .probe(self.probe.clone())
             .zero_copy(self.segment_pool.clone());
         for sink in &self.sinks {
@@ -756,9 +816,8 @@ impl Optimizer {
         zero_copy: Option<(perf_transport::SegmentPool, perf_transport::Secret)>,
     ) -> Result<perf_transport::Executor, perf_transport::ClientError> {
         let client = perf_transport::WorkerClient::connect(endpoint, client).await?;
-        let policy: Arc<dyn perf_core::TransferPolicy> = self.controller.clone();
         let mut executor = perf_transport::Executor::connect(
-            policy,
+            self.policy(),
             client,
             zero_copy,
             self.probe.clone(),
