@@ -23,6 +23,24 @@
 //!   [`DecisionLogConfig::sample_rate`], and a bounded ring of the most recent decisions for the
 //!   API ([`DecisionLog::recent`]), whose rationale is written only when read.
 //!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use perf_core::{MetricsSink, Name};
+//! use perf_monitor::{ShmUsage, Telemetry, TelemetryConfig};
+//!
+//! let telemetry = Arc::new(Telemetry::new(&TelemetryConfig::for_pools([Name::DEFAULT_POOL]))?);
+//! // The host hands it to the executor as one of its sinks...
+//! let sink: Arc<dyn MetricsSink> = telemetry.clone();
+//! # let _ = sink;
+//! // ...sets the gauges it knows...
+//! telemetry.set_load(1, 0);
+//! telemetry.set_shm(ShmUsage { segments: 2, held_bytes: 1 << 21, budget_bytes: 1 << 30 });
+//! // ...and serves the text at /metrics.
+//! assert!(telemetry.prometheus_text().contains("perfopt_shm_held_bytes 2097152"));
+//! # Ok::<(), perf_monitor::TelemetryError>(())
+//! ```
+//!
 //! ## Not built yet
 //!
 //! The HTTP endpoints (`/metrics`, `/livez`, `/readyz`, `/api/v1/`), the live dashboard,
