@@ -157,7 +157,11 @@ impl DaemonView {
             validation_accuracy: None,
         });
         let checks = self.checks();
-        t.set_degraded(!checks.iter().all(|c| c.state == perf_monitor::http::CheckState::Pass));
+        t.set_degraded(
+            !checks
+                .iter()
+                .all(|c| c.state == perf_monitor::http::CheckState::Pass),
+        );
     }
 
     fn workers_check(&self) -> Check {
@@ -300,7 +304,10 @@ impl DaemonView {
             ),
             None => Check::pass(
                 name,
-                format!("{} transfers in the last {secs} s, too few to judge", w.transfers),
+                format!(
+                    "{} transfers in the last {secs} s, too few to judge",
+                    w.transfers
+                ),
             ),
         };
         [

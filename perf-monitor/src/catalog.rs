@@ -122,7 +122,7 @@ families! {
     ModelVersion = ("perfopt_model_version", Gauge, "1", [],
         "The version of the learned model in use."),
     /// The validation accuracy of the model.
-    ModelAccuracy = ("perfopt_model_validation_accuracy", Gauge, "1", [],
+    ModelAccuracy = ("perfopt_model_validation_accuracy_ratio", Gauge, "1", [],
         "The accuracy of the learned model on its validation set, 0 to 1."),
     /// Whether the optimizer is degraded.
     Degraded = ("perfopt_degraded", Gauge, "1", [],

@@ -100,11 +100,12 @@ const TABLE: usize = 256;
 const _: () = assert!(TABLE >= 2 * MAX_POOLS && MAX_POOLS < u8::MAX as usize);
 
 impl PoolSlots {
-    /// Slots for `pools` (duplicates are kept once), in the order given.
+    /// Slots for `pools` (duplicates are kept once), in the order given. A pool named like the
+    /// `other` slot is counted in it, so that no two series share a label set.
     pub(crate) fn new(pools: &[Name]) -> Result<PoolSlots, crate::TelemetryError> {
         let mut names: Vec<Name> = Vec::new();
         for p in pools {
-            if !names.contains(p) {
+            if !names.contains(p) && p.as_str() != OTHER_POOL {
                 names.push(*p);
             }
         }
@@ -205,6 +206,14 @@ mod tests {
             assert_eq!(slots.label(i), p.as_str());
         }
         assert_eq!(slots.slot(&name("unknown")), slots.other());
+        assert_eq!(slots.label(slots.other()), OTHER_POOL);
+    }
+
+    #[test]
+    fn a_pool_named_other_is_counted_in_the_other_slot() {
+        let slots = PoolSlots::new(&[name("a"), name(OTHER_POOL)]).unwrap();
+        assert_eq!(slots.len(), 2, "a and other");
+        assert_eq!(slots.slot(&name(OTHER_POOL)), slots.other());
         assert_eq!(slots.label(slots.other()), OTHER_POOL);
     }
 

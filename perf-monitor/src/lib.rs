@@ -27,6 +27,24 @@
 //!   `/api/v1/`, over the [`http::Daemon`] a host runtime implements; every body and query
 //!   parameter from outside is bounded.
 //!
+//! ```
+//! use std::sync::Arc;
+//!
+//! use perf_core::{MetricsSink, Name};
+//! use perf_monitor::{ShmUsage, Telemetry, TelemetryConfig};
+//!
+//! let telemetry = Arc::new(Telemetry::new(&TelemetryConfig::for_pools([Name::DEFAULT_POOL]))?);
+//! // The host hands it to the executor as one of its sinks...
+//! let sink: Arc<dyn MetricsSink> = telemetry.clone();
+//! # let _ = sink;
+//! // ...sets the gauges it knows...
+//! telemetry.set_load(1, 0);
+//! telemetry.set_shm(ShmUsage { segments: 2, held_bytes: 1 << 21, budget_bytes: 1 << 30 });
+//! // ...and serves the text at /metrics.
+//! assert!(telemetry.prometheus_text().contains("perfopt_shm_held_bytes 2097152"));
+//! # Ok::<(), perf_monitor::TelemetryError>(())
+//! ```
+//!
 //! ## Not built yet
 //!
 //! The live dashboard,

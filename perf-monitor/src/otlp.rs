@@ -85,6 +85,10 @@ impl OtlpConfig {
 }
 
 /// A running OTLP export of one [`Telemetry`]; dropping it stops the export after a last push.
+///
+/// [`OtlpExporter::force_flush`], [`OtlpExporter::shutdown`] and the drop wait for the
+/// collector (up to [`OtlpConfig::timeout`]): call them off an async runtime's worker threads
+/// (in `spawn_blocking`, or on a thread of their own).
 pub struct OtlpExporter {
     provider: SdkMeterProvider,
     _counters: Vec<ObservableCounter<u64>>,

@@ -48,7 +48,9 @@ fn shard_index() -> usize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
     /// The pools that get series of their own, at most [`perf_core::config::MAX_POOLS`];
-    /// records of any other pool are counted under `pool="other"`.
+    /// records of any other pool (and of a pool named `other`) are counted under
+    /// `pool="other"`. The set is fixed for the life of the telemetry: a pool a reload adds is
+    /// counted under `other` until the telemetry is built again.
     pub pools: Vec<Name>,
     /// The `version` label of `perfopt_build_info`.
     pub version: String,

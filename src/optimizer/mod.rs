@@ -31,9 +31,9 @@ mod store;
 pub use cost_models::{CostModelsOrigin, CostModelsReport};
 pub use error::OptimizerError;
 pub use files::{load_config, load_profile};
+pub(crate) use files::{parse_config, read_bounded, read_config};
 #[cfg(feature = "monitor")]
 pub use monitor::{Tally, TallyCounts};
-pub(crate) use files::{parse_config, read_bounded, read_config};
 #[cfg(feature = "learn")]
 pub use report::LearningReport;
 pub use report::ShutdownReport;

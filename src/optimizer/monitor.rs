@@ -25,7 +25,12 @@ impl Monitor {
         controller: &Controller,
         log: &DecisionLogConfig,
     ) -> Result<Monitor, OptimizerError> {
-        let pools = controller.config().pools.keys().copied().collect::<Vec<_>>();
+        let pools = controller
+            .config()
+            .pools
+            .keys()
+            .copied()
+            .collect::<Vec<_>>();
         let telemetry = Telemetry::new(&TelemetryConfig::for_pools(pools))?;
         let decisions = DecisionLog::new(log)?;
         Ok(Monitor {

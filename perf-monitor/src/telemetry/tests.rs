@@ -1,3 +1,5 @@
+//! Tests of the telemetry tables: where each record lands, what stays out, and the gauges.
+
 use perf_core::conformance::{self, pool, transfer};
 use perf_core::{FailureKind, FallbackReason, Method, MetricsSink, ReplyRecord};
 

@@ -224,7 +224,7 @@ async fn recorded_transfers_reach_a_real_otlp_receiver() {
         65536.0
     );
     assert_eq!(
-        gauge(&metrics, "perfopt_model_validation_accuracy", &[]),
+        gauge(&metrics, "perfopt_model_validation_accuracy_ratio", &[]),
         0.875
     );
     assert_eq!(

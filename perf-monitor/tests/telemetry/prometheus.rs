@@ -49,7 +49,7 @@ fn the_metrics_text_holds_the_recorded_values() {
         r#"perfopt_shm_budget_bytes 1073741824"#,
         r#"perfopt_model_active 1"#,
         r#"perfopt_model_version 4"#,
-        r#"perfopt_model_validation_accuracy 0.875"#,
+        r#"perfopt_model_validation_accuracy_ratio 0.875"#,
         r#"perfopt_drift_events_total 1"#,
         r#"perfopt_degraded 0"#,
         r#"perfopt_build_info{version="1.2.3"} 1"#,
@@ -63,5 +63,51 @@ fn the_metrics_text_holds_the_recorded_values() {
     assert!(
         !text.contains(r#"pool="unlisted""#),
         "an unconfigured pool is never a label"
+    );
+}
+
+/// `promtool check metrics`, Prometheus' own linter of exposition text, finds nothing to say.
+/// Without promtool (Debian package `prometheus`) the test says so, and fails when
+/// `PERFOPT_EXTERNAL_TESTS=1` asks for the external tools.
+#[test]
+fn promtool_finds_nothing_to_lint_in_the_metrics_text() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let spawned = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var("PERFOPT_EXTERNAL_TESTS").as_deref() != Ok("1"),
+                "promtool is needed and cannot be run: {e}"
+            );
+            eprintln!(
+                "NOT RUN: promtool cannot be run ({e}); install Debian's `prometheus` to lint /metrics"
+            );
+            return;
+        }
+    };
+    let text = busy_telemetry(3).prometheus_text();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
     );
 }
