@@ -1,5 +1,7 @@
 //! End-to-end tests of the facade: one integration binary, one module per area.
 
+#[cfg(all(feature = "monitor", feature = "transport", feature = "store"))]
+mod daemon;
 #[cfg(all(feature = "learn", feature = "store"))]
 mod learning;
 mod optimizer;

@@ -1,0 +1,256 @@
+//! The daemon's endpoints over a real optimizer, a real host runtime and a real worker on a
+//! real socket: readiness, `/metrics` counting the transfers carried, recent decisions with
+//! their rationale, a configuration previewed then applied through the API, predictions and
+//! statistics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use perfopt::core::FixedProbe;
+use perfopt::daemon::{DaemonView, serve_on};
+use perfopt::monitor::http::{HttpConfig, HttpListener};
+use perfopt::platform::MemfdShm;
+use perfopt::transport::grpc::{Endpoint, Listener, ServiceConfig, TransferService};
+use perfopt::transport::{ReferenceReader, Secret};
+use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Transfers carried by each method, as the records say.
+#[derive(Default)]
+struct ByMethod([AtomicU64; 2]);
+
+impl MetricsSink for ByMethod {
+    fn record(&self, m: &TransferMetrics) {
+        self.0[m.method.index()].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: the status code and the body.
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    // Bodies of unknown length come chunked; the tests read JSON and text whole.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (code, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The value of the sample `series` (name and labels, exactly) in a Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
+    let secret = Secret::generate().unwrap();
+    let reader = ReferenceReader::new(
+        Arc::new(MemfdShm::default()),
+        secret.clone(),
+        Some(std::process::id()),
+    );
+    let service = TransferService::new(ServiceConfig::default())
+        .unwrap()
+        .with_reference_handler(Arc::new(reader));
+    let listener = Listener::bind(&endpoint).await.unwrap();
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(listener.serve(service, async {
+        let _ = worker_stopped.await;
+    }));
+
+    let carried = Arc::new(ByMethod::default());
+    let optimizer = Arc::new(
+        Optimizer::builder()
+            .probe(Arc::new(FixedProbe::default()))
+            .sink(carried.clone())
+            .build()
+            .unwrap(),
+    );
+    let host = optimizer
+        .host()
+        .secret(secret)
+        .connect(endpoint)
+        .start()
+        .await
+        .unwrap();
+    let view = Arc::new(DaemonView::new(optimizer.clone(), host.clone()));
+    let http_listener = HttpListener::bind(&HttpConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allow_remote: false,
+    })
+    .await
+    .unwrap();
+    let addr = http_listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_on(http_listener, view, async {
+        let _ = stopped.await;
+    }));
+
+    // 20 small transfers, mostly by gRPC, and 10 of 16 MiB, mostly by zero-copy (the threshold
+    // is 10 MiB; exploration sends a few the other way).
+    let small = vec![1u8; 4096];
+    let large = vec![2u8; 16 << 20];
+    for i in 0..30 {
+        let payload = if i < 20 { &small } else { &large };
+        let request = TransferRequest::new(payload.len() as u64);
+        host.transfer(&request, payload).await.unwrap();
+    }
+
+    let (code, body) = http(addr, "GET", "/readyz?verbose", "").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("[+]workers ok: 1 of 1 workers connected"),
+        "{body}"
+    );
+    assert!(body.contains("[+]shared_memory ok"), "{body}");
+    assert!(body.ends_with("readyz check passed\n"), "{body}");
+
+    let (code, text) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!(code, 200);
+    let count = |method: &str| {
+        let series = format!("perfopt_transfers_total{{pool=\"default\",method=\"{method}\"}}");
+        sample(&text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let by = |m: Method| carried.0[m.index()].load(Ordering::Relaxed) as f64;
+    assert_eq!(
+        (count("grpc"), count("zero_copy")),
+        (by(Method::Grpc), by(Method::ZeroCopy))
+    );
+    assert_eq!(count("grpc") + count("zero_copy"), 30.0);
+    assert_eq!(
+        sample(&text, "perfopt_pool_threshold_bytes{pool=\"default\"}"),
+        Some(10.0 * 1048576.0)
+    );
+    assert_eq!(sample(&text, "perfopt_degraded"), Some(0.0));
+    assert!(
+        sample(&text, "perfopt_shm_budget_bytes").unwrap() > 0.0,
+        "{text}"
+    );
+
+    let (code, body) = http(addr, "GET", "/api/v1/decisions?limit=5", "").await;
+    assert_eq!(code, 200);
+    let decisions = json(&body);
+    let decisions = decisions.as_array().unwrap();
+    assert_eq!(decisions.len(), 5);
+    assert_eq!(decisions[0]["method"], "zero_copy", "newest first");
+    assert!(
+        decisions[0]["rationale"]
+            .as_str()
+            .unwrap()
+            .contains("zero-copy"),
+        "{body}"
+    );
+
+    // A threshold of 2 MiB flips the sample decisions between 2 and 10 MiB: previewed first,
+    // nothing moves.
+    let lower = "version = 1\n[pools.default]\nthreshold = \"2MiB\"\n";
+    let (code, body) = http(addr, "POST", "/api/v1/config?dry_run=1", lower).await;
+    assert_eq!(code, 200, "{body}");
+    let preview = json(&body);
+    assert_eq!(preview["applied"], false);
+    assert!(
+        !preview["diff"]["flips"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    let version = optimizer.controller().version();
+    assert_eq!(
+        json(&http(addr, "GET", "/api/v1/config", "").await.1)["version"],
+        version
+    );
+
+    let (code, body) = http(
+        addr,
+        "POST",
+        "/api/v1/config",
+        "version = 1\n[pools.default]\nthreshold = 7\ngoal = \"fast\"\n",
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        json(&body)["errors"].as_array().unwrap().len() >= 2,
+        "every error at once: {body}"
+    );
+    assert_eq!(optimizer.controller().version(), version, "nothing applied");
+
+    let (code, body) = http(addr, "POST", "/api/v1/config", lower).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["applied"], true);
+    assert_eq!(optimizer.controller().version(), version + 1);
+    let thresholds = json(&http(addr, "GET", "/api/v1/thresholds", "").await.1);
+    assert_eq!(
+        thresholds["pools"]["default"]["base"],
+        2 << 20,
+        "{thresholds}"
+    );
+
+    let (code, body) = http(addr, "GET", "/api/v1/predict?size=4194304", "").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        json(&body)["decision"]["threshold"]["base"],
+        2 << 20,
+        "{body}"
+    );
+    assert_eq!(
+        http(addr, "GET", "/api/v1/predict?size=1&pool=nope", "")
+            .await
+            .0,
+        404
+    );
+
+    optimizer.flush().unwrap();
+    let (code, body) = http(addr, "GET", "/api/v1/stats?since_secs=600", "").await;
+    assert_eq!(code, 200, "{body}");
+    let stats = json(&body);
+    assert_eq!(stats["total"]["latency_us"]["count"], 30, "{body}");
+    assert_eq!(
+        stats["zero_copy"]["latency_us"]["count"].as_f64(),
+        Some(by(Method::ZeroCopy)),
+        "{body}"
+    );
+
+    let (code, body) = http(addr, "GET", "/api/v1/status", "").await;
+    assert_eq!(code, 200);
+    let status = json(&body);
+    assert_eq!(status["state"], "ready", "{body}");
+    assert_eq!(status["transfers"]["total"], 30, "{body}");
+
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    host.shutdown().await;
+    let _ = stop_worker.send(());
+}
