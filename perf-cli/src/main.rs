@@ -8,6 +8,7 @@ mod decide;
 mod model_cmd;
 mod predict_cmd;
 mod run;
+mod serve;
 mod store_cmd;
 mod worker;
 
@@ -41,6 +42,9 @@ enum Command {
     Config(config_cmd::ConfigCommand),
     /// The main job: spawns workers and drives a workload of real transfers.
     Run(run::RunArgs),
+    /// The daemon: spawns workers and serves the HTTP endpoints (`/livez`, `/readyz`,
+    /// `/metrics`, `/api/v1/`) until SIGTERM, then drains and flushes.
+    Serve(serve::ServeArgs),
     /// Runs a worker process that receives transfers on a socket.
     Worker(worker::WorkerArgs),
     /// Percentiles per time bucket from the metrics store.
@@ -112,6 +116,7 @@ fn dispatch(command: Command) -> Result<(), Exit> {
         Command::Decide(args) => decide::run(&args),
         Command::Config(cmd) => config_cmd::run(&cmd),
         Command::Run(args) => run::run(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Worker(args) => worker::run(&args),
         Command::Stats(args) => store_cmd::stats(&args),
         Command::Export(args) => store_cmd::export(&args),

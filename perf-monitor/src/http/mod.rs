@@ -93,8 +93,9 @@ impl Default for HttpConfig {
 pub enum HttpError {
     /// A non-loopback address was asked for without allowing it.
     #[error(
-        "listen address {0} is not loopback; the endpoints have no authentication, so allow remote \
-         access explicitly to listen there"
+        "listen address {0} is not loopback; the endpoints have no authentication, so remote \
+         access must be allowed explicitly (`perfopt serve --allow-remote`, \
+         `HttpConfig::allow_remote`)"
     )]
     NotLoopback(SocketAddr),
     /// The address could not be bound.

@@ -1,0 +1,215 @@
+//! `perfopt serve`: the long-running daemon. Workers, the host runtime, the HTTP endpoints
+//! (`perfopt::daemon`), hot reload of the configuration file, and a graceful stop on SIGTERM or
+//! Ctrl-C: it stops admitting, drains the transfers in flight within a deadline, flushes the
+//! store and exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use perfopt::core::rng::SplitMix;
+use perfopt::daemon::{DaemonView, serve_on};
+use perfopt::learn::LearnConfig;
+use perfopt::monitor::http::{DEFAULT_LISTEN, HttpConfig, HttpListener};
+use perfopt::{Optimizer, OptimizerError, ReloadEvent, TransferRequest};
+use tokio::sync::watch;
+
+use crate::args::{DataDirArg, DurationRange, WorkerCmdArg, parse_duration};
+use crate::exit::Exit;
+
+/// Drain deadlines accepted: 0 s to 10 min.
+const DRAIN: DurationRange = DurationRange {
+    min: Duration::ZERO,
+    max: Duration::from_secs(600),
+    whole_seconds: false,
+    text: "0s to 10m",
+};
+
+/// How often the configuration file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Arguments of `perfopt serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Where the HTTP endpoints listen (`/livez`, `/readyz`, `/metrics`, `/api/v1/`).
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Lets `--listen` name an address other than loopback. The endpoints have no
+    /// authentication: put them behind something that has.
+    #[arg(long)]
+    allow_remote: bool,
+    /// A configuration file; it is watched, and a valid change is applied whole.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Worker processes to spawn (1 to 64).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    #[command(flatten)]
+    worker: WorkerCmdArg,
+    /// Drives a synthetic workload (1 KiB to 64 MiB, four at a time), so that the endpoints
+    /// and the dashboard show transfers at once.
+    #[arg(long)]
+    demo_load: bool,
+    /// How long a stop waits for the transfers in flight (0s to 10m).
+    #[arg(long, default_value = "10s")]
+    drain_timeout: String,
+    #[command(flatten)]
+    data: DataDirArg,
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Transfers of log-uniform sizes from 1 KiB to 64 MiB, one after another, until `stop`.
+async fn demo_load(
+    host: perfopt::transport::Host,
+    payload: Arc<[u8]>,
+    seed: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rng = SplitMix::new(seed);
+    while !*stop.borrow() {
+        let size = (10.0 + 16.0 * rng.next_f64()).exp2() as usize;
+        let request = TransferRequest::new(size as u64);
+        tokio::select! {
+            // Failures are recorded by the host and counted in the metrics.
+            _ = host.transfer(&request, &payload[..size]) => {}
+            _ = stop.changed() => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Runs `perfopt serve`.
+pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
+    if !(1..=64).contains(&args.workers) {
+        return Err(Exit::bad_input(format_args!(
+            "--workers {} is out of range, expected 1 to 64",
+            args.workers
+        )));
+    }
+    let drain =
+        parse_duration("--drain-timeout", &args.drain_timeout, &DRAIN).map_err(Exit::bad_input)?;
+    let http = HttpConfig {
+        listen: args.listen,
+        allow_remote: args.allow_remote,
+    };
+    let dir = args.data.resolve()?;
+    let worker = args.worker.command()?;
+    let mut builder = Optimizer::builder()
+        .data_dir(&dir.path)
+        .cost_models(true)
+        .learning(LearnConfig::default());
+    if let Some(path) = &args.config {
+        builder = builder
+            .config_file(path)
+            .watch(WATCH_EVERY)
+            .on_reload(|event| match event {
+                ReloadEvent::Applied { version } => {
+                    eprintln!("config: version {version} applied");
+                }
+                ReloadEvent::Rejected { error } => {
+                    eprintln!("config: change rejected, the previous one stays: {error}");
+                }
+            });
+    }
+    let optimizer = builder.build().map_err(|e| match e {
+        OptimizerError::Config { .. } | OptimizerError::Controller(_) => Exit::bad_input(e),
+        other => Exit::failed(other),
+    })?;
+    for warning in optimizer.warnings() {
+        eprintln!("warning: {warning}");
+    }
+    let optimizer = Arc::new(optimizer);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Exit::failed)?;
+    runtime.block_on(async {
+        let listener = HttpListener::bind(&http).await.map_err(Exit::bad_input)?;
+        let addr = listener.local_addr().map_err(Exit::failed)?;
+        let host = optimizer
+            .host()
+            .spawn(worker, args.workers)
+            .start()
+            .await
+            .map_err(Exit::failed)?;
+        let view = Arc::new(DaemonView::new(optimizer.clone(), host.clone()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut stopped = stop_rx.clone();
+        let server = tokio::spawn(serve_on(listener, view, async move {
+            let _ = stopped.changed().await;
+        }));
+        println!("listening http://{addr}");
+        let mut loads = Vec::new();
+        if args.demo_load {
+            let payload: Arc<[u8]> = perfopt::core::rng::random_bytes(64 << 20, 7).into();
+            for i in 0..4 {
+                loads.push(tokio::spawn(demo_load(
+                    host.clone(),
+                    payload.clone(),
+                    i,
+                    stop_rx.clone(),
+                )));
+            }
+        }
+        stop_signal().await;
+        eprintln!("stopping: draining transfers in flight (at most {drain:?})");
+        let _ = stop_tx.send(true);
+        for load in loads {
+            let _ = load.await;
+        }
+        let drained = tokio::time::timeout(drain, host.clone().shutdown()).await;
+        if drained.is_err() {
+            eprintln!("warning: transfers still in flight after {drain:?}; stopping anyway");
+        }
+        match server.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Exit::failed(e)),
+            Err(e) => Err(Exit::failed(format_args!("the HTTP server failed: {e}"))),
+        }
+    })?;
+    drop(runtime);
+    let report = match Arc::try_unwrap(optimizer) {
+        Ok(optimizer) => optimizer.shutdown(),
+        Err(_) => {
+            return Err(Exit::failed(
+                "the optimizer is still in use after the stop; its store was not flushed",
+            ));
+        }
+    };
+    if let Some(e) = &report.store.flush_error {
+        return Err(Exit::failed(format_args!(
+            "the store could not be flushed: {e}"
+        )));
+    }
+    eprintln!(
+        "stopped: {} transfers recorded, {} committed to the store",
+        report.store.recorded, report.store.committed
+    );
+    Ok(())
+}
