@@ -3,10 +3,12 @@
 //! `python -m perfopt_worker.demo`, which echoes them (a reply as large as the payload) or sums
 //! them (an 8-byte reply), each by zero-copy and by gRPC, interleaved in one run; then
 //! `python/perfopt-worker/bench/baseline.py` in the same run (gRPC between two Python
-//! processes, and `multiprocessing.shared_memory` with a pickled header over a Pipe).
+//! processes, and `multiprocessing.shared_memory` with a pickled header over a Pipe, without
+//! and with the XXH3 passes perfopt's protocol makes).
 //!
 //! `cargo bench -p perf-cli --bench python_roundtrip` prints medians (p95 from 20 samples on)
-//! and the ratios; `-- --json PATH` or `PERFOPT_BENCH_JSON=PATH` writes every sample as JSON.
+//! and the ratios, then where each perfopt round trip's time went (carrying the request and the
+//! worker's part of it, the host's work between the ack and the reply, taking the reply); `-- --json PATH` or `PERFOPT_BENCH_JSON=PATH` writes every sample as JSON.
 //! It makes the Python worker's venv with `python/setup_venv.py` (python3 with `venv` and `pip`
 //! and the package index are needed) and fails saying so when it cannot.
 //!
@@ -119,7 +121,7 @@ async fn round_trip(
     mode: &str,
     payload: &[u8],
     expected_sum: f64,
-) -> Result<(f64, ReplyMethod)> {
+) -> Result<(f64, ReplyMethod, Parts)> {
     let pool = Name::new(match method {
         Method::ZeroCopy => "zero-copy",
         Method::Grpc => "grpc",
@@ -164,15 +166,35 @@ async fn round_trip(
             );
         }
     }
-    Ok((took, reply.metrics().method))
+    let outcome = reply.outcome();
+    let parts = Parts {
+        request_us: outcome.metrics.latency_us,
+        worker_us: outcome.ack.worker_ns as f64 / 1e3,
+        reply_us: reply.metrics().latency_us,
+    };
+    Ok((took, reply.metrics().method, parts))
+}
+
+/// Where one round trip's time went, as the host measured it.
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    /// Carrying the request: copy-in (zero-copy) or sending, up to the ack in hand.
+    request_us: f64,
+    /// The worker's own time inside that, as its ack says.
+    worker_us: f64,
+    /// From the ack to the reply's bytes in hand and checked.
+    reply_us: f64,
 }
 
 /// The arms' samples: (size, mode, arm) -> microseconds.
 type Samples = BTreeMap<(usize, String, String), Vec<f64>>;
+/// The perfopt arms' round trips taken apart: (size, mode, arm) -> (total, parts) per sample.
+type Breakdown = BTreeMap<(usize, String, String), Vec<(f64, Parts)>>;
 
 async fn measure_perfopt(
     host: &Host,
     replies: &mut BTreeMap<(usize, String, String), String>,
+    breakdown: &mut Breakdown,
 ) -> Result<Samples> {
     let largest = floats(SIZES.iter().map(|s| s.0).max().unwrap() / 4);
     let mut samples = Samples::new();
@@ -182,10 +204,15 @@ async fn measure_perfopt(
         for round in 0..WARMUPS + repeats {
             for mode in MODES {
                 for method in METHODS {
-                    let (took, via) = round_trip(host, method, mode, payload, expected_sum).await?;
+                    let (took, via, parts) =
+                        round_trip(host, method, mode, payload, expected_sum).await?;
                     let arm = format!("perfopt_{}", method_name(method));
                     replies.insert((size, mode.to_owned(), arm.clone()), format!("{via:?}"));
                     if round >= WARMUPS {
+                        breakdown
+                            .entry((size, mode.to_owned(), arm.clone()))
+                            .or_default()
+                            .push((took, parts));
                         samples
                             .entry((size, mode.to_owned(), arm))
                             .or_default()
@@ -253,8 +280,50 @@ fn measure_baselines(python: &Path, samples: &mut Samples) -> Result<serde_json:
     }))
 }
 
+/// Prints, per perfopt arm, the medians of each part of a round trip: carrying the request up to
+/// the ack (and the worker's time inside it), the host's work between the ack and taking the
+/// reply (comparing the payload's checksum), and taking the reply (mapping or fetching it and
+/// checking its checksum). Returns them as JSON.
+fn print_breakdown(breakdown: &Breakdown) -> serde_json::Value {
+    println!();
+    println!("where the perfopt round trips went, medians of each part");
+    println!(
+        "{:>8} {:>5} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+        "size", "mode", "arm", "round trip", "request", "worker", "host rest", "after ack", "reply"
+    );
+    let med = |v: Vec<f64>| summary(&v).0;
+    let mut out = Vec::new();
+    for ((size, mode, arm), samples) in breakdown {
+        let column = |f: &dyn Fn(&(f64, Parts)) -> f64| med(samples.iter().map(f).collect());
+        let total = column(&|s| s.0);
+        let request = column(&|s| s.1.request_us);
+        let worker = column(&|s| s.1.worker_us);
+        let host_rest = column(&|s| s.1.request_us - s.1.worker_us);
+        let after_ack = column(&|s| s.0 - s.1.request_us - s.1.reply_us);
+        let reply = column(&|s| s.1.reply_us);
+        println!(
+            "{:>8} {mode:>5} {:>10} {:>12} {:>12} {:>12} {:>12} {:>12} {:>12}",
+            human_size(*size),
+            arm.trim_start_matches("perfopt_"),
+            human_us(total),
+            human_us(request),
+            human_us(worker),
+            human_us(host_rest),
+            human_us(after_ack),
+            human_us(reply),
+        );
+        out.push(json!({
+            "size": size, "mode": mode, "arm": arm,
+            "round_trip_us": total, "request_us": request, "worker_us": worker,
+            "host_request_rest_us": host_rest, "after_ack_us": after_ack, "reply_us": reply,
+        }));
+    }
+    serde_json::Value::Array(out)
+}
+
 fn report(
     samples: &Samples,
+    breakdown: &Breakdown,
     replies: &BTreeMap<(usize, String, String), String>,
     versions: serde_json::Value,
 ) -> Result<serde_json::Value> {
@@ -273,7 +342,7 @@ fn report(
         "Rust host -> python -m perfopt_worker.demo -> reply, f32 arrays, medians (p95 from {P95_FROM} samples)"
     );
     println!(
-        "{:>8} {:>5} {:>6} {:>26} {:>26} {:>8} {:>26} {:>26} {:>10} {:>10} {:>18}",
+        "{:>8} {:>5} {:>6} {:>26} {:>26} {:>8} {:>26} {:>26} {:>26} {:>10} {:>10} {:>13} {:>18}",
         "size",
         "mode",
         "n",
@@ -282,8 +351,10 @@ fn report(
         "gRPC/zc",
         "Python gRPC",
         "Python shm",
+        "Python shm+XXH3",
         "py gRPC/zc",
         "py shm/zc",
+        "py shm+X/zc",
         "reply via (zc/gRPC)"
     );
     let mut rows = Vec::new();
@@ -293,6 +364,7 @@ fn report(
             let grpc = median(size, mode, "perfopt_grpc")?;
             let py_grpc = median(size, mode, "python_grpc")?;
             let py_shm = median(size, mode, "python_shm")?;
+            let py_shm_xxh3 = median(size, mode, "python_shm_xxh3")?;
             let via = |arm: &str| {
                 replies
                     .get(&(size, mode.to_owned(), arm.to_owned()))
@@ -301,15 +373,17 @@ fn report(
             };
             let (via_zc, via_grpc) = (via("perfopt_zero_copy"), via("perfopt_grpc"));
             println!(
-                "{:>8} {mode:>5} {repeats:>6} {:>26} {:>26} {:>7.2}x {:>26} {:>26} {:>9.2}x {:>9.2}x {:>18}",
+                "{:>8} {mode:>5} {repeats:>6} {:>26} {:>26} {:>7.2}x {:>26} {:>26} {:>26} {:>9.2}x {:>9.2}x {:>12.2}x {:>18}",
                 human_size(size),
                 cell(zc),
                 cell(grpc),
                 grpc.0 / zc.0,
                 cell(py_grpc),
                 cell(py_shm),
+                cell(py_shm_xxh3),
                 py_grpc.0 / zc.0,
                 py_shm.0 / zc.0,
+                py_shm_xxh3.0 / zc.0,
                 format!("{via_zc}/{via_grpc}"),
             );
             let stats = |(m, p95): (f64, Option<f64>)| json!({"median_us": m, "p95_us": p95});
@@ -321,13 +395,16 @@ fn report(
                 "perfopt_grpc": stats(grpc),
                 "python_grpc": stats(py_grpc),
                 "python_shm": stats(py_shm),
+                "python_shm_xxh3": stats(py_shm_xxh3),
                 "grpc_over_zero_copy": grpc.0 / zc.0,
                 "python_grpc_over_zero_copy": py_grpc.0 / zc.0,
                 "python_shm_over_zero_copy": py_shm.0 / zc.0,
+                "python_shm_xxh3_over_zero_copy": py_shm_xxh3.0 / zc.0,
                 "reply_via": {"perfopt_zero_copy": via_zc, "perfopt_grpc": via_grpc},
             }));
         }
     }
+    let parts = print_breakdown(breakdown);
     let all: Vec<_> = samples
         .iter()
         .map(|((size, mode, arm), s)| json!({"size": size, "mode": mode, "arm": arm, "samples_us": s}))
@@ -337,6 +414,7 @@ fn report(
         "warmups": WARMUPS,
         "baseline_versions": versions,
         "rows": rows,
+        "breakdown": parts,
         "samples": all,
     }))
 }
@@ -361,6 +439,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let mut replies = BTreeMap::new();
+    let mut breakdown = Breakdown::new();
     let mut samples = runtime.block_on(async {
         let optimizer = Optimizer::builder()
             .config(Config::from_toml_str(CONFIG).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -382,7 +461,7 @@ fn main() -> Result<()> {
             .spawn(worker, 1)
             .start()
             .await?;
-        let samples = measure_perfopt(&host, &mut replies).await;
+        let samples = measure_perfopt(&host, &mut replies, &mut breakdown).await;
         let stats = host.stats();
         host.shutdown().await;
         let samples = samples?;
@@ -392,7 +471,7 @@ fn main() -> Result<()> {
         Ok::<_, anyhow::Error>(samples)
     })?;
     let versions = measure_baselines(python, &mut samples)?;
-    let doc = report(&samples, &replies, versions)?;
+    let doc = report(&samples, &breakdown, &replies, versions)?;
     if let Some(path) = json_path() {
         std::fs::write(&path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -1,6 +1,7 @@
 //! The worker's side of replies: what a request asks for (its metadata), running the handler
 //! with panics caught, and the replies held for their host (segments until `ReleaseReply`,
-//! deferred bytes until `FetchReply`), each at most [`REPLY_TTL`].
+//! deferred bytes until `FetchReply`), each at most [`REPLY_TTL`], and within
+//! [`HeldReplyLimits`]: past them a reply is refused with `RESOURCE_EXHAUSTED`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -24,6 +25,35 @@ pub const REPLY_TTL: Duration = Duration::from_secs(30);
 
 /// The trailer naming the kind of a handler's failure.
 pub(crate) const HANDLER_ERROR_KEY: &str = "perfopt-handler-error";
+/// The trailer of a reply refused because the worker holds too many replies, and its value.
+pub(crate) const REPLY_REFUSED_KEY: &str = "perfopt-reply-refused";
+pub(crate) const REPLY_REFUSED_HELD: &str = "held-replies";
+
+/// Replies a worker holds for its hosts at once unless configured otherwise.
+pub(crate) const DEFAULT_MAX_HELD_REPLIES: usize = 1024;
+/// Bytes of replies a worker holds for its hosts at once unless configured otherwise (4 GiB).
+pub(crate) const DEFAULT_MAX_HELD_BYTES: u64 = 4 << 30;
+
+/// How much a worker holds for hosts that have yet to release or fetch their replies: reply
+/// segments (counted by their whole length) and deferred replies (by their bytes). Past either
+/// bound the replies whose time is up are dropped first; a reply that still does not fit fails
+/// its call with `RESOURCE_EXHAUSTED` and the trailer `perfopt-reply-refused: held-replies`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldReplyLimits {
+    /// Most replies held at once (`max_held_replies`).
+    pub(crate) max_replies: usize,
+    /// Most bytes held at once (`max_held_bytes`).
+    pub(crate) max_bytes: u64,
+}
+
+impl Default for HeldReplyLimits {
+    fn default() -> HeldReplyLimits {
+        HeldReplyLimits {
+            max_replies: DEFAULT_MAX_HELD_REPLIES,
+            max_bytes: DEFAULT_MAX_HELD_BYTES,
+        }
+    }
+}
 
 /// What a request asks of the reply, and what it says about its payload.
 #[derive(Debug, Clone, Default)]
@@ -152,11 +182,53 @@ struct Held {
     until: Instant,
 }
 
+impl Held {
+    /// The memory it keeps: a segment's whole length, or the heap bytes.
+    fn bytes(&self) -> u64 {
+        match &self.body {
+            Body::Heap(v) => v.len() as u64,
+            Body::Segment(lease, _) => lease.len() as u64,
+        }
+    }
+}
+
+/// The replies held, and the bytes they keep.
+#[derive(Default)]
+struct Shelf {
+    replies: HashMap<u64, Held>,
+    bytes: u64,
+}
+
+impl Shelf {
+    fn remove(&mut self, transfer_id: u64) -> Option<Held> {
+        let held = self.replies.remove(&transfer_id)?;
+        self.bytes -= held.bytes();
+        Some(held)
+    }
+
+    /// Takes out the replies whose time is up at `now`.
+    fn expired(&mut self, now: Instant) -> Vec<Held> {
+        let ids: Vec<u64> = self
+            .replies
+            .iter()
+            .filter(|(_, h)| h.until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter().filter_map(|id| self.remove(id)).collect()
+    }
+
+    fn fits(&self, bytes: u64, limits: HeldReplyLimits) -> bool {
+        self.replies.len() < limits.max_replies
+            && self.bytes.saturating_add(bytes) <= limits.max_bytes
+    }
+}
+
 /// The replies of one worker.
 pub(crate) struct ReplyDesk {
     pool: Option<(SegmentPool, Secret)>,
     hosts: Mutex<HashMap<PeerKey, HostView>>,
-    held: Mutex<HashMap<u64, Held>>,
+    held: Mutex<Shelf>,
+    limits: HeldReplyLimits,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -191,10 +263,19 @@ impl BufferSource<'_> {
 
 impl ReplyDesk {
     pub(crate) fn new(pool: Option<(SegmentPool, Secret)>) -> ReplyDesk {
+        ReplyDesk::with_limits(pool, HeldReplyLimits::default())
+    }
+
+    /// A desk holding replies within `limits`.
+    pub(crate) fn with_limits(
+        pool: Option<(SegmentPool, Secret)>,
+        limits: HeldReplyLimits,
+    ) -> ReplyDesk {
         ReplyDesk {
             pool,
             hosts: Mutex::new(HashMap::new()),
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(Shelf::default()),
+            limits,
         }
     }
 
@@ -219,7 +300,13 @@ impl ReplyDesk {
 
     /// Replies held now (segments and deferred).
     pub(crate) fn held(&self) -> usize {
-        lock(&self.held).len()
+        lock(&self.held).replies.len()
+    }
+
+    /// Bytes the held replies keep.
+    #[cfg(test)]
+    pub(crate) fn held_bytes(&self) -> u64 {
+        lock(&self.held).bytes
     }
 
     /// The pool a reply of `len` bytes goes through, when it goes by shared memory.
@@ -330,54 +417,90 @@ impl ReplyDesk {
                         token: [0; 32],
                     };
                     reference.sign(secret);
+                    self.hold(transfer_id, Body::Segment(lease, n), false, held_until)?;
                     reply.body = Some(proto::reply::Body::Segment(to_wire(&reference)));
-                    self.hold(transfer_id, Body::Segment(lease, n), false, held_until);
                     return Ok(reply);
                 }
                 heap => {
-                    self.hold(transfer_id, heap, true, held_until);
+                    self.hold(transfer_id, heap, true, held_until)?;
                     reply.body = Some(proto::reply::Body::Deferred(true));
                     return Ok(reply);
                 }
             }
         }
-        self.hold(transfer_id, output.body, true, held_until);
+        self.hold(transfer_id, output.body, true, held_until)?;
         reply.body = Some(proto::reply::Body::Deferred(true));
         Ok(reply)
     }
 
-    fn hold(&self, transfer_id: u64, body: Body, deferred: bool, until: Instant) {
-        lock(&self.held).insert(
-            transfer_id,
-            Held {
-                body,
-                deferred,
-                until,
-            },
+    /// Holds `body` for the host until `until`, in place of an earlier reply of the same
+    /// transfer; past the limits (once the expired replies are dropped) it is dropped and the
+    /// call refused.
+    fn hold(
+        &self,
+        transfer_id: u64,
+        body: Body,
+        deferred: bool,
+        until: Instant,
+    ) -> Result<(), Status> {
+        let held = Held {
+            body,
+            deferred,
+            until,
+        };
+        let bytes = held.bytes();
+        let mut dropped = Vec::new();
+        let refused = {
+            let mut shelf = lock(&self.held);
+            dropped.extend(shelf.remove(transfer_id));
+            if !shelf.fits(bytes, self.limits) {
+                dropped.extend(shelf.expired(Instant::now()));
+            }
+            if shelf.fits(bytes, self.limits) {
+                shelf.bytes += bytes;
+                shelf.replies.insert(transfer_id, held);
+                None
+            } else {
+                Some((held, shelf.replies.len(), shelf.bytes))
+            }
+        };
+        drop(dropped);
+        let Some((held, count, held_bytes)) = refused else {
+            return Ok(());
+        };
+        drop(held);
+        let mut md = MetadataMap::new();
+        md.insert(
+            REPLY_REFUSED_KEY,
+            MetadataValue::from_static(REPLY_REFUSED_HELD),
         );
+        Err(Status::with_metadata(
+            tonic::Code::ResourceExhausted,
+            format!(
+                "transfer {transfer_id}: no room to hold a reply of {bytes} bytes: the worker \
+                 holds {count} replies of {held_bytes} bytes for their hosts, at most {} replies \
+                 and {} bytes (max_held_replies, max_held_bytes); a held reply is freed when its \
+                 host releases or fetches it, or after {} s",
+                self.limits.max_replies,
+                self.limits.max_bytes,
+                REPLY_TTL.as_secs(),
+            ),
+            md,
+        ))
     }
 
     /// Drops the replies whose host did not come for them in time.
     pub(crate) fn sweep(&self) {
-        let now = Instant::now();
-        let expired: Vec<Held> = {
-            let mut held = lock(&self.held);
-            let ids: Vec<u64> = held
-                .iter()
-                .filter(|(_, h)| h.until <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter().filter_map(|id| held.remove(id)).collect()
-        };
+        let expired = lock(&self.held).expired(Instant::now());
         drop(expired);
     }
 
     /// Takes the deferred reply of `transfer_id`, if it is held and has not expired.
     pub(crate) fn take_deferred(&self, transfer_id: u64) -> Option<Body> {
         self.sweep();
-        let mut held = lock(&self.held);
-        match held.get(&transfer_id) {
-            Some(h) if h.deferred => held.remove(&transfer_id).map(|h| h.body),
+        let mut shelf = lock(&self.held);
+        match shelf.replies.get(&transfer_id) {
+            Some(h) if h.deferred => shelf.remove(transfer_id).map(|h| h.body),
             _ => None,
         }
     }
@@ -385,9 +508,9 @@ impl ReplyDesk {
     /// Frees the reply segment of `transfer_id`, if it is held.
     pub(crate) fn release(&self, transfer_id: u64) {
         let released = {
-            let mut held = lock(&self.held);
-            match held.get(&transfer_id) {
-                Some(h) if !h.deferred => held.remove(&transfer_id),
+            let mut shelf = lock(&self.held);
+            match shelf.replies.get(&transfer_id) {
+                Some(h) if !h.deferred => shelf.remove(transfer_id),
                 _ => None,
             }
         };
@@ -411,4 +534,143 @@ pub(crate) fn handler_failed(transfer_id: u64, kind: &str, message: &str) -> Sta
         format!("the handler failed on transfer {transfer_id}: {kind}: {message}"),
         md,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use perf_platform::InProcessShm;
+
+    use super::*;
+    use crate::grpc::host_id;
+    use crate::pool::SegmentPoolConfig;
+    use crate::worker::HandlerError;
+
+    /// A handler replying with `transfer_id` bytes of the value 7.
+    fn sized(call: &Call<'_>) -> Result<Option<Output>, HandlerError> {
+        Ok(Some(Output::bytes(vec![7; call.transfer_id() as usize])))
+    }
+
+    fn ask() -> Ask {
+        Ask {
+            reply: true,
+            inline_max: 1000,
+            threshold: 1,
+            ..Ask::default()
+        }
+    }
+
+    fn desk(pool: Option<(SegmentPool, Secret)>, max_replies: usize, max_bytes: u64) -> ReplyDesk {
+        let desk = ReplyDesk::with_limits(
+            pool,
+            HeldReplyLimits {
+                max_replies,
+                max_bytes,
+            },
+        );
+        let host = Capabilities {
+            protocol_version: 1,
+            host_id: host_id().to_owned(),
+            zero_copy: true,
+            max_segment_bytes: 1 << 30,
+            features: vec!["reply".to_owned()],
+            ..Capabilities::default()
+        };
+        desk.negotiated(PeerKey::Unknown, &host);
+        desk
+    }
+
+    fn body(reply: &proto::Reply) -> &'static str {
+        match reply.body {
+            Some(proto::reply::Body::Inline(_)) => "inline",
+            Some(proto::reply::Body::Segment(_)) => "segment",
+            Some(proto::reply::Body::Deferred(_)) => "deferred",
+            None => "none",
+        }
+    }
+
+    fn call(desk: &ReplyDesk, len: u64) -> Result<&'static str, Status> {
+        let reply = desk
+            .run(&sized, len, "raw", b"x", &ask())?
+            .expect("a reply");
+        assert_eq!(reply.length, len);
+        Ok(body(&reply))
+    }
+
+    fn assert_refused_for_held_replies(status: &Status) {
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert_eq!(
+            status
+                .metadata()
+                .get(REPLY_REFUSED_KEY)
+                .and_then(|v| v.to_str().ok()),
+            Some(REPLY_REFUSED_HELD),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn past_max_held_replies_a_reply_is_refused_until_one_is_fetched() {
+        let desk = desk(None, 2, 1 << 30);
+        assert_eq!(call(&desk, 2000).unwrap(), "deferred");
+        assert_eq!(call(&desk, 3000).unwrap(), "deferred");
+        let refused = call(&desk, 4000).unwrap_err();
+        assert_refused_for_held_replies(&refused);
+        assert!(
+            refused.message().starts_with(
+                "transfer 4000: no room to hold a reply of 4000 bytes: the worker holds 2 \
+                 replies of 5000 bytes for their hosts, at most 2 replies"
+            ),
+            "{refused:?}"
+        );
+        // An inline reply is never held, so it is never refused.
+        assert_eq!(call(&desk, 10).unwrap(), "inline");
+        assert_eq!(desk.held(), 2);
+        assert_eq!(
+            desk.take_deferred(2000).map(|b| b.bytes().len()),
+            Some(2000)
+        );
+        assert_eq!(call(&desk, 4000).unwrap(), "deferred");
+        assert_eq!((desk.held(), desk.held_bytes()), (2, 7000));
+    }
+
+    #[test]
+    fn past_max_held_bytes_a_reply_is_refused_and_a_smaller_one_still_fits() {
+        let desk = desk(None, 1024, 5000);
+        assert_eq!(call(&desk, 3000).unwrap(), "deferred");
+        assert_refused_for_held_replies(&call(&desk, 2001).unwrap_err());
+        assert_eq!(call(&desk, 2000).unwrap(), "deferred");
+        assert_eq!((desk.held(), desk.held_bytes()), (2, 5000));
+    }
+
+    #[test]
+    fn past_the_limits_replies_whose_time_is_up_are_dropped_first() {
+        let desk = desk(None, 1, 1 << 30);
+        assert_eq!(call(&desk, 2000).unwrap(), "deferred");
+        lock(&desk.held).replies.get_mut(&2000).unwrap().until = Instant::now();
+        assert_eq!(call(&desk, 3000).unwrap(), "deferred");
+        assert!(desk.take_deferred(2000).is_none());
+        assert_eq!((desk.held(), desk.held_bytes()), (1, 3000));
+    }
+
+    #[test]
+    fn a_reply_segment_counts_its_whole_length_and_a_refused_one_goes_back_to_the_pool() {
+        let shm = Arc::new(InProcessShm::default());
+        let pool = SegmentPool::new(shm, SegmentPoolConfig::default()).unwrap();
+        let desk = desk(
+            Some((pool.clone(), Secret::from_bytes([3; 32]))),
+            1,
+            1 << 30,
+        );
+        assert_eq!(call(&desk, 100_000).unwrap(), "segment");
+        // The segment is of the 128 KiB class.
+        assert_eq!(desk.held_bytes(), 128 << 10);
+        assert_refused_for_held_replies(&call(&desk, 100_001).unwrap_err());
+        let stats = pool.stats();
+        assert_eq!((stats.created, stats.held_bytes), (2, 2 * (128 << 10)));
+        desk.release(100_000);
+        assert_eq!(call(&desk, 100_002).unwrap(), "segment");
+        assert_eq!(pool.stats().created, 2, "the segments were reused");
+    }
 }

@@ -3,7 +3,7 @@ process and get a reply: the baselines of `cargo bench -p perf-cli --bench pytho
 
     python bench/baseline.py --json OUT [--sizes 1024,1048576] [--repeats 30,30]
 
-Two baselines, each with a server in its own process and modes `echo` (the array comes back)
+Three baselines, each with a server in its own process and modes `echo` (the array comes back)
 and `sum` (its float64 sum, 8 bytes):
 
 - `grpc`: a unary gRPC call over a Unix socket carrying the array's bytes (grpcio, message
@@ -14,6 +14,10 @@ and `sum` (its float64 sum, 8 bytes):
   maps the block, sums it with numpy or copies it into its own SharedMemory block and replies
   with a header; the client maps the reply block and reads every byte (XXH3-64, as perfopt's
   host checks a reply). Blocks are made once per size and reused, as perfopt pools segments.
+- `shm_xxh3`: the same, with the XXH3-64 passes perfopt's protocol makes besides that one:
+  the server hashes the payload it read (perfopt's ack) and the reply it wrote (the reply's
+  checksum), the client hashes the payload it sent and compares both. This is the
+  like-for-like comparison: what the same round trip costs with perfopt's integrity checks.
 
 Every round trip is timed on the client from before the payload is written (shm) or sent
 (grpc) to the reply in hand, and checked after the clock stops. Sizes and modes are
@@ -98,7 +102,7 @@ class GrpcClient:
 # --- shared memory -------------------------------------------------------------------------
 
 
-def shm_server(conn) -> None:
+def shm_server(conn, hashed: bool) -> None:
     mapped: dict[str, shared_memory.SharedMemory] = {}
     replies: dict[int, shared_memory.SharedMemory] = {}
     try:
@@ -110,8 +114,9 @@ def shm_server(conn) -> None:
             if block is None:
                 block = mapped[header["name"]] = shared_memory.SharedMemory(name=header["name"])
             arr = np.ndarray(header["shape"], dtype=header["dtype"], buffer=block.buf)
+            read = xxhash.xxh3_64_intdigest(arr.data.cast("B")) if hashed else None
             if header["mode"] == "sum":
-                conn.send({"sum": float(arr.sum(dtype=np.float64))})
+                conn.send({"sum": float(arr.sum(dtype=np.float64)), "read": read})
                 del arr
                 continue
             out_block = replies.get(arr.nbytes)
@@ -121,8 +126,9 @@ def shm_server(conn) -> None:
                 )
             out = np.ndarray(arr.shape, dtype=arr.dtype, buffer=out_block.buf)
             np.copyto(out, arr)
+            wrote = xxhash.xxh3_64_intdigest(out.data.cast("B")) if hashed else None
             conn.send({"name": out_block.name, "nbytes": arr.nbytes, "dtype": arr.dtype.str,
-                       "shape": arr.shape})
+                       "shape": arr.shape, "read": read, "wrote": wrote})
             del arr, out
     finally:
         for block in mapped.values():
@@ -133,9 +139,10 @@ def shm_server(conn) -> None:
 
 
 class ShmClient:
-    def __init__(self):
+    def __init__(self, hashed: bool = False):
+        self.hashed = hashed
         self.conn, theirs = mp.Pipe()
-        self.server = mp.Process(target=shm_server, args=(theirs,), daemon=True)
+        self.server = mp.Process(target=shm_server, args=(theirs, hashed), daemon=True)
         self.server.start()
         self.blocks: dict[int, shared_memory.SharedMemory] = {}
         self.replies: dict[str, shared_memory.SharedMemory] = {}
@@ -151,6 +158,8 @@ class ShmClient:
         self.conn.send({"name": block.name, "mode": mode, "dtype": payload.dtype.str,
                         "shape": payload.shape})
         header = self.conn.recv()
+        if self.hashed and header["read"] != xxhash.xxh3_64_intdigest(payload.data.cast("B")):
+            raise SystemExit(f"shm_xxh3 {mode}: the server read other bytes")
         if mode == "sum":
             took = time.perf_counter() - started
             return took, header["sum"]
@@ -159,6 +168,8 @@ class ShmClient:
             reply = self.replies[header["name"]] = shared_memory.SharedMemory(name=header["name"])
         view = reply.buf[: header["nbytes"]]
         digest = xxhash.xxh3_64_intdigest(view)
+        if self.hashed and header["wrote"] != digest:
+            raise SystemExit(f"shm_xxh3 {mode}: the reply differs from what the server wrote")
         took = time.perf_counter() - started
         got = np.frombuffer(view, dtype=header["dtype"]).copy()
         view.release()
@@ -186,7 +197,7 @@ def check(baseline: str, mode: str, payload: np.ndarray, expected_sum: float, re
         return
     if baseline == "grpc":
         got = np.frombuffer(reply, dtype="<f4")
-    else:
+    else:  # shm and shm_xxh3
         digest, got = reply
         if digest != xxhash.xxh3_64_intdigest(payload.data.cast("B")):
             raise SystemExit(f"{where}: the reply's XXH3 differs from the payload's")
@@ -217,8 +228,8 @@ def main() -> int:
         raise SystemExit("the gRPC baseline server did not start")
     # The shared-memory server is forked before this process opens a gRPC channel; the two
     # share multiprocessing's resource tracker, which unlinks what either leaves behind.
-    shm = ShmClient()
-    clients = {"grpc": GrpcClient(address), "shm": shm}
+    shm, shm_xxh3 = ShmClient(), ShmClient(hashed=True)
+    clients = {"grpc": GrpcClient(address), "shm": shm, "shm_xxh3": shm_xxh3}
 
     rows = []
     largest = floats(max(sizes) // 4)

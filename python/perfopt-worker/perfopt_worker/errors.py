@@ -10,10 +10,12 @@ import grpc
 class Refused(Exception):
     """A transfer the worker refuses or cannot complete, with the status the host receives."""
 
-    def __init__(self, code: grpc.StatusCode, message: str):
+    def __init__(self, code: grpc.StatusCode, message: str, trailers: tuple = ()):
         super().__init__(message)
         self.code = code
         self.message = message
+        #: Trailing metadata sent with the status, as (key, value) pairs.
+        self.trailers = trailers
 
     def __repr__(self) -> str:
         return f"Refused({self.code.name}, {self.message!r})"
@@ -31,6 +33,7 @@ class HandlerFailed(Refused):
         super().__init__(
             grpc.StatusCode.UNKNOWN,
             f"the handler failed on transfer {transfer_id}: {kind}: {message}",
+            ((HANDLER_ERROR_KEY, kind),),
         )
         self.kind = kind
 

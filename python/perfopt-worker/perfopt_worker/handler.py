@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import BadReply
 from .protocol import MAX_FORMAT_LEN
-from .replies import ReplySegment
+from .replies import ReplySegment, SegmentPool
 
 #: Metadata keys that describe a numpy payload or reply: a dtype string numpy accepts
 #: (e.g. `<f4`, numpy's `dtype.str`) and a shape as comma-separated integers (e.g. `1024,3`).
@@ -111,6 +111,7 @@ class Payload:
     #: and dropped.
     wants_reply: bool = False
     _buffers: List[ReplySegment] = field(default_factory=list, repr=False, compare=False)
+    _pool: Optional[SegmentPool] = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.data.nbytes
@@ -132,28 +133,42 @@ class Payload:
         arr = np.frombuffer(self.data, dtype=np.dtype(dtype))
         return arr if shape is None else arr.reshape(shape)
 
-    def reply_buffer(self, nbytes: int) -> memoryview:
-        """A writable, zeroed buffer of `nbytes` in a fresh shared-memory segment of the
-        worker's, to fill and return (whole or a contiguous part of it) as the reply.
+    def reply_buffer(self, nbytes: int, zeroed: bool = True) -> memoryview:
+        """A writable buffer of `nbytes` in a shared-memory segment of the worker's, to fill
+        and return (whole or a contiguous part of it) as the reply.
 
         A reply that goes by shared memory is then sent from this very segment, written once
-        and never copied. The buffer is valid only while the handler runs.
+        and never copied. Segments are reused from reply to reply once their host has released
+        them, so the memory is already allocated and mapped; the buffer is zeroed unless
+        `zeroed=False` (for a handler that writes every byte, like `np.copyto` or a ufunc's
+        `out=`: it then holds whatever an earlier reply left). The buffer is valid only while
+        the handler runs.
         """
         if nbytes < 0:
             raise ValueError(f"a reply buffer of {nbytes} bytes, expected 0 or more")
         if nbytes == 0:
             return memoryview(bytearray())
-        segment = ReplySegment.mapped(nbytes)
+        try:
+            segment = (self._pool.acquire(nbytes) if self._pool is not None
+                       else ReplySegment(nbytes))
+        except OSError:
+            # No memory file can be had now: the reply is written to the heap and copied or
+            # fetched from there.
+            return memoryview(bytearray(nbytes))
         self._buffers.append(segment)
-        return segment.view()
+        if zeroed:
+            segment.zero(nbytes)
+        segment.zeroed = False
+        return segment.view(nbytes)
 
-    def reply_array(self, shape: Union[int, Sequence[int]], dtype: Any = "<f8") -> np.ndarray:
-        """A writable, zeroed numpy array over `reply_buffer`, to fill in place (e.g. with
-        `np.multiply(x, 2, out=arr)`) and return as the reply."""
+    def reply_array(self, shape: Union[int, Sequence[int]], dtype: Any = "<f8",
+                    zeroed: bool = True) -> np.ndarray:
+        """A writable numpy array over `reply_buffer` (zeroed unless `zeroed=False`), to fill
+        in place (e.g. with `np.multiply(x, 2, out=arr)`) and return as the reply."""
         dtype = np.dtype(dtype)
         shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        return np.frombuffer(self.reply_buffer(nbytes), dtype=dtype).reshape(shape)
+        return np.frombuffer(self.reply_buffer(nbytes, zeroed), dtype=dtype).reshape(shape)
 
 
 Handler = Callable[[Payload], Union[None, ReplyData, Reply]]

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, Iterator, Mapping, Optional
 
+import grpc
 import numpy as np
 import xxhash
 
@@ -109,13 +110,41 @@ def _address(view: memoryview) -> int:
     return np.frombuffer(view, dtype=np.uint8).ctypes.data
 
 
-class ReplySegment:
-    """A memory file of the worker's holding one reply: sized, sealed against shrinking and
-    growing, mode 0600; mapped read-write while a handler fills it in place."""
+#: Reply segments are pooled in power-of-two size classes from this size (64 KiB) up.
+MIN_CLASS = 64 << 10
+#: The largest pooled class (256 MiB, as the Rust worker's pool); a larger reply gets a
+#: segment of its own size, freed once released.
+MAX_CLASS = 256 << 20
+#: Free segments kept per class, and free bytes kept in all, for later replies.
+MAX_FREE_PER_CLASS = 4
+MAX_FREE_BYTES = 1 << 30
+#: A free segment unused for this long is closed.
+FREE_IDLE_S = 60.0
+# Linux's MAP_POPULATE (Python 3.10 on names it).
+MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0x8000)
 
-    def __init__(self, size: int):
+
+def class_of(size: int) -> int:
+    """The pooled size a segment for `size` bytes has: the smallest power of two of at least
+    `size` and `MIN_CLASS`; `size` itself (rounded up to a page) above `MAX_CLASS`."""
+    if size > MAX_CLASS:
+        return -(-size // mmap.PAGESIZE) * mmap.PAGESIZE
+    return max(MIN_CLASS, 1 << (size - 1).bit_length())
+
+
+class ReplySegment:
+    """A memory file of the worker's holding replies: sized, sealed against shrinking and
+    growing, mode 0600, and mapped read-write once for its whole life, so that the pages a
+    reply is written to are faulted in only the first time."""
+
+    def __init__(self, size: int, pool: Optional["SegmentPool"] = None):
         self.size = size
+        self.pool = pool
+        #: Whether every byte is still zero (a fresh file).
+        self.zeroed = True
+        self.last_used = time.monotonic()
         self.fd = os.memfd_create("perfopt-reply", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        self.mm: Optional[mmap.mmap] = None
         try:
             os.ftruncate(self.fd, size)
             # Allocated now, so that a full memory file system is an error here and never a
@@ -124,40 +153,28 @@ class ReplySegment:
             fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW)
             os.fchmod(self.fd, 0o600)
             self.inode = os.fstat(self.fd).st_ino
+            # Populated at once: one system call instead of a page fault per page written.
+            self.mm = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED | MAP_POPULATE,
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
-            os.close(self.fd)
+            self.destroy()
             raise
-        self.mm: Optional[mmap.mmap] = None
-        self.base = 0
+        self.base = _address(memoryview(self.mm))
 
-    @staticmethod
-    def mapped(size: int) -> "ReplySegment":
-        """A segment of `size` bytes (at least 1) mapped read-write, to fill in place."""
-        seg = ReplySegment(size)
-        try:
-            seg.mm = mmap.mmap(seg.fd, size, flags=mmap.MAP_SHARED,
-                               prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            seg.close()
-            raise
-        seg.base = _address(memoryview(seg.mm))
-        return seg
+    def view(self, nbytes: Optional[int] = None) -> memoryview:
+        """A writable view of the first `nbytes` (all by default)."""
+        whole = memoryview(self.mm)
+        return whole if nbytes is None or nbytes == self.size else whole[:nbytes]
 
-    @staticmethod
-    def written(data: memoryview) -> "ReplySegment":
-        """A segment holding a copy of `data` (at least 1 byte), written once."""
-        seg = ReplySegment(data.nbytes)
-        try:
-            done = 0
-            while done < data.nbytes:
-                done += os.pwrite(seg.fd, data[done:], done)
-        except BaseException:
-            seg.close()
-            raise
-        return seg
+    def fill(self, data: memoryview) -> None:
+        """Copies `data` (at most `size` bytes) to the segment's start."""
+        memoryview(self.mm)[:data.nbytes] = data
+        self.zeroed = False
 
-    def view(self) -> memoryview:
-        return memoryview(self.mm)
+    def zero(self, nbytes: int) -> None:
+        """Zeroes the first `nbytes`, unless they still are."""
+        if not self.zeroed and nbytes:
+            np.frombuffer(self.mm, dtype=np.uint8, count=nbytes).fill(0)
 
     def offset_of(self, view: memoryview) -> Optional[int]:
         """Where `view` lies in this segment's mapping, or None when it is other memory."""
@@ -173,6 +190,13 @@ class ReplySegment:
             yield os.pread(self.fd, n, start)
 
     def close(self) -> None:
+        """Done with it: back to its pool for a later reply, or freed."""
+        if self.pool is not None:
+            self.pool.give_back(self)
+        else:
+            self.destroy()
+
+    def destroy(self) -> None:
         """Unmaps (unless a view of it is still held, which then keeps only the mapping alive)
         and closes the descriptor, so that the host can no longer open it."""
         if self.mm is not None:
@@ -186,6 +210,78 @@ class ReplySegment:
             self.fd = -1
 
 
+class SegmentPool:
+    """Reply segments kept for reuse, so that a reply is written to memory that is already
+    allocated and mapped (by the worker, and by a host that keeps its mappings): free segments
+    in size classes (`class_of`), at most `max_free_per_class` each and `max_free_bytes` in
+    all; one unused for `idle_s` is closed by `sweep`."""
+
+    def __init__(self, max_free_per_class: int = MAX_FREE_PER_CLASS,
+                 max_free_bytes: int = MAX_FREE_BYTES, idle_s: float = FREE_IDLE_S):
+        self.max_free_per_class = max_free_per_class
+        self.max_free_bytes = max_free_bytes
+        self.idle_s = idle_s
+        self._lock = threading.Lock()
+        self._free: Dict[int, list] = {}
+        self._free_bytes = 0
+        #: Segments handed out from the free lists, and segments made.
+        self.reused = 0
+        self.created = 0
+
+    def acquire(self, size: int) -> ReplySegment:
+        """A segment of `class_of(size)` bytes: a free one, or a new one (OSError when the
+        system has no memory or descriptors for it)."""
+        cls = class_of(size)
+        with self._lock:
+            free = self._free.get(cls)
+            if free:
+                seg = free.pop()
+                self._free_bytes -= seg.size
+                self.reused += 1
+                return seg
+            self.created += 1
+        return ReplySegment(cls, self if cls <= MAX_CLASS else None)
+
+    def give_back(self, seg: ReplySegment) -> None:
+        """Keeps `seg` for a later reply, or frees it when the pool is full."""
+        if seg.fd < 0 or seg.mm is None:
+            return
+        seg.last_used = time.monotonic()
+        with self._lock:
+            free = self._free.setdefault(seg.size, [])
+            keep = (len(free) < self.max_free_per_class
+                    and self._free_bytes + seg.size <= self.max_free_bytes
+                    and seg not in free)
+            if keep:
+                free.append(seg)
+                self._free_bytes += seg.size
+        if not keep:
+            seg.destroy()
+
+    def free_segments(self) -> int:
+        with self._lock:
+            return sum(len(f) for f in self._free.values())
+
+    def sweep(self, now: Optional[float] = None) -> int:
+        """Closes the free segments unused for `idle_s`; returns how many."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            gone = [s for f in self._free.values() for s in f if now - s.last_used > self.idle_s]
+            for s in gone:
+                self._free[s.size].remove(s)
+                self._free_bytes -= s.size
+        for s in gone:
+            s.destroy()
+        return len(gone)
+
+    def close(self) -> None:
+        with self._lock:
+            gone = [s for f in self._free.values() for s in f]
+            self._free, self._free_bytes = {}, 0
+        for s in gone:
+            s.destroy()
+
+
 @dataclass
 class HeldReply:
     """A reply the host has yet to release or fetch: bytes of a segment, or deferred bytes."""
@@ -196,6 +292,13 @@ class HeldReply:
     segment: Optional[ReplySegment] = None
     offset: int = 0
     data: Optional[memoryview] = None
+
+    @property
+    def nbytes(self) -> int:
+        """The memory it keeps: its whole segment, or its bytes."""
+        if self.segment is not None:
+            return self.segment.size
+        return 0 if self.data is None else self.data.nbytes
 
     def chunks(self) -> Iterator[bytes]:
         """The reply's bytes, in pieces of at most `MAX_CHUNK_SIZE`."""
@@ -212,32 +315,91 @@ class HeldReply:
             self.segment = None
 
 
-class ReplyStore:
-    """Replies held for their hosts, by transfer id, until released, fetched or expired."""
+#: How many replies a worker holds for its hosts at once, and how many bytes, unless
+#: configured otherwise (docs/protocol.md, "Held replies").
+DEFAULT_MAX_HELD_REPLIES = 1024
+DEFAULT_MAX_HELD_BYTES = 4 << 30
+#: The trailer naming why a reply could not be held.
+REFUSED_KEY = "perfopt-reply-refused"
+REFUSED_HELD = "held-replies"
 
-    def __init__(self, hold_s: float = REPLY_HOLD_S, clock=time.monotonic):
+
+class ReplyStore:
+    """Replies held for their hosts, by transfer id, until released, fetched or expired: at
+    most `max_replies` of them and `max_bytes` in all. Past either, expired ones are freed
+    first; a reply that still does not fit is refused (`hold` raises RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, hold_s: float = REPLY_HOLD_S, clock=time.monotonic,
+                 max_replies: int = DEFAULT_MAX_HELD_REPLIES,
+                 max_bytes: int = DEFAULT_MAX_HELD_BYTES):
         self.hold_s = hold_s
         #: The monotonic clock expiry is measured on (replaceable in tests).
         self.clock = clock
+        self.max_replies = max_replies
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._held: Dict[int, HeldReply] = {}
+        self._bytes = 0
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._held)
 
-    def hold(self, reply: HeldReply) -> None:
+    @property
+    def held_bytes(self) -> int:
         with self._lock:
-            old = self._held.pop(reply.transfer_id, None)
-            self._held[reply.transfer_id] = reply
-        if old is not None:
-            old.close()
+            return self._bytes
+
+    def _pop_locked(self, transfer_id: int) -> Optional[HeldReply]:
+        held = self._held.pop(transfer_id, None)
+        if held is not None:
+            self._bytes -= held.nbytes
+        return held
+
+    def _expired_locked(self, now: float) -> list:
+        gone = [r for r in self._held.values() if now > r.deadline]
+        for r in gone:
+            self._pop_locked(r.transfer_id)
+        return gone
+
+    def hold(self, reply: HeldReply) -> None:
+        """Holds `reply` (in place of an earlier one of its transfer id). When it does not fit
+        even after the expired ones are freed, frees it and raises RESOURCE_EXHAUSTED with the
+        trailer `perfopt-reply-refused: held-replies`."""
+        n = reply.nbytes
+        gone = []
+        with self._lock:
+            old = self._pop_locked(reply.transfer_id)
+            if old is not None:
+                gone.append(old)
+            fits = (len(self._held) < self.max_replies and self._bytes + n <= self.max_bytes)
+            if not fits:
+                gone += self._expired_locked(self.clock())
+                fits = (len(self._held) < self.max_replies
+                        and self._bytes + n <= self.max_bytes)
+            if fits:
+                self._held[reply.transfer_id] = reply
+                self._bytes += n
+            count, held_bytes = len(self._held), self._bytes
+        for r in gone:
+            r.close()
+        if not fits:
+            reply.close()
+            raise errors.Refused(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"transfer {reply.transfer_id}: no room to hold a reply of {n} bytes: the "
+                f"worker holds {count} replies of {held_bytes} bytes for their hosts, at most "
+                f"{self.max_replies} replies and {self.max_bytes} bytes (max_held_replies, "
+                "max_held_bytes); a held reply is freed when its host releases or fetches it, "
+                f"or after {self.hold_s:g} s",
+                trailers=((REFUSED_KEY, REFUSED_HELD),),
+            )
 
     def take(self, transfer_id: int) -> Optional[HeldReply]:
         """Removes and returns the reply of `transfer_id`; None when none is held or it has
         expired (and is freed)."""
         with self._lock:
-            held = self._held.pop(transfer_id, None)
+            held = self._pop_locked(transfer_id)
         if held is not None and self.clock() > held.deadline:
             held.close()
             return None
@@ -254,16 +416,14 @@ class ReplyStore:
         """Frees the replies whose time is up; returns how many."""
         now = self.clock() if now is None else now
         with self._lock:
-            gone = [r for r in self._held.values() if now > r.deadline]
-            for r in gone:
-                del self._held[r.transfer_id]
+            gone = self._expired_locked(now)
         for r in gone:
             r.close()
         return len(gone)
 
     def close(self) -> None:
         with self._lock:
-            held, self._held = list(self._held.values()), {}
+            held, self._held, self._bytes = list(self._held.values()), {}, 0
         for r in held:
             r.close()
 
@@ -273,6 +433,21 @@ def _overlaps(a: memoryview, b: Optional[memoryview]) -> bool:
         return False
     start_a, start_b = _address(a), _address(b)
     return start_a < start_b + b.nbytes and start_b < start_a + a.nbytes
+
+
+def _reply_segment(data: memoryview, pool: SegmentPool, limit: int) -> Optional[ReplySegment]:
+    """A segment of at most `limit` bytes holding a copy of `data`, pooled when its class fits
+    the limit; None when no memory or descriptor can be had for one now."""
+    n = data.nbytes
+    try:
+        if class_of(n) <= limit:
+            segment = pool.acquire(n)
+        else:
+            segment = ReplySegment(n)
+    except OSError:
+        return None
+    segment.fill(data)
+    return segment
 
 
 def build_reply(
@@ -285,15 +460,17 @@ def build_reply(
     host: HostReplyCaps,
     secret: Optional[bytes],
     store: ReplyStore,
+    pool: SegmentPool,
     payload: Optional[memoryview] = None,
 ) -> transfer_pb2.Reply:
     """The `Reply` of an ack for `data`, placed as docs/protocol.md says: inline when small
     enough, else in a signed segment of the worker's (the handler's own `backing` segment when
-    it filled one, else a fresh one) when the host maps one, else deferred.
+    it filled one, else one from `pool`) when the host maps one, else deferred.
 
-    Takes `backing` over (freed, or held in `store` with the reply). `payload` is the request's
-    bytes, which a deferred reply must not keep referring to after the call. Raises BadReply
-    when the format and metadata cannot fit any ack.
+    Takes `backing` over (given back, or held in `store` with the reply). `payload` is the
+    request's bytes, which a deferred reply must not keep referring to after the call. Raises
+    BadReply when the format and metadata cannot fit any ack, and RESOURCE_EXHAUSTED when
+    `store` has no room to hold the reply.
     """
     n = data.nbytes
     msg = transfer_pb2.Reply(length=n, checksum=xxhash.xxh3_64_intdigest(data), format=fmt,
@@ -316,10 +493,7 @@ def build_reply(
         if backing is not None and backing.size <= host.max_segment_bytes:
             segment, seg_offset = backing, offset
         elif n <= host.max_segment_bytes:
-            try:
-                segment = ReplySegment.written(data)
-            except OSError:
-                segment = None  # no memory for a segment now: the host fetches the bytes
+            segment = _reply_segment(data, pool, host.max_segment_bytes)
             if segment is not None and backing is not None:
                 backing.close()
         if segment is not None:
@@ -329,6 +503,7 @@ def build_reply(
                 length=n, expires_unix_ms=time.time_ns() // 1_000_000 + int(store.hold_s * 1000),
                 format=fmt,
             )
+            store.hold(HeldReply(transfer_id, n, deadline, segment=segment, offset=seg_offset))
             ref = msg.segment
             ref.transfer_id = transfer_id
             ref.memfd.pid, ref.memfd.fd = fields.segment.pid, fields.segment.fd
@@ -336,7 +511,6 @@ def build_reply(
             ref.offset, ref.length, ref.format = fields.offset, fields.length, fields.format
             ref.expires_unix_ms = fields.expires_unix_ms
             ref.token = sign(secret, fields)
-            store.hold(HeldReply(transfer_id, n, deadline, segment=segment, offset=seg_offset))
             return msg
     if backing is not None:
         held = HeldReply(transfer_id, n, deadline, segment=backing, offset=offset)

@@ -28,16 +28,24 @@ from .protocol import (
     TRANSFER_SERVICE,
 )
 from .replies import (
+    DEFAULT_MAX_HELD_BYTES,
+    DEFAULT_MAX_HELD_REPLIES,
     FEATURES,
     HostReplyCaps,
     ReplyOptions,
     ReplyStore,
+    SegmentPool,
     build_reply,
     caller_metadata,
 )
+from .limits import CallGuard, InlineBudget, Watchdog
 from .segments import MappingCache, check_reference
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+# The bounds of WorkerConfig's limits, the Rust worker's.
+MAX_CALL_DURATION_S = 24 * 60 * 60.0
+MIN_TIMEOUT_S = 0.01
+MAX_CONNECTIONS = 1 << 20
 # Hosts' Capabilities remembered, by peer address.
 MAX_HOSTS = 1024
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -59,6 +67,24 @@ class WorkerConfig:
     segment_dir: str = "/dev/shm"
     #: Calls served at once (threads).
     threads: int = 16
+    #: Replies held for their hosts at once (reply segments until released, deferred replies
+    #: until fetched), and their bytes in all; past either a reply is refused with
+    #: RESOURCE_EXHAUSTED.
+    max_held_replies: int = DEFAULT_MAX_HELD_REPLIES
+    max_held_bytes: int = DEFAULT_MAX_HELD_BYTES
+    #: Longest any call may run, whatever deadline the host asked for (CANCELLED,
+    #: `Timeout expired`).
+    max_call_duration_s: float = 300.0
+    #: Longest a stream may go without a message (DEADLINE_EXCEEDED).
+    stream_idle_timeout_s: float = 15.0
+    #: Longest an inline transfer holding room may go without a chunk while another waits for
+    #: room (ABORTED: it is preempted and its room goes to the waiter); at most
+    #: `stream_idle_timeout_s`.
+    stall_timeout_s: float = 2.0
+    #: Most connections open at once, and how long a new one may take to finish its
+    #: handshake before it is closed.
+    max_connections: int = 512
+    handshake_timeout_s: float = 10.0
 
     def validate(self) -> None:
         if not 0 < self.max_segment_bytes <= MAX_SEGMENT_BYTES:
@@ -72,6 +98,25 @@ class WorkerConfig:
             )
         if self.threads < 1:
             raise ValueError(f"threads is {self.threads}, expected at least 1")
+        if not 0 < self.max_call_duration_s <= MAX_CALL_DURATION_S:
+            raise ValueError(f"max_call_duration_s is {self.max_call_duration_s}, expected "
+                             f"more than 0 and at most {MAX_CALL_DURATION_S:g}")
+        for name, value, top in (
+            ("stream_idle_timeout_s", self.stream_idle_timeout_s, MAX_CALL_DURATION_S),
+            ("stall_timeout_s", self.stall_timeout_s, self.stream_idle_timeout_s),
+            ("handshake_timeout_s", self.handshake_timeout_s, MAX_CALL_DURATION_S),
+        ):
+            if not MIN_TIMEOUT_S <= value <= top:
+                raise ValueError(f"{name} is {value}, expected {MIN_TIMEOUT_S:g} to {top:g}")
+        if not 0 < self.max_connections <= MAX_CONNECTIONS:
+            raise ValueError(
+                f"max_connections is {self.max_connections}, expected 1 to {MAX_CONNECTIONS}"
+            )
+        if self.max_held_replies < 1 or self.max_held_bytes < 1:
+            raise ValueError(
+                f"max_held_replies is {self.max_held_replies} and max_held_bytes "
+                f"{self.max_held_bytes}, expected both at least 1"
+            )
 
 
 class _Oversize:
@@ -98,11 +143,26 @@ def _checked(message):
     return message
 
 
-def _stream(first, rest: Iterator, first_only: str, later_error: str) -> Iterator:
+def _next(requests: Iterator, guard: CallGuard):
+    """The next message of a client stream, None at its end; each counts as the stream's
+    progress. A stream the watchdog ended raises the status it was ended with."""
+    try:
+        message = next(requests, None)
+    except Exception:
+        guard.check()
+        raise
+    guard.check()
+    if message is not None:
+        guard.progressed()
+    return message
+
+
+def _stream(first, rest: Iterator, guard: CallGuard, first_only: str,
+            later_error: str) -> Iterator:
     """`first`, then each later message of a client stream, checked for size; a later one
     carrying the field `first_only` is refused with `later_error`."""
     yield first
-    for message in rest:
+    while (message := _next(rest, guard)) is not None:
         message = _checked(message)
         if message.HasField(first_only):
             raise errors.invalid_argument(later_error)
@@ -116,41 +176,6 @@ def boot_id() -> str:
             return f.readline().strip()
     except OSError:
         return ""
-
-
-class _Budget:
-    """Inline bytes held by transfers in flight; a transfer waits for room."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.held = 0
-        self.closed = False
-        self._cond = threading.Condition()
-
-    def acquire(self, n: int, timeout: Optional[float]) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self.closed and self.held + n > self.limit:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise errors.resource_exhausted(
-                        f"no room for an inline payload of {n} bytes: {self.held} of "
-                        f"{self.limit} are held by other transfers"
-                    )
-                self._cond.wait(left)
-            if self.closed:
-                raise errors.Refused(grpc.StatusCode.UNAVAILABLE, "the worker is shutting down")
-            self.held += n
-
-    def release(self, n: int) -> None:
-        with self._cond:
-            self.held -= n
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._cond.notify_all()
 
 
 class _Timer:
@@ -213,8 +238,12 @@ class TransferServicer:
         self.secret = secret
         self.peer_pid = peer_pid
         self.mappings = MappingCache(config.segment_dir)
-        self.budget = _Budget(config.max_inflight_inline_bytes)
-        self.replies = ReplyStore()
+        self.budget = InlineBudget(config.max_inflight_inline_bytes)
+        self.watchdog = Watchdog(self.budget, config.max_call_duration_s,
+                                 config.stream_idle_timeout_s, config.stall_timeout_s)
+        self.replies = ReplyStore(max_replies=config.max_held_replies,
+                                  max_bytes=config.max_held_bytes)
+        self.reply_pool = SegmentPool()
         self.host_id = boot_id()
         # grpcio tells connections apart only by peer address: over a Unix socket every
         # connection is `unix:`, and the latest Negotiate counts for all.
@@ -224,43 +253,50 @@ class TransferServicer:
     # The grpc method handlers: each turns a Refused into the call's status.
 
     def _run(self, context, body):
-        try:
-            return body()
-        except errors.Refused as e:
-            if isinstance(e, errors.HandlerFailed):
-                context.set_trailing_metadata(((errors.HANDLER_ERROR_KEY, e.kind),))
-            context.abort(e.code, e.message)
+        with self.watchdog.watch(context) as guard:
+            try:
+                return body(guard)
+            except errors.Refused as e:
+                if guard.ended is not None:
+                    return None  # the watchdog has ended the call already
+                if e.trailers:
+                    context.set_trailing_metadata(e.trailers)
+                context.abort(e.code, e.message)
 
     def negotiate(self, request, context):
-        return self._run(context, lambda: self._negotiate(_checked(request), context.peer()))
+        return self._run(context, lambda _: self._negotiate(_checked(request), context.peer()))
 
     def send_inline(self, requests, context):
-        return self._run(context, lambda: self._send_inline(requests, context))
+        return self._run(context, lambda guard: self._send_inline(requests, context, guard))
 
     def send_reference(self, request, context):
-        return self._run(context, lambda: self._send_reference(request, context))
+        return self._run(context, lambda guard: self._send_reference(request, context, guard))
 
     def send_reference_stream(self, requests, context):
-        return self._run(context, lambda: self._send_reference_stream(requests, context))
+        return self._run(
+            context, lambda guard: self._send_reference_stream(requests, context, guard))
 
     def fetch_reply(self, request, context):
-        try:
-            tid = _checked(request).transfer_id
-        except errors.Refused as e:
-            context.abort(e.code, e.message)
-        held = self.replies.take(tid)
-        if held is None:
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"no reply is held for transfer {tid}: never made, fetched or "
-                          "released already, or expired")
-        try:
-            for data in held.chunks():
-                yield transfer_pb2.ReplyChunk(data=data)
-        finally:
-            held.close()
+        with self.watchdog.watch(context) as guard:
+            try:
+                tid = _checked(request).transfer_id
+            except errors.Refused as e:
+                context.abort(e.code, e.message)
+            held = self.replies.take(tid)
+            if held is None:
+                context.abort(grpc.StatusCode.NOT_FOUND,
+                              f"no reply is held for transfer {tid}: never made, fetched or "
+                              "released already, or expired")
+            try:
+                for data in held.chunks():
+                    if guard.ended is not None:
+                        return
+                    yield transfer_pb2.ReplyChunk(data=data)
+            finally:
+                held.close()
 
     def release_reply(self, request, context):
-        def release():
+        def release(_):
             self.replies.release(_checked(request).transfer_id)
             return transfer_pb2.ReplyReleased()
 
@@ -295,6 +331,10 @@ class TransferServicer:
             caps = self._hosts.get(peer)
         return HostReplyCaps.of(caps, self.host_id)
 
+    def _payload(self, tid: int, fmt: str, data: memoryview, method: str, call: _Call) -> Payload:
+        return Payload(tid, fmt, data, method, call.metadata, call.options.wanted,
+                       _pool=self.reply_pool)
+
     def _handle(self, payload: Payload, call: _Call) -> Optional[transfer_pb2.Reply]:
         """Runs the handler; returns the ack's reply when the host asked for one."""
         if self.handler is None:
@@ -317,7 +357,8 @@ class TransferServicer:
             try:
                 return build_reply(
                     tid, reply.data, reply.format, reply.metadata, backing, call.options,
-                    self.host_reply_caps(call.peer), self.secret, self.replies, payload.data,
+                    self.host_reply_caps(call.peer), self.secret, self.replies, self.reply_pool,
+                    payload.data,
                 )
             except errors.BadReply as e:
                 raise errors.HandlerFailed(tid, "bad-reply", str(e)) from None
@@ -326,10 +367,11 @@ class TransferServicer:
                 unused.close()
             payload._buffers.clear()
 
-    def _send_inline(self, requests: Iterator, context):
+    def _send_inline(self, requests: Iterator, context, guard: CallGuard):
         timer = _Timer()
         call = _Call(context)
-        first = next(requests, None)
+        guard.streaming = True
+        first = _next(requests, guard)
         if first is None:
             raise errors.invalid_argument("an empty stream, expected a first chunk with a header")
         first = _checked(first)
@@ -348,8 +390,13 @@ class TransferServicer:
                 f"expected at most {MAX_FORMAT_LEN}"
             )
         left = context.time_remaining()
+        # No chunk is read while waiting for room: silence then is not the stream's.
+        guard.streaming = False
         # Give up a little before the deadline, so that the host hears why.
-        self.budget.acquire(total, None if left is None else max(0.0, left - 0.05))
+        room = self.budget.reserve(total, None if left is None else max(0.0, left - 0.05))
+        guard.room = room
+        guard.progressed()
+        guard.streaming = True
         try:
             try:
                 buf = bytearray(total)
@@ -361,7 +408,7 @@ class TransferServicer:
             hasher = xxhash.xxh3_64()
             got = 0
             later_header = f"transfer {tid}: a header after the first chunk"
-            for chunk in _stream(first, requests, "header", later_header):
+            for chunk in _stream(first, requests, guard, "header", later_header):
                 data = chunk.data
                 if got + len(data) > total:
                     raise errors.invalid_argument(
@@ -370,20 +417,22 @@ class TransferServicer:
                 view[got : got + len(data)] = data
                 hasher.update(data)
                 got += len(data)
+                room.received = got
+            guard.streaming = False
+            guard.room = None
             if got != total:
                 raise errors.invalid_argument(
                     f"transfer {tid}: the stream ended after {got} bytes, expected {total}"
                 )
             data = view.toreadonly()
             try:
-                reply = self._handle(Payload(tid, header.format, data, "inline", call.metadata,
-                                             call.options.wanted), call)
+                reply = self._handle(self._payload(tid, header.format, data, "inline", call), call)
             finally:
                 _release(data)
                 _release(view)
-            return timer.ack(tid, total, hasher.intdigest(), reply)
+            return self._ack(timer, guard, tid, total, hasher.intdigest(), reply)
         finally:
-            self.budget.release(total)
+            room.release()
 
     @contextlib.contextmanager
     def _mapped(self, reference):
@@ -404,20 +453,31 @@ class TransferServicer:
         finally:
             self.mappings.done(mapping)
 
-    def _send_reference(self, request, context):
+    def _ack(self, timer: "_Timer", guard: CallGuard, tid: int, length: int, digest: int,
+             reply: Optional[transfer_pb2.Reply]) -> transfer_pb2.TransferAck:
+        """The ack; when the watchdog ended the call meanwhile, the reply it would have carried
+        is freed instead, as the host never hears of it."""
+        if guard.ended is not None:
+            if reply is not None and reply.WhichOneof("body") in ("segment", "deferred"):
+                self.replies.release(tid)
+            guard.check()
+        return timer.ack(tid, length, digest, reply)
+
+    def _send_reference(self, request, context, guard: CallGuard):
         timer = _Timer()
         call = _Call(context)
         with self._mapped(_checked(request)) as (fields, mapping, data):
             mapping.check_length(fields.transfer_id)
             digest = xxhash.xxh3_64_intdigest(data)
-            reply = self._handle(Payload(fields.transfer_id, fields.format, data, "reference",
-                                         call.metadata, call.options.wanted), call)
-        return timer.ack(fields.transfer_id, fields.length, digest, reply)
+            reply = self._handle(
+                self._payload(fields.transfer_id, fields.format, data, "reference", call), call)
+        return self._ack(timer, guard, fields.transfer_id, fields.length, digest, reply)
 
-    def _send_reference_stream(self, requests: Iterator, context):
+    def _send_reference_stream(self, requests: Iterator, context, guard: CallGuard):
         timer = _Timer()
         call = _Call(context)
-        first = next(requests, None)
+        guard.streaming = True
+        first = _next(requests, guard)
         first = None if first is None else _checked(first)
         if first is None or not first.HasField("reference"):
             raise errors.invalid_argument(
@@ -428,7 +488,7 @@ class TransferServicer:
             hasher = xxhash.xxh3_64()
             done = 0
             later_reference = f"transfer {tid}: a reference after the first message"
-            for message in _stream(first, requests, "reference", later_reference):
+            for message in _stream(first, requests, guard, "reference", later_reference):
                 ready = message.ready
                 if ready == done:
                     continue  # a repeated announcement: nothing new
@@ -440,13 +500,13 @@ class TransferServicer:
                 mapping.check_length(tid)
                 hasher.update(data[done:ready])
                 done = ready
+            guard.streaming = False
             if done != length:
                 raise errors.invalid_argument(
                     f"transfer {tid}: the stream ended with {done} of {length} bytes ready"
                 )
-            reply = self._handle(Payload(tid, fields.format, data, "reference", call.metadata,
-                                         call.options.wanted), call)
-        return timer.ack(tid, length, hasher.intdigest(), reply)
+            reply = self._handle(self._payload(tid, fields.format, data, "reference", call), call)
+        return self._ack(timer, guard, tid, length, hasher.intdigest(), reply)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         ack = transfer_pb2.TransferAck.SerializeToString

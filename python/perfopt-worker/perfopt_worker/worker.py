@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import stat
 import sys
@@ -25,6 +26,8 @@ SWEEP_EVERY_S = 1.0
 # Messages over MAX_REQUEST_MESSAGE reach the service undecoded, to be refused with
 # OUT_OF_RANGE; gRPC itself refuses those over this (RESOURCE_EXHAUSTED).
 GRPC_RECEIVE_LIMIT = 16 * MAX_REQUEST_MESSAGE
+# The most open files a worker raises its limit to.
+OPEN_FILES = 65536
 
 
 class SecretError(ValueError):
@@ -89,6 +92,7 @@ class RunningWorker:
                 swept = 0.0
                 self.servicer.mappings.sweep()
                 self.servicer.replies.sweep()
+                self.servicer.reply_pool.sweep()
 
     def stop(self, grace: float = 2.0) -> None:
         """Stops taking calls (health says NOT_SERVING), lets running ones finish for `grace`
@@ -102,6 +106,8 @@ class RunningWorker:
         self._server.stop(grace).wait()
         self.servicer.mappings.close()
         self.servicer.replies.close()
+        self.servicer.reply_pool.close()
+        self.servicer.watchdog.close()
         self._stopped.set()
 
     def wait(self) -> None:
@@ -146,6 +152,9 @@ class Worker:
                 ("grpc.max_send_message_length", MAX_REQUEST_MESSAGE),
                 ("grpc.keepalive_time_ms", 20_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.max_allowed_incoming_connections", self.config.max_connections),
+                ("grpc.server_handshake_timeout_ms",
+                 int(self.config.handshake_timeout_s * 1000)),
                 ("grpc.so_reuseport", 0),
             ],
         )
@@ -180,6 +189,7 @@ class Worker:
             print(f"--peer-pid {args.peer_pid}: expected a live host process, found no process "
                   "with that pid", file=sys.stderr)
             return 2
+        raise_open_file_limit()
         try:
             secret = read_secret(args.secret_file) if args.secret_file else None
             running = self.start(args.listen, secret, args.peer_pid)
@@ -194,6 +204,18 @@ class Worker:
         os.dup2(2, 1)
         running.wait()
         return 0
+
+
+def raise_open_file_limit() -> None:
+    """Raises this process's limit of open files to its hard limit (at most 65536): each
+    reply segment held for a host takes two descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            pass  # the limit stays; a reply that finds no descriptor is fetched instead
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

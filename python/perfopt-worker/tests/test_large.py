@@ -5,6 +5,7 @@ than the array during the call."""
 
 import mmap
 import os
+import time
 import tracemalloc
 
 import numpy as np
@@ -108,5 +109,16 @@ def test_a_64_mib_reply_is_filled_in_place_and_sent_from_the_workers_segment(
         mapped.close()
     release(client, 2)
     assert len(running.servicer.replies) == 0
+    # Released, the segment waits in the worker's pool, and the next reply is written to it.
+    pool = running.servicer.reply_pool
+    assert pool.free_segments() == 1
+    again = client.transfer.SendReference(
+        reference(secret, payload_segment, transfer_id=3, fmt="numpy"), metadata=md).reply
+    assert (again.segment.segment_inode, again.segment.memfd.fd) == (
+        ref.segment_inode, ref.memfd.fd)
+    assert again.checksum == reply.checksum and inodes == [inodes[0]] * 2
+    release(client, 3)
+    # Unused for a minute, it is closed.
+    assert pool.sweep(now=time.monotonic() + 61) == 1 and pool.free_segments() == 0
     assert not os.path.exists(f"/proc/self/fd/{ref.memfd.fd}") or (
         os.stat(f"/proc/self/fd/{ref.memfd.fd}").st_ino != ref.segment_inode)

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 
-from perfopt_worker import Reply, Worker, checksum
+from perfopt_worker import Reply, Worker, WorkerConfig, checksum
 from perfopt_worker._gen import transfer_pb2
 from perfopt_worker.protocol import MAX_CHUNK_SIZE, MAX_REPLY_INLINE
 from support import (
@@ -26,20 +26,20 @@ from support import (
 MiB = 1 << 20
 
 
-def replying(replies: dict) -> Worker:
+def replying(replies: dict, config=None) -> Worker:
     """A worker whose handler returns `replies[transfer_id]`."""
-    worker = Worker()
+    worker = Worker(config)
     worker.handler(lambda p: replies[p.transfer_id])
     return worker
 
 
-def reply_fds() -> set:
-    """This process's descriptors of the worker's reply segments."""
+def reply_segments() -> set:
+    """The inodes of the worker's reply segments this process has descriptors of."""
     out = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             if os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:perfopt-reply"):
-                out.add(int(fd))
+                out.add(os.stat(f"/proc/self/fd/{fd}").st_ino)
         except OSError:
             pass
     return out
@@ -152,9 +152,12 @@ def test_a_large_reply_goes_in_a_sealed_signed_segment_of_the_workers_until_rele
     try:
         assert bytes(mapped.data) == data
         assert checksum(mapped.data) == reply.checksum == checksum(data)
+        pool = running.servicer.reply_pool
         assert mapped.worker_holds_it() and len(running.servicer.replies) == 1
+        assert pool.free_segments() == 0
         release(client, 7)
-        assert not mapped.worker_holds_it() and len(running.servicer.replies) == 0
+        # Released, it goes back to the worker's pool of reply segments.
+        assert len(running.servicer.replies) == 0 and pool.free_segments() == 1
         # The host's own mapping outlives the worker's descriptor.
         assert bytes(mapped.data) == data
         release(client, 7)  # releasing what the worker does not hold is answered all the same
@@ -225,8 +228,9 @@ def test_an_unreleased_reply_is_freed_when_its_time_is_up(serve, secret):
                                      metadata=asking(threshold=1)).reply.segment
     mapped = MappedReply(secret, ref, caps.pid)
     try:
-        assert store.sweep(now=store.clock() + 29) == 0 and mapped.worker_holds_it()
-        assert store.sweep(now=store.clock() + 31) == 1 and not mapped.worker_holds_it()
+        pool = running.servicer.reply_pool
+        assert store.sweep(now=store.clock() + 29) == 0 and pool.free_segments() == 0
+        assert store.sweep(now=store.clock() + 31) == 1 and pool.free_segments() == 1
     finally:
         mapped.close()
     negotiate(client, zero_copy=False)
@@ -254,7 +258,7 @@ def test_handler_errors_end_the_call_with_their_kind_and_the_worker_serves_the_n
         return view[:2]
 
     client, running = serve(worker)
-    fds = reply_fds()
+    segments = reply_segments()
     for tid, kind, message in [
         (1, "ValueError", "bad tensor shape (3,)"),
         (2, "bad-reply", "the handler returned dict, expected None, bytes, bytearray, "
@@ -268,8 +272,10 @@ def test_handler_errors_end_the_call_with_their_kind_and_the_worker_serves_the_n
         assert ("perfopt-handler-error", kind) in tuple(e.value.trailing_metadata())
     ack = client.transfer.SendInline(inline_chunks(b"abc", transfer_id=3), metadata=asking())
     assert (ack.transfer_id, ack.reply.inline) == (3, b"ab")
-    # The reply buffers the handlers did not return are freed.
-    assert reply_fds() == fds and len(running.servicer.replies) == 0
+    # The reply buffers the handlers did not return go back to the pool: one segment served
+    # all three calls.
+    assert len(reply_segments() - segments) == running.servicer.reply_pool.free_segments() == 1
+    assert len(running.servicer.replies) == 0
 
 
 def test_a_reply_filled_in_part_of_a_reply_buffer_is_sent_from_that_buffer(serve, secret):
@@ -283,9 +289,9 @@ def test_a_reply_filled_in_part_of_a_reply_buffer_is_sent_from_that_buffer(serve
         inodes.append(p._buffers[0].inode)
         return out[256:]
 
-    client, _ = serve(worker, secret=secret)
+    client, running = serve(worker, secret=secret)
     caps = negotiate(client)
-    fds = reply_fds()
+    segments = reply_segments()
     ack = client.transfer.SendInline(inline_chunks(b"x"), metadata=asking(threshold=1))
     ref = ack.reply.segment
     assert (ref.segment_inode, ref.segment_len, ref.offset, ref.length) == (
@@ -300,7 +306,9 @@ def test_a_reply_filled_in_part_of_a_reply_buffer_is_sent_from_that_buffer(serve
     finally:
         mapped.close()
     release(client, 1)
-    assert reply_fds() == fds
+    assert len(reply_segments() - segments) == running.servicer.reply_pool.free_segments() == 1
+    running.servicer.reply_pool.close()
+    assert reply_segments() == segments
 
 
 def test_an_inline_reply_with_its_metadata_never_outgrows_an_ack(serve):
@@ -316,3 +324,59 @@ def test_an_inline_reply_with_its_metadata_never_outgrows_an_ack(serve):
         client.transfer.SendInline(inline_chunks(b"x", transfer_id=2), metadata=asking())
     assert ("perfopt-handler-error", "bad-reply") in tuple(e.value.trailing_metadata())
     assert "expected them to fit an ack of 4198400 bytes" in e.value.details()
+
+
+def refused_for_held_replies(call) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e.value.details()
+    assert ("perfopt-reply-refused", "held-replies") in tuple(e.value.trailing_metadata())
+    return e.value
+
+
+def test_past_max_held_replies_a_reply_is_refused_until_one_is_released_or_expires(
+        serve, secret):
+    data = os.urandom(MiB)
+    client, running = serve(replying({tid: data for tid in range(1, 8)},
+                                     WorkerConfig(max_held_replies=2)), secret=secret)
+    negotiate(client)
+    store, pool = running.servicer.replies, running.servicer.reply_pool
+
+    def call(tid, **ask):
+        return client.transfer.SendInline(inline_chunks(b"x", transfer_id=tid),
+                                          metadata=asking(**ask)).reply
+
+    assert call(1, threshold=1).WhichOneof("body") == "segment"
+    assert call(2).WhichOneof("body") == "segment"
+    e = refused_for_held_replies(lambda: call(3, threshold=1))
+    assert "holds 2 replies" in e.details() and "max_held_replies" in e.details()
+    # A deferred reply counts as much as a segment; an inline one is never held.
+    refused_for_held_replies(lambda: call(3, threshold=2 * MiB))
+    assert call(4, inline_max=MAX_REPLY_INLINE).inline == data
+    # The refused reply's segment went back to the pool; nothing more is held.
+    assert (len(store), pool.free_segments()) == (2, 1)
+    release(client, 1)
+    assert call(5).WhichOneof("body") == "segment"
+    # Past the limit, replies whose time is up are freed first.
+    now = store.clock()
+    store.clock = lambda: now + 31
+    assert call(6).WhichOneof("body") == "segment"
+    assert len(store) == 1
+
+
+def test_past_max_held_bytes_a_reply_is_refused_and_a_smaller_one_still_fits(serve):
+    replies = {1: os.urandom(200_000), 2: os.urandom(200_000), 3: os.urandom(100_000)}
+    client, running = serve(replying(replies, WorkerConfig(max_held_bytes=300_000)))
+    negotiate(client, zero_copy=False)
+
+    def call(tid):
+        return client.transfer.SendInline(inline_chunks(b"x", transfer_id=tid),
+                                          metadata=asking()).reply
+
+    assert call(1).deferred
+    e = refused_for_held_replies(lambda: call(2))
+    assert "a reply of 200000 bytes" in e.details() and "200000 bytes" in e.details()
+    assert call(3).deferred and running.servicer.replies.held_bytes == 300_000
+    assert b"".join(fetch(client, 1)) == replies[1]
+    assert running.servicer.replies.held_bytes == 100_000
+    assert call(2).deferred and b"".join(fetch(client, 2)) == replies[2]

@@ -115,7 +115,20 @@ def test_the_demo_scales_into_a_segment_the_host_maps_and_echoes_for_fetching(tm
         finally:
             mapped.close()
         release(client, 1)
-        assert not mapped.worker_holds_it()
+        # Released, the segment is the worker's to reuse: the next reply is written to it.
+        ack = client.transfer.SendInline(
+            inline_chunks(values.tobytes(), transfer_id=4),
+            metadata=asking(threshold=65_536, mode="scale", factor="5") + array_md)
+        again = ack.reply.segment
+        assert (again.memfd.fd, again.segment_inode) == (ref.memfd.fd, ref.segment_inode)
+        mapped = MappedReply(secret, again, proc.pid)
+        try:
+            got = np.frombuffer(mapped.data, "<i4").reshape(512, 512)
+            assert np.array_equal(got, values * 5)
+            del got
+        finally:
+            mapped.close()
+        release(client, 4)
         negotiate(client, zero_copy=False)
         ack = client.transfer.SendInline(inline_chunks(values.tobytes(), transfer_id=2),
                                          metadata=asking(mode="echo") + array_md)
