@@ -60,12 +60,17 @@ impl Worker {
     /// A worker running [`plus_one`] when `handler`, mapping references and making reply
     /// segments with `secret`.
     async fn start(secret: &Secret, handler: bool) -> Worker {
+        Worker::start_with(secret, handler, ServiceConfig::default()).await
+    }
+
+    /// As [`Worker::start`], with the service's limits `config`.
+    async fn start_with(secret: &Secret, handler: bool, config: ServiceConfig) -> Worker {
         let reader = ReferenceReader::new(
             Arc::new(MemfdShm::default()),
             secret.clone(),
             Some(std::process::id()),
         );
-        let mut service = TransferService::new(ServiceConfig::default())
+        let mut service = TransferService::new(config)
             .unwrap()
             .with_reference_handler(Arc::new(reader));
         let mut pool = None;
@@ -243,6 +248,39 @@ async fn a_reply_takes_the_route_the_caller_forced_on_the_request() {
             Method::Grpc
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_held_replies_a_worker_refuses_the_call_and_the_host_does_not_send_it_again() {
+    let secret = Secret::generate().unwrap();
+    let config = ServiceConfig {
+        max_held_replies: 1,
+        ..ServiceConfig::default()
+    };
+    let worker = Worker::start_with(&secret, true, config).await;
+    let records = Arc::new(Records::default());
+    let host = host(&worker, &secret, true, records.clone()).await;
+    let sent = payload(16 * MIB, 9);
+    let request = TransferRequest::new(sent.len() as u64);
+    // The first reply's segment is held while the reply lives.
+    let first = host.call(&request, &sent).await.unwrap();
+    assert_eq!(first.metrics().method, ReplyMethod::Segment);
+    let err = host.call(&request, &sent).await.unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Refused, "{err}");
+    assert!(!err.worker_gone(), "{err}");
+    assert!(err.to_string().contains("held"), "{err}");
+    // The refused call was not sent again another way (which would run the handler again):
+    // the host recorded one delivered call and one refused, with no fallback.
+    let all = records.all();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[0].success);
+    assert_eq!(all[1].failure, Some(FailureKind::Refused), "{:?}", all[1]);
+    assert_eq!(all[1].fallback, None, "{:?}", all[1]);
+    // Once the first reply is released there is room again.
+    drop(first);
+    until_released(&worker).await;
+    let third = host.call(&request, &sent).await.unwrap();
+    assert!(third.bytes() == plus_one_of(&sent).as_slice());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

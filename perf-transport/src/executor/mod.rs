@@ -128,9 +128,9 @@ impl TransferError {
                     FailureKind::Unavailable
                 }
                 ClientError::Timeout { .. } => FailureKind::Timeout,
-                ClientError::Rejected { .. } | ClientError::InvalidRequest { .. } => {
-                    FailureKind::Refused
-                }
+                ClientError::Rejected { .. }
+                | ClientError::InvalidRequest { .. }
+                | ClientError::ReplyRefused { .. } => FailureKind::Refused,
                 ClientError::Config(_) | ClientError::Protocol { .. } => FailureKind::Internal,
                 ClientError::Handler { .. } => FailureKind::Handler,
             },
@@ -269,7 +269,8 @@ impl From<FallbackReason> for Missed {
 
 fn missed(e: ClientError) -> Missed {
     match e {
-        ClientError::Handler { .. } => Missed::Handler(e),
+        // The worker's code ran: another attempt would run it again.
+        ClientError::Handler { .. } | ClientError::ReplyRefused { .. } => Missed::Handler(e),
         other => Missed::Fallback(fallback_of(&other)),
     }
 }

@@ -92,6 +92,16 @@ pub enum ClientError {
         /// The worker's message: `the handler failed on transfer <id>: <kind>: <message>`.
         message: String,
     },
+    /// The worker's code ran, and the worker holds too many unreleased replies to hold this
+    /// one (status `RESOURCE_EXHAUSTED` with the trailer `perfopt-reply-refused`); running the
+    /// call again would run the code again, so it is neither retried nor sent another way.
+    #[error("{call}: {message}")]
+    ReplyRefused {
+        /// The call.
+        call: &'static str,
+        /// The worker's message.
+        message: String,
+    },
     /// The worker answered something this side cannot accept.
     #[error("{call} got an answer that breaks the protocol: {message}")]
     Protocol {
@@ -125,6 +135,17 @@ impl ClientError {
             return ClientError::Handler {
                 call,
                 kind: kind.to_owned(),
+                message: status.message().to_owned(),
+            };
+        }
+        if code == Code::ResourceExhausted
+            && status
+                .metadata()
+                .get(crate::worker::desk::REPLY_REFUSED_KEY)
+                .is_some()
+        {
+            return ClientError::ReplyRefused {
+                call,
                 message: status.message().to_owned(),
             };
         }

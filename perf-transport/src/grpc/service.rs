@@ -24,7 +24,7 @@ use crate::handler::from_wire;
 use crate::pool::SegmentPool;
 use crate::reference::{Reference, Secret};
 use crate::worker::Handler;
-use crate::worker::desk::{Ask, PeerKey, ReplyDesk};
+use crate::worker::desk::{Ask, HeldReplyLimits, PeerKey, ReplyDesk};
 
 /// The name of the reply extension in `Capabilities.features`.
 pub(crate) const REPLY_FEATURE: &str = "reply";
@@ -206,6 +206,14 @@ pub struct ServiceConfig {
     /// How long a ping may go unanswered before the connection is closed. Default 10 s, at
     /// most a day.
     pub keepalive_timeout: Duration,
+    /// Most replies a worker with a handler holds for its hosts at once (segments until
+    /// released, deferred bytes until fetched); past it, and once expired replies are freed,
+    /// a call is refused with `RESOURCE_EXHAUSTED` (docs/protocol.md, Held replies). Default
+    /// 1,024, from 1 to 1,000,000.
+    pub max_held_replies: usize,
+    /// Most bytes of replies held at once (a segment counts its whole length), under the same
+    /// rule. Default 4 GiB, from 1 byte to 64 GiB.
+    pub max_held_bytes: u64,
 }
 
 impl Default for ServiceConfig {
@@ -222,6 +230,8 @@ impl Default for ServiceConfig {
             handshake_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
+            max_held_replies: crate::worker::desk::DEFAULT_MAX_HELD_REPLIES,
+            max_held_bytes: crate::worker::desk::DEFAULT_MAX_HELD_BYTES,
         }
     }
 }
@@ -261,6 +271,20 @@ impl ServiceConfig {
                 "max_retained_buffer_bytes",
                 self.max_retained_buffer_bytes,
                 format!("at most {MAX_INFLIGHT_CEILING}"),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_held_replies) {
+            return Err(ConfigError::new(
+                "max_held_replies",
+                self.max_held_replies,
+                "from 1 to 1000000".to_string(),
+            ));
+        }
+        if self.max_held_bytes == 0 || self.max_held_bytes > MAX_INFLIGHT_CEILING {
+            return Err(ConfigError::new(
+                "max_held_bytes",
+                self.max_held_bytes,
+                format!("from 1 to {MAX_INFLIGHT_CEILING}"),
             ));
         }
         if self.max_call_duration.is_zero() || self.max_call_duration > MAX_CALL_CEILING {
@@ -366,7 +390,13 @@ impl TransferService {
     ) -> TransferService {
         self.worker = Some(Arc::new(WorkerSide {
             handler,
-            desk: ReplyDesk::new(reply_segments),
+            desk: ReplyDesk::with_limits(
+                reply_segments,
+                HeldReplyLimits {
+                    max_replies: self.config.max_held_replies,
+                    max_bytes: self.config.max_held_bytes,
+                },
+            ),
         }));
         self
     }

@@ -262,10 +262,6 @@ impl BufferSource<'_> {
 }
 
 impl ReplyDesk {
-    pub(crate) fn new(pool: Option<(SegmentPool, Secret)>) -> ReplyDesk {
-        ReplyDesk::with_limits(pool, HeldReplyLimits::default())
-    }
-
     /// A desk holding replies within `limits`.
     pub(crate) fn with_limits(
         pool: Option<(SegmentPool, Secret)>,
