@@ -511,6 +511,8 @@ impl Executor {
             });
         };
         let bad = |message: String| TransferError::BadReply { id, message };
+        // The mapping of a reply segment checksums it as it maps it.
+        let mut summed = None;
         let (held, method) = match envelope.body {
             ReplyBody::Inline(bytes) => (Held::Owned(bytes), ReplyMethod::Inline),
             ReplyBody::Deferred => {
@@ -544,6 +546,7 @@ impl Executor {
                 .await
                 .map_err(|e| bad(format!("the mapping thread failed: {e}")))?
                 .map_err(|e| bad(e.to_string()))?;
+                summed = Some(mapped.1.checksum);
                 (Held::Mapped(mapped.0, releaser), ReplyMethod::Segment)
             }
         };
@@ -566,12 +569,14 @@ impl Executor {
                 envelope.length
             )));
         }
-        let sum = checksum(got);
-        if self.config.verify && sum != envelope.checksum {
-            return Err(bad(format!(
-                "reply checksum {sum:#018x}, the ack says {:#018x}",
-                envelope.checksum
-            )));
+        if self.config.verify {
+            let sum = summed.unwrap_or_else(|| checksum(got));
+            if sum != envelope.checksum {
+                return Err(bad(format!(
+                    "reply checksum {sum:#018x}, the ack says {:#018x}",
+                    envelope.checksum
+                )));
+            }
         }
         let mut reply = reply;
         reply.metrics.latency_us = started.elapsed().as_secs_f64() * 1e6;
