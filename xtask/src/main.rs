@@ -1,7 +1,9 @@
-//! Project automation, run as `cargo xtask <command>`: CI checks, convention checks, the perf gate.
+//! Project automation, run as `cargo xtask <command>`: CI checks, the tests with their external
+//! tools, convention checks, the perf gate.
 
 mod ci;
 mod perf_gate;
+mod test;
 mod tidy;
 
 use std::ffi::OsString;
@@ -22,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run what CI runs: the format check, clippy with warnings denied, then the tests.
     Ci,
+    /// Set up the external tools the tests drive (installing missing Debian packages as root),
+    /// then run every test with the external suites on.
+    Test,
     /// Check the dependency rules and the source conventions, printing every violation.
     Tidy,
     /// Measure single-decision latency in release mode; fail when a p99 is over budget.
@@ -38,6 +43,10 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ci => {
             ci::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Test => {
+            test::run_tests(&root)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::PerfGate { samples } => {

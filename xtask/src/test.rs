@@ -1,0 +1,116 @@
+//! `cargo xtask test`: sets up the external tools the test suites drive (installing the Debian
+//! packages that are missing, when it may), then runs `cargo test --workspace` with those suites
+//! on (`PERFOPT_EXTERNAL_TESTS=1`), so that a missing tool fails the run instead of being skipped.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The environment variable that turns the external suites on: with it, a suite whose tool is
+/// missing fails; without it (plain `cargo test`), it says `NOT RUN` and why.
+pub(crate) const EXTERNAL_TESTS: &str = "PERFOPT_EXTERNAL_TESTS";
+
+/// Each external tool the tests run, and the Debian package that brings it.
+pub(crate) const TOOLS: &[(&str, &str)] = &[("promtool", "prometheus")];
+
+/// Whether `program` is on `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let candidate = dir.join(program);
+            candidate.is_file()
+        })
+    })
+}
+
+/// Whether this process runs as root (it may install packages).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.status.success() && out.stdout.trim_ascii() == b"0")
+}
+
+fn run(command: &mut Command, shown: &str) -> Result<()> {
+    println!("==> {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed, expected success, got {status}");
+    }
+    Ok(())
+}
+
+/// Installs the packages of the missing tools with apt-get; fails naming them when it cannot.
+fn install_missing() -> Result<()> {
+    let missing: Vec<(&str, &str)> = TOOLS
+        .iter()
+        .copied()
+        .filter(|(tool, _)| !on_path(tool))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    let tools: Vec<&str> = missing.iter().map(|(tool, _)| *tool).collect();
+    if !(is_root() && on_path("apt-get")) {
+        bail!(
+            "the tests need {} (Debian packages: {}), which are not installed, and this is not \
+             root on a system with apt-get; install them, or run plain `cargo test --workspace`, \
+             whose external suites then say NOT RUN",
+            tools.join(", "),
+            packages.join(" ")
+        );
+    }
+    run(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get update -q",
+    )?;
+    let shown = format!(
+        "apt-get install -y -q --no-install-recommends {}",
+        packages.join(" ")
+    );
+    run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        &shown,
+    )?;
+    let still: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
+    if !still.is_empty() {
+        bail!(
+            "after installing {}, {} is still not on PATH",
+            packages.join(" "),
+            still.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Sets up the tools, then runs the workspace's tests with the external suites on.
+pub(crate) fn run_tests(root: &Path) -> Result<()> {
+    install_missing()?;
+    run(
+        Command::new(crate::cargo())
+            .args(["test", "--workspace"])
+            .env(EXTERNAL_TESTS, "1")
+            .current_dir(root),
+        "PERFOPT_EXTERNAL_TESTS=1 cargo test --workspace",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_is_found_on_path_and_a_made_up_one_is_not() {
+        assert!(on_path("sh"));
+        assert!(!on_path("perfopt-no-such-program-7f3a"));
+    }
+}
