@@ -15,7 +15,7 @@
 //! |---|---|---|
 //! | [`TransferPolicy`] | decide(request, context) -> Decision | [`Controller`] (core), [`FixedPolicy`] (core) |
 //! | [`DecisionFunction`] | a user's rule, may read metrics | user code (any `Fn(&TransferRequest, &DecisionContext, &dyn MetricsQuery) -> Option<Method>`) |
-//! | [`MetricsSink`] | record(&TransferMetrics), never blocks | `StoreSink` (store), `BackgroundEngine` (learn), `CostModelFeed` (predict), `Summary` (cli), [`NoopSink`] (core) |
+//! | [`MetricsSink`] | record(&TransferMetrics), never blocks | `StoreSink` (store), `BackgroundEngine` (learn), `CostModelFeed` (predict), `Telemetry` (monitor), `Tally` (facade), `Summary` (cli), [`NoopSink`] (core) |
 //! | [`MetricsQuery`] | percentiles/series/samples by pool, method, range | `StoreQuery` (store), [`NoopQuery`] (core) |
 //! | [`Predictor`] | per-method cost estimates with intervals | `LearnedPredictor` (predict), [`FixedPredictor`], [`NoopPredictor`] (core) |
 //! | [`MethodClassifier`] | which method wins, with confidence | `LearnedClassifier` (learn), [`NoopClassifier`] (core) |

@@ -99,3 +99,34 @@ impl MetricsSink for Tally {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use perf_core::conformance::transfer;
+    use perf_core::{FailureKind, FallbackReason, Method, Name};
+
+    use super::*;
+
+    perf_core::metrics_sink_conformance!(tally_sink, Tally::default());
+
+    #[test]
+    fn the_tally_counts_every_record_its_failures_and_its_fallbacks() {
+        let tally = Tally::default();
+        let pool = Name::DEFAULT_POOL;
+        tally.record(&transfer(pool, Method::ZeroCopy, 1 << 20, 0, 50.0));
+        let mut fell_back = transfer(pool, Method::Grpc, 1 << 20, 1, 80.0);
+        fell_back.fallback = Some(FallbackReason::ShmExhausted);
+        tally.record(&fell_back);
+        let mut failed = transfer(pool, Method::Grpc, 4096, 2, 10.0);
+        failed.fail(FailureKind::Timeout);
+        tally.record(&failed);
+        assert_eq!(
+            tally.counts(),
+            TallyCounts {
+                transfers: 3,
+                failed: 1,
+                fell_back: 1,
+            }
+        );
+    }
+}

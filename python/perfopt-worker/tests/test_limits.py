@@ -216,7 +216,7 @@ def test_connections_past_max_connections_are_refused(tmp_path):
         for channel in channels:
             try:
                 ack = transfer_pb2_grpc.TransferStub(channel).SendInline(
-                    inline_chunks(b"x"), timeout=3)
+                    inline_chunks(b"x"), timeout=20)
                 outcomes.append(ack.length)
             except grpc.RpcError as e:
                 outcomes.append(e.code())
@@ -226,7 +226,7 @@ def test_connections_past_max_connections_are_refused(tmp_path):
         for _ in range(100):
             try:
                 ack = transfer_pb2_grpc.TransferStub(channels[2]).SendInline(
-                    inline_chunks(b"y"), timeout=3)
+                    inline_chunks(b"y"), timeout=20)
                 break
             except grpc.RpcError:
                 time.sleep(0.05)

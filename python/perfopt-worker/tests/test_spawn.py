@@ -65,7 +65,7 @@ def test_the_checksum_worker_follows_the_spawn_contract(tmp_path, secret):
         # The host is gone: the worker ends by itself.
         host.kill()
         host.wait()
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=60) == 0
     finally:
         host.kill()
         proc.kill()
@@ -90,7 +90,7 @@ def test_the_demo_replies_with_the_sum_of_a_numpy_payload_read_in_place(tmp_path
     finally:
         seg.close()
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=60)
     assert "transfer 5: reference, 8000 bytes, sum 499500.0" in err
 
 
@@ -140,7 +140,7 @@ def test_the_demo_scales_into_a_segment_the_host_maps_and_echoes_for_fetching(tm
         client.close()
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=60)
     assert "transfer 1: inline, 1048576 bytes, scaled by 3.0" in err
     assert "transfer 2: inline, 1048576 bytes, echoed" in err
 
@@ -179,7 +179,7 @@ def test_a_handler_may_print_after_the_host_closed_the_workers_stdout(tmp_path):
         client.close()
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=60)
     assert "got 77 bytes" in err
 
 
@@ -201,4 +201,4 @@ def test_the_readmes_worker_in_ten_lines_replies_with_its_payload_doubled(tmp_pa
         client.close()
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=60)
