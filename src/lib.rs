@@ -36,6 +36,7 @@
 //! | cost models | `predict` | `.cost_models(on)` | on by default with a data directory: the saved models are restored (a model that does not load is said and replaced), every record feeds them off the transfer's path (failed transfers skipped), the engine uses their predictor once confident, and they are saved at stop |
 //! | learning | `learn` | `.learning(config)` | the classifier trains in the background; with a durable store, models persist and the transfers stored by earlier runs are replayed at build |
 //! | shared memory | `transport` | `.named_segments(on)`, `.shm_budget(bytes)` | stale named segments are swept ([`Optimizer::shm_status`]), then the backend (memfd by default) and a segment pool within the budget are made ([`Optimizer::segment_pool`]) |
+//! | monitoring | `monitor` | `.decision_log(config)` | every record feeds the telemetry ([`Optimizer::telemetry`]: Prometheus text, OTLP) and a tally of outcomes ([`Optimizer::tally`]); every decision of [`Optimizer::policy`] (which the host runtime decides with) goes to the decision log ([`Optimizer::decision_log`]); with `transport` too, [`daemon`] serves the HTTP endpoints over the optimizer and its host, as `perfopt serve` does |
 //!
 //! Some parts are wanted without an optimizer, and the facade makes them the
 //! same way: `segment_pool` (feature `transport`) makes a segment pool on the
