@@ -82,22 +82,20 @@ async fn stop_signal() {
     }
 }
 
-/// Transfers of log-uniform sizes from 1 KiB to 64 MiB, one after another, until `stop`.
+/// Transfers of log-uniform sizes from 1 KiB to 64 MiB, one after another, until `stop`; the
+/// one in flight when it comes is carried to its end (and recorded), never dropped.
 async fn demo_load(
     host: perfopt::transport::Host,
     payload: Arc<[u8]>,
     seed: u64,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
     let rng = SplitMix::new(seed);
     while !*stop.borrow() {
         let size = (10.0 + 16.0 * rng.next_f64()).exp2() as usize;
         let request = TransferRequest::new(size as u64);
-        tokio::select! {
-            // Failures are recorded by the host and counted in the metrics.
-            _ = host.transfer(&request, &payload[..size]) => {}
-            _ = stop.changed() => break,
-        }
+        // A failure is recorded by the host and counted in the metrics.
+        let _ = host.transfer(&request, &payload[..size]).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -180,10 +178,14 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
         stop_signal().await;
         eprintln!("stopping: draining transfers in flight (at most {drain:?})");
         let _ = stop_tx.send(true);
-        for load in loads {
-            let _ = load.await;
-        }
-        let drained = tokio::time::timeout(drain, host.clone().shutdown()).await;
+        let draining = host.clone();
+        let drained = tokio::time::timeout(drain, async move {
+            for load in loads {
+                let _ = load.await;
+            }
+            draining.shutdown().await;
+        })
+        .await;
         if drained.is_err() {
             eprintln!("warning: transfers still in flight after {drain:?}; stopping anyway");
         }
