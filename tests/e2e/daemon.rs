@@ -9,12 +9,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use perfopt::core::FixedProbe;
 use perfopt::daemon::{DaemonView, serve_on};
 use perfopt::monitor::http::{HttpConfig, HttpListener};
-use perfopt::platform::MemfdShm;
-use perfopt::transport::grpc::{Endpoint, Listener, ServiceConfig, TransferService};
-use perfopt::transport::{ReferenceReader, Secret};
 use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::in_process::InProcessWorker;
 
 /// Transfers carried by each method, as the records say.
 #[derive(Default)]
@@ -76,22 +75,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
-    let secret = Secret::generate().unwrap();
-    let reader = ReferenceReader::new(
-        Arc::new(MemfdShm::default()),
-        secret.clone(),
-        Some(std::process::id()),
-    );
-    let service = TransferService::new(ServiceConfig::default())
-        .unwrap()
-        .with_reference_handler(Arc::new(reader));
-    let listener = Listener::bind(&endpoint).await.unwrap();
-    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(listener.serve(service, async {
-        let _ = worker_stopped.await;
-    }));
+    let worker = InProcessWorker::start(None).await;
 
     let carried = Arc::new(ByMethod::default());
     let optimizer = Arc::new(
@@ -103,8 +87,8 @@ async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration()
     );
     let host = optimizer
         .host()
-        .secret(secret)
-        .connect(endpoint)
+        .secret(worker.secret.clone())
+        .connect(worker.endpoint.clone())
         .start()
         .await
         .unwrap();
@@ -252,5 +236,4 @@ async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration()
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     host.shutdown().await;
-    let _ = stop_worker.send(());
 }

@@ -2,6 +2,8 @@
 
 #[cfg(all(feature = "monitor", feature = "transport", feature = "store"))]
 mod daemon;
+#[cfg(feature = "transport")]
+mod in_process;
 #[cfg(all(feature = "learn", feature = "store"))]
 mod learning;
 mod optimizer;

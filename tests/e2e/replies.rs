@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use perfopt::core::FixedProbe;
 use perfopt::platform::MemfdShm;
-use perfopt::transport::grpc::{ClientConfig, Endpoint, Listener, ServiceConfig, TransferService};
+use perfopt::transport::grpc::ClientConfig;
 use perfopt::transport::worker::{Call, HandlerError, Output};
-use perfopt::transport::{
-    CallOptions, ReferenceReader, ReplyMethod, Secret, SegmentPool, SegmentPoolConfig,
-};
+use perfopt::transport::{CallOptions, ReplyMethod, SegmentPool, SegmentPoolConfig};
 use perfopt::{Method, Name, Optimizer, TransferRequest};
+
+use crate::in_process::InProcessWorker;
 
 const MIB: u64 = 1 << 20;
 
@@ -39,28 +39,7 @@ fn options(reply: u64) -> CallOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_teach_the_cost_models_and_the_engine_routes_replies_by_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
-    let secret = Secret::generate().unwrap();
-    let reader = ReferenceReader::new(
-        Arc::new(MemfdShm::default()),
-        secret.clone(),
-        Some(std::process::id()),
-    );
-    let reply_segments =
-        SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default()).unwrap();
-    let service = TransferService::new(ServiceConfig::default())
-        .unwrap()
-        .with_reference_handler(Arc::new(reader))
-        .with_handler(
-            Arc::new(sized_reply),
-            Some((reply_segments, secret.clone())),
-        );
-    let listener = Listener::bind(&endpoint).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(listener.serve(service, async {
-        let _ = stopped.await;
-    }));
+    let worker = InProcessWorker::start(Some(Arc::new(sized_reply))).await;
 
     let optimizer = Optimizer::builder()
         .probe(Arc::new(FixedProbe::default()))
@@ -70,7 +49,11 @@ async fn replies_teach_the_cost_models_and_the_engine_routes_replies_by_them() {
     let pool =
         SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default()).unwrap();
     let executor = optimizer
-        .connect(&endpoint, ClientConfig::default(), Some((pool, secret)))
+        .connect(
+            &worker.endpoint,
+            ClientConfig::default(),
+            Some((pool, worker.secret.clone())),
+        )
         .await
         .unwrap();
 
@@ -139,5 +122,4 @@ async fn replies_teach_the_cost_models_and_the_engine_routes_replies_by_them() {
             "{reply} bytes, reply threshold {threshold}, crossover {crossover}"
         );
     }
-    let _ = stop.send(());
 }

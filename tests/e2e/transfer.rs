@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use perfopt::core::FixedProbe;
 use perfopt::platform::MemfdShm;
-use perfopt::transport::grpc::{
-    ClientConfig, Endpoint, Listener, ServiceConfig, TransferService, checksum,
-};
-use perfopt::transport::{ReferenceReader, Secret, SegmentPool, SegmentPoolConfig};
+use perfopt::transport::grpc::{ClientConfig, checksum};
+use perfopt::transport::{SegmentPool, SegmentPoolConfig};
 use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
+
+use crate::in_process::InProcessWorker;
 
 #[derive(Default)]
 struct Count(AtomicU64);
@@ -22,18 +22,7 @@ impl MetricsSink for Count {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_optimizer_carries_small_payloads_by_grpc_and_large_ones_by_zero_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let endpoint = Endpoint::Unix(dir.path().join("w.sock"));
-    let secret = Secret::generate().unwrap();
-    let reader = ReferenceReader::new(Arc::new(MemfdShm::default()), secret.clone(), None);
-    let service = TransferService::new(ServiceConfig::default())
-        .unwrap()
-        .with_reference_handler(Arc::new(reader));
-    let listener = Listener::bind(&endpoint).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(listener.serve(service, async {
-        let _ = stopped.await;
-    }));
+    let worker = InProcessWorker::start(None).await;
 
     let count = Arc::new(Count::default());
     let optimizer = Optimizer::builder()
@@ -44,7 +33,11 @@ async fn an_optimizer_carries_small_payloads_by_grpc_and_large_ones_by_zero_copy
     let pool =
         SegmentPool::new(Arc::new(MemfdShm::default()), SegmentPoolConfig::default()).unwrap();
     let executor = optimizer
-        .connect(&endpoint, ClientConfig::default(), Some((pool, secret)))
+        .connect(
+            &worker.endpoint,
+            ClientConfig::default(),
+            Some((pool, worker.secret.clone())),
+        )
         .await
         .unwrap();
 
@@ -70,5 +63,4 @@ async fn an_optimizer_carries_small_payloads_by_grpc_and_large_ones_by_zero_copy
     assert_eq!(out.ack.checksum, checksum(&large));
     assert!(out.metrics.latency_us > 0.0 && out.metrics.throughput_bps > 0.0);
     assert_eq!(count.0.load(Ordering::Relaxed), 2);
-    let _ = stop.send(());
 }

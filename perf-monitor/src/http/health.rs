@@ -62,10 +62,8 @@ impl Check {
         remedy: impl Into<String>,
     ) -> Check {
         Check {
-            name: name.into(),
             state: CheckState::Fail,
-            detail: detail.into(),
-            remedy: Some(remedy.into()),
+            ..Check::degraded(name, detail, remedy)
         }
     }
 }

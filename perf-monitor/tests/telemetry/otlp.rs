@@ -171,54 +171,36 @@ async fn recorded_transfers_reach_a_real_otlp_receiver() {
                 && labels_match(std::slice::from_ref(a), &[("service.name", "perfopt-test")])
         });
     assert!(service, "the resource names the service");
-    assert_eq!(
-        counter(
-            &metrics,
+    for (name, labels, want) in [
+        ("perfopt_transfers", [("pool", "a"), ("method", "grpc")], 4),
+        (
             "perfopt_transfers",
-            &[("pool", "a"), ("method", "grpc")]
+            [("pool", "other"), ("method", "grpc")],
+            1,
         ),
-        4
-    );
-    assert_eq!(
-        counter(
-            &metrics,
-            "perfopt_transfers",
-            &[("pool", "other"), ("method", "grpc")]
-        ),
-        1
-    );
-    assert_eq!(
-        counter(
-            &metrics,
+        (
             "perfopt_transfer_bytes",
-            &[("pool", "b"), ("method", "zero_copy")]
+            [("pool", "b"), ("method", "zero_copy")],
+            1 << 20,
         ),
-        1 << 20
-    );
-    assert_eq!(
-        counter(
-            &metrics,
+        (
             "perfopt_transfer_failures",
-            &[("pool", "a"), ("kind", "unavailable")]
+            [("pool", "a"), ("kind", "unavailable")],
+            1,
         ),
-        1
-    );
-    assert_eq!(
-        counter(
-            &metrics,
+        (
             "perfopt_fallbacks",
-            &[("pool", "other"), ("reason", "shm_exhausted")]
+            [("pool", "other"), ("reason", "shm_exhausted")],
+            1,
         ),
-        1
-    );
-    assert_eq!(
-        counter(
-            &metrics,
+        (
             "perfopt_decisions",
-            &[("method", "grpc"), ("reason", "rule.fixed_policy")]
+            [("method", "grpc"), ("reason", "rule.fixed_policy")],
+            4,
         ),
-        4
-    );
+    ] {
+        assert_eq!(counter(&metrics, name, &labels), want, "{name} {labels:?}");
+    }
     assert_eq!(
         gauge(&metrics, "perfopt_pool_threshold_bytes", &[("pool", "a")]),
         65536.0
