@@ -233,6 +233,36 @@ async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration()
     assert_eq!(status["state"], "ready", "{body}");
     assert_eq!(status["transfers"]["total"], 30, "{body}");
 
+    // Ten failed transfers in the minute: a quarter of 40 failed, over the 1 % mark. The service
+    // is degraded, still ready, and says what to do.
+    for i in 0..10 {
+        let mut failed = perfopt::core::conformance::transfer(
+            perfopt::Name::DEFAULT_POOL,
+            Method::Grpc,
+            4096,
+            i,
+            100.0,
+        );
+        failed.fail(perfopt::core::FailureKind::Timeout);
+        optimizer.record(&failed);
+    }
+    let (code, body) = http(addr, "GET", "/readyz?verbose", "").await;
+    assert_eq!(code, 200, "degraded still serves: {body}");
+    assert!(
+        body.contains("[~]failure_rate degraded: 25.0 % of the last 60 s's 40 transfers failed"),
+        "{body}"
+    );
+    assert!(
+        body.ends_with("readyz check passed, degraded: failure_rate\n"),
+        "{body}"
+    );
+    let (_, text) = http(addr, "GET", "/metrics", "").await;
+    assert_eq!(sample(&text, "perfopt_degraded"), Some(1.0), "{text}");
+    assert_eq!(
+        json(&http(addr, "GET", "/api/v1/status", "").await.1)["state"],
+        "degraded"
+    );
+
     let _ = stop.send(());
     server.await.unwrap().unwrap();
     host.shutdown().await;
