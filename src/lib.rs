@@ -84,6 +84,8 @@
 
 #[cfg(all(feature = "monitor", feature = "transport"))]
 pub mod daemon;
+#[cfg(feature = "monitor")]
+pub mod export;
 mod optimizer;
 #[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
 mod stored;

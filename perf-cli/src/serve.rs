@@ -1,8 +1,10 @@
 //! `perfopt serve`: the long-running daemon. Workers, the host runtime, the HTTP endpoints
-//! (`perfopt::daemon`), hot reload of the configuration file, and a graceful stop on SIGTERM or
-//! Ctrl-C: it stops admitting, drains the transfers in flight within a deadline, flushes the
-//! store and exits 0.
+//! (`perfopt::daemon`), the OTLP export the configuration names (`perfopt::export`), hot reload
+//! of the configuration file, logs as text or JSON lines on stderr (the sampled decisions among
+//! them: an audit log), and a graceful stop on SIGTERM or Ctrl-C: it stops admitting, drains the
+//! transfers in flight within a deadline, flushes the store and exits 0.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,10 +13,14 @@ use std::time::Duration;
 use clap::Args;
 use perfopt::core::rng::SplitMix;
 use perfopt::daemon::{DaemonView, serve_on};
+use perfopt::export::{ConfiguredExport, ExportEvent};
 use perfopt::learn::LearnConfig;
 use perfopt::monitor::http::{DEFAULT_LISTEN, HttpConfig, HttpListener};
 use perfopt::{Optimizer, OptimizerError, ReloadEvent, TransferRequest};
 use tokio::sync::watch;
+use tracing::{info, warn};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
 
 use crate::args::{DataDirArg, DurationRange, WorkerCmdArg, parse_duration};
 use crate::exit::Exit;
@@ -55,8 +61,61 @@ pub(crate) struct ServeArgs {
     /// How long a stop waits for the transfers in flight (0s to 10m).
     #[arg(long, default_value = "10s")]
     drain_timeout: String,
+    /// How logs are written on stderr: `text` for people, `json` (one object per line) for a
+    /// log pipeline. `RUST_LOG` filters them (default `info`; the sampled decisions are
+    /// `perfopt::decision` events).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(flatten)]
     data: DataDirArg,
+}
+
+/// How `perfopt serve` writes its logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The logs' target for what the daemon itself says.
+const TARGET: &str = "perfopt::serve";
+
+/// Installs the subscriber of the daemon's logs: `format` on stderr, filtered by `RUST_LOG`.
+/// Lines are written by a thread of their own, so that a decision logged on the transfer path
+/// never waits for stderr; the guard returned writes out what is queued when dropped.
+fn init_logs(format: LogFormat) -> Result<WorkerGuard, Exit> {
+    let filter = EnvFilter::builder()
+        .with_default_directive(tracing::Level::INFO.into())
+        .from_env()
+        .map_err(|e| Exit::bad_input(format_args!("RUST_LOG is not a valid filter: {e}")))?;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
+    installed.map_err(|e| Exit::failed(format_args!("cannot install the log subscriber: {e}")))?;
+    Ok(guard)
+}
+
+/// Says what happened to the OTLP export.
+fn log_export(event: &ExportEvent) {
+    match event {
+        ExportEvent::Started { endpoint } => {
+            info!(target: TARGET, endpoint = endpoint.as_str(), "otlp: pushing metrics to {endpoint}");
+        }
+        ExportEvent::Stopped { endpoint } => {
+            info!(target: TARGET, endpoint = endpoint.as_str(), "otlp: stopped pushing to {endpoint}");
+        }
+        ExportEvent::Failed { endpoint, error } => {
+            warn!(target: TARGET, endpoint = endpoint.as_str(), "otlp: {endpoint}: {error}");
+        }
+    }
 }
 
 /// Waits for SIGTERM or Ctrl-C.
@@ -114,6 +173,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
         listen: args.listen,
         allow_remote: args.allow_remote,
     };
+    let _logs = init_logs(args.log_format)?;
     let dir = args.data.resolve()?;
     let worker = args.worker.command()?;
     let mut builder = Optimizer::builder()
@@ -126,10 +186,13 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
             .watch(WATCH_EVERY)
             .on_reload(|event| match event {
                 ReloadEvent::Applied { version } => {
-                    eprintln!("config: version {version} applied");
+                    info!(target: TARGET, version, "config: version {version} applied");
                 }
                 ReloadEvent::Rejected { error } => {
-                    eprintln!("config: change rejected, the previous one stays: {error}");
+                    warn!(
+                        target: TARGET,
+                        "config: change rejected, the previous one stays: {error}"
+                    );
                 }
             });
     }
@@ -138,9 +201,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
         other => Exit::failed(other),
     })?;
     for warning in optimizer.warnings() {
-        eprintln!("warning: {warning}");
+        warn!(target: TARGET, "{warning}");
     }
     let optimizer = Arc::new(optimizer);
+    let export = ConfiguredExport::start(optimizer.clone(), Box::new(log_export));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -176,7 +240,7 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
             }
         }
         stop_signal().await;
-        eprintln!("stopping: draining transfers in flight (at most {drain:?})");
+        info!(target: TARGET, "stopping: draining transfers in flight (at most {drain:?})");
         let _ = stop_tx.send(true);
         let draining = host.clone();
         let drained = tokio::time::timeout(drain, async move {
@@ -187,7 +251,10 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
         })
         .await;
         if drained.is_err() {
-            eprintln!("warning: transfers still in flight after {drain:?}; stopping anyway");
+            warn!(
+                target: TARGET,
+                "transfers still in flight after {drain:?}; stopping anyway"
+            );
         }
         match server.await {
             Ok(Ok(())) => Ok(()),
@@ -196,6 +263,8 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
         }
     })?;
     drop(runtime);
+    // A last push of the final numbers, then the optimizer is ours alone.
+    drop(export);
     let report = match Arc::try_unwrap(optimizer) {
         Ok(optimizer) => optimizer.shutdown(),
         Err(_) => {
@@ -209,9 +278,13 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
             "the store could not be flushed: {e}"
         )));
     }
-    eprintln!(
+    info!(
+        target: TARGET,
+        recorded = report.store.recorded,
+        committed = report.store.committed,
         "stopped: {} transfers recorded, {} committed to the store",
-        report.store.recorded, report.store.committed
+        report.store.recorded,
+        report.store.committed
     );
     Ok(())
 }

@@ -46,33 +46,7 @@ impl Drop for Daemon {
 #[test]
 fn serve_shows_live_numbers_and_a_sigterm_drains_flushes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_perfopt"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--demo-load",
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(daemon.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("first line {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut daemon, addr, logs) = start_demo(dir.path(), &[]);
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
@@ -102,28 +76,8 @@ fn serve_shows_live_numbers_and_a_sigterm_drains_flushes_and_exits_zero() {
     );
     assert_eq!(total(&second, "perfopt_build_info"), 1.0, "{second}");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        if let Some(code) = daemon.0.try_wait().unwrap() {
-            break code;
-        }
-        assert!(Instant::now() < deadline, "no exit 60 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stderr = String::new();
-    daemon
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert!(code.success(), "{code}: {stderr}");
+    stop(&mut daemon);
+    let stderr = logs.join().unwrap();
     assert!(stderr.contains("stopping: draining"), "{stderr}");
     let recorded: u64 = stderr
         .split("stopped: ")
@@ -159,5 +113,141 @@ fn serve_refuses_a_non_loopback_address_unless_allowed() {
     assert!(
         stderr.contains("listen address 0.0.0.0:0 is not loopback"),
         "{stderr}"
+    );
+}
+
+/// Starts `perfopt serve --demo-load` with `extra` arguments; returns the daemon, its address
+/// and a thread collecting its stderr (read all the while, so the daemon never waits on it).
+fn start_demo(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Daemon, SocketAddr, std::thread::JoinHandle<String>) {
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_perfopt"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .arg("--demo-load")
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = daemon.0.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut line = String::new();
+    BufReader::new(daemon.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening http://")
+        .unwrap_or_else(|| panic!("first line {line:?}"))
+        .parse()
+        .unwrap();
+    (daemon, addr, logs)
+}
+
+/// Sends SIGTERM and waits (at most a minute) for a successful exit.
+fn stop(daemon: &mut Daemon) {
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Some(code) = daemon.0.try_wait().unwrap() {
+            break code;
+        }
+        assert!(Instant::now() < deadline, "no exit 60 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(code.success(), "{code}");
+}
+
+/// With `--log-format json` every line on stderr is a JSON object: the sampled decisions at
+/// the configuration's `[monitor]` rate, with their rationale (an audit log), the OTLP export
+/// the configuration names, and the stop with its counts.
+#[test]
+fn serve_logs_json_lines_with_sampled_decisions_and_the_configured_otlp_export() {
+    let dir = tempfile::tempdir().unwrap();
+    // A collector that is not there: the export starts, and its pushes fail in the background.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let config = dir.path().join("perfopt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[monitor]\ndecision_sample_rate = 0.2\notlp_endpoint = \"{endpoint}\"\n\
+             otlp_timeout_secs = 1\n"
+        ),
+    )
+    .unwrap();
+    let (mut daemon, addr, logs) = start_demo(
+        dir.path(),
+        &["--log-format", "json", "--config", config.to_str().unwrap()],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while total(&get(addr, "/metrics").1, "perfopt_decisions_total") < 50.0 {
+        assert!(Instant::now() < deadline, "no decisions within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop(&mut daemon);
+    let text = logs.join().unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l:?}")))
+        .collect();
+    let of = |target: &str| {
+        events
+            .iter()
+            .filter(|e| e["target"] == target)
+            .collect::<Vec<_>>()
+    };
+    let decisions = of("perfopt::decision");
+    assert!(
+        !decisions.is_empty(),
+        "sampled decisions are logged: {text}"
+    );
+    for d in &decisions {
+        let f = &d["fields"];
+        for key in [
+            "method",
+            "reason",
+            "pool",
+            "size",
+            "rationale",
+            "policy_version",
+        ] {
+            assert!(!f[key].is_null(), "{key} missing in {d}");
+        }
+    }
+    let said = of("perfopt::serve");
+    let message = |m: &str| {
+        said.iter()
+            .find(|e| {
+                e["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(m))
+            })
+            .copied()
+    };
+    let started = message("otlp: pushing metrics to").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(started["fields"]["endpoint"], endpoint.as_str());
+    let stopped = message("stopped:").unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        stopped["fields"]["recorded"].as_u64().unwrap() > 0,
+        "{stopped}"
+    );
+    assert_eq!(
+        stopped["fields"]["recorded"], stopped["fields"]["committed"],
+        "everything recorded reached the store"
     );
 }

@@ -34,7 +34,8 @@ pub mod size;
 pub mod vocab;
 
 pub use config::{
-    Config, ConfigError, ConfigErrors, CostCoefficients, Policy, PoolConfig, PoolSettings,
+    Config, ConfigError, ConfigErrors, CostCoefficients, MonitorSettings, Policy, PoolConfig,
+    PoolSettings,
 };
 pub use decision::{
     Decision, EstimateSource, Estimates, MethodEstimate, Rationale, Reason, ReasonCode, Step,

@@ -37,7 +37,7 @@ fn default_toml_parses_to_the_default_config() {
 fn default_toml_shows_every_field() {
     let file: toml::Table = DEFAULT_CONFIG_TOML.parse().expect("valid toml");
     let fields = serde_json::to_value(Config::default()).expect("serializable");
-    for section in ["defaults", "adaptation", "costs"] {
+    for section in ["defaults", "adaptation", "costs", "monitor"] {
         let written: BTreeSet<&String> =
             file[section].as_table().expect("a table").keys().collect();
         let expected: BTreeSet<&String> = fields[section]
@@ -634,4 +634,62 @@ fn bad_profiles_and_profile_with_costs_are_errors() {
         Config::parse_profile("version = 1\n[costs]\ngrpc_call_us = -3\nbogus = 1\n").unwrap_err();
     let paths: Vec<&str> = bad.0.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["costs.grpc_call_us", "costs.bogus"]);
+}
+
+#[test]
+fn the_monitor_table_sets_the_audit_log_rate_and_the_otlp_export() {
+    let config = Config::from_toml_str(
+        "version = 1\n[monitor]\ndecision_sample_rate = 0.5\n\
+         otlp_endpoint = \"http://collector:4317\"\notlp_interval_secs = 5\n\
+         otlp_timeout_secs = 2\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.monitor,
+        MonitorSettings {
+            decision_sample_rate: 0.5,
+            otlp_endpoint: Some("http://collector:4317".into()),
+            otlp_interval_secs: 5,
+            otlp_timeout_secs: 2,
+        }
+    );
+    let off = Config::from_toml_str("version = 1\n[monitor]\notlp_endpoint = \"\"\n").unwrap();
+    assert_eq!(off.monitor.otlp_endpoint, None);
+}
+
+#[test]
+fn every_bad_monitor_key_is_reported_at_once() {
+    let errors = errors(
+        "version = 1\n[monitor]\ndecision_sample_rate = 1.5\n\
+         otlp_endpoint = \"grpc://collector:4317\"\notlp_interval_secs = 0.5\n\
+         otlp_timeout_secs = 61\nsample = 1\n",
+    );
+    assert_eq!(
+        paths(&errors),
+        [
+            "monitor.decision_sample_rate",
+            "monitor.otlp_endpoint",
+            "monitor.otlp_interval_secs",
+            "monitor.otlp_timeout_secs",
+            "monitor.sample",
+        ]
+    );
+    assert!(
+        errors[1].expected.contains("http://host:port"),
+        "{}",
+        errors[1]
+    );
+    for endpoint in ["http://", "http:// spaced:1", "http:///path", "4317"] {
+        let errors = errors_of_endpoint(endpoint);
+        assert_eq!(paths(&errors), ["monitor.otlp_endpoint"], "{endpoint:?}");
+    }
+    let long = format!("http://{}:4317", "h".repeat(MAX_OTLP_ENDPOINT));
+    assert_eq!(paths(&errors_of_endpoint(&long)), ["monitor.otlp_endpoint"]);
+}
+
+fn errors_of_endpoint(endpoint: &str) -> Vec<ConfigError> {
+    errors(&format!(
+        "version = 1\n[monitor]\notlp_endpoint = {}\n",
+        toml::Value::String(endpoint.into())
+    ))
 }

@@ -21,13 +21,11 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{
     Aggregation, Instrument, PeriodicReader, SdkMeterProvider, Stream,
 };
+use perf_core::config::{MAX_OTLP_ENDPOINT as MAX_ENDPOINT_LEN, MonitorSettings};
 
 use crate::catalog::{Family, Kind};
 use crate::histogram::{NS_PER_SEC, SeriesSnapshot};
 use crate::telemetry::{Point, PointValue, Telemetry, TelemetryError};
-
-/// The longest endpoint accepted, in bytes.
-const MAX_ENDPOINT_LEN: usize = 2048;
 
 /// Where and how often to push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +52,18 @@ impl Default for OtlpConfig {
 }
 
 impl OtlpConfig {
+    /// The export a configuration's `[monitor]` table asks for, or `None` when it names no
+    /// endpoint.
+    pub fn from_settings(settings: &MonitorSettings) -> Option<OtlpConfig> {
+        let endpoint = settings.otlp_endpoint.clone()?;
+        Some(OtlpConfig {
+            endpoint,
+            interval: Duration::from_secs(settings.otlp_interval_secs),
+            timeout: Duration::from_secs(settings.otlp_timeout_secs),
+            ..OtlpConfig::default()
+        })
+    }
+
     fn check(&self) -> Result<(), TelemetryError> {
         let bad = |what, detail: String| Err(TelemetryError::OtlpConfig { what, detail });
         if self.endpoint.len() > MAX_ENDPOINT_LEN || !self.endpoint.starts_with("http://") {
@@ -366,5 +376,20 @@ mod tests {
                 "service_name"
             ]
         );
+    }
+
+    #[test]
+    fn the_monitor_table_gives_the_export_or_none() {
+        let mut settings = MonitorSettings::default();
+        assert_eq!(OtlpConfig::from_settings(&settings), None);
+        settings.otlp_endpoint = Some("http://collector:4317".into());
+        settings.otlp_interval_secs = 3;
+        settings.otlp_timeout_secs = 2;
+        let config = OtlpConfig::from_settings(&settings).unwrap();
+        assert_eq!(config.endpoint, "http://collector:4317");
+        assert_eq!(config.interval, Duration::from_secs(3));
+        assert_eq!(config.timeout, Duration::from_secs(2));
+        assert_eq!(config.service_name, "perfopt");
+        assert!(config.check().is_ok());
     }
 }

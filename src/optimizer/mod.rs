@@ -114,7 +114,7 @@ pub struct OptimizerBuilder {
     #[cfg(feature = "transport")]
     shm: shm::ShmSettings,
     #[cfg(feature = "monitor")]
-    decision_log: perf_monitor::DecisionLogConfig,
+    decision_log: Option<perf_monitor::DecisionLogConfig>,
 }
 
 impl OptimizerBuilder {
@@ -309,11 +309,12 @@ impl OptimizerBuilder {
     }
 
     /// How many decisions become `tracing` events (the audit log) and how many of the most
-    /// recent are kept for the API; by default 1 % and 256. A setting out of range fails the
-    /// build.
+    /// recent are kept for the API. Without it, 256 are kept and the rate is the
+    /// configuration's `monitor.decision_sample_rate` (1 % by default), following each reload;
+    /// with it, the rate given here stays. A setting out of range fails the build.
     #[cfg(feature = "monitor")]
     pub fn decision_log(mut self, config: perf_monitor::DecisionLogConfig) -> Self {
-        self.decision_log = config;
+        self.decision_log = Some(config);
         self
     }
 
@@ -474,15 +475,12 @@ impl OptimizerBuilder {
             sinks.push(engine.clone());
         }
         #[cfg(feature = "monitor")]
-        let monitor = monitor::Monitor::new(&controller, &self.decision_log)?;
+        let monitor = monitor::Monitor::new(&controller, self.decision_log.as_ref())?;
         #[cfg(feature = "monitor")]
         let policy: Arc<dyn perf_core::TransferPolicy> = {
             sinks.push(monitor.telemetry.clone());
             sinks.push(monitor.tally.clone());
-            Arc::new(monitor::Observed {
-                controller: controller.clone(),
-                log: monitor.decisions.clone(),
-            })
+            Arc::new(monitor.observed(controller.clone()))
         };
         #[cfg(not(feature = "monitor"))]
         let policy: Arc<dyn perf_core::TransferPolicy> = controller.clone();
@@ -637,7 +635,7 @@ impl Optimizer {
             #[cfg(feature = "transport")]
             shm: shm::ShmSettings::default(),
             #[cfg(feature = "monitor")]
-            decision_log: perf_monitor::DecisionLogConfig::default(),
+            decision_log: None,
         }
     }
 

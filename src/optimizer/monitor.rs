@@ -17,13 +17,17 @@ pub(crate) struct Monitor {
     pub(crate) telemetry: Arc<Telemetry>,
     pub(crate) decisions: Arc<DecisionLog>,
     pub(crate) tally: Arc<Tally>,
+    /// Whether the decision log's sample rate follows the configuration in force.
+    follows_config: bool,
 }
 
 impl Monitor {
-    /// Telemetry with series for the pools of `controller`'s configuration, and a decision log.
+    /// Telemetry with series for the pools of `controller`'s configuration, and a decision log:
+    /// `log` when given, else one whose sample rate is the configuration's
+    /// `monitor.decision_sample_rate`.
     pub(crate) fn new(
         controller: &Controller,
-        log: &DecisionLogConfig,
+        log: Option<&DecisionLogConfig>,
     ) -> Result<Monitor, OptimizerError> {
         let pools = controller
             .config()
@@ -32,19 +36,52 @@ impl Monitor {
             .copied()
             .collect::<Vec<_>>();
         let telemetry = Telemetry::new(&TelemetryConfig::for_pools(pools))?;
-        let decisions = DecisionLog::new(log)?;
+        let from_config = DecisionLogConfig {
+            sample_rate: controller.config().monitor.decision_sample_rate,
+            ..DecisionLogConfig::default()
+        };
+        let decisions = DecisionLog::new(log.unwrap_or(&from_config))?;
         Ok(Monitor {
             telemetry: Arc::new(telemetry),
             decisions: Arc::new(decisions),
             tally: Arc::new(Tally::default()),
+            follows_config: log.is_none(),
         })
+    }
+
+    /// The engine's policy over `controller`, each decision also handed to the decision log.
+    pub(crate) fn observed(&self, controller: Arc<Controller>) -> Observed {
+        Observed {
+            version: AtomicU64::new(if self.follows_config {
+                controller.version()
+            } else {
+                u64::MAX
+            }),
+            controller,
+            log: self.decisions.clone(),
+        }
     }
 }
 
-/// The engine's policy, with each decision also handed to the decision log.
+/// The engine's policy, with each decision also handed to the decision log. When the
+/// configuration's version changes (a reload by file, by the API or by a library call), the
+/// first decision under the new one sets the log's sample rate from `monitor`.
 pub(crate) struct Observed {
-    pub(crate) controller: Arc<Controller>,
-    pub(crate) log: Arc<DecisionLog>,
+    controller: Arc<Controller>,
+    log: Arc<DecisionLog>,
+    /// The configuration version the sample rate was taken from; `u64::MAX` when the rate was
+    /// given to the builder and stays.
+    version: AtomicU64,
+}
+
+impl Observed {
+    #[cold]
+    fn follow(&self, version: u64) {
+        let rate = self.controller.config().monitor.decision_sample_rate;
+        // The configuration was validated, so its rate is in range.
+        let _ = self.log.set_sample_rate(rate);
+        self.version.store(version, Relaxed);
+    }
 }
 
 impl TransferPolicy for Observed {
@@ -53,6 +90,10 @@ impl TransferPolicy for Observed {
     }
     fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
         let d = self.controller.decide(request, ctx);
+        let seen = self.version.load(Relaxed);
+        if seen != u64::MAX && seen != d.policy_version {
+            self.follow(d.policy_version);
+        }
         self.log.observe(&d);
         d
     }

@@ -6,7 +6,11 @@ mod daemon;
 mod in_process;
 #[cfg(all(feature = "learn", feature = "store"))]
 mod learning;
+#[cfg(feature = "monitor")]
+mod monitor_config;
 mod optimizer;
+#[cfg(feature = "monitor")]
+mod otlp_follow;
 #[cfg(feature = "transport")]
 mod python_venv;
 #[cfg(feature = "transport")]

@@ -12,7 +12,12 @@ use anyhow::{Context, Result, bail};
 pub(crate) const EXTERNAL_TESTS: &str = "PERFOPT_EXTERNAL_TESTS";
 
 /// Each external tool the tests run, and the Debian package that brings it.
-pub(crate) const TOOLS: &[(&str, &str)] = &[("promtool", "prometheus")];
+pub(crate) const TOOLS: &[(&str, &str)] = &[
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
+];
 
 /// Whether `program` is on `PATH`.
 fn on_path(program: &str) -> bool {
@@ -53,7 +58,8 @@ fn install_missing() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|(_, package)| *package).collect();
+    packages.dedup();
     let tools: Vec<&str> = missing.iter().map(|(tool, _)| *tool).collect();
     if !(is_root() && on_path("apt-get")) {
         bail!(

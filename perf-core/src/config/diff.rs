@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Adaptation, Config, CostCoefficients, PoolSettings, Rule};
+use super::{Adaptation, Config, CostCoefficients, MonitorSettings, PoolSettings, Rule};
 use crate::controller::{Controller, ControllerError};
 use crate::decision::ReasonCode;
 use crate::name::Name;
@@ -158,6 +158,12 @@ impl Config {
             &adaptation(&new.adaptation),
         );
         compare(&mut out, "costs", &costs(&self.costs), &costs(&new.costs));
+        compare(
+            &mut out,
+            "monitor",
+            &monitor(&self.monitor),
+            &monitor(&new.monitor),
+        );
         compare_rules(&mut out, "rules", &self.rules, &new.rules);
         let names: BTreeSet<&Name> = self.pools.keys().chain(new.pools.keys()).collect();
         for name in names {
@@ -318,6 +324,19 @@ fn costs(c: &CostCoefficients) -> Vec<(&'static str, String)> {
         ("page_fault_us", number(c.page_fault_us)),
         ("segment_cleanup_us", number(c.segment_cleanup_us)),
         ("pool_return_us", number(c.pool_return_us)),
+    ]
+}
+
+/// The keys of `[monitor]`.
+fn monitor(m: &MonitorSettings) -> Vec<(&'static str, String)> {
+    vec![
+        ("decision_sample_rate", number(m.decision_sample_rate)),
+        (
+            "otlp_endpoint",
+            m.otlp_endpoint.clone().unwrap_or_else(|| NONE.to_string()),
+        ),
+        ("otlp_interval_secs", m.otlp_interval_secs.to_string()),
+        ("otlp_timeout_secs", m.otlp_timeout_secs.to_string()),
     ]
 }
 
@@ -551,6 +570,7 @@ mod tests {
         assert_eq!(settings(&c.defaults).len(), n_keys(&c.defaults));
         assert_eq!(adaptation(&c.adaptation).len(), n_keys(&c.adaptation));
         assert_eq!(costs(&c.costs).len(), n_keys(&c.costs));
+        assert_eq!(monitor(&c.monitor).len(), n_keys(&c.monitor));
         let rule =
             &config("version = 1\n[[rules]]\nname = \"r\"\npriority = 1\nmethod = \"grpc\"\n")
                 .rules[0];

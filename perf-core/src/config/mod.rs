@@ -22,6 +22,8 @@ pub const CONFIG_VERSION: i64 = 1;
 pub const MAX_POOLS: usize = 64;
 /// At most this many rules may apply to one pool (its own plus global ones).
 pub const MAX_RULES: usize = 64;
+/// The longest OTLP endpoint accepted, in bytes.
+pub const MAX_OTLP_ENDPOINT: usize = 2048;
 /// The largest configuration file accepted, in bytes.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub adaptation: Adaptation,
     /// Static cost coefficients of this machine.
     pub costs: CostCoefficients,
+    /// What is told outside about the decisions and transfers.
+    pub monitor: MonitorSettings,
     /// Rules that apply to every pool, or to the pools they list.
     pub rules: Vec<Rule>,
     /// The pools, always including `default`; each fully resolved against `defaults`.
@@ -134,6 +138,20 @@ pub struct CostCoefficients {
     pub pool_return_us: f64,
 }
 
+/// The `[monitor]` table: the decision audit log and the OTLP export.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MonitorSettings {
+    /// The fraction of decisions emitted as `tracing` events (the audit log), 0 to 1.
+    pub decision_sample_rate: f64,
+    /// The OTLP/gRPC collector the metrics are pushed to, `http://host:port`; `None` exports
+    /// nothing by OTLP.
+    pub otlp_endpoint: Option<String>,
+    /// Seconds between two OTLP exports, 1 to 3600.
+    pub otlp_interval_secs: u64,
+    /// Seconds one OTLP export may take, 1 to 60.
+    pub otlp_timeout_secs: u64,
+}
+
 /// A user rule: when its condition matches, it picks its method.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rule {
@@ -193,6 +211,18 @@ impl Default for Adaptation {
     }
 }
 
+impl Default for MonitorSettings {
+    /// One decision in a hundred in the audit log, no OTLP export.
+    fn default() -> Self {
+        MonitorSettings {
+            decision_sample_rate: 0.01,
+            otlp_endpoint: None,
+            otlp_interval_secs: 15,
+            otlp_timeout_secs: 10,
+        }
+    }
+}
+
 impl Default for CostCoefficients {
     /// Figures measured on a 2 vCPU VM (see DESIGN.md, transport physics).
     fn default() -> Self {
@@ -242,6 +272,7 @@ impl Default for Config {
             defaults,
             adaptation: Adaptation::default(),
             costs: CostCoefficients::default(),
+            monitor: MonitorSettings::default(),
             rules: Vec::new(),
             pools,
         }

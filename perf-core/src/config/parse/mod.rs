@@ -20,8 +20,8 @@ use self::rules::{check_effective_rules, read_rules};
 use self::section::{Section, sorted_entries};
 use self::values::{Range, read_number, read_size};
 use super::{
-    Adaptation, CONFIG_VERSION, Config, CostCoefficients, MAX_CONFIG_BYTES, MAX_POOLS, MAX_RULES,
-    PoolConfig, PoolSettings,
+    Adaptation, CONFIG_VERSION, Config, CostCoefficients, MAX_CONFIG_BYTES, MAX_OTLP_ENDPOINT,
+    MAX_POOLS, MAX_RULES, MonitorSettings, PoolConfig, PoolSettings,
 };
 use crate::name::Name;
 use crate::size::config_size;
@@ -64,7 +64,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 // The keys each table accepts, separated by single spaces.
-const TOP_KEYS: &str = "version profile defaults adaptation costs rules pools";
+const TOP_KEYS: &str = "version profile defaults adaptation costs monitor rules pools";
 const PROFILE_KEYS: &str = "version costs measured";
 /// The longest profile path accepted, in bytes.
 const MAX_PROFILE_PATH: usize = 4096;
@@ -75,6 +75,9 @@ const ADAPTATION_KEYS: &str = "max_step min_factor max_factor cpu_high memory_hi
 const COST_KEYS: &str = "grpc_call_us grpc_ns_per_byte grpc_cached_ns_per_byte grpc_cache_bytes \
     grpc_cpu_share grpc_memory_factor zero_copy_notify_us memcpy_ns_per_byte segment_create_us \
     page_fault_us segment_cleanup_us pool_return_us";
+
+const MONITOR_KEYS: &str =
+    "decision_sample_rate otlp_endpoint otlp_interval_secs otlp_timeout_secs";
 
 const MISSING: &str = "(missing)";
 const MAX_COST: f64 = 1e9;
@@ -238,6 +241,11 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
         None => CostCoefficients::default(),
     };
 
+    let monitor = match top.table(report, "monitor") {
+        Some(sec) => read_monitor(report, &sec),
+        None => MonitorSettings::default(),
+    };
+
     let pools_section = top.table(report, "pools");
     let mut configured: Vec<Name> = pools_section
         .iter()
@@ -283,6 +291,7 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
         defaults,
         adaptation,
         costs,
+        monitor,
         rules: global.into_iter().filter_map(|d| d.rule).collect(),
         pools: pools
             .into_iter()
@@ -365,4 +374,61 @@ fn read_costs(report: &mut Report, sec: &Section<'_>) -> CostCoefficients {
     }
     sec.unknown_keys(report, COST_KEYS);
     c
+}
+
+fn read_monitor(report: &mut Report, sec: &Section<'_>) -> MonitorSettings {
+    let mut m = MonitorSettings::default();
+    if let Some(x) = sec.read(
+        report,
+        "decision_sample_rate",
+        read_number(Range::Closed(0.0, 1.0)),
+    ) {
+        m.decision_sample_rate = x;
+    }
+    if let Some(endpoint) = sec.read(report, "otlp_endpoint", read_endpoint) {
+        m.otlp_endpoint = endpoint;
+    }
+    let seconds = [
+        ("otlp_interval_secs", &mut m.otlp_interval_secs, 3600),
+        ("otlp_timeout_secs", &mut m.otlp_timeout_secs, 60),
+    ];
+    for (key, slot, max) in seconds {
+        if let Some(x) = sec.read(report, key, read_number(Range::Closed(1.0, max as f64))) {
+            if x.fract() == 0.0 {
+                *slot = x as u64;
+            } else {
+                report.push(
+                    sec.key_path(key),
+                    render(&sec.table[key]),
+                    format!("a whole number of seconds from 1 to {max}"),
+                );
+            }
+        }
+    }
+    sec.unknown_keys(report, MONITOR_KEYS);
+    m
+}
+
+/// An OTLP endpoint: `http://host:port`, or `""` for none.
+fn read_endpoint(v: &Value) -> Result<Option<String>, String> {
+    let expected = || {
+        format!(
+            "an OTLP/gRPC endpoint \"http://host:port\" of at most {MAX_OTLP_ENDPOINT} bytes, or \"\" \
+             for none"
+        )
+    };
+    let text = v.as_str().ok_or_else(expected)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let authority = text.strip_prefix("http://").ok_or_else(expected)?;
+    let fits = text.len() <= MAX_OTLP_ENDPOINT
+        && !authority.is_empty()
+        && !authority.starts_with(['/', ':'])
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+    if fits {
+        Ok(Some(text.to_owned()))
+    } else {
+        Err(expected())
+    }
 }
