@@ -8,8 +8,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use perf_core::{Name, TransferRequest, ZeroCopyAvailability};
-use perf_monitor::http::{Check, ConfigRefusal, Daemon, HttpConfig, HttpError, HttpListener};
+use perf_core::{Name, StatsRequest, TransferRequest, ZeroCopyAvailability};
+use perf_monitor::http::{
+    Check, ConfigRefusal, Daemon, HttpConfig, HttpError, HttpListener, StatsRefusal,
+};
 use perf_monitor::{ModelStatus, ShmUsage};
 use perf_transport::Host;
 use serde_json::{Value, json};
@@ -438,36 +440,27 @@ impl Daemon for DaemonView {
         }))
     }
 
-    fn stats(&self, since_secs: u64) -> Result<Value, String> {
+    fn stats(&self, request: &StatsRequest) -> Result<Value, StatsRefusal> {
+        let o = &self.optimizer;
+        if let Some(pool) = request.pool
+            && !o.controller().config().pools.contains_key(&pool)
+        {
+            return Err(StatsRefusal::UnknownPool(pool.as_str().to_owned()));
+        }
         #[cfg(feature = "store")]
         {
-            use perf_core::{Method, SeriesQuery, Timestamp};
-            let o = &self.optimizer;
-            let to = o.context().now;
-            let from = Timestamp(to.as_nanos().saturating_sub(since_secs * 1_000_000_000));
-            let query = |method| SeriesQuery {
-                pool: None,
-                method,
-                from,
-                to: Timestamp(to.as_nanos() + 1_000_000_000),
-                granularity_secs: 1,
-            };
-            let summary = |method| {
-                o.store_query()
-                    .summary(&query(method))
-                    .map_err(|e| e.to_string())
-            };
-            Ok(json!({
-                "since_secs": since_secs,
-                "total": summary(None)?,
-                "zero_copy": summary(Some(Method::ZeroCopy))?,
-                "grpc": summary(Some(Method::Grpc))?,
-            }))
+            let report = perf_store::StatsReport::read(o.store_query(), request, o.context().now)
+                .map_err(|e| match e {
+                perf_core::QueryError::Invalid(why) => StatsRefusal::Invalid(why),
+                other => StatsRefusal::Unavailable(other.to_string()),
+            })?;
+            serde_json::to_value(report).map_err(|e| StatsRefusal::Unavailable(e.to_string()))
         }
         #[cfg(not(feature = "store"))]
         {
-            let _ = since_secs;
-            Err("statistics need the `store` feature".into())
+            Err(StatsRefusal::Unavailable(
+                "statistics need the `store` feature".into(),
+            ))
         }
     }
 }

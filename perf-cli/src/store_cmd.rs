@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use perf_core::{Method, Name, Percentiles, SampleFilter, SeriesQuery, Timestamp};
-use perfopt::store::query::{percentiles, point};
+use perf_core::{FailureKind, Method, Name, SampleFilter, StatsRequest, Timestamp};
 use perfopt::store::{
-    Backend, Bucket, Failures, RedbBackend, RedbReader, StoreFile, StoreQuery, check, check_access,
+    Backend, RedbBackend, RedbReader, StatsReport, StoreFile, StoreQuery, check, check_access,
     datadir::{self, DataDir},
     migrate,
 };
@@ -36,6 +35,10 @@ fn open_reader(dir: &DataDir) -> Result<RedbReader, Exit> {
 pub(crate) struct StatsArgs {
     #[command(flatten)]
     data: DataDirArg,
+    /// Asks a running `perfopt serve` at this address (`http://127.0.0.1:9464`) instead of
+    /// reading a store: it answers from the store it holds, with what it has not yet flushed.
+    #[arg(long, conflicts_with = "data_dir")]
+    daemon: Option<String>,
     /// Only this pool.
     #[arg(long)]
     pool: Option<String>,
@@ -75,35 +78,22 @@ fn filters(
     Ok((pool, method))
 }
 
-/// Failures by kind as a JSON object, kinds that did not occur left out (`unknown`: records
-/// that name no kind).
-fn kinds_json(f: &Failures) -> Value {
-    let mut map = serde_json::Map::new();
-    for (kind, n) in f.kinds() {
-        map.insert(kind.as_str().to_string(), json!(n));
+/// Failures by kind as text, in the order of [`FailureKind::ALL`] and `unknown` last:
+/// `timeout 3, refused 1`, or `none`.
+fn kinds_text(kinds: &BTreeMap<String, u64>) -> String {
+    if kinds.is_empty() {
+        return "none".to_string();
     }
-    if f.unknown() > 0 {
-        map.insert("unknown".to_string(), json!(f.unknown()));
-    }
-    Value::Object(map)
-}
-
-/// Failures by kind as text: `timeout 3, refused 1`, or `none`.
-fn kinds_text(f: &Failures) -> String {
-    let mut parts: Vec<String> = f.kinds().map(|(k, n)| format!("{k} {n}")).collect();
-    if f.unknown() > 0 {
-        parts.push(format!("unknown {}", f.unknown()));
-    }
-    if parts.is_empty() {
-        "none".to_string()
-    } else {
-        parts.join(", ")
-    }
-}
-
-fn pct_json(p: &Percentiles) -> Value {
-    json!({"count": p.count, "mean": p.mean, "min": p.min, "max": p.max,
-           "p50": p.p50, "p95": p.p95, "p99": p.p99, "p999": p.p999})
+    let rank = |k: &str| {
+        FailureKind::ALL
+            .iter()
+            .position(|kind| kind.as_str() == k)
+            .unwrap_or(usize::MAX)
+    };
+    let mut parts: Vec<(&String, &u64)> = kinds.iter().collect();
+    parts.sort_by_key(|(k, _)| rank(k));
+    let parts: Vec<String> = parts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
 }
 
 /// Fails when `pool` is not one the store holds transfers of, naming the ones it does.
@@ -128,100 +118,99 @@ fn expect_known_pool(reader: &RedbReader, pool: Name) -> Result<(), Exit> {
     )))
 }
 
+/// The largest answer taken from a daemon, in bytes.
+const MAX_DAEMON_ANSWER: u64 = 64 << 20;
+
+/// Asks the daemon at `base` for the statistics of `request`.
+fn ask_daemon(base: &str, request: &StatsRequest) -> Result<StatsReport, Exit> {
+    let base = base.trim_end_matches('/');
+    if !base.starts_with("http://") || base.len() > 2048 {
+        return Err(Exit::bad_input(format_args!(
+            "--daemon {base:?}: expected the daemon's address as http://host:port"
+        )));
+    }
+    let mut url = format!(
+        "{base}/api/v1/stats?since_secs={}&granularity_secs={}&profile={}",
+        request.since_secs, request.granularity_secs, request.profile
+    );
+    if let Some(pool) = request.pool {
+        url.push_str(&format!("&pool={}", pool.as_str()));
+    }
+    if let Some(method) = request.method {
+        url.push_str(&format!("&method={}", method.as_str()));
+    }
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| Exit::failed(format_args!("cannot ask the daemon at {base}: {e}")))?;
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_DAEMON_ANSWER)
+        .read_to_string()
+        .map_err(|e| Exit::failed(format_args!("the daemon at {base} answered badly: {e}")))?;
+    if !status.is_success() {
+        let why = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        let message = format!("the daemon at {base} refused: {status}: {why}");
+        return Err(if status.is_client_error() {
+            Exit::bad_input(message)
+        } else {
+            Exit::failed(message)
+        });
+    }
+    serde_json::from_str(&body).map_err(|e| {
+        Exit::failed(format_args!(
+            "the daemon at {base} sent statistics this perfopt cannot read: {e}"
+        ))
+    })
+}
+
 /// Runs `perfopt stats`.
 pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
     let since = parse_duration("--since", &args.since, &LOOK_BACK).map_err(Exit::bad_input)?;
     let width = parse_duration("--granularity", &args.granularity, &BUCKET_WIDTH)
         .map_err(Exit::bad_input)?;
     let (pool, method) = filters(&args.pool, &args.method)?;
-    // Whole seconds from 1 s to 1 h, so it fits.
-    let granularity_secs = width.as_secs() as u32;
-    let dir = args.data.resolve()?;
-    let reader = open_reader(&dir)?;
-    let query = StoreQuery::new(Arc::new(reader.clone()) as Arc<dyn Backend>);
-    let to = now();
-    let q = SeriesQuery {
+    let request = StatsRequest {
         pool,
         method,
-        from: Timestamp(to.0.saturating_sub(since.as_nanos() as u64)),
-        to: Timestamp(to.0 + 1_000_000_000),
-        granularity_secs,
+        // A fraction of a second more still looks back over it.
+        since_secs: since.as_nanos().div_ceil(1_000_000_000) as u64,
+        // Whole seconds from 1 s to 1 h, so it fits.
+        granularity_secs: width.as_secs() as u32,
+        profile: args.profile,
     };
-    let points = query.merged_buckets(&q).map_err(Exit::bad_input)?;
-    let per_series = query.series_totals(&q).map_err(Exit::failed)?;
-    let mut total = Bucket::default();
-    let mut by_method: BTreeMap<Method, Bucket> = BTreeMap::new();
-    for (series, bucket) in &per_series {
-        total.merge(bucket);
-        by_method.entry(series.method).or_default().merge(bucket);
-    }
-    if let Some(pool) = pool
-        && total.count() == 0
-    {
-        expect_known_pool(&reader, pool)?;
-    }
-    let profile = if args.profile {
-        let filter = SampleFilter {
-            pool,
-            method,
-            since: q.from,
-            sizes: None,
-        };
-        Some(query.profile(&filter, 1_000_000).map_err(Exit::failed)?)
-    } else {
-        None
+    request.check().map_err(Exit::bad_input)?;
+    let (report, source) = match &args.daemon {
+        Some(base) => (ask_daemon(base, &request)?, ("daemon", json!(base))),
+        None => {
+            let dir = args.data.resolve()?;
+            let reader = open_reader(&dir)?;
+            let query = StoreQuery::new(Arc::new(reader.clone()) as Arc<dyn Backend>);
+            let report = StatsReport::read(&query, &request, now()).map_err(Exit::bad_input)?;
+            if let Some(pool) = pool
+                && report.total_transfers == 0
+            {
+                expect_known_pool(&reader, pool)?;
+            }
+            (report, ("data_dir", json!(dir.path)))
+        }
     };
-    let latency = |b: &Bucket| percentiles(&b.latency_us, 1.0);
-    let queued = |b: &Bucket| percentiles(&b.queued_us, 1.0);
     let mut out = Output::new();
     if args.json {
-        let buckets: Vec<Value> = points
-            .iter()
-            .map(|(&start, b)| {
-                let p = point(Timestamp::from_secs(start), b);
-                json!({
-                    "start_unix_s": start,
-                    "count": b.count(),
-                    "delivered": b.delivered(),
-                    "failed": b.failed(),
-                    "failures_by_kind": kinds_json(&b.failures),
-                    "p50": p.latency_us.p50, "p95": p.latency_us.p95,
-                    "p99": p.latency_us.p99, "p999": p.latency_us.p999,
-                    "latency_us": pct_json(&p.latency_us),
-                    "throughput_bps": pct_json(&p.throughput_bps),
-                    "decision_ns": pct_json(&p.decision_ns),
-                    "memory_bytes": pct_json(&p.memory_bytes),
-                    "queued_us": pct_json(&queued(b)),
-                })
-            })
-            .collect();
-        let methods: Vec<Value> = by_method
-            .iter()
-            .map(|(m, b)| {
-                json!({
-                    "method": m.as_str(),
-                    "transfers": b.count(),
-                    "delivered": b.delivered(),
-                    "failed": b.failed(),
-                    "failures_by_kind": kinds_json(&b.failures),
-                    "latency_us": pct_json(&latency(b)),
-                    "queued_us": pct_json(&queued(b)),
-                })
-            })
-            .collect();
-        let json = json!({
-            "data_dir": dir.path,
-            "granularity_secs": granularity_secs,
-            "total_transfers": total.count(),
-            "delivered": total.delivered(),
-            "failed": total.failed(),
-            "failures_by_kind": kinds_json(&total.failures),
-            "latency_us": pct_json(&latency(&total)),
-            "queued_us": pct_json(&queued(&total)),
-            "by_method": methods,
-            "buckets": buckets,
-            "profile": profile,
-        });
+        let mut json = serde_json::to_value(&report).map_err(Exit::failed)?;
+        if let Some(object) = json.as_object_mut() {
+            object.insert(source.0.to_owned(), source.1);
+        }
         writeln!(out, "{json}")?;
         return out.finish();
     }
@@ -229,34 +218,46 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
     writeln!(
         out,
         "{} transfers in the last {} ({}): {} delivered, {} failed; latency of the delivered p50 {} p99 {}",
-        total.count(),
+        report.total_transfers,
         args.since,
-        dir.path.display(),
-        total.delivered(),
-        total.failed(),
-        us(latency(&total).p50),
-        us(latency(&total).p99),
+        source
+            .1
+            .as_str()
+            .map_or_else(|| source.1.to_string(), str::to_owned),
+        report.delivered,
+        report.failed,
+        us(report.latency_us.p50),
+        us(report.latency_us.p99),
     )?;
-    writeln!(out, "  failures by kind: {}", kinds_text(&total.failures))?;
+    writeln!(
+        out,
+        "  failures by kind: {}",
+        kinds_text(&report.failures_by_kind)
+    )?;
     writeln!(
         out,
         "\n  {:<20} {:>9} {:>9} {:>8} {:>10} {:>10} {:>12}",
         "method", "transfers", "delivered", "failed", "p50", "p99", "queued mean"
     )?;
-    for (m, b) in &by_method {
+    for m in &report.by_method {
         writeln!(
             out,
             "  {:<20} {:>9} {:>9} {:>8} {:>10} {:>10} {:>12}",
-            m.as_str(),
-            b.count(),
-            b.delivered(),
-            b.failed(),
-            us(latency(b).p50),
-            us(latency(b).p99),
-            us(queued(b).mean)
+            m.method.as_str(),
+            m.transfers,
+            m.delivered,
+            m.failed,
+            us(m.latency_us.p50),
+            us(m.latency_us.p99),
+            us(m.queued_us.mean)
         )?;
-        if b.failed() > 0 {
-            writeln!(out, "  {:<20} failures: {}", "", kinds_text(&b.failures))?;
+        if m.failed > 0 {
+            writeln!(
+                out,
+                "  {:<20} failures: {}",
+                "",
+                kinds_text(&m.failures_by_kind)
+            )?;
         }
     }
     writeln!(
@@ -264,21 +265,21 @@ pub(crate) fn stats(args: &StatsArgs) -> Result<(), Exit> {
         "\n  {:<20} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
         "bucket (unix s)", "count", "failed", "p50", "p95", "p99", "p99.9"
     )?;
-    for (&start, b) in &points {
-        let l = latency(b);
+    for b in &report.buckets {
+        let l = &b.latency_us;
         writeln!(
             out,
             "  {:<20} {:>8} {:>8} {:>10} {:>10} {:>10} {:>10}",
-            start,
-            b.count(),
-            b.failed(),
+            b.start_unix_s,
+            b.count,
+            b.failed,
             us(l.p50),
             us(l.p95),
             us(l.p99),
             us(l.p999)
         )?;
     }
-    if let Some(p) = &profile {
+    if let Some(p) = &report.profile {
         writeln!(out, "\n  latency by ({} samples)", p.samples)?;
         let tables = [
             ("size class", &p.by_size),

@@ -251,3 +251,71 @@ fn serve_logs_json_lines_with_sampled_decisions_and_the_configured_otlp_export()
         "everything recorded reached the store"
     );
 }
+
+/// `perfopt stats --daemon` asks the running daemon instead of opening the store it holds, and
+/// shows the same report, text or JSON; a pool it does not have is bad input.
+#[test]
+fn stats_asks_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut daemon, addr, logs) = start_demo(dir.path(), &[]);
+    let url = format!("http://{addr}");
+    let stats = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_perfopt"))
+            .args([
+                "stats",
+                "--daemon",
+                &url,
+                "--since",
+                "10m",
+                "--granularity",
+                "1s",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let out = stats(&["--json"]);
+        assert!(out.status.success(), "{out:?}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if report["total_transfers"].as_u64().unwrap() >= 10 {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no transfers within 60 s: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(report["daemon"], url.as_str());
+    let counted: u64 = report["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, report["total_transfers"].as_u64().unwrap());
+    let text = stats(&["--profile"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.lines().next().unwrap().contains(&format!("({url})")),
+        "{text}"
+    );
+    assert!(text.contains("latency by ("), "the profile: {text}");
+
+    let unknown = stats(&["--pool", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no pool \"nope\""),
+        "{unknown:?}"
+    );
+    stop(&mut daemon);
+    drop(logs.join());
+    let gone = stats(&[]);
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("cannot ask the daemon"),
+        "{gone:?}"
+    );
+}

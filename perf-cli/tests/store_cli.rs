@@ -466,7 +466,11 @@ fn stats_counts_failures_per_method_and_kind_and_keeps_them_out_of_the_percentil
         (sum("count"), sum("delivered"), sum("failed")),
         (116, 110, 6)
     );
-    assert!(buckets.iter().all(|b| b["p99"].as_f64().unwrap() <= 199.0));
+    assert!(
+        buckets
+            .iter()
+            .all(|b| b["latency_us"]["p99"].as_f64().unwrap() <= 199.0)
+    );
 
     // The same in text: a failed count per method and per bucket, and the kinds.
     let text = stdout(&perfopt(&["stats", "--data-dir", d]));

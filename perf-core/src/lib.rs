@@ -68,7 +68,7 @@ pub use seams::{
     MemoryThresholdStore, MethodClassifier, MetricsQuery, MetricsSink, ModelStore, ModelStoreError,
     NoShm, NoopClassifier, NoopModelStore, NoopPredictor, NoopQuery, NoopSink, NoopThresholdStore,
     Percentiles, PlatformShm, Prediction, Predictor, QueryError, ResourceProbe, SampleFilter,
-    SegmentId, SeriesPoint, SeriesQuery, ShmError, ShmSegment, ShmView, StoredModel,
+    SegmentId, SeriesPoint, SeriesQuery, ShmError, ShmSegment, ShmView, StatsRequest, StoredModel,
     ThresholdControl, ThresholdStore, TransferPolicy, Verdict, check_model,
 };
 pub use threshold::{ChangeKind, Proposal, ThresholdChange, ThresholdError, ThresholdManager};

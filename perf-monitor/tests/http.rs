@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use perf_core::StatsRequest;
 use perf_monitor::http::{
     Check, ConfigRefusal, Daemon, HttpConfig, HttpError, HttpListener, MAX_BODY_BYTES,
-    MAX_DECISIONS, router,
+    MAX_DECISIONS, StatsRefusal, router,
 };
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,8 +62,11 @@ impl Daemon for Fake {
             Some(_) => None,
         }
     }
-    fn stats(&self, since_secs: u64) -> Result<Value, String> {
-        Ok(json!({ "since_secs": since_secs }))
+    fn stats(&self, request: &StatsRequest) -> Result<Value, StatsRefusal> {
+        if request.pool.is_some_and(|p| p.as_str() == "nope") {
+            return Err(StatsRefusal::UnknownPool("nope".into()));
+        }
+        Ok(serde_json::to_value(request).unwrap())
     }
 }
 
@@ -195,13 +199,41 @@ async fn query_parameters_are_bounded_and_named_when_wrong() {
         ("/api/v1/predict", "size"),
         ("/api/v1/predict?size=2000000000000", "size"),
         ("/api/v1/predict?size=10&pool=", "pool"),
-        ("/api/v1/stats?since_secs=99999999", "since_secs"),
+        ("/api/v1/stats?since_secs=999999999", "since_secs"),
+        ("/api/v1/stats?granularity_secs=0", "granularity_secs"),
+        ("/api/v1/stats?granularity_secs=7200", "granularity_secs"),
+        (
+            "/api/v1/stats?since_secs=86400000&granularity_secs=1",
+            "buckets",
+        ),
+        ("/api/v1/stats?pool=no%20spaces", "pool"),
+        ("/api/v1/stats?method=carrier-pigeon", "method"),
+        ("/api/v1/stats?profile=maybe", "profile"),
     ] {
         let (code, body) = get(&daemon, uri).await;
         assert_eq!(code, StatusCode::BAD_REQUEST, "{uri}");
         let error = json_of(&body)["error"].as_str().unwrap().to_string();
         assert!(error.contains(name), "{uri}: {error}");
     }
+    let (code, body) = get(
+        &daemon,
+        "/api/v1/stats?since_secs=600&granularity_secs=10&pool=ml&method=grpc&profile=1",
+    )
+    .await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    assert_eq!(
+        json_of(&body),
+        json!({"pool": "ml", "method": "grpc", "since_secs": 600, "granularity_secs": 10,
+               "profile": true}),
+        "every parameter reaches the daemon"
+    );
+    let (_, body) = get(&daemon, "/api/v1/stats").await;
+    assert_eq!(json_of(&body)["since_secs"], 3600, "the defaults");
+    assert_eq!(json_of(&body)["granularity_secs"], 60);
+    assert_eq!(
+        get(&daemon, "/api/v1/stats?pool=nope").await.0,
+        StatusCode::NOT_FOUND
+    );
     let (code, body) = get(&daemon, "/api/v1/predict?size=1048576").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(json_of(&body)["size"], 1048576);

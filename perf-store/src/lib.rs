@@ -36,6 +36,7 @@ pub mod bucket;
 pub mod memory;
 pub mod profile;
 pub mod query;
+pub mod report;
 pub mod sink;
 #[cfg(test)]
 mod test_support;
@@ -44,6 +45,7 @@ pub use aggregate::{Aggregator, AggregatorConfig, Committed};
 pub use memory::{FlakyBackend, MemoryBackend, MemoryConfig};
 pub use profile::{Profile, ProfileRow};
 pub use query::StoreQuery;
+pub use report::{BucketStats, MethodStats, StatsReport};
 pub use sink::{SinkConfig, SinkStats, StoreSink};
 
 pub mod datadir;

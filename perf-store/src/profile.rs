@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use perf_core::{HumanSize, TransferMetrics};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::schema::size_class;
 
 /// One group of transfers in a profile.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileRow {
     /// What the group holds: `4 KiB..8 KiB`, `arrow`, `zstd`, `30-40%`.
     pub group: String,
@@ -26,7 +26,7 @@ pub struct ProfileRow {
 /// Latency and throughput against size, format, compression and load, each dimension's groups
 /// in their natural order (smallest size, declaration order, lowest load first); groups with no
 /// transfers are left out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     /// How many samples the profile was built from.
     pub samples: u64,

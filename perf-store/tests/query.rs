@@ -353,3 +353,63 @@ fn failed_transfers_are_counted_by_series_and_kind_and_never_latency_in_redb() {
     let reader = perf_store::RedbReader::open(dir.path()).unwrap();
     failures_are_counted_and_never_latency(Arc::new(reader));
 }
+
+/// The statistics report of `perfopt stats`: totals, per method and per bucket agree with the
+/// stored transfers, it goes through JSON and back unchanged, and bad bounds are refused.
+#[test]
+fn the_stats_report_counts_what_is_stored_and_round_trips_through_json() {
+    use perf_core::StatsRequest;
+    use perf_store::StatsReport;
+    let q = StoreQuery::new(store(&with_failures(), 16));
+    let request = StatsRequest {
+        pool: None,
+        method: None,
+        since_secs: 60,
+        granularity_secs: 10,
+        profile: true,
+    };
+    let report = StatsReport::read(&q, &request, Timestamp::from_secs(59)).unwrap();
+    assert_eq!(
+        (report.total_transfers, report.delivered, report.failed),
+        (106, 100, 6)
+    );
+    assert_eq!(report.failures_by_kind["timeout"], 3);
+    assert_eq!(report.failures_by_kind["unavailable"], 2);
+    assert_eq!(report.latency_us.max, 199.0, "no failed latency");
+    let methods: Vec<(Method, u64)> = report
+        .by_method
+        .iter()
+        .map(|m| (m.method, m.transfers))
+        .collect();
+    assert_eq!(methods, [(Method::ZeroCopy, 2), (Method::Grpc, 104)]);
+    let starts: Vec<u64> = report.buckets.iter().map(|b| b.start_unix_s).collect();
+    assert_eq!(starts, [0, 20], "buckets with no transfer are left out");
+    assert_eq!(report.buckets.iter().map(|b| b.count).sum::<u64>(), 106);
+    assert_eq!(report.profile.as_ref().unwrap().samples, 100);
+    let back: StatsReport = serde_json::from_value(serde_json::to_value(&report).unwrap()).unwrap();
+    assert_eq!(back, report);
+
+    let only_b = StatsRequest {
+        pool: Some(Name::new("b").unwrap()),
+        profile: false,
+        ..request
+    };
+    let b = StatsReport::read(&q, &only_b, Timestamp::from_secs(59)).unwrap();
+    assert_eq!((b.total_transfers, b.failed, b.profile), (2, 2, None));
+
+    for (since_secs, granularity_secs, what) in [
+        (0, 1, "since"),
+        (60, 0, "granularity"),
+        (200_001, 2, "buckets"),
+    ] {
+        let bad = StatsRequest {
+            since_secs,
+            granularity_secs,
+            ..request
+        };
+        match StatsReport::read(&q, &bad, Timestamp::from_secs(59)) {
+            Err(QueryError::Invalid(why)) => assert!(why.contains(what), "{why}"),
+            other => panic!("{bad:?} gave {other:?}"),
+        }
+    }
+}

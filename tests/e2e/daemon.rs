@@ -219,12 +219,18 @@ async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration()
     optimizer.flush().unwrap();
     let (code, body) = http(addr, "GET", "/api/v1/stats?since_secs=600", "").await;
     assert_eq!(code, 200, "{body}");
-    let stats = json(&body);
-    assert_eq!(stats["total"]["latency_us"]["count"], 30, "{body}");
+    let stats: perfopt::store::StatsReport = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats.total_transfers, 30, "{body}");
+    assert_eq!(stats.latency_us.count, 30, "{body}");
+    let zero_copy = stats
+        .by_method
+        .iter()
+        .find(|m| m.method == Method::ZeroCopy)
+        .map_or(0, |m| m.transfers);
+    assert_eq!(zero_copy as f64, by(Method::ZeroCopy), "{body}");
     assert_eq!(
-        stats["zero_copy"]["latency_us"]["count"].as_f64(),
-        Some(by(Method::ZeroCopy)),
-        "{body}"
+        http(addr, "GET", "/api/v1/stats?pool=nope", "").await.0,
+        404
     );
 
     let (code, body) = http(addr, "GET", "/api/v1/status", "").await;

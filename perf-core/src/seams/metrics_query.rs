@@ -23,6 +23,53 @@ pub struct SeriesQuery {
     pub granularity_secs: u32,
 }
 
+/// The longest look back of a [`StatsRequest`], seconds (3650 days).
+pub const MAX_STATS_SINCE_SECS: u64 = 3650 * 86_400;
+/// The most buckets a [`StatsRequest`] may cover.
+pub const MAX_STATS_BUCKETS: u64 = 100_000;
+
+/// What the statistics of `perfopt stats` (and `/api/v1/stats`) cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatsRequest {
+    /// Only this pool.
+    pub pool: Option<Name>,
+    /// Only this method.
+    pub method: Option<Method>,
+    /// How far back from now, 1 s to [`MAX_STATS_SINCE_SECS`].
+    pub since_secs: u64,
+    /// The width of a bucket, 1 s to 1 h; the range holds at most [`MAX_STATS_BUCKETS`].
+    pub granularity_secs: u32,
+    /// Whether to add the correlation profile, from the raw samples of the range.
+    pub profile: bool,
+}
+
+impl StatsRequest {
+    /// Checks the bounds, saying which one is broken.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_STATS_SINCE_SECS).contains(&self.since_secs) {
+            return Err(format!(
+                "since expected 1 to {MAX_STATS_SINCE_SECS} s, got {}",
+                self.since_secs
+            ));
+        }
+        if !(1..=3600).contains(&self.granularity_secs) {
+            return Err(format!(
+                "granularity expected 1 to 3600 s, got {}",
+                self.granularity_secs
+            ));
+        }
+        let buckets = self.since_secs.div_ceil(u64::from(self.granularity_secs));
+        if buckets > MAX_STATS_BUCKETS {
+            return Err(format!(
+                "{} s at {} s a bucket is {buckets} buckets, expected at most \
+                 {MAX_STATS_BUCKETS}: widen the granularity or shorten the range",
+                self.since_secs, self.granularity_secs
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Summary statistics of one metric over a set of transfers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {

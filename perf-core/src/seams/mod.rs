@@ -16,7 +16,8 @@ mod transfer_policy;
 pub use decision_function::DecisionFunction;
 pub use method_classifier::{MethodClassifier, NoopClassifier, Verdict};
 pub use metrics_query::{
-    MetricsQuery, NoopQuery, Percentiles, QueryError, SampleFilter, SeriesPoint, SeriesQuery,
+    MAX_STATS_BUCKETS, MAX_STATS_SINCE_SECS, MetricsQuery, NoopQuery, Percentiles, QueryError,
+    SampleFilter, SeriesPoint, SeriesQuery, StatsRequest,
 };
 pub use metrics_sink::{MetricsSink, NoopSink};
 pub use model_store::{

@@ -20,6 +20,8 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use perf_core::seams::MAX_STATS_SINCE_SECS;
+use perf_core::{Method, Name, StatsRequest};
 use serde_json::{Value, json};
 
 pub use health::{Check, CheckState, Readiness, readyz_text};
@@ -64,8 +66,20 @@ pub trait Daemon: Send + Sync + 'static {
     /// The estimates of both methods for a payload of `size` bytes to `pool` (the default pool
     /// when `None`), or `None` when the pool is not known.
     fn predict(&self, pool: Option<&str>, size: u64) -> Option<Value>;
-    /// The statistics `perfopt stats` shows, over the last `since_secs` seconds.
-    fn stats(&self, since_secs: u64) -> Result<Value, String>;
+    /// The statistics `perfopt stats` shows (a `perf_store::StatsReport`) for `request`, whose
+    /// bounds were checked.
+    fn stats(&self, request: &StatsRequest) -> Result<Value, StatsRefusal>;
+}
+
+/// Why statistics were not given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsRefusal {
+    /// The pool asked for is not configured.
+    UnknownPool(String),
+    /// The request cannot be answered as asked; the message says why.
+    Invalid(String),
+    /// The statistics cannot be read now (no store, a failing store).
+    Unavailable(String),
 }
 
 /// How the endpoints are served.
@@ -306,15 +320,51 @@ async fn predict(State(daemon): Shared, Query(params): Params) -> Response {
     }
 }
 
+/// The statistics request of `/api/v1/stats`: `since_secs` (default 3600), `granularity_secs`
+/// (default 60), `pool`, `method` and `profile`, each checked.
+fn stats_request(params: &HashMap<String, String>) -> Result<StatsRequest, String> {
+    let since_secs = number(params, "since_secs", Some(3600), MAX_STATS_SINCE_SECS)?;
+    let granularity_secs = number(params, "granularity_secs", Some(60), 3600)? as u32;
+    let pool = params
+        .get("pool")
+        .map(|p| Name::new(p).map_err(|e| format!("pool={p:?}: {e}")))
+        .transpose()?;
+    let method = params
+        .get("method")
+        .map(|m| {
+            m.parse::<Method>()
+                .map_err(|_| format!("method={m:?}, expected zero_copy or grpc"))
+        })
+        .transpose()?;
+    let request = StatsRequest {
+        pool,
+        method,
+        since_secs,
+        granularity_secs,
+        profile: flag(params, "profile")?,
+    };
+    request.check()?;
+    Ok(request)
+}
+
 async fn stats(State(daemon): Shared, Query(params): Params) -> Response {
-    // At most 30 days back.
-    let since = match number(&params, "since_secs", Some(3600), 30 * 86_400) {
-        Ok(s) => s,
+    let request = match stats_request(&params) {
+        Ok(r) => r,
         Err(e) => return bad_request(e),
     };
-    match daemon.stats(since) {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(why) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+    // Reading the store may take a while: off the server's threads.
+    let answer = tokio::task::spawn_blocking(move || daemon.stats(&request)).await;
+    match answer {
+        Ok(Ok(answer)) => axum::Json(answer).into_response(),
+        Ok(Err(StatsRefusal::UnknownPool(pool))) => {
+            error(StatusCode::NOT_FOUND, format!("no pool {pool:?}"))
+        }
+        Ok(Err(StatsRefusal::Invalid(why))) => bad_request(why),
+        Ok(Err(StatsRefusal::Unavailable(why))) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the statistics failed: {e}"),
+        ),
     }
 }
 
