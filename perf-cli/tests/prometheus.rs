@@ -517,6 +517,18 @@ fn the_dashboard_is_provisionable_and_reads_only_catalogued_metrics() {
         }
     }
 
+    let provisioning = deploy().join("grafana/provisioning");
+    let sources = read(&provisioning.join("datasources/perfopt.yml"));
+    assert!(
+        sources.contains("type: prometheus") && sources.contains("timeInterval:"),
+        "the data source is a Prometheus with its scrape interval: {sources}"
+    );
+    let provider = read(&provisioning.join("dashboards/perfopt.yml"));
+    assert!(
+        provider.contains("type: file") && provider.contains("path: "),
+        "the dashboards come from files: {provider}"
+    );
+
     let rules = read(&deploy().join("prometheus/alerts.yml"));
     for (name, _) in identifiers(&rules) {
         if name.starts_with("perfopt_") {
