@@ -116,19 +116,19 @@ families! {
     ShmBudget = ("perfopt_shm_budget_bytes", Gauge, "By", [],
         "The shared-memory budget the segment pool may hold."),
     /// Whether a learned model decides.
-    ModelActive = ("perfopt_model_active", Gauge, "1", [],
+    ModelActive = ("perfopt_model_active", Gauge, "{state}", [],
         "1 when a learned model takes part in decisions, 0 when rules and estimates decide alone."),
     /// The version of the model.
-    ModelVersion = ("perfopt_model_version", Gauge, "1", [],
+    ModelVersion = ("perfopt_model_version", Gauge, "{version}", [],
         "The version of the learned model in use."),
     /// The validation accuracy of the model.
     ModelAccuracy = ("perfopt_model_validation_accuracy_ratio", Gauge, "1", [],
         "The accuracy of the learned model on its validation set, 0 to 1."),
     /// Whether the optimizer is degraded.
-    Degraded = ("perfopt_degraded", Gauge, "1", [],
+    Degraded = ("perfopt_degraded", Gauge, "{state}", [],
         "1 when the optimizer runs degraded (model dropped, store failing, shared memory unavailable, failure or fallback rate high)."),
     /// Build information.
-    BuildInfo = ("perfopt_build_info", Gauge, "1", ["version"],
+    BuildInfo = ("perfopt_build_info", Gauge, "{info}", ["version"],
         "Always 1; the version label names the perfopt build."),
 }
 
@@ -173,10 +173,17 @@ mod tests {
                 "{}",
                 d.name
             );
+            // As an OpenTelemetry collector translates OTLP to Prometheus names, so that both
+            // routes give the same names: `1` becomes `_ratio`, a `{...}` annotation nothing.
             match d.unit {
                 "s" => assert!(d.name.ends_with("_seconds"), "{}", d.name),
                 "By" => assert!(d.name.ends_with("_bytes"), "{}", d.name),
-                _ => {}
+                "1" => assert!(d.name.ends_with("_ratio"), "{}", d.name),
+                unit => assert!(
+                    unit.starts_with('{') && unit.ends_with('}'),
+                    "{}: unit {unit}",
+                    d.name
+                ),
             }
             assert_eq!(d.kind == Kind::Histogram, !f.bounds_ns().is_empty());
             for l in d.labels {
