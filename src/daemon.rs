@@ -147,6 +147,7 @@ impl DaemonView {
         if let Some(engine) = o.learning() {
             let s = engine.status();
             t.set_model(ModelStatus {
+                learning_enabled: s.enabled,
                 active: s.active,
                 version: s.version,
                 validation_accuracy: s.validation.map(|v| v.accuracy),
@@ -154,6 +155,7 @@ impl DaemonView {
         }
         #[cfg(not(feature = "learn"))]
         t.set_model(ModelStatus {
+            learning_enabled: false,
             active: false,
             version: 0,
             validation_accuracy: None,

@@ -118,6 +118,9 @@ families! {
     /// Whether a learned model decides.
     ModelActive = ("perfopt_model_active", Gauge, "{state}", [],
         "1 when a learned model takes part in decisions, 0 when rules and estimates decide alone."),
+    /// Whether learning is on.
+    LearningEnabled = ("perfopt_learning_enabled", Gauge, "{state}", [],
+        "1 when learning is on in the configuration, 0 when it was turned off."),
     /// The version of the model.
     ModelVersion = ("perfopt_model_version", Gauge, "{version}", [],
         "The version of the learned model in use."),

@@ -102,6 +102,8 @@ pub enum TelemetryError {
 /// The state of the learned model, as the host runtime reports it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ModelStatus {
+    /// Whether learning is on in the configuration.
+    pub learning_enabled: bool,
     /// Whether a learned model takes part in decisions.
     pub active: bool,
     /// Its version.
@@ -137,6 +139,7 @@ pub struct Telemetry {
     shm_segments: AtomicU64,
     shm_held: AtomicU64,
     shm_budget: AtomicU64,
+    learning_enabled: AtomicU64,
     model_active: AtomicU64,
     model_version: AtomicU64,
     model_accuracy: AtomicU64,
@@ -210,6 +213,7 @@ impl Telemetry {
             shm_segments: AtomicU64::new(0),
             shm_held: AtomicU64::new(0),
             shm_budget: AtomicU64::new(0),
+            learning_enabled: AtomicU64::new(0),
             model_active: AtomicU64::new(0),
             model_version: AtomicU64::new(0),
             model_accuracy: AtomicU64::new(UNSET),
@@ -244,6 +248,8 @@ impl Telemetry {
 
     /// Sets the learned model's state; an accuracy outside 0..=1 counts as unknown.
     pub fn set_model(&self, status: ModelStatus) {
+        self.learning_enabled
+            .store(u64::from(status.learning_enabled), Relaxed);
         self.model_active.store(u64::from(status.active), Relaxed);
         self.model_version.store(status.version, Relaxed);
         let accuracy = status
@@ -420,6 +426,7 @@ impl Telemetry {
             Family::ShmSegments => gauge(&mut out, vec![], load(&self.shm_segments) as f64),
             Family::ShmHeld => gauge(&mut out, vec![], load(&self.shm_held) as f64),
             Family::ShmBudget => gauge(&mut out, vec![], load(&self.shm_budget) as f64),
+            Family::LearningEnabled => gauge(&mut out, vec![], load(&self.learning_enabled) as f64),
             Family::ModelActive => gauge(&mut out, vec![], load(&self.model_active) as f64),
             Family::ModelVersion => gauge(&mut out, vec![], load(&self.model_version) as f64),
             Family::ModelAccuracy => {

@@ -275,6 +275,7 @@ fn gauges_hold_what_was_set_last() {
         budget_bytes: 1 << 30,
     });
     t.set_model(ModelStatus {
+        learning_enabled: true,
         active: true,
         version: 9,
         validation_accuracy: Some(0.93),
@@ -298,6 +299,7 @@ fn gauges_hold_what_was_set_last() {
     assert_eq!(gauge(Family::Degraded, &[]), Some(1.0));
     assert_eq!(count(&t, Family::DriftEvents, &[]), 3);
     t.set_model(ModelStatus {
+        learning_enabled: true,
         active: false,
         version: 9,
         validation_accuracy: Some(1.5),
@@ -324,6 +326,7 @@ fn every_family_has_labels_in_its_declared_order() {
     });
     t.record(&m);
     t.set_model(ModelStatus {
+        learning_enabled: true,
         active: true,
         version: 1,
         validation_accuracy: Some(0.5),

@@ -26,6 +26,7 @@ pub fn busy_telemetry(rounds: u64) -> Telemetry {
         budget_bytes: 1 << 30,
     });
     t.set_model(ModelStatus {
+        learning_enabled: true,
         active: true,
         version: 4,
         validation_accuracy: Some(0.875),
