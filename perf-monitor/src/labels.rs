@@ -1,5 +1,8 @@
 //! The bounded label sets of the metrics: pool slots, size classes, fallback and failure labels.
 
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
 use perf_core::config::MAX_POOLS;
 use perf_core::{FailureKind, FallbackReason, Name};
 
@@ -85,14 +88,20 @@ pub(crate) const fn failure_index(kind: FailureKind) -> usize {
     }
 }
 
-/// The pools that have a slot of their own, and the `other` slot after them.
+/// The pools that have a slot of their own (up to [`MAX_POOLS`], in the order they came), and
+/// the `other` slot after them.
 ///
-/// A lookup hashes the name into a fixed open-addressing table: no lock, no allocation.
+/// A lookup hashes the name into a fixed open-addressing table of atomics: no lock, no
+/// allocation. A pool is added (when a reload configures it) under a lock that lookups never
+/// take: its name is set before its table entry is published.
 #[derive(Debug)]
 pub(crate) struct PoolSlots {
-    names: Vec<Name>,
+    names: Box<[OnceLock<Name>]>,
+    /// How many slots are taken.
+    used: AtomicUsize,
     /// Slot index + 1 per table entry; 0 is empty.
-    table: [u8; TABLE],
+    table: Box<[AtomicU8]>,
+    adding: Mutex<()>,
 }
 
 /// Table entries: a power of two at least twice [`MAX_POOLS`], so probes stay short.
@@ -103,47 +112,77 @@ impl PoolSlots {
     /// Slots for `pools` (duplicates are kept once), in the order given. A pool named like the
     /// `other` slot is counted in it, so that no two series share a label set.
     pub(crate) fn new(pools: &[Name]) -> Result<PoolSlots, crate::TelemetryError> {
-        let mut names: Vec<Name> = Vec::new();
+        let mut distinct: Vec<Name> = Vec::new();
         for p in pools {
-            if !names.contains(p) && p.as_str() != OTHER_POOL {
-                names.push(*p);
+            if !distinct.contains(p) && p.as_str() != OTHER_POOL {
+                distinct.push(*p);
             }
         }
-        if names.len() > MAX_POOLS {
+        if distinct.len() > MAX_POOLS {
             return Err(crate::TelemetryError::TooManyPools {
-                got: names.len(),
+                got: distinct.len(),
                 max: MAX_POOLS,
             });
         }
-        let mut table = [0u8; TABLE];
-        for (slot, name) in names.iter().enumerate() {
-            let mut i = hash(name) as usize & (TABLE - 1);
-            while table[i] != 0 {
-                i = (i + 1) & (TABLE - 1);
-            }
-            table[i] = (slot + 1) as u8;
+        let slots = PoolSlots {
+            names: (0..MAX_POOLS).map(|_| OnceLock::new()).collect(),
+            used: AtomicUsize::new(0),
+            table: (0..TABLE).map(|_| AtomicU8::new(0)).collect(),
+            adding: Mutex::new(()),
+        };
+        for p in distinct {
+            slots.add(p);
         }
-        Ok(PoolSlots { names, table })
+        Ok(slots)
     }
 
-    /// The number of slots, `other` included.
-    pub(crate) fn len(&self) -> usize {
-        self.names.len() + 1
+    /// Gives `pool` a slot of its own unless it has one; false when it cannot have one (it is
+    /// named `other`, or all [`MAX_POOLS`] slots are taken) and stays counted under `other`.
+    pub(crate) fn add(&self, pool: Name) -> bool {
+        if pool.as_str() == OTHER_POOL {
+            return false;
+        }
+        let _one_at_a_time = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        if self.slot(&pool) != self.other() {
+            return true;
+        }
+        let n = self.used.load(Ordering::Relaxed);
+        if n == MAX_POOLS {
+            return false;
+        }
+        let _ = self.names[n].set(pool);
+        let mut i = hash(&pool) as usize & (TABLE - 1);
+        while self.table[i].load(Ordering::Relaxed) != 0 {
+            i = (i + 1) & (TABLE - 1);
+        }
+        self.table[i].store((n + 1) as u8, Ordering::Release);
+        self.used.store(n + 1, Ordering::Release);
+        true
+    }
+
+    /// The number of slots there is room for, `other` included: the size of the tables.
+    pub(crate) fn capacity(&self) -> usize {
+        MAX_POOLS + 1
     }
 
     /// The index of the `other` slot.
     pub(crate) fn other(&self) -> usize {
-        self.names.len()
+        MAX_POOLS
     }
 
-    /// The slot of `pool`: its own when configured, else `other`.
+    /// The slots taken, in the order they were, then `other`.
+    pub(crate) fn in_use(&self) -> impl Iterator<Item = usize> + use<> {
+        (0..self.used.load(Ordering::Acquire)).chain(std::iter::once(MAX_POOLS))
+    }
+
+    /// The slot of `pool`: its own when it has one, else `other`.
     #[inline]
     pub(crate) fn slot(&self, pool: &Name) -> usize {
         let mut i = hash(pool) as usize & (TABLE - 1);
         loop {
-            match self.table[i] {
+            match self.table[i].load(Ordering::Acquire) {
                 0 => return self.other(),
-                s if self.names[s as usize - 1] == *pool => return s as usize - 1,
+                s if self.names[s as usize - 1].get() == Some(pool) => return s as usize - 1,
                 _ => i = (i + 1) & (TABLE - 1),
             }
         }
@@ -151,7 +190,10 @@ impl PoolSlots {
 
     /// The label value of slot `slot`.
     pub(crate) fn label(&self, slot: usize) -> &str {
-        self.names.get(slot).map_or(OTHER_POOL, Name::as_str)
+        self.names
+            .get(slot)
+            .and_then(OnceLock::get)
+            .map_or(OTHER_POOL, Name::as_str)
     }
 }
 
@@ -200,7 +242,7 @@ mod tests {
     fn configured_pools_get_their_own_slot_and_others_share_one() {
         let pools: Vec<Name> = (0..MAX_POOLS).map(|i| name(&format!("p{i}"))).collect();
         let slots = PoolSlots::new(&pools).unwrap();
-        assert_eq!(slots.len(), MAX_POOLS + 1);
+        assert_eq!(slots.in_use().count(), MAX_POOLS + 1);
         for (i, p) in pools.iter().enumerate() {
             assert_eq!(slots.slot(p), i);
             assert_eq!(slots.label(i), p.as_str());
@@ -212,7 +254,8 @@ mod tests {
     #[test]
     fn a_pool_named_other_is_counted_in_the_other_slot() {
         let slots = PoolSlots::new(&[name("a"), name(OTHER_POOL)]).unwrap();
-        assert_eq!(slots.len(), 2, "a and other");
+        assert_eq!(slots.in_use().count(), 2, "a and other");
+        assert!(!slots.add(name(OTHER_POOL)));
         assert_eq!(slots.slot(&name(OTHER_POOL)), slots.other());
         assert_eq!(slots.label(slots.other()), OTHER_POOL);
     }
@@ -220,13 +263,30 @@ mod tests {
     #[test]
     fn duplicates_are_kept_once_and_too_many_pools_are_refused() {
         let slots = PoolSlots::new(&[name("a"), name("b"), name("a")]).unwrap();
-        assert_eq!(slots.len(), 3);
+        assert_eq!(slots.in_use().count(), 3);
         assert_eq!(slots.slot(&name("b")), 1);
         let many: Vec<Name> = (0..=MAX_POOLS).map(|i| name(&format!("p{i}"))).collect();
         assert!(matches!(
             PoolSlots::new(&many),
             Err(crate::TelemetryError::TooManyPools { got, max }) if got == MAX_POOLS + 1 && max == MAX_POOLS
         ));
+    }
+
+    #[test]
+    fn a_pool_added_later_gets_the_next_slot_until_they_run_out() {
+        let slots = PoolSlots::new(&[name("a")]).unwrap();
+        assert_eq!(slots.slot(&name("b")), slots.other());
+        assert!(slots.add(name("b")));
+        assert!(slots.add(name("b")), "twice is once");
+        assert_eq!(slots.slot(&name("b")), 1);
+        assert_eq!(slots.label(1), "b");
+        assert_eq!(slots.in_use().collect::<Vec<_>>(), [0, 1, slots.other()]);
+        for i in 2..MAX_POOLS {
+            assert!(slots.add(name(&format!("p{i}"))));
+        }
+        assert!(!slots.add(name("late")), "no slot is left");
+        assert_eq!(slots.slot(&name("late")), slots.other());
+        assert_eq!(slots.in_use().count(), MAX_POOLS + 1);
     }
 
     #[test]

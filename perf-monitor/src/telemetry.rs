@@ -47,10 +47,9 @@ fn shard_index() -> usize {
 /// What the telemetry is built for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
-    /// The pools that get series of their own, at most [`perf_core::config::MAX_POOLS`];
-    /// records of any other pool (and of a pool named `other`) are counted under
-    /// `pool="other"`. The set is fixed for the life of the telemetry: a pool a reload adds is
-    /// counted under `other` until the telemetry is built again.
+    /// The pools that get series of their own from the start; [`Telemetry::add_pools`] adds
+    /// more, up to [`perf_core::config::MAX_POOLS`] in all. Records of any other pool (and of
+    /// a pool named `other`) are counted under `pool="other"`.
     pub pools: Vec<Name>,
     /// The `version` label of `perfopt_build_info`.
     pub version: String,
@@ -124,8 +123,9 @@ pub struct ShmUsage {
 }
 
 /// The metrics of perfopt: a [`MetricsSink`] whose `record` takes no lock and allocates
-/// nothing (relaxed atomic additions into tables fixed at construction, one copy per shard of
-/// recording threads), with setters for the gauges the host runtime knows. Exporters read it: [`Telemetry::prometheus_text`] and
+/// nothing (relaxed atomic additions into tables sized at construction for every pool there
+/// may be, one copy per shard of recording threads), with setters for the gauges the host
+/// runtime knows. Exporters read it: [`Telemetry::prometheus_text`] and
 /// [`crate::OtlpExporter`].
 #[derive(Debug)]
 pub struct Telemetry {
@@ -202,7 +202,7 @@ impl Telemetry {
     /// Tables for `config`'s pools.
     pub fn new(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         let pools = PoolSlots::new(&config.pools)?;
-        let p = pools.len();
+        let p = pools.capacity();
         Ok(Telemetry {
             version: config.version.clone(),
             shards: (0..SHARDS).map(|_| Shard::new(p)).collect(),
@@ -220,6 +220,16 @@ impl Telemetry {
             degraded: AtomicU64::new(0),
             pools,
         })
+    }
+
+    /// Gives each of `pools` series of its own from now on (a reload configured them); returns
+    /// how many could not have one, because [`perf_core::config::MAX_POOLS`] pools already
+    /// do, and stay counted under `pool="other"`. Takes a lock that recording never takes.
+    pub fn add_pools(&self, pools: impl IntoIterator<Item = Name>) -> usize {
+        pools
+            .into_iter()
+            .filter(|p| p.as_str() != crate::labels::OTHER_POOL && !self.pools.add(*p))
+            .count()
     }
 
     /// Sets the transfers being carried and those waiting for admission.
@@ -274,7 +284,7 @@ impl Telemetry {
     /// have a value.
     pub(crate) fn points(&self, family: Family) -> Vec<Point> {
         let mut out = Vec::new();
-        let pools = self.pools.len();
+        let pools: Vec<usize> = self.pools.in_use().collect();
         let other = self.pools.other();
         let pool = |slot: usize| ("pool", self.pools.label(slot).to_owned());
         let method = |m: usize| ("method", METHOD_LABELS[m].to_owned());
@@ -315,7 +325,7 @@ impl Telemetry {
                 } else {
                     merged(|s| &s.bytes)
                 };
-                for s in 0..pools {
+                for &s in &pools {
                     let row = &table[s * METHODS..(s + 1) * METHODS];
                     if s == other && row.iter().all(|&n| n == 0) {
                         continue;
@@ -346,7 +356,7 @@ impl Telemetry {
             }
             Family::Fallbacks => {
                 let fallbacks = merged(|s| &s.fallbacks);
-                for s in 0..pools {
+                for &s in &pools {
                     let row = &fallbacks[s * FALLBACKS..(s + 1) * FALLBACKS];
                     if s == other && row.iter().all(|&n| n == 0) {
                         continue;
@@ -359,7 +369,7 @@ impl Telemetry {
             }
             Family::Failures => {
                 let failures = merged(|s| &s.failures);
-                for s in 0..pools {
+                for &s in &pools {
                     let row = &failures[s * FAILURES..(s + 1) * FAILURES];
                     if s == other && row.iter().all(|&n| n == 0) {
                         continue;
@@ -381,7 +391,7 @@ impl Telemetry {
                 counter(&mut out, vec![], n)
             }
             Family::TransferDuration => {
-                for s in 0..pools {
+                for &s in &pools {
                     for m in 0..METHODS {
                         for (c, class) in SIZE_CLASS_LABELS.iter().enumerate() {
                             let i = (s * METHODS + m) * SIZE_CLASSES + c;
@@ -395,7 +405,7 @@ impl Telemetry {
                 }
             }
             Family::QueueDuration => {
-                for s in 0..pools {
+                for &s in &pools {
                     if let Some(h) = series(|shard| &shard.queue, s) {
                         out.push(Point::histogram(vec![pool(s)], h));
                     }
@@ -416,7 +426,7 @@ impl Telemetry {
             Family::InFlight => gauge(&mut out, vec![], load(&self.in_flight) as f64),
             Family::Queued => gauge(&mut out, vec![], load(&self.queued) as f64),
             Family::PoolThreshold => {
-                for s in 0..other {
+                for &s in pools.iter().filter(|&&s| s != other) {
                     let v = load(&self.thresholds[s]);
                     if v != UNSET {
                         gauge(&mut out, vec![pool(s)], v as f64);

@@ -52,35 +52,44 @@ impl Monitor {
     /// The engine's policy over `controller`, each decision also handed to the decision log.
     pub(crate) fn observed(&self, controller: Arc<Controller>) -> Observed {
         Observed {
-            version: AtomicU64::new(if self.follows_config {
-                controller.version()
-            } else {
-                u64::MAX
-            }),
+            version: AtomicU64::new(controller.version()),
             controller,
             log: self.decisions.clone(),
+            telemetry: self.telemetry.clone(),
+            follows_rate: self.follows_config,
         }
     }
 }
 
 /// The engine's policy, with each decision also handed to the decision log. When the
 /// configuration's version changes (a reload by file, by the API or by a library call), the
-/// first decision under the new one sets the log's sample rate from `monitor`.
+/// first decision under the new one gives the pools it adds series of their own in the
+/// telemetry and, unless the builder fixed it, sets the log's sample rate from `monitor`: once
+/// per version, off the steady path.
 pub(crate) struct Observed {
     controller: Arc<Controller>,
     log: Arc<DecisionLog>,
-    /// The configuration version the sample rate was taken from; `u64::MAX` when the rate was
-    /// given to the builder and stays.
+    telemetry: Arc<Telemetry>,
+    /// Whether the sample rate follows the configuration.
+    follows_rate: bool,
+    /// The configuration version followed last.
     version: AtomicU64,
 }
 
 impl Observed {
     #[cold]
     fn follow(&self, version: u64) {
-        let rate = self.controller.config().monitor.decision_sample_rate;
-        // The configuration was validated, so its rate is in range.
-        let _ = self.log.set_sample_rate(rate);
         self.version.store(version, Relaxed);
+        let config = self.controller.config();
+        if self.follows_rate {
+            // The configuration was validated, so its rate is in range.
+            let _ = self
+                .log
+                .set_sample_rate(config.monitor.decision_sample_rate);
+        }
+        // At most MAX_POOLS pools validate, so each finds a slot unless pools since removed
+        // hold them; those left over are counted under `pool="other"`.
+        self.telemetry.add_pools(config.pools.keys().copied());
     }
 }
 
@@ -90,8 +99,7 @@ impl TransferPolicy for Observed {
     }
     fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
         let d = self.controller.decide(request, ctx);
-        let seen = self.version.load(Relaxed);
-        if seen != u64::MAX && seen != d.policy_version {
+        if self.version.load(Relaxed) != d.policy_version {
             self.follow(d.policy_version);
         }
         self.log.observe(&d);

@@ -56,3 +56,26 @@ fn a_rate_given_to_the_builder_stays_through_reloads() {
     decide(&optimizer);
     assert_eq!(optimizer.decision_log().sample_rate(), 0.5);
 }
+
+#[test]
+fn a_pool_a_reload_adds_gets_series_of_its_own() {
+    use perfopt::core::conformance::transfer;
+    use perfopt::{Method, Name};
+    let optimizer = built(Optimizer::builder(), 0.01);
+    let ml = Name::new("ml").unwrap();
+    optimizer.record(&transfer(ml, Method::Grpc, 4096, 0, 50.0));
+    let text = optimizer.telemetry().prometheus_text();
+    assert!(text.contains(r#"perfopt_transfers_total{pool="other",method="grpc"} 1"#));
+    assert!(!text.contains(r#"pool="ml""#), "not configured yet");
+
+    optimizer
+        .reload_config("version = 1\n[pools.ml]\nthreshold = \"4MiB\"\n")
+        .unwrap();
+    decide(&optimizer);
+    optimizer.record(&transfer(ml, Method::Grpc, 4096, 1, 50.0));
+    let text = optimizer.telemetry().prometheus_text();
+    assert!(
+        text.contains(r#"perfopt_transfers_total{pool="ml",method="grpc"} 1"#),
+        "{text}"
+    );
+}

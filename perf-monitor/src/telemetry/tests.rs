@@ -388,3 +388,39 @@ fn records_from_many_threads_add_up_across_shards() {
         .count();
     assert!(used > 1, "threads spread over the shards, {used} used");
 }
+
+#[test]
+fn a_pool_added_by_a_reload_gets_its_own_series_from_then_on() {
+    let t = telemetry();
+    let late = |n| transfer(pool("c"), Method::Grpc, 4096, n, 50.0);
+    t.record(&late(0));
+    let grpc = [("pool", "other"), ("method", "grpc")];
+    assert_eq!(count(&t, Family::Transfers, &grpc), 1, "not configured yet");
+    assert_eq!(
+        value(&t, Family::Transfers, &[("pool", "c"), ("method", "grpc")]),
+        None
+    );
+
+    assert_eq!(t.add_pools([pool("a"), pool("c"), pool("other")]), 0);
+    let own = [("pool", "c"), ("method", "zero_copy")];
+    assert_eq!(
+        count(&t, Family::Transfers, &own),
+        0,
+        "present at zero at once"
+    );
+    t.record(&late(1));
+    t.record(&late(2));
+    assert_eq!(
+        count(&t, Family::Transfers, &[("pool", "c"), ("method", "grpc")]),
+        2
+    );
+    assert_eq!(
+        count(&t, Family::Transfers, &grpc),
+        1,
+        "what came before stays"
+    );
+    assert!(t.set_pool_threshold(pool("c"), 1 << 20));
+
+    let many = (0..perf_core::config::MAX_POOLS).map(|i| pool(&format!("p{i}")));
+    assert_eq!(t.add_pools(many), 3, "a, b and c hold three of the slots");
+}
