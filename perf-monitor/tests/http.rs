@@ -64,6 +64,12 @@ impl Daemon for Fake {
     fn stats(&self, since_secs: u64) -> Result<Value, String> {
         Ok(json!({ "since_secs": since_secs }))
     }
+    fn snapshot(&self, pool: Option<&str>) -> Option<Value> {
+        pool.is_none().then(|| json!({ "t": 0 }))
+    }
+    fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String> {
+        Ok(pool.is_none().then(|| json!({ "range_secs": range_secs })))
+    }
 }
 
 async fn get(daemon: &Arc<Fake>, uri: &str) -> (StatusCode, String) {
