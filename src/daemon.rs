@@ -647,11 +647,13 @@ impl Daemon for DaemonView {
     }
 
     /// From the store's buckets of `step_secs` (1 s over a minute, up to 30 s over an hour),
-    /// empty ones left out, each at its end:
+    /// empty ones left out, each at its end (the last, still filling, at now, its rates over
+    /// the seconds it has covered):
     ///
     /// ```json
     /// { "range_secs": 300, "step_secs": 5, "pool": null, "t": [1764660005, ...],
-    ///   "zero_copy": { "p50_ms": [...], "p95_ms": [...], "p99_ms": [...], "transfers": [...] },
+    ///   "zero_copy": { "p50_ms": [...], "p95_ms": [...], "p99_ms": [...], "transfers": [...],
+    ///                  "transfers_per_s": [...] },
     ///   "grpc": { ... }, "transfers_per_s": [...], "failed_per_s": [...] }
     /// ```
     fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String> {
@@ -672,7 +674,8 @@ impl Daemon for DaemonView {
 
             const NANOS: u64 = 1_000_000_000;
             let step = history_step(range_secs);
-            let end = unix_now() as u64 + 1;
+            let now = unix_now();
+            let end = now as u64 + 1;
             let start = end.saturating_sub(range_secs);
             let start = start - start % step;
             let buckets = |method| {
@@ -692,6 +695,16 @@ impl Daemon for DaemonView {
             let mut starts: Vec<u64> = methods.iter().flat_map(|m| m.keys().copied()).collect();
             starts.sort_unstable();
             starts.dedup();
+            // Each bucket's end, and the seconds it covers: the one still filling ends now.
+            let ends: Vec<f64> = starts
+                .iter()
+                .map(|&s| ((s + step) as f64).min(now))
+                .collect();
+            let widths: Vec<f64> = starts
+                .iter()
+                .zip(&ends)
+                .map(|(&s, &e)| (e - s as f64).max(0.1))
+                .collect();
             let column = |m: &BTreeMap<u64, Bucket>, f: &dyn Fn(&Bucket) -> Value| -> Vec<Value> {
                 starts
                     .iter()
@@ -711,14 +724,20 @@ impl Daemon for DaemonView {
                     "p95_ms": column(m, &|b| latency(b, |p| p.p95)),
                     "p99_ms": column(m, &|b| latency(b, |p| p.p99)),
                     "transfers": column(m, &|b| json!(b.count())),
+                    "transfers_per_s": starts
+                        .iter()
+                        .zip(&widths)
+                        .map(|(s, w)| m.get(s).map_or(0.0, |b| b.count() as f64 / w))
+                        .collect::<Vec<_>>(),
                 })
             };
             let total = |f: fn(&Bucket) -> u64| -> Vec<f64> {
                 starts
                     .iter()
-                    .map(|s| {
+                    .zip(&widths)
+                    .map(|(s, w)| {
                         let n: u64 = methods.iter().filter_map(|m| m.get(s)).map(f).sum();
-                        n as f64 / step as f64
+                        n as f64 / w
                     })
                     .collect()
             };
@@ -726,7 +745,7 @@ impl Daemon for DaemonView {
                 "range_secs": range_secs,
                 "step_secs": step,
                 "pool": pool,
-                "t": starts.iter().map(|s| s + step).collect::<Vec<_>>(),
+                "t": ends,
                 "zero_copy": method(&methods[0]),
                 "grpc": method(&methods[1]),
                 "transfers_per_s": total(Bucket::count),

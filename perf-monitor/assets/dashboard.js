@@ -75,7 +75,8 @@
     const el = $(spec.el);
     const opts = {
       width: Math.max(300, el.clientWidth || 600),
-      height: 220,
+      height: 180,
+      legend: { live: false },
       scales: { x: { time: true } },
       axes: [{}, { label: spec.unit, size: 60 }],
       series: [{}].concat(spec.series.map((s) => Object.assign({
@@ -113,8 +114,7 @@
     const latency = [t];
     for (const m of METHODS) for (const k of ["p50_ms", "p95_ms", "p99_ms"]) latency.push(h[m][k]);
     setData("latency", latency);
-    setData("rate", [t, h.transfers_per_s, h.zero_copy.transfers.map((n) => n == null ? null : n / h.step_secs),
-      h.grpc.transfers.map((n) => n == null ? null : n / h.step_secs), h.failed_per_s]);
+    setData("rate", [t, h.transfers_per_s, h.zero_copy.transfers_per_s, h.grpc.transfers_per_s, h.failed_per_s]);
     setData("bytes", emptyData(specs.bytes));
     setData("shm", emptyData(specs.shm));
     state.historyLoads++;
@@ -230,7 +230,7 @@
     for (const name of Object.keys(specs)) makeChart(name);
     window.addEventListener("resize", () => {
       for (const [name, u] of Object.entries(state.charts)) {
-        u.setSize({ width: Math.max(300, $(specs[name].el).clientWidth), height: 220 });
+        u.setSize({ width: Math.max(300, $(specs[name].el).clientWidth), height: 180 });
       }
     });
     $("pool").addEventListener("change", reload);
