@@ -17,6 +17,7 @@
     pool: "",
     range: 300,
     last: null,
+    now: 0,
     charts: {},
     source: null,
     pools: new Set(),
@@ -77,7 +78,11 @@
       width: Math.max(300, el.clientWidth || 600),
       height: 180,
       legend: { live: false },
-      scales: { x: { time: true } },
+      // Every chart spans the range chosen, ending at the latest snapshot.
+      scales: { x: { time: true, range: (u, min, max) => {
+        const end = state.now || max;
+        return [end - state.range, end];
+      } } },
       axes: [{}, { label: spec.unit, size: 60 }],
       series: [{}].concat(spec.series.map((s) => Object.assign({
         value: (u, v) => (v == null ? "–" : fixed(v, v < 10 ? 3 : 1) + " " + spec.unit) }, s))),
@@ -117,6 +122,7 @@
     setData("rate", [t, h.transfers_per_s, h.zero_copy.transfers_per_s, h.grpc.transfers_per_s, h.failed_per_s]);
     setData("bytes", emptyData(specs.bytes));
     setData("shm", emptyData(specs.shm));
+    state.now = Date.now() / 1000;
     state.historyLoads++;
     state.lastHistory = { range: state.range, pool: state.pool, points: t.length };
   }
@@ -124,6 +130,7 @@
   function onSnapshot(s) {
     state.events++;
     state.last = s;
+    state.now = s.t;
     for (const name of Object.keys(specs)) append(name, s.t, specs[name].live(s));
     show(s);
   }
@@ -135,7 +142,13 @@
     state.source = source;
     source.addEventListener("snapshot", (e) => onSnapshot(JSON.parse(e.data)));
     source.onopen = () => { $("conn").textContent = "live"; $("conn").className = "conn live"; };
-    source.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "conn"; };
+    source.onerror = () => {
+      // The browser retries a dropped stream by itself, but not a refused one (e.g. 503: too
+      // many dashboards open).
+      const closed = source.readyState === EventSource.CLOSED;
+      $("conn").textContent = closed ? "disconnected: reload the page to retry" : "reconnecting…";
+      $("conn").className = "conn";
+    };
   }
 
   async function reload() {

@@ -56,9 +56,16 @@ impl Feed {
             biased;
             () = stop => None,
             _ = ticks.tick() => {
-                let snapshot = daemon.snapshot(pool.as_deref())?;
-                let body = with_checks(&**daemon, snapshot);
-                Some(Event::default().event("snapshot").data(body.to_string()))
+                // Off the server's threads: a snapshot may wait for a lock (the model's while
+                // it trains).
+                let (daemon, pool) = (daemon.clone(), pool.clone());
+                let body = tokio::task::spawn_blocking(move || {
+                    let snapshot = daemon.snapshot(pool.as_deref())?;
+                    Some(with_checks(&*daemon, snapshot).to_string())
+                })
+                .await
+                .ok()??;
+                Some(Event::default().event("snapshot").data(body))
             }
         }
     }
