@@ -1,16 +1,17 @@
 //! A running perfopt seen from outside: [`DaemonView`] answers the HTTP endpoints of
 //! [`perf_monitor::http`] from an optimizer and its host runtime (readiness checks with the
-//! degraded state, gauges, decisions, thresholds, configuration, predictions, statistics), and
-//! [`serve`] runs them until shutdown.
+//! degraded state, gauges, decisions, thresholds, configuration, predictions, statistics, the
+//! dashboard's live snapshots and history), and [`serve`] runs them until shutdown.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use perf_core::{Name, StatsRequest, TransferRequest, ZeroCopyAvailability};
 use perf_monitor::http::{
     Check, ConfigRefusal, Daemon, HttpConfig, HttpError, HttpListener, StatsRefusal,
+    TelemetryReading,
 };
 use perf_monitor::{ModelStatus, ShmUsage};
 use perf_transport::Host;
@@ -55,6 +56,21 @@ pub struct DaemonView {
     started: Instant,
     /// Tallies taken at most once a second over the last window, oldest first.
     tallies: Mutex<VecDeque<(Instant, TallyCounts)>>,
+    /// Telemetry readings taken at most once a second over the last few seconds, oldest
+    /// first: the live snapshots' windows start at one of them.
+    readings: Mutex<VecDeque<(Instant, TelemetryReading)>>,
+}
+
+/// How far back the live snapshots' readings are kept.
+const READINGS_KEPT: Duration = Duration::from_secs(5);
+/// The learning events a snapshot shows, newest first.
+const SNAPSHOT_EVENTS: usize = 10;
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl std::fmt::Debug for DaemonView {
@@ -79,11 +95,15 @@ impl DaemonView {
     /// A view judging degradation by `marks`.
     pub fn with_marks(optimizer: Arc<Optimizer>, host: Host, marks: DegradedMarks) -> DaemonView {
         DaemonView {
-            optimizer,
             host,
             marks,
             started: Instant::now(),
             tallies: Mutex::new(VecDeque::new()),
+            readings: Mutex::new(VecDeque::from([(
+                Instant::now(),
+                optimizer.telemetry().reading(),
+            )])),
+            optimizer,
         }
     }
 
@@ -166,6 +186,103 @@ impl DaemonView {
                 .iter()
                 .all(|c| c.state == perf_monitor::http::CheckState::Pass),
         );
+    }
+
+    /// The configured pool named `name`, if there is one.
+    fn known_pool(&self, name: &str) -> Option<Name> {
+        let pool = Name::new(name).ok()?;
+        self.optimizer
+            .controller()
+            .config()
+            .pools
+            .contains_key(&pool)
+            .then_some(pool)
+    }
+
+    /// The telemetry now, and what happened in `pool` since the newest reading kept that is at
+    /// least a second old (the oldest when none is): see [`TelemetryReading::window`].
+    fn live_window(&self, pool: Option<&str>) -> (TelemetryReading, Value) {
+        let now = Instant::now();
+        let reading = self.optimizer.telemetry().reading();
+        let mut kept = self.readings.lock().unwrap_or_else(|e| e.into_inner());
+        while kept.len() > 1
+            && kept
+                .front()
+                .is_some_and(|(at, _)| now.duration_since(*at) > READINGS_KEPT)
+        {
+            kept.pop_front();
+        }
+        let window = {
+            let (at, base) = kept
+                .iter()
+                .rev()
+                .find(|(at, _)| now.duration_since(*at) >= Duration::from_secs(1))
+                .or(kept.front())
+                .expect("one reading is always kept");
+            reading.window(base, now.duration_since(*at).as_secs_f64(), pool)
+        };
+        if kept
+            .back()
+            .is_none_or(|(at, _)| now.duration_since(*at) >= Duration::from_secs(1))
+        {
+            kept.push_back((now, reading.clone()));
+        }
+        (reading, window)
+    }
+
+    /// The learned model's state and its latest events, newest first (`null` and none without
+    /// learning).
+    fn model_json(&self) -> (Value, Vec<Value>) {
+        #[cfg(feature = "learn")]
+        if let Some(engine) = self.optimizer.learning() {
+            let (s, events) = {
+                let engine = engine.engine();
+                let events: Vec<Value> = engine
+                    .events()
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .take(SNAPSHOT_EVENTS)
+                    .map(|e| {
+                        let kind = serde_json::to_value(&e.kind).unwrap_or(Value::Null);
+                        let name = kind["kind"].as_str().unwrap_or("event").replace('_', " ");
+                        let fields: Vec<String> = kind
+                            .as_object()
+                            .into_iter()
+                            .flatten()
+                            .filter(|(k, v)| *k != "kind" && !v.is_object())
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect();
+                        let text = if fields.is_empty() {
+                            name
+                        } else {
+                            format!("{name}: {}", fields.join(", "))
+                        };
+                        json!({
+                            "at": e.at.as_nanos() as f64 / 1e9,
+                            "alert": e.kind.is_alert(),
+                            "text": text,
+                            "event": kind,
+                        })
+                    })
+                    .collect();
+                (engine.status(), events)
+            };
+            let model = json!({
+                "enabled": s.enabled,
+                "active": s.active,
+                "version": s.version,
+                "accuracy": s.validation.map(|v| v.accuracy),
+                "live_accuracy": s.live_accuracy,
+                "paired": s.paired,
+                "min_samples": s.min_samples,
+                "trainings": s.trainings,
+                "drifts": s.drifts,
+            });
+            return (model, events);
+        }
+        let _ = SNAPSHOT_EVENTS;
+        (Value::Null, Vec::new())
     }
 
     fn workers_check(&self) -> Check {
@@ -464,6 +581,187 @@ impl Daemon for DaemonView {
                 "statistics need the `store` feature".into(),
             ))
         }
+    }
+
+    /// ```json
+    /// { "t": 1764660000.5, "pool": null, "pools": ["default"],
+    ///   "window": { see TelemetryReading::window },
+    ///   "totals": { "transfers": 1200, "bytes": 9.1e9, "fallbacks": 0, "failures": 0,
+    ///               "drift_events": 0, "methods": { "zero_copy": { "transfers": 900, "bytes": 9e9 }, ... } },
+    ///   "load": { "in_flight": 3, "queued": 0, "live_workers": 1, "workers": 1 },
+    ///   "shared_memory": { "held_bytes": 0, "budget_bytes": 268435456, "segments": 0 },
+    ///   "thresholds": { "default": 65536 },
+    ///   "model": { "enabled": true, "active": false, "version": 0, "accuracy": null, ... },
+    ///   "learning_events": [ { "at": 1764660000.1, "alert": false, "text": "published: version 1", "event": {...} } ] }
+    /// ```
+    ///
+    /// Load and shared memory are of every pool; the rest of `pool` when one is given.
+    fn snapshot(&self, pool: Option<&str>) -> Option<Value> {
+        let selected = match pool {
+            Some(p) => Some(self.known_pool(p)?),
+            None => None,
+        };
+        let o = &self.optimizer;
+        let (reading, window) = self.live_window(pool);
+        let host = self.host.stats();
+        let shm = o.segment_pool().stats();
+        let system = o.context().system;
+        let config = o.controller().config();
+        let thresholds: serde_json::Map<String, Value> = config
+            .pools
+            .keys()
+            .filter(|p| selected.is_none_or(|s| s == **p))
+            .filter_map(|&p| {
+                let th = o.controller().threshold(p, &system).ok()?;
+                Some((p.as_str().to_owned(), json!(th.effective)))
+            })
+            .collect();
+        let (model, events) = self.model_json();
+        Some(json!({
+            "t": unix_now(),
+            "pool": pool,
+            "pools": config.pools.keys().map(|p| p.as_str()).collect::<Vec<_>>(),
+            "window": window,
+            "totals": reading.totals(pool),
+            "load": {
+                "in_flight": host.in_flight,
+                "queued": host.queued,
+                "live_workers": host.live_workers,
+                "workers": host.workers.len(),
+            },
+            "shared_memory": {
+                "held_bytes": shm.held_bytes,
+                "budget_bytes": shm.budget_bytes,
+                "segments": shm.segments(),
+            },
+            "thresholds": thresholds,
+            "model": model,
+            "learning_events": events,
+        }))
+    }
+
+    /// From the store's buckets of `step_secs` (1 s over a minute, up to 30 s over an hour),
+    /// empty ones left out, each at its end (the last, still filling, at now, its rates over
+    /// the seconds it has covered):
+    ///
+    /// ```json
+    /// { "range_secs": 300, "step_secs": 5, "pool": null, "t": [1764660005, ...],
+    ///   "zero_copy": { "p50_ms": [...], "p95_ms": [...], "p99_ms": [...], "transfers": [...],
+    ///                  "transfers_per_s": [...] },
+    ///   "grpc": { ... }, "transfers_per_s": [...], "failed_per_s": [...] }
+    /// ```
+    fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String> {
+        let selected = match pool {
+            Some(p) => match self.known_pool(p) {
+                Some(n) => Some(n),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        #[cfg(feature = "store")]
+        {
+            use std::collections::BTreeMap;
+
+            use perf_core::{Method, SeriesQuery, Timestamp};
+            use perf_store::bucket::Bucket;
+            use perf_store::query::percentiles;
+
+            const NANOS: u64 = 1_000_000_000;
+            let step = history_step(range_secs);
+            let now = unix_now();
+            let end = now as u64 + 1;
+            let start = end.saturating_sub(range_secs);
+            let start = start - start % step;
+            let buckets = |method| {
+                self.optimizer
+                    .store_query()
+                    .merged_buckets(&SeriesQuery {
+                        pool: selected,
+                        method: Some(method),
+                        from: Timestamp(start * NANOS),
+                        to: Timestamp(end * NANOS),
+                        granularity_secs: step as u32,
+                    })
+                    .map_err(|e| e.to_string())
+            };
+            let methods: [BTreeMap<u64, Bucket>; 2] =
+                [buckets(Method::ZeroCopy)?, buckets(Method::Grpc)?];
+            let mut starts: Vec<u64> = methods.iter().flat_map(|m| m.keys().copied()).collect();
+            starts.sort_unstable();
+            starts.dedup();
+            // Each bucket's end, and the seconds it covers: the one still filling ends now.
+            let ends: Vec<f64> = starts
+                .iter()
+                .map(|&s| ((s + step) as f64).min(now))
+                .collect();
+            let widths: Vec<f64> = starts
+                .iter()
+                .zip(&ends)
+                .map(|(&s, &e)| (e - s as f64).max(0.1))
+                .collect();
+            let column = |m: &BTreeMap<u64, Bucket>, f: &dyn Fn(&Bucket) -> Value| -> Vec<Value> {
+                starts
+                    .iter()
+                    .map(|s| m.get(s).map_or(Value::Null, f))
+                    .collect()
+            };
+            let latency = |b: &Bucket, q: fn(&perf_core::Percentiles) -> f64| {
+                if b.delivered() == 0 {
+                    Value::Null
+                } else {
+                    json!(q(&percentiles(&b.latency_us, 1e-3)))
+                }
+            };
+            let method = |m: &BTreeMap<u64, Bucket>| {
+                json!({
+                    "p50_ms": column(m, &|b| latency(b, |p| p.p50)),
+                    "p95_ms": column(m, &|b| latency(b, |p| p.p95)),
+                    "p99_ms": column(m, &|b| latency(b, |p| p.p99)),
+                    "transfers": column(m, &|b| json!(b.count())),
+                    "transfers_per_s": starts
+                        .iter()
+                        .zip(&widths)
+                        .map(|(s, w)| m.get(s).map_or(0.0, |b| b.count() as f64 / w))
+                        .collect::<Vec<_>>(),
+                })
+            };
+            let total = |f: fn(&Bucket) -> u64| -> Vec<f64> {
+                starts
+                    .iter()
+                    .zip(&widths)
+                    .map(|(s, w)| {
+                        let n: u64 = methods.iter().filter_map(|m| m.get(s)).map(f).sum();
+                        n as f64 / w
+                    })
+                    .collect()
+            };
+            Ok(Some(json!({
+                "range_secs": range_secs,
+                "step_secs": step,
+                "pool": pool,
+                "t": ends,
+                "zero_copy": method(&methods[0]),
+                "grpc": method(&methods[1]),
+                "transfers_per_s": total(Bucket::count),
+                "failed_per_s": total(Bucket::failed),
+            })))
+        }
+        #[cfg(not(feature = "store"))]
+        {
+            let _ = (selected, range_secs);
+            Err("history needs the `store` feature".into())
+        }
+    }
+}
+
+/// The width of the history's buckets for a range of `range_secs`: about 60 to 180 points.
+#[cfg(feature = "store")]
+fn history_step(range_secs: u64) -> u64 {
+    match range_secs {
+        0..=60 => 1,
+        61..=300 => 5,
+        301..=900 => 15,
+        _ => 30,
     }
 }
 

@@ -68,6 +68,12 @@ impl Daemon for Fake {
         }
         Ok(serde_json::to_value(request).unwrap())
     }
+    fn snapshot(&self, pool: Option<&str>) -> Option<Value> {
+        pool.is_none().then(|| json!({ "t": 0 }))
+    }
+    fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String> {
+        Ok(pool.is_none().then(|| json!({ "range_secs": range_secs })))
+    }
 }
 
 async fn get(daemon: &Arc<Fake>, uri: &str) -> (StatusCode, String) {

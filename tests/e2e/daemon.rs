@@ -1,14 +1,15 @@
 //! The daemon's endpoints over a real optimizer, a real host runtime and a real worker on a
 //! real socket: readiness, `/metrics` counting the transfers carried, recent decisions with
 //! their rationale, a configuration previewed then applied through the API, predictions and
-//! statistics.
+//! statistics; the dashboard's snapshot and history after real transfers.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use perfopt::core::FixedProbe;
 use perfopt::daemon::{DaemonView, serve_on};
-use perfopt::monitor::http::{HttpConfig, HttpListener};
+use perfopt::monitor::http::{Daemon, HttpConfig, HttpListener};
 use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -271,5 +272,151 @@ async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration()
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    host.shutdown().await;
+}
+
+/// Per method, the transfers, bytes and the shortest and longest latency (µs) the records say.
+#[derive(Default)]
+struct Carried(Mutex<[(u64, u64, f64, f64); 2]>);
+
+impl MetricsSink for Carried {
+    fn record(&self, m: &TransferMetrics) {
+        let mut by = self.0.lock().unwrap();
+        let row = &mut by[m.method.index()];
+        if row.0 == 0 {
+            row.2 = f64::MAX;
+        }
+        row.0 += 1;
+        row.1 += m.size;
+        row.2 = row.2.min(m.latency_us);
+        row.3 = row.3.max(m.latency_us);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_snapshot_and_history_count_the_transfers_carried() {
+    let worker = InProcessWorker::start(None).await;
+    let carried = Arc::new(Carried::default());
+    let optimizer = Arc::new(
+        Optimizer::builder()
+            .probe(Arc::new(FixedProbe::default()))
+            .sink(carried.clone())
+            .build()
+            .unwrap(),
+    );
+    let host = optimizer
+        .host()
+        .secret(worker.secret.clone())
+        .connect(worker.endpoint.clone())
+        .start()
+        .await
+        .unwrap();
+    let view = DaemonView::new(optimizer.clone(), host.clone());
+
+    // 20 of 4 KiB, mostly by gRPC, and 10 of 16 MiB, mostly by zero-copy.
+    let small = vec![1u8; 4096];
+    let large = vec![2u8; 16 << 20];
+    for i in 0..30 {
+        let payload = if i < 20 { &small } else { &large };
+        let request = TransferRequest::new(payload.len() as u64);
+        host.transfer(&request, payload).await.unwrap();
+    }
+    let by = *carried.0.lock().unwrap();
+
+    let s = view.snapshot(None).unwrap();
+    let w = &s["window"];
+    // No reading a second old yet: the window reaches back to the view's start.
+    assert_eq!(w["transfers"], 30, "{s}");
+    assert_eq!(w["failures"], 0);
+    assert_eq!(s["totals"]["transfers"], 30);
+    assert_eq!(
+        s["totals"]["bytes"].as_u64().unwrap(),
+        20 * 4096 + 10 * (16 << 20)
+    );
+    for (i, method) in ["zero_copy", "grpc"].into_iter().enumerate() {
+        let m = &w["methods"][method];
+        let (n, bytes, min_us, max_us) = by[i];
+        assert_eq!(m["transfers"], n, "{method}: {s}");
+        assert_eq!(m["bytes"], bytes, "{method}");
+        if n == 0 {
+            assert!(m["p50_ms"].is_null(), "{method}");
+            continue;
+        }
+        let p = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{method} {k}: {m}"));
+        assert!(
+            p("p50_ms") <= p("p95_ms") && p("p95_ms") <= p("p99_ms"),
+            "{m}"
+        );
+        // Bucket bounds are at most 2.5 apart: the percentiles lie within one bucket of the
+        // shortest and longest transfer.
+        assert!(
+            p("p50_ms") >= min_us / 1e3 / 2.5,
+            "{method}: {m}, min {min_us} µs"
+        );
+        assert!(
+            p("p99_ms") <= max_us / 1e3 * 2.5,
+            "{method}: {m}, max {max_us} µs"
+        );
+        let mean = p("mean_ms") * 1e3;
+        assert!((min_us..=max_us).contains(&mean), "{method}: {m}");
+    }
+    let decided: u64 = w["decisions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|by| by.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(decided, 30, "{s}");
+    assert_eq!(s["thresholds"]["default"], 10 * 1048576);
+    assert_eq!(s["pools"], serde_json::json!(["default"]));
+    assert_eq!(s["load"]["live_workers"], 1);
+    assert_eq!(s["load"]["in_flight"], 0);
+    assert!(s["shared_memory"]["budget_bytes"].as_u64().unwrap() > 0);
+    assert!(s["model"].is_null(), "no learning was asked for: {s}");
+
+    assert!(view.snapshot(Some("batch")).is_none(), "an unknown pool");
+    assert_eq!(
+        view.snapshot(Some("default")).unwrap()["totals"]["transfers"],
+        30
+    );
+
+    // A quiet second: the next window starts at a reading a second old and holds nothing.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _ = view.snapshot(None).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let quiet = view.snapshot(None).unwrap();
+    assert_eq!(quiet["window"]["transfers"], 0, "{quiet}");
+    assert_eq!(quiet["window"]["transfers_per_s"], 0.0);
+    assert!(quiet["window"]["methods"]["grpc"]["p99_ms"].is_null());
+    let secs = quiet["window"]["secs"].as_f64().unwrap();
+    assert!(secs >= 1.0, "{secs}");
+    assert_eq!(quiet["totals"]["transfers"], 30);
+
+    // The history comes from the store's buckets.
+    optimizer.flush().unwrap();
+    let h = view.history(None, 60).unwrap().unwrap();
+    assert_eq!(h["step_secs"], 1);
+    let t = h["t"].as_array().unwrap();
+    assert!(!t.is_empty(), "{h}");
+    let sum = |method: &str| -> u64 {
+        let col = h[method]["transfers"].as_array().unwrap();
+        assert_eq!(col.len(), t.len());
+        col.iter().filter_map(Value::as_u64).sum()
+    };
+    assert_eq!(sum("zero_copy"), by[0].0, "{h}");
+    assert_eq!(sum("grpc"), by[1].0, "{h}");
+    let rate: f64 = h["transfers_per_s"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!(
+        rate, 30.0,
+        "one-second buckets: the rates add up to the count"
+    );
+    assert!(view.history(Some("batch"), 60).unwrap().is_none());
+    assert_eq!(view.history(None, 3600).unwrap().unwrap()["step_secs"], 30);
     host.shutdown().await;
 }

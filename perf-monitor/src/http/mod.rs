@@ -1,5 +1,7 @@
 //! The HTTP endpoints of a running perfopt (axum, loopback by default): `/livez`, `/readyz`
-//! (`?verbose`), `/metrics`, and the versioned JSON API under `/api/v1/`.
+//! (`?verbose`), `/metrics`, the versioned JSON API under `/api/v1/`, and the live dashboard at
+//! `/` (its assets under `/assets/`, fed by the server-sent events of `/api/v1/events` and the
+//! history of `/api/v1/history`).
 //!
 //! The endpoints read the running system through [`Daemon`], which the host runtime implements;
 //! this module owns the routes, the bounds on what comes from outside, status codes and bodies.
@@ -7,7 +9,10 @@
 //! a request body is at most [`MAX_BODY_BYTES`], and a bad one gets a 4xx whose JSON body names
 //! what was wrong.
 
+mod dashboard;
+mod events;
 mod health;
+mod live;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,7 +21,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRef, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +29,10 @@ use perf_core::seams::MAX_STATS_SINCE_SECS;
 use perf_core::{Method, Name, StatsRequest};
 use serde_json::{Value, json};
 
+pub use dashboard::CONTENT_SECURITY_POLICY;
+pub use events::{EVENT_INTERVAL, MAX_EVENT_STREAMS};
 pub use health::{Check, CheckState, Readiness, readyz_text};
+pub use live::{METHODS, TelemetryReading, bucket_quantile};
 
 /// The address `perfopt serve` listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -34,6 +42,10 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub const MAX_DECISIONS: usize = 1000;
 /// The largest payload size a prediction is asked for, in bytes (1 TiB).
 pub const MAX_PREDICT_SIZE: u64 = 1 << 40;
+/// The longest pool name a parameter may hold, in bytes.
+pub const MAX_POOL_NAME: usize = 64;
+/// The shortest and longest range of history the dashboard asks for, in seconds.
+pub const HISTORY_RANGE_SECS: std::ops::RangeInclusive<u64> = 60..=3600;
 
 /// Why a configuration was not applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +81,15 @@ pub trait Daemon: Send + Sync + 'static {
     /// The statistics `perfopt stats` shows (a `perf_store::StatsReport`) for `request`, whose
     /// bounds were checked.
     fn stats(&self, request: &StatsRequest) -> Result<Value, StatsRefusal>;
+    /// What the dashboard shows now of `pool` (every pool when `None`), or `None` when the
+    /// pool is not known: an object the events of `/api/v1/events` carry, to which the
+    /// endpoint adds `state`, `ready`, `degraded` and `checks`. Called about once a second by
+    /// each open event stream.
+    fn snapshot(&self, pool: Option<&str>) -> Option<Value>;
+    /// The dashboard's history of `pool` (every pool when `None`) over the last `range_secs`
+    /// seconds (within [`HISTORY_RANGE_SECS`]): `Ok(None)` when the pool is not known, `Err`
+    /// when no history can be read.
+    fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String>;
 }
 
 /// Why statistics were not given.
@@ -153,21 +174,57 @@ impl HttpListener {
 
     /// Serves the endpoints of `daemon` until `shutdown` completes, then finishes the requests
     /// in progress.
+    /// in progress; open event streams end at once.
     pub async fn serve(
         self,
         daemon: Arc<dyn Daemon>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), HttpError> {
-        axum::serve(self.listener, router(daemon))
-            .with_graceful_shutdown(shutdown)
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        axum::serve(self.listener, routes(daemon, Some(stopped)))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
             .await
             .map_err(HttpError::Serve)
     }
 }
 
-/// The routes over `daemon`.
+/// What the handlers share: the daemon, the permits of the event streams and the stop signal
+/// that ends them.
+#[derive(Clone)]
+struct App {
+    daemon: Arc<dyn Daemon>,
+    streams: Arc<tokio::sync::Semaphore>,
+    /// Turns true when the server stops; `None` when it is never told.
+    stopped: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+impl FromRef<App> for Arc<dyn Daemon> {
+    fn from_ref(app: &App) -> Arc<dyn Daemon> {
+        app.daemon.clone()
+    }
+}
+
+/// The routes over `daemon`; event streams end only when their client leaves (a server that
+/// stops should use [`HttpListener::serve`], which ends them).
 pub fn router(daemon: Arc<dyn Daemon>) -> Router {
+    routes(daemon, None)
+}
+
+/// The routes over `daemon`, whose event streams end when `stopped` turns true.
+fn routes(daemon: Arc<dyn Daemon>, stopped: Option<tokio::sync::watch::Receiver<bool>>) -> Router {
+    let app = App {
+        daemon,
+        streams: Arc::new(tokio::sync::Semaphore::new(MAX_EVENT_STREAMS)),
+        stopped,
+    };
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{*file}", get(dashboard::asset))
+        .route("/api/v1/events", get(events::events))
+        .route("/api/v1/history", get(events::history))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -179,7 +236,7 @@ pub fn router(daemon: Arc<dyn Daemon>) -> Router {
         .route("/api/v1/stats", get(stats))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(daemon)
+        .with_state(app)
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -219,6 +276,24 @@ fn number(
     }
 }
 
+/// The `pool` parameter: absent, or 1 to [`MAX_POOL_NAME`] bytes.
+fn pool_param(params: &HashMap<String, String>) -> Result<Option<&str>, String> {
+    match params.get("pool").map(String::as_str) {
+        None => Ok(None),
+        Some(p) if p.is_empty() || p.len() > MAX_POOL_NAME => {
+            Err(format!("pool must be 1 to {MAX_POOL_NAME} characters"))
+        }
+        Some(p) => Ok(Some(p)),
+    }
+}
+
+fn no_pool(pool: Option<&str>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no pool {:?}", pool.unwrap_or("default")),
+    )
+}
+
 async fn livez() -> &'static str {
     "livez check passed\n"
 }
@@ -245,7 +320,9 @@ async fn metrics(State(daemon): Shared) -> Response {
         .into_response()
 }
 
-async fn status(State(daemon): Shared) -> Response {
+/// The readiness of `daemon` (`state`, `ready`, `degraded`, `checks`) with the members of
+/// `extra` (an object) that do not clash.
+fn with_checks(daemon: &dyn Daemon, extra: Value) -> Value {
     let checks = daemon.checks();
     let readiness = Readiness::of(&checks);
     let mut body = json!({
@@ -254,12 +331,16 @@ async fn status(State(daemon): Shared) -> Response {
         "degraded": readiness == Readiness::Degraded,
         "checks": checks,
     });
-    if let (Some(out), Value::Object(extra)) = (body.as_object_mut(), daemon.status()) {
+    if let (Some(out), Value::Object(extra)) = (body.as_object_mut(), extra) {
         for (k, v) in extra {
             out.entry(k).or_insert(v);
         }
     }
-    axum::Json(body).into_response()
+    body
+}
+
+async fn status(State(daemon): Shared) -> Response {
+    axum::Json(with_checks(&*daemon, daemon.status())).into_response()
 }
 
 async fn decisions(State(daemon): Shared, Query(params): Params) -> Response {
@@ -307,16 +388,13 @@ async fn predict(State(daemon): Shared, Query(params): Params) -> Response {
         Ok(s) => s,
         Err(e) => return bad_request(e),
     };
-    let pool = params.get("pool").map(String::as_str);
-    if pool.is_some_and(|p| p.is_empty() || p.len() > 64) {
-        return bad_request("pool must be 1 to 64 characters");
-    }
+    let pool = match pool_param(&params) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e),
+    };
     match daemon.predict(pool, size) {
         Some(answer) => axum::Json(answer).into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            format!("no pool {:?}", pool.unwrap_or("default")),
-        ),
+        None => no_pool(pool),
     }
 }
 
