@@ -7,24 +7,17 @@
 //! the test says NOT RUN, and fails when `PERFOPT_EXTERNAL_TESTS=1` asks for the external tools.
 //! `PERFOPT_UPDATE_SCREENSHOT=1` also writes the screenshot to `docs/dashboard.png`.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
+
+mod support;
+
 use serde_json::{Value, json};
-
-/// Kills a child process if the test ends before it stops it.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Killed, Serve};
 
 /// The first of `names` found as an executable file in `/usr/bin` or on `PATH`.
 fn find_tool(names: &[&str]) -> Option<PathBuf> {
@@ -75,38 +68,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `perfopt serve` with one worker and demo load, and the address it listens on.
-fn start_serve(data: &Path, log: &Path) -> (Killed, SocketAddr) {
-    let mut daemon = Killed(
-        Command::new(env!("CARGO_BIN_EXE_perfopt"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--demo-load",
-            ])
-            .arg("--data-dir")
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(daemon.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("first line {line:?}"))
-        .parse()
-        .unwrap();
-    (daemon, addr)
 }
 
 /// chromedriver on a free port, once it accepts connections.
@@ -209,7 +170,9 @@ async fn the_dashboard_fills_its_charts_live_in_a_headless_chromium() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (_serve, addr) = start_serve(&dir.path().join("data"), &dir.path().join("serve.log"));
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let serve = Serve::demo(&dir.path().join("data"), &[], Stdio::from(log));
+    let addr = serve.addr;
     let started = Instant::now();
     let (_driver, port) = start_chromedriver(&driver, &dir.path().join("chromedriver.log"));
 

@@ -8,14 +8,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use perfopt::monitor::{Family, Kind};
+
+mod support;
+
 use serde_json::Value;
+use support::{Killed, Serve};
 
 /// The alerts `deploy/prometheus/alerts.yml` must define, each tested firing and not firing.
 const ALERTS: &[&str] = &[
@@ -281,16 +285,6 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> std::io::Resu
     Ok((code, body.to_owned()))
 }
 
-/// A child process killed when dropped, so that a failing test leaves nothing running.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The Prometheus HTTP API at one address.
 struct Api(SocketAddr);
 
@@ -549,38 +543,9 @@ fn a_real_prometheus_scraping_serve_answers_every_panel_and_rule() {
     let deadline = started + Duration::from_secs(50);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut daemon = Killed(
-        Command::new(env!("CARGO_BIN_EXE_perfopt"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--workers",
-                "1",
-                "--demo-load",
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::piped())
-            .stderr(File::create(dir.path().join("serve.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(daemon.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let target: SocketAddr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| {
-            panic!(
-                "first line {line:?}; {}",
-                read(&dir.path().join("serve.log"))
-            )
-        })
-        .parse()
-        .unwrap();
+    let log = File::create(dir.path().join("serve.log")).unwrap();
+    let mut daemon = Serve::demo(&data, &[], Stdio::from(log));
+    let target = daemon.addr;
 
     // The shipped config with the daemon as its target, 1 s scrapes and evaluations, beside
     // a copy of the shipped rules.
@@ -864,17 +829,5 @@ fn a_real_prometheus_scraping_serve_answers_every_panel_and_rule() {
         started.elapsed()
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let stop = Instant::now() + Duration::from_secs(20);
-    while daemon.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < stop,
-            "serve did not stop 20 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    daemon.stop();
 }

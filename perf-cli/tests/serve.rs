@@ -2,10 +2,14 @@
 //! endpoints on a real socket, numbers that move under `--demo-load`, and SIGTERM draining the
 //! transfers, flushing the store and exiting 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod support;
+
+use support::Serve;
 
 /// One HTTP/1.1 GET on a fresh connection: the status code and the body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -33,20 +37,11 @@ fn total(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Kills the daemon if a test fails before it stops it.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn serve_shows_live_numbers_and_a_sigterm_drains_flushes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut daemon, addr, logs) = start_demo(dir.path(), &[]);
+    let (mut daemon, logs) = start_demo(dir.path(), &[]);
+    let addr = daemon.addr;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let first = loop {
@@ -76,7 +71,7 @@ fn serve_shows_live_numbers_and_a_sigterm_drains_flushes_and_exits_zero() {
     );
     assert_eq!(total(&second, "perfopt_build_info"), 1.0, "{second}");
 
-    stop(&mut daemon);
+    daemon.stop();
     let stderr = logs.join().unwrap();
     assert!(stderr.contains("stopping: draining"), "{stderr}");
     let recorded: u64 = stderr
@@ -116,59 +111,17 @@ fn serve_refuses_a_non_loopback_address_unless_allowed() {
     );
 }
 
-/// Starts `perfopt serve --demo-load` with `extra` arguments; returns the daemon, its address
-/// and a thread collecting its stderr (read all the while, so the daemon never waits on it).
-fn start_demo(
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> (Daemon, SocketAddr, std::thread::JoinHandle<String>) {
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_perfopt"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .arg("--demo-load")
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stderr = daemon.0.stderr.take().unwrap();
+/// Starts `perfopt serve --demo-load` with `extra` arguments; returns it and a thread
+/// collecting its stderr (read all the while, so the daemon never waits on it).
+fn start_demo(dir: &std::path::Path, extra: &[&str]) -> (Serve, std::thread::JoinHandle<String>) {
+    let mut serve = Serve::demo(dir, extra, Stdio::piped());
+    let mut stderr = serve.process.0.stderr.take().unwrap();
     let logs = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let mut line = String::new();
-    BufReader::new(daemon.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening http://")
-        .unwrap_or_else(|| panic!("first line {line:?}"))
-        .parse()
-        .unwrap();
-    (daemon, addr, logs)
-}
-
-/// Sends SIGTERM and waits (at most a minute) for a successful exit.
-fn stop(daemon: &mut Daemon) {
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        if let Some(code) = daemon.0.try_wait().unwrap() {
-            break code;
-        }
-        assert!(Instant::now() < deadline, "no exit 60 s after SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(code.success(), "{code}");
+    (serve, logs)
 }
 
 /// With `--log-format json` every line on stderr is a JSON object: the sampled decisions at
@@ -190,16 +143,17 @@ fn serve_logs_json_lines_with_sampled_decisions_and_the_configured_otlp_export()
         ),
     )
     .unwrap();
-    let (mut daemon, addr, logs) = start_demo(
+    let (mut daemon, logs) = start_demo(
         dir.path(),
         &["--log-format", "json", "--config", config.to_str().unwrap()],
     );
+    let addr = daemon.addr;
     let deadline = Instant::now() + Duration::from_secs(60);
     while total(&get(addr, "/metrics").1, "perfopt_decisions_total") < 50.0 {
         assert!(Instant::now() < deadline, "no decisions within 60 s");
         std::thread::sleep(Duration::from_millis(200));
     }
-    stop(&mut daemon);
+    daemon.stop();
     let text = logs.join().unwrap();
     let events: Vec<serde_json::Value> = text
         .lines()
@@ -257,7 +211,8 @@ fn serve_logs_json_lines_with_sampled_decisions_and_the_configured_otlp_export()
 #[test]
 fn stats_asks_a_running_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut daemon, addr, logs) = start_demo(dir.path(), &[]);
+    let (mut daemon, logs) = start_demo(dir.path(), &[]);
+    let addr = daemon.addr;
     let url = format!("http://{addr}");
     let stats = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_perfopt"))
@@ -310,7 +265,7 @@ fn stats_asks_a_running_daemon() {
         String::from_utf8_lossy(&unknown.stderr).contains("no pool \"nope\""),
         "{unknown:?}"
     );
-    stop(&mut daemon);
+    daemon.stop();
     drop(logs.join());
     let gone = stats(&[]);
     assert_eq!(gone.status.code(), Some(1), "{gone:?}");

@@ -68,6 +68,29 @@ fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// An optimizer on an idle machine recording to `sink` too, and its host runtime connected to
+/// `worker`.
+async fn connected(
+    worker: &InProcessWorker,
+    sink: Arc<dyn MetricsSink>,
+) -> (Arc<Optimizer>, perfopt::transport::Host) {
+    let optimizer = Arc::new(
+        Optimizer::builder()
+            .probe(Arc::new(FixedProbe::default()))
+            .sink(sink)
+            .build()
+            .unwrap(),
+    );
+    let host = optimizer
+        .host()
+        .secret(worker.secret.clone())
+        .connect(worker.endpoint.clone())
+        .start()
+        .await
+        .unwrap();
+    (optimizer, host)
+}
+
 /// The value of the sample `series` (name and labels, exactly) in a Prometheus text.
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -79,20 +102,7 @@ async fn the_endpoints_show_the_running_optimizer_and_change_its_configuration()
     let worker = InProcessWorker::start(None).await;
 
     let carried = Arc::new(ByMethod::default());
-    let optimizer = Arc::new(
-        Optimizer::builder()
-            .probe(Arc::new(FixedProbe::default()))
-            .sink(carried.clone())
-            .build()
-            .unwrap(),
-    );
-    let host = optimizer
-        .host()
-        .secret(worker.secret.clone())
-        .connect(worker.endpoint.clone())
-        .start()
-        .await
-        .unwrap();
+    let (optimizer, host) = connected(&worker, carried.clone()).await;
     let view = Arc::new(DaemonView::new(optimizer.clone(), host.clone()));
     let http_listener = HttpListener::bind(&HttpConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -297,20 +307,7 @@ impl MetricsSink for Carried {
 async fn the_dashboard_snapshot_and_history_count_the_transfers_carried() {
     let worker = InProcessWorker::start(None).await;
     let carried = Arc::new(Carried::default());
-    let optimizer = Arc::new(
-        Optimizer::builder()
-            .probe(Arc::new(FixedProbe::default()))
-            .sink(carried.clone())
-            .build()
-            .unwrap(),
-    );
-    let host = optimizer
-        .host()
-        .secret(worker.secret.clone())
-        .connect(worker.endpoint.clone())
-        .start()
-        .await
-        .unwrap();
+    let (optimizer, host) = connected(&worker, carried.clone()).await;
     let view = DaemonView::new(optimizer.clone(), host.clone());
 
     // 20 of 4 KiB, mostly by gRPC, and 10 of 16 MiB, mostly by zero-copy.

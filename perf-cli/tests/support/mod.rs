@@ -150,3 +150,68 @@ impl Drop for WorkerChild {
         let _ = self.child.wait();
     }
 }
+
+/// Kills a child process if the test ends before it stops it.
+pub(crate) struct Killed(pub(crate) Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `perfopt serve` and the address it listens on.
+pub(crate) struct Serve {
+    pub(crate) process: Killed,
+    pub(crate) addr: std::net::SocketAddr,
+}
+
+impl Serve {
+    /// `perfopt serve --listen 127.0.0.1:0 --workers 1 --demo-load --data-dir DATA` with
+    /// `extra` arguments and its stderr to `stderr`, once it says where it listens.
+    pub(crate) fn demo(data: &Path, extra: &[&str], stderr: Stdio) -> Serve {
+        let mut process = Killed(
+            Command::new(env!("CARGO_BIN_EXE_perfopt"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+                .arg("--demo-load")
+                .args(extra)
+                .arg("--data-dir")
+                .arg(data)
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        BufReader::new(process.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening http://")
+            .unwrap_or_else(|| panic!("first line {line:?}"))
+            .parse()
+            .unwrap();
+        Serve { process, addr }
+    }
+
+    /// Sends SIGTERM and waits (at most a minute) for a successful exit.
+    pub(crate) fn stop(&mut self) {
+        let child = &mut self.process.0;
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            if let Some(code) = child.try_wait().unwrap() {
+                break code;
+            }
+            assert!(Instant::now() < deadline, "no exit 60 s after SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(code.success(), "{code}");
+    }
+}
