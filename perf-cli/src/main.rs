@@ -10,6 +10,7 @@ mod predict_cmd;
 mod run;
 mod serve;
 mod store_cmd;
+mod suite;
 mod worker;
 
 // What several commands share.
@@ -66,6 +67,9 @@ enum Command {
     /// Measures gRPC, zero-copy (pooled and fresh segments) and memcpy at each size against
     /// a worker process; prints crossovers and writes a calibration profile.
     Bench(bench::BenchArgs),
+    /// Runs the performance scenarios of a scenario file with real transfers and writes
+    /// every series' samples, counts and resources as JSON (`cargo xtask perf` checks them).
+    Suite(suite::SuiteArgs),
     /// Estimates a transfer's latency, interval, throughput and memory per method, from models
     /// learned on the stored samples (or the calibrated coefficients when they are too few).
     Predict(predict_cmd::PredictArgs),
@@ -124,6 +128,7 @@ fn dispatch(command: Command) -> Result<(), Exit> {
         Command::Cleanup(args) => store_cmd::cleanup(&args),
         Command::Doctor { data, config } => store_cmd::doctor(&data, config.as_ref()),
         Command::Bench(args) => bench::run(&args),
+        Command::Suite(args) => suite::run(&args),
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
         Command::Model(cmd) => model_cmd::run(&cmd),
