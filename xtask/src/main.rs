@@ -1,7 +1,15 @@
 //! Project automation, run as `cargo xtask <command>`: CI checks, the tests with their external
-//! tools, convention checks, the perf gate.
+//! tools and the quick performance gate, convention checks, the performance suite with its SLO
+//! and baseline gate and reports (`perf`), and the decision hot-path timer (`perf-gate`).
+//!
+//! `cargo xtask perf` builds `perfopt` in release (with the `delay-injection` hook), runs
+//! `perfopt suite` on `xtask/perf/scenarios.toml`, evaluates the SLOs of `xtask/perf/slo.toml`
+//! on its results, compares them with the baseline of this machine under
+//! `xtask/perf/baselines/`, and writes `report.json` and a self-contained `report.html`;
+//! `xtask/perf/README.md` describes the files and how the gate decides.
 
 mod ci;
+mod perf;
 mod perf_gate;
 mod test;
 mod tidy;
@@ -10,6 +18,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 /// Project automation for perfopt.
@@ -25,16 +34,65 @@ enum Command {
     /// Run what CI runs: the format check, clippy with warnings denied, then the tests.
     Ci,
     /// Set up the external tools the tests drive (installing missing Debian packages as root),
-    /// then run every test with the external suites on.
+    /// run every test with the external suites on, then the quick perf gate and its bite check.
     Test,
+    /// Run the performance suite, check its SLOs and the baseline, write the reports.
+    Perf(PerfArgs),
     /// Check the dependency rules and the source conventions, printing every violation.
     Tidy,
     /// Measure single-decision latency in release mode; fail when a p99 is over budget.
+    /// (The suite's `decision` scenario measures it too, in `cargo xtask perf`.)
     PerfGate {
         /// Decisions timed per series.
         #[arg(long, default_value_t = 1_000_000)]
         samples: u64,
     },
+}
+
+/// The arguments of `cargo xtask perf`.
+#[derive(clap::Args)]
+struct PerfArgs {
+    /// Run the quick set (as `--set quick`).
+    #[arg(long)]
+    quick: bool,
+    /// The scenario set to run.
+    #[arg(long, value_parser = ["quick", "full", "stress"])]
+    set: Option<String>,
+    /// Only these scenarios, comma-separated.
+    #[arg(long, value_name = "NAMES")]
+    only: Option<String>,
+    /// Where results.json, report.json and report.html go.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Save this run as the baseline of this machine.
+    #[arg(long)]
+    save_baseline: bool,
+    /// Analyse this results JSON instead of running the suite.
+    #[arg(long, value_name = "FILE")]
+    results: Option<PathBuf>,
+}
+
+impl PerfArgs {
+    fn options(self, root: &Path) -> anyhow::Result<perf::Options> {
+        let set = match (self.quick, self.set) {
+            (true, Some(set)) if set != "quick" => {
+                bail!("--quick and --set {set} disagree, expected one set")
+            }
+            (true, _) => "quick".to_owned(),
+            (false, set) => set.unwrap_or_else(|| "full".to_owned()),
+        };
+        if self.results.is_some() && (self.only.is_some() || self.quick) {
+            bail!("--results analyses a finished run, expected no --quick or --only with it");
+        }
+        Ok(perf::Options {
+            set,
+            only: self.only,
+            out: self.out.unwrap_or_else(|| root.join("target/perf")),
+            save_baseline: self.save_baseline,
+            results: self.results,
+            inject_delay_us: None,
+        })
+    }
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -47,6 +105,11 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Test => {
             test::run_tests(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Perf(args) => {
+            let gate = perf::run(&root, &args.options(&root)?)?;
+            perf::require_pass(&gate)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::PerfGate { samples } => {

@@ -1,6 +1,8 @@
 //! `cargo xtask test`: sets up the external tools the test suites drive (installing the Debian
 //! packages that are missing, when it may), then runs `cargo test --workspace` with those suites
-//! on (`PERFOPT_EXTERNAL_TESTS=1`), so that a missing tool fails the run instead of being skipped.
+//! on (`PERFOPT_EXTERNAL_TESTS=1`), so that a missing tool fails the run instead of being skipped;
+//! then the quick perf gate (`cargo xtask perf --set quick`), and a bite check: the `sizes`
+//! scenario again with a zero-copy delay injected, which the gate must fail.
 
 use std::path::Path;
 use std::process::Command;
@@ -98,7 +100,12 @@ fn install_missing() -> Result<()> {
     Ok(())
 }
 
-/// Sets up the tools, then runs the workspace's tests with the external suites on.
+/// The zero-copy delay of the bite check, in µs per transfer: large against a 1 MiB transfer
+/// (tens of µs), so that a gate that still passes with it does not bite at all.
+pub(crate) const BITE_DELAY_US: u64 = 3000;
+
+/// Sets up the tools, runs the workspace's tests with the external suites on, then the quick
+/// perf gate and its bite check.
 pub(crate) fn run_tests(root: &Path) -> Result<()> {
     install_missing()?;
     run(
@@ -107,7 +114,60 @@ pub(crate) fn run_tests(root: &Path) -> Result<()> {
             .env(EXTERNAL_TESTS, "1")
             .current_dir(root),
         "PERFOPT_EXTERNAL_TESTS=1 cargo test --workspace",
-    )
+    )?;
+    perf_gate_and_bite(root)
+}
+
+/// The quick perf gate must pass; the same gate on `sizes` with [`BITE_DELAY_US`] injected into
+/// the zero-copy path must fail on a zero-copy ratio SLO.
+fn perf_gate_and_bite(root: &Path) -> Result<()> {
+    let out = root.join("target/perf");
+    let quick = crate::perf::Options {
+        set: "quick".to_owned(),
+        only: None,
+        out: out.join("quick"),
+        save_baseline: false,
+        results: None,
+        inject_delay_us: Some(0),
+    };
+    let gate = crate::perf::run(root, &quick)?;
+    crate::perf::require_pass(&gate)?;
+    let bite = crate::perf::Options {
+        only: Some("sizes".to_owned()),
+        out: out.join("bite"),
+        inject_delay_us: Some(BITE_DELAY_US),
+        ..quick
+    };
+    println!(
+        "==> bite check: the gate must fail with {}={BITE_DELAY_US}",
+        crate::perf::INJECT_DELAY
+    );
+    let gate = crate::perf::run(root, &bite)?;
+    bite_verdict(&gate, &bite.out)
+}
+
+/// The bite check's decision on the gate of the slowed run.
+fn bite_verdict(gate: &crate::perf::Gate, out: &Path) -> Result<()> {
+    if gate.injected_delay_us != BITE_DELAY_US {
+        bail!(
+            "the runner saw a zero-copy delay of {} us, expected {BITE_DELAY_US}: is perf-cli's \
+             `delay-injection` feature built in?",
+            gate.injected_delay_us
+        );
+    }
+    if !gate.failed_a_zero_copy_ratio() {
+        bail!(
+            "the perf gate did not bite: with {}={BITE_DELAY_US} every zero-copy ratio SLO of \
+             `sizes` passed (report in {})",
+            crate::perf::INJECT_DELAY,
+            out.display()
+        );
+    }
+    println!("bite check: the gate failed on the injected delay, as it must:");
+    for failure in &gate.failures {
+        println!("  {failure}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
