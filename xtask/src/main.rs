@@ -74,6 +74,11 @@ struct PerfArgs {
 
 impl PerfArgs {
     fn options(self, root: &Path) -> anyhow::Result<perf::Options> {
+        if self.results.is_some() && (self.only.is_some() || self.quick || self.set.is_some()) {
+            bail!(
+                "--results analyses a finished run, expected no --quick, --set or --only with it"
+            );
+        }
         let set = match (self.quick, self.set) {
             (true, Some(set)) if set != "quick" => {
                 bail!("--quick and --set {set} disagree, expected one set")
@@ -81,9 +86,6 @@ impl PerfArgs {
             (true, _) => "quick".to_owned(),
             (false, set) => set.unwrap_or_else(|| "full".to_owned()),
         };
-        if self.results.is_some() && (self.only.is_some() || self.quick) {
-            bail!("--results analyses a finished run, expected no --quick or --only with it");
-        }
         Ok(perf::Options {
             set,
             only: self.only,
@@ -141,4 +143,35 @@ pub(crate) fn workspace_root() -> PathBuf {
 /// The cargo binary to run: the one that runs us (`CARGO`), else `cargo` from `PATH`.
 pub(crate) fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perf(args: &[&str]) -> anyhow::Result<perf::Options> {
+        let cli = Cli::try_parse_from([&["cargo xtask", "perf"], args].concat())?;
+        match cli.command {
+            Command::Perf(args) => args.options(Path::new("/w")),
+            _ => unreachable!("parsed as perf"),
+        }
+    }
+
+    #[test]
+    fn perf_arguments_pick_the_set_and_refuse_contradictions() {
+        let full = perf(&[]).unwrap();
+        assert_eq!(full.set, "full");
+        assert_eq!(full.out, Path::new("/w/target/perf"));
+        let quick = perf(&["--quick", "--only", "sizes,decision", "--out", "o"]).unwrap();
+        assert_eq!(quick.set, "quick");
+        assert_eq!(quick.only.as_deref(), Some("sizes,decision"));
+        assert_eq!(quick.out, Path::new("o"));
+        assert_eq!(perf(&["--set", "stress"]).unwrap().set, "stress");
+        assert!(perf(&["--quick", "--set", "full"]).is_err());
+        assert!(perf(&["--set", "huge"]).is_err());
+        assert!(perf(&["--results", "r.json", "--only", "sizes"]).is_err());
+        let analysed = perf(&["--results", "r.json", "--save-baseline"]).unwrap();
+        assert_eq!(analysed.results.as_deref(), Some(Path::new("r.json")));
+        assert!(analysed.save_baseline);
+    }
 }

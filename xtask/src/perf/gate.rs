@@ -315,12 +315,22 @@ pub(crate) fn num(value: f64) -> String {
     }
 }
 
+/// Whether `value` is over `max` (a NaN is over every limit).
+fn above(value: f64, max: f64) -> bool {
+    value > max || value.is_nan()
+}
+
+/// Whether `value` is under `min` (a NaN is under every limit).
+fn below(value: f64, min: f64) -> bool {
+    value < min || value.is_nan()
+}
+
 /// Checks `value` against the bounds; the failure's tail (`over its limit 1.50`) when missed.
 fn check_bounds(value: f64, max: Option<f64>, min: Option<f64>, unit: &str) -> Option<String> {
-    if let Some(max) = max.filter(|max| !(value <= *max)) {
+    if let Some(max) = max.filter(|max| above(value, *max)) {
         return Some(format!("over its limit {}{unit}", num(max)));
     }
-    if let Some(min) = min.filter(|min| !(value >= *min)) {
+    if let Some(min) = min.filter(|min| below(value, *min)) {
         return Some(format!("under its limit {}{unit}", num(min)));
     }
     None
@@ -504,7 +514,7 @@ fn figure_verdict(slo: &FigureSlo, results: &Results) -> Verdict {
         }
         if let Some(other) = &slo.min_figure {
             let bound = figure(other)?;
-            if !(value >= bound) {
+            if below(value, bound) {
                 return Ok((
                     value,
                     Some(format!("under its limit {other} = {}", num(bound))),
@@ -513,7 +523,7 @@ fn figure_verdict(slo: &FigureSlo, results: &Results) -> Verdict {
         }
         if let Some(other) = &slo.max_figure {
             let bound = figure(other)?;
-            if !(value <= bound) {
+            if above(value, bound) {
                 return Ok((
                     value,
                     Some(format!("over its limit {other} = {}", num(bound))),

@@ -64,7 +64,7 @@ fn crossover(sizes: &[u64], zero_copy: &[Option<f64>], grpc: &[Option<f64>]) -> 
 fn size_label(size: u64) -> String {
     const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (scale, unit) in UNITS {
-        if size >= scale && size % scale == 0 {
+        if size >= scale && size.is_multiple_of(scale) {
             return format!("{}{unit}", size / scale);
         }
     }

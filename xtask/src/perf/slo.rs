@@ -165,10 +165,10 @@ impl SloFile {
     pub(crate) fn parse(text: &str, source: &str) -> Result<SloFile> {
         let value: toml::Value = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{source}: {}", e.to_string().trim_end()))?;
-        if let Some(version) = value.get("version") {
-            if version.as_integer() != Some(i64::from(VERSION)) {
-                bail!("{source}: version is {version}, expected {VERSION}");
-            }
+        if let Some(version) = value.get("version")
+            && version.as_integer() != Some(i64::from(VERSION))
+        {
+            bail!("{source}: version is {version}, expected {VERSION}");
         }
         let file: SloFile = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -242,10 +242,10 @@ fn bounds(at: &str, max: Option<f64>, min: Option<f64>, other: bool) -> Result<(
     if max.is_none() && min.is_none() && !other {
         bail!("at `{at}`: no limit, expected `max` and/or `min`");
     }
-    if let (Some(max), Some(min)) = (max, min) {
-        if min > max {
-            bail!("at `{at}`: min {min} is above max {max}, expected min <= max");
-        }
+    if let (Some(max), Some(min)) = (max, min)
+        && min > max
+    {
+        bail!("at `{at}`: min {min} is above max {max}, expected min <= max");
     }
     Ok(())
 }
