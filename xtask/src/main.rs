@@ -89,7 +89,8 @@ impl PerfArgs {
         Ok(perf::Options {
             set,
             only: self.only,
-            out: self.out.unwrap_or_else(|| root.join("target/perf")),
+            // Absolute, since the runner runs in the workspace root, not here.
+            out: std::path::absolute(self.out.unwrap_or_else(|| root.join("target/perf")))?,
             save_baseline: self.save_baseline,
             results: self.results,
             inject_delay_us: None,
@@ -165,7 +166,7 @@ mod tests {
         let quick = perf(&["--quick", "--only", "sizes,decision", "--out", "o"]).unwrap();
         assert_eq!(quick.set, "quick");
         assert_eq!(quick.only.as_deref(), Some("sizes,decision"));
-        assert_eq!(quick.out, Path::new("o"));
+        assert!(quick.out.is_absolute() && quick.out.ends_with("o"));
         assert_eq!(perf(&["--set", "stress"]).unwrap().set, "stress");
         assert!(perf(&["--quick", "--set", "full"]).is_err());
         assert!(perf(&["--set", "huge"]).is_err());

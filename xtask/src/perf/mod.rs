@@ -108,7 +108,8 @@ fn analyse(
     Ok(gate)
 }
 
-/// The workspace's target directory: `CARGO_TARGET_DIR`, else what `cargo metadata` says.
+/// The workspace's target directory: `CARGO_TARGET_DIR` (a relative one is relative to the
+/// workspace root, where the build runs), else what `cargo metadata` says.
 fn target_dir(root: &Path) -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|it| !it.is_empty()) {
         return Ok(root.join(dir));
