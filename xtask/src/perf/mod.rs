@@ -46,17 +46,26 @@ pub(crate) struct Options {
 /// Runs (or reads) the suite's results, evaluates the gate, writes the reports, prints the
 /// table, and returns the gate's decision; an error only when something could not run.
 pub(crate) fn run(root: &Path, options: &Options) -> Result<Gate> {
+    let runner = match options.results {
+        Some(_) => None,
+        None => Some(build_runner(root)?),
+    };
+    run_with(root, runner.as_deref(), options)
+}
+
+/// As [`run`], with the runner already built at `runner` (none with `options.results`).
+pub(crate) fn run_with(root: &Path, runner: Option<&Path>, options: &Options) -> Result<Gate> {
     let slos = slo::SloFile::load(&root.join(SLOS))?;
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("could not create {}", options.out.display()))?;
-    let results_path = match &options.results {
-        Some(path) => path.clone(),
-        None => {
+    let results_path = match (&options.results, runner) {
+        (Some(path), _) => path.clone(),
+        (None, Some(runner)) => {
             let path = options.out.join("results.json");
-            let runner = build_runner(root)?;
-            run_suite(root, &runner, options, &path)?;
+            run_suite(root, runner, options, &path)?;
             path
         }
+        (None, None) => bail!("no runner and no --results, expected one of them"),
     };
     analyse(root, &slos, &results_path, options)
 }
@@ -134,7 +143,7 @@ fn target_dir(root: &Path) -> Result<PathBuf> {
 }
 
 /// Builds the runner in release with the delay-injection hook; returns its path.
-fn build_runner(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_runner(root: &Path) -> Result<PathBuf> {
     let args = [
         "build",
         "--release",
