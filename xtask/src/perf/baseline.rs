@@ -67,13 +67,27 @@ fn round(value: f64) -> f64 {
         .unwrap_or(value)
 }
 
-/// Writes the trimmed `results` as the baseline at `path`.
-pub(crate) fn save(path: &Path, results: &Results, slos: &SloFile) -> Result<()> {
+/// Writes the trimmed `results` as the baseline at `path`. The scenarios of `previous` (the
+/// baseline it replaces) that this run did not have are kept, so that saving a run of some
+/// scenarios (`--only`) updates those and leaves the others' baselines as they were.
+pub(crate) fn save(
+    path: &Path,
+    results: &Results,
+    slos: &SloFile,
+    previous: Option<&Results>,
+) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
     }
-    let trimmed = trim(results, slos);
+    let mut trimmed = trim(results, slos);
+    if let Some(previous) = previous {
+        for scenario in &previous.scenarios {
+            if trimmed.scenario(&scenario.name).is_none() {
+                trimmed.scenarios.push(scenario.clone());
+            }
+        }
+    }
     let mut text = serde_json::to_string(&trimmed).context("could not encode the baseline")?;
     text.push('\n');
     std::fs::write(path, text).with_context(|| format!("could not write {}", path.display()))
@@ -92,9 +106,23 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let path = path_for(&dir, &results);
         assert!(load(&path).unwrap().is_none());
-        save(&path, &results, &slos).unwrap();
+        save(&path, &results, &slos, None).unwrap();
         let back = load(&path).unwrap().unwrap();
+        // A later run of `sizes` alone replaces that scenario and keeps the others.
+        let mut sizes_only = results.clone();
+        sizes_only.scenarios.retain(|it| it.name == "sizes");
+        sizes_only.scenarios[0].series[3].samples = vec![1.0, 2.0, 3.0];
+        let kept_id = sizes_only.scenarios[0].series[3].id.clone();
+        save(&path, &sizes_only, &slos, Some(&back)).unwrap();
+        let merged = load(&path).unwrap().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(merged.scenarios.len(), results.scenarios.len());
+        let sizes = merged.scenario("sizes").unwrap();
+        assert_eq!(sizes.series(&kept_id).unwrap().samples, [1.0, 2.0, 3.0]);
+        assert_eq!(
+            merged.scenario("decision").unwrap().series[0].samples,
+            back.scenario("decision").unwrap().series[0].samples
+        );
         assert!(path.ends_with("amd-epyc-7b13-2c-6.1.0-18-cloud-amd64-24gib.json"));
         let sizes = back.scenario("sizes").unwrap();
         let kept = sizes.series("zero_copy@64MiB").unwrap();

@@ -102,7 +102,7 @@ fn analyse(
                 results.injected_delay_us
             );
         }
-        baseline::save(&baseline_path, &results, slos)?;
+        baseline::save(&baseline_path, &results, slos, stored.as_ref())?;
         info.saved = true;
     }
     let report = report::Report::new(&results, raw, &gate, info);
