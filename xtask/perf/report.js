@@ -50,7 +50,10 @@ for (const m of data.methods) {
   new uPlot({
     width: width(), height: 360, plugins: [crossover],
     scales: {x: {time: false, distr: 3}, y: {distr: 3}},
-    axes: [{label: "bytes per transfer", values: (u, vs) => vs.map(bytes)}, {label: "us per transfer"}],
+    // Ticks at the sizes measured, each labelled (uPlot's log axes label only some by default).
+    axes: [{label: "bytes per transfer", splits: () => m.sizes, filter: (u, vs) => vs,
+            values: (u, vs) => vs.map(v => v == null ? "" : bytes(v))},
+           {label: "us per transfer"}],
     series,
   }, columns, el);
 }
@@ -67,17 +70,19 @@ for (const c of data.concurrency) {
   }, [c.in_flight, c.p50, c.p5, c.p95], el);
 }
 for (const d of data.distributions) {
-  const el = holder(plots, d.scenario + ": distribution of each series (cumulative fraction against " + d.unit + ")");
+  const el = holder(plots, d.scenario + ": distribution of each series (CDF, " + d.unit + (d.log ? ", log" : "") + ")");
   const series = [{label: "fraction"}];
   const columns = [d.fractions];
   d.series.forEach((s, i) => {
     series.push({label: s.id, stroke: palette[i % palette.length], width: 1.5});
     columns.push(s.values);
   });
+  // The fraction is uPlot's x, drawn upwards on the left; the value is its y, drawn along the
+  // bottom: a CDF, value to the right, cumulative fraction up.
   new uPlot({
     width: width(), height: 320,
-    scales: {x: {time: false}, y: {distr: d.log ? 3 : 1}},
-    axes: [{label: "cumulative fraction of samples"}, {label: d.unit}],
+    scales: {x: {time: false, ori: 1, dir: 1}, y: {distr: d.log ? 3 : 1, ori: 0, dir: 1}},
+    axes: [{label: "cumulative fraction of samples", side: 3}, {label: d.unit, side: 2}],
     series,
   }, columns, el);
 }
