@@ -1,5 +1,6 @@
 //! Tests of the gate's decision on the synthetic results fixture and variants of it.
 
+use super::compare::classify;
 use super::*;
 use crate::perf::results::tests::FIXTURE;
 
