@@ -55,13 +55,13 @@ struct PerfArgs {
     /// Run the quick set (as `--set quick`).
     #[arg(long)]
     quick: bool,
-    /// The scenario set to run.
+    /// The scenario set to run (full when neither this nor --quick is given).
     #[arg(long, value_parser = ["quick", "full", "stress"])]
     set: Option<String>,
     /// Only these scenarios, comma-separated.
     #[arg(long, value_name = "NAMES")]
     only: Option<String>,
-    /// Where results.json, report.json and report.html go.
+    /// Where results.json, report.json and report.html go (default target/perf).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Save this run as the baseline of this machine.
