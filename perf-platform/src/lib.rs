@@ -98,7 +98,7 @@ use std::sync::Arc;
 
 use perf_core::seams::PlatformShm;
 
-pub use cpu::thread_cpu_ns;
+pub use cpu::{process_cpu_ns, thread_cpu_ns};
 pub use detect::{IoUringStatus, PlatformInfo, ThpMode, detect};
 pub use files::{FileError, FileKind, RegularFile, read_regular, read_regular_to_string};
 pub use inprocess::{InProcessSegment, InProcessShm, InProcessView};

@@ -34,10 +34,9 @@ fn mem_total(meminfo: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// CPU time this process used so far (every thread), in seconds.
+/// CPU time this process used so far (every thread), in seconds; 0 where unknown.
 pub(crate) fn process_cpu_s() -> f64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    perfopt::platform::process_cpu_ns().unwrap_or(0) as f64 * 1e-9
 }
 
 /// Resets this process's peak resident memory to what it holds now (Linux `clear_refs`).

@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use perf_core::{Config, Controller, DecisionContext, Method, Timestamp, TransferRequest};
+use perf_core::{DecisionContext, Method, Timestamp, TransferRequest};
 use perfopt::Optimizer;
 use perfopt::learn::LearnConfig;
 
@@ -77,7 +77,9 @@ pub(crate) fn recording(spec: &RecordingSpec) -> Result<Measured, Exit> {
 /// ns included), on the quick path (4 KiB, below the floor) and with the full cost analysis
 /// and an exploration draw (12 MiB, inside the ambiguous band), from one thread and from two.
 pub(crate) fn decision(spec: &DecisionSpec) -> Result<Measured, Exit> {
-    let controller = Controller::new(Config::default()).map_err(Exit::failed)?;
+    // The engine as the facade wires it, on the default configuration.
+    let optimizer = Optimizer::builder().build().map_err(Exit::failed)?;
+    let controller = optimizer.controller().clone();
     let quick = TransferRequest::new(4 << 10);
     let full = TransferRequest::new(12 << 20);
     let time = |request: &TransferRequest, n: usize| -> Vec<f64> {
@@ -112,5 +114,6 @@ pub(crate) fn decision(spec: &DecisionSpec) -> Result<Measured, Exit> {
     s.transfers = two.len() as u64;
     s.samples = two;
     series.push(s);
+    optimizer.shutdown();
     Ok(Measured::series(&series))
 }
