@@ -29,6 +29,7 @@ levels = [1, 64]
 transfers = 200
 min_size = "1KiB"
 max_size = "64KiB"
+data_types = ["tensor", "records"]
 workers = 2
 window_ms = 50
 

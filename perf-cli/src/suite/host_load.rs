@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use perf_core::rng::SplitMix;
-use perf_core::{
-    FixedPolicy, Method, MetricsSink, TransferMetrics, TransferPolicy, TransferRequest,
-};
+use perf_core::{FixedPolicy, Method, MetricsSink, TransferMetrics, TransferPolicy};
 use perfopt::learn::LearnConfig;
 use perfopt::transport::{Host, TransferOutcome, WorkerCommand};
 use perfopt::{Optimizer, OptimizerError};
@@ -155,6 +153,7 @@ async fn carry_all(
     policy: Option<Arc<dyn TransferPolicy>>,
     level: usize,
     sizes: &Arc<Vec<u64>>,
+    range: &SizeRange,
     data: &Arc<[u8]>,
     window: Duration,
 ) -> (Vec<Done>, Vec<f64>, f64, u64) {
@@ -171,11 +170,12 @@ async fn carry_all(
             finished.clone(),
         );
         let policy = policy.clone();
+        let range = range.clone();
         tasks.push(tokio::spawn(async move {
             let mut done = Vec::new();
             for i in (t..sizes.len()).step_by(level) {
                 let len = sizes[i] as usize;
-                let request = TransferRequest::new(len as u64).with_session(i as u64);
+                let request = range.request(i, len as u64);
                 let result = match &policy {
                     Some(p) => host.transfer_with(p.as_ref(), &request, &data[..len]).await,
                     None => host.transfer(&request, &data[..len]).await,
@@ -244,7 +244,7 @@ pub(crate) fn concurrency(spec: &ConcurrencySpec) -> Result<Measured, Exit> {
             reset_peak_rss();
             let cpu = process_cpu_s();
             let (done, windows, wall, peak_shm) =
-                carry_all(&host, None, level, &sizes, &data, window).await;
+                carry_all(&host, None, level, &sizes, &spec.range, &data, window).await;
             let mut s = Series::new(format!("in_flight={level}"), "engine", Unit::MibPerSec);
             s.in_flight = level;
             s.workers = spec.workers;
@@ -310,7 +310,7 @@ pub(crate) fn policies(spec: &PoliciesSpec) -> Result<Measured, Exit> {
     runtime.block_on(async {
         let host = start_host(&optimizer, &tally, spec.workers).await?;
         for (i, &size) in sizes.iter().enumerate() {
-            let request = TransferRequest::new(size).with_session(i as u64);
+            let request = spec.range.request(i, size);
             for k in 0..arms.len() {
                 let arm = (i + k) % arms.len();
                 let cpu = process_cpu_s();
@@ -366,6 +366,7 @@ pub(crate) fn memory_pressure(spec: &MemoryPressureSpec) -> Result<Measured, Exi
             Some(policy),
             spec.in_flight,
             &sizes,
+            &spec.range,
             &data,
             Duration::from_millis(100),
         )
@@ -425,7 +426,7 @@ pub(crate) fn cpu_saturation(spec: &CpuSaturationSpec) -> Result<Measured, Exit>
             let mut cpu_sum = 0.0;
             let mut done = Vec::new();
             for (i, &size) in sizes.iter().enumerate() {
-                let request = TransferRequest::new(size).with_session(i as u64);
+                let request = spec.range.request(i, size);
                 let result = host.transfer(&request, &data[..size as usize]).await;
                 if let Ok(out) = &result {
                     cpu_sum += out.metrics.system.cpu_utilization;

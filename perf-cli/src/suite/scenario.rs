@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::Path;
 
-use perf_core::{HumanSize, parse_size};
+use perf_core::{DataType, Format, HumanSize, TransferRequest, parse_size};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -146,14 +146,36 @@ pub(crate) struct MethodsSpec {
     pub(crate) load: Load,
 }
 
-/// A size range: payload sizes drawn log-uniformly from `min_size` to `max_size`.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+/// A workload: payload sizes drawn log-uniformly from `min_size` to `max_size`, and the data
+/// types requests say they carry, in turn (plain bytes when none are given), each with a
+/// format of its kind.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SizeRange {
     #[serde(deserialize_with = "size")]
     pub(crate) min_size: u64,
     #[serde(deserialize_with = "size")]
     pub(crate) max_size: u64,
+    #[serde(default)]
+    pub(crate) data_types: Vec<DataType>,
+}
+
+impl SizeRange {
+    /// Request `i` of the workload, of `size` bytes.
+    pub(crate) fn request(&self, i: usize, size: u64) -> TransferRequest {
+        let request = TransferRequest::new(size).with_session(i as u64);
+        if self.data_types.is_empty() {
+            return request;
+        }
+        let data_type = self.data_types[i % self.data_types.len()];
+        let format = match data_type {
+            DataType::Tensor => Format::Numpy,
+            DataType::Table => Format::Arrow,
+            DataType::Records => Format::Msgpack,
+            _ => Format::Raw,
+        };
+        request.with_data_type(data_type).with_format(format)
+    }
 }
 
 /// Throughput and latency of the host runtime at each number of transfers in flight.
@@ -402,6 +424,12 @@ fn within(what: &str, n: usize, lo: usize, hi: usize) -> Result<(), String> {
 }
 
 fn check_range(r: &SizeRange) -> Result<(), String> {
+    within(
+        "data_types (count)",
+        r.data_types.len(),
+        0,
+        DataType::ALL.len(),
+    )?;
     if r.min_size > r.max_size {
         return Err(format!(
             "min_size {} is above max_size {}",
