@@ -3,6 +3,7 @@
 // Commands, one module each; they never import each other.
 mod bench;
 mod burn;
+mod calibrate;
 mod config_cmd;
 mod decide;
 mod model_cmd;
@@ -66,6 +67,9 @@ enum Command {
     /// Measures gRPC, zero-copy (pooled and fresh segments) and memcpy at each size against
     /// a worker process; prints crossovers and writes a calibration profile.
     Bench(bench::BenchArgs),
+    /// Measures this machine (both methods across sizes, idle and under CPU load) and
+    /// calibrates the data directory: the cost profile and a first validated classifier.
+    Calibrate(calibrate::CalibrateArgs),
     /// Estimates a transfer's latency, interval, throughput and memory per method, from models
     /// learned on the stored samples (or the calibrated coefficients when they are too few).
     Predict(predict_cmd::PredictArgs),
@@ -124,6 +128,7 @@ fn dispatch(command: Command) -> Result<(), Exit> {
         Command::Cleanup(args) => store_cmd::cleanup(&args),
         Command::Doctor { data, config } => store_cmd::doctor(&data, config.as_ref()),
         Command::Bench(args) => bench::run(&args),
+        Command::Calibrate(args) => calibrate::run(&args),
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
         Command::Model(cmd) => model_cmd::run(&cmd),
