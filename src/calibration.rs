@@ -182,9 +182,7 @@ mod run {
     #[derive(Debug, thiserror::Error)]
     pub enum CalibrationError {
         /// No idle rows to fit the profile to.
-        #[error(
-            "no idle measurements, expected rows of both methods measured without added load"
-        )]
+        #[error("no idle measurements, expected rows of both methods measured without added load")]
         NoIdleRows,
         /// The store could not be opened, or the classifier could not be trained.
         #[error(transparent)]

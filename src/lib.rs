@@ -93,11 +93,11 @@ mod optimizer;
 mod stored;
 mod watch;
 
-#[cfg(all(feature = "store", feature = "learn", feature = "transport"))]
-pub use calibration::{Calibrated, CalibrationError, CalibrationRun, calibrate_data_dir};
 pub use calibration::{
     CALIBRATION_FILE, CalibrationStatus, calibration_path, data_dir_calibration, fitted_crossover,
 };
+#[cfg(all(feature = "store", feature = "learn", feature = "transport"))]
+pub use calibration::{Calibrated, CalibrationError, CalibrationRun, calibrate_data_dir};
 #[cfg(feature = "learn")]
 pub use optimizer::LearningReport;
 #[cfg(feature = "store")]

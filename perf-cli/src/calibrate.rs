@@ -7,9 +7,7 @@ use clap::Args;
 
 use crate::args::{DataDirArg, DurationRange, parse_duration, parse_size_list};
 use crate::exit::Exit;
-use crate::measure::calibration::{
-    self, CalibrationPlan, DEFAULT_PER_CASE, DEFAULT_SIZES,
-};
+use crate::measure::calibration::{self, CalibrationPlan, DEFAULT_PER_CASE, DEFAULT_SIZES};
 
 /// The budgets `--budget` accepts.
 const BUDGET: DurationRange = DurationRange {

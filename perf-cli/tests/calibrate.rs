@@ -10,16 +10,20 @@ use serde_json::Value;
 
 use support::{json, perfopt, stderr, stdout};
 
-/// A short calibration of sizes where the two methods do not tie, so that a few seconds of
-/// rows validate.
+/// A short calibration of sizes where zero-copy wins clearly, so that a few seconds of rows
+/// (in a debug build, on a shared machine) can validate.
 const QUICK: [&str; 6] = [
     "--budget",
-    "8s",
+    "12s",
     "--sizes",
-    "256KiB..16MiB",
+    "512KiB..4MiB",
     "--per-case",
     "3",
 ];
+
+/// How many times the quick calibration is tried: a dozen seconds of rows measured on a shared
+/// machine may fail validation, which is reported and saves nothing, and is then measured again.
+const ATTEMPTS: usize = 3;
 
 /// The `perfopt run ... --json -` report that ends standard output.
 fn run_report(text: &str) -> Value {
@@ -33,14 +37,27 @@ fn a_calibrated_data_directory_decides_with_its_model_from_the_first_transfer() 
     let data = dir.path().to_str().unwrap();
     let mut args = vec!["calibrate", "--data-dir", data];
     args.extend(QUICK);
-    let calibrated = perfopt(&args);
+    let mut calibrated = perfopt(&args);
+    for _ in 1..ATTEMPTS {
+        if calibrated.status.success() || !stderr(&calibrated).contains("failed validation") {
+            break;
+        }
+        assert!(!dir.path().join(perfopt::CALIBRATION_FILE).exists());
+        calibrated = perfopt(&args);
+    }
     let out = stdout(&calibrated);
     assert!(
         calibrated.status.success(),
         "{out}\n{}",
         stderr(&calibrated)
     );
-    for what in ["idle", "cpu", "fitted crossover", "held-out accuracy", "saved:"] {
+    for what in [
+        "idle",
+        "cpu",
+        "fitted crossover",
+        "held-out accuracy",
+        "saved:",
+    ] {
         assert!(out.contains(what), "{what}: {out}");
     }
 
@@ -75,7 +92,11 @@ fn a_calibrated_data_directory_decides_with_its_model_from_the_first_transfer() 
     ]);
     let text = stdout(&run);
     assert!(run.status.success(), "{text}\n{}", stderr(&run));
-    assert!(!stderr(&run).contains("holds no calibration"), "{}", stderr(&run));
+    assert!(
+        !stderr(&run).contains("holds no calibration"),
+        "{}",
+        stderr(&run)
+    );
     let report = run_report(&text);
     let learning = &report["learning"];
     assert_eq!(learning["engine"]["active"], true, "{learning}");
@@ -87,7 +108,9 @@ fn a_calibrated_data_directory_decides_with_its_model_from_the_first_transfer() 
     assert_eq!(first["observed"], 0, "{learning}");
     let learned: u64 = report["by_reason"]["cost_analysis.learned_classifier"]
         .as_object()
-        .map_or(0, |methods| methods.values().filter_map(Value::as_u64).sum());
+        .map_or(0, |methods| {
+            methods.values().filter_map(Value::as_u64).sum()
+        });
     assert!(learned > 0, "{}", report["by_reason"]);
     assert!(
         text.contains(&format!("classifier v{version} decides")),

@@ -129,8 +129,9 @@ pub(crate) fn calibrate(
     })?;
     let text = report(data_dir, plan, &run, &calibrated);
     if calibrated.profile.is_none() {
+        eprint!("{text}");
         return Err(Exit::failed(format_args!(
-            "{text}the classifier failed validation (needs {:.0} % held-out accuracy, at most \
+            "the classifier failed validation (needs {:.0} % held-out accuracy, at most \
              {:.0} % regret, and no more latency than always gRPC or always zero-copy): nothing \
              was saved; the built-in costs and the rules keep deciding",
             LearnConfig::default().min_accuracy * 100.0,

@@ -422,7 +422,10 @@ mod tests {
             seed: 1,
             budget_per_load: None,
         };
-        assert_eq!(plan.work(), 2 * u64::from(2 * 3 + WARMUPS) * 2 * weight(KIB));
+        assert_eq!(
+            plan.work(),
+            2 * u64::from(2 * 3 + WARMUPS) * 2 * weight(KIB)
+        );
         plan.budget_per_load = Some(Duration::from_secs(5));
         assert_eq!(plan.work(), 10_000);
     }

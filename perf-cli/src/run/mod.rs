@@ -230,7 +230,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
     let dir = args.data.resolve()?;
     if args.calibrate {
         let plan = CalibrationPlan::default_plan()?;
-        eprint!("{}", calibration::calibrate(&dir.path, &plan, args.worker.command()?)?);
+        eprint!(
+            "{}",
+            calibration::calibrate(&dir.path, &plan, args.worker.command()?)?
+        );
     }
     let learning = args.learning == Switch::On;
     // The library wires the store (memory when it cannot be opened), the cost models, the
