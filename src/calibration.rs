@@ -380,6 +380,124 @@ mod tests {
         assert_eq!(fitted_crossover(&free), None);
     }
 
+    #[cfg(feature = "store")]
+    #[test]
+    fn an_optimizer_on_a_calibrated_data_directory_decides_with_its_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = || {
+            crate::Optimizer::builder()
+                .data_dir(dir.path())
+                .build()
+                .unwrap()
+        };
+        let o = built();
+        assert!(matches!(o.calibration(), CalibrationStatus::Missing { .. }));
+        assert_eq!(o.controller().config().costs, CostCoefficients::default());
+        drop(o);
+
+        let measured = CostCoefficients {
+            grpc_ns_per_byte: 3.5,
+            ..CostCoefficients::default()
+        };
+        let calibration = perf_core::calibrate::Calibration {
+            costs: measured,
+            fitted: vec!["grpc_ns_per_byte"],
+        };
+        let text = perf_core::calibrate::profile_text(&calibration, Default::default()).unwrap();
+        std::fs::write(calibration_path(dir.path()), text).unwrap();
+        let o = built();
+        assert!(o.calibration().is_calibrated(), "{:?}", o.calibration());
+        assert_eq!(o.controller().config().costs, measured);
+        assert_eq!(
+            o.fixed_thresholds_policy().unwrap().config().costs,
+            measured
+        );
+        assert!(o.warnings().is_empty(), "{:?}", o.warnings());
+        drop(o);
+
+        // Costs of the configuration's own decide.
+        let mut config = perf_core::Config::default();
+        config.costs.grpc_call_us = 7.0;
+        let o = crate::Optimizer::builder()
+            .config(config.clone())
+            .data_dir(dir.path())
+            .build()
+            .unwrap();
+        assert_eq!(
+            o.calibration(),
+            &CalibrationStatus::Applied {
+                path: calibration_path(dir.path()),
+                overridden: true
+            }
+        );
+        assert_eq!(o.controller().config().costs, config.costs);
+        drop(o);
+
+        // A damaged profile is said, and the built-in costs decide.
+        std::fs::write(
+            calibration_path(dir.path()),
+            "[costs]\ngrpc_call_us = \"x\"\n",
+        )
+        .unwrap();
+        let o = built();
+        assert!(matches!(
+            o.calibration(),
+            CalibrationStatus::Unreadable { .. }
+        ));
+        assert_eq!(o.warnings().len(), 1, "{:?}", o.warnings());
+        assert_eq!(o.controller().config().costs, CostCoefficients::default());
+    }
+
+    #[cfg(all(feature = "store", feature = "learn", feature = "transport"))]
+    #[test]
+    fn calibrating_saves_the_profile_and_the_model_only_when_the_model_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = perf_learn::synthetic::Workload::new(Default::default(), 5);
+        let pairs = w.pairs(400);
+        let (idle, loaded) = pairs.split_at(300);
+        let run = CalibrationRun {
+            idle: idle.to_vec(),
+            loaded: loaded.to_vec(),
+            seed: 7,
+            elapsed_s: 1.0,
+        };
+        let c = calibrate_data_dir(dir.path(), &run).unwrap();
+        let version = c
+            .training
+            .published
+            .expect("a synthetic machine's model passes");
+        assert_eq!(
+            c.profile.as_deref(),
+            Some(calibration_path(dir.path()).as_path())
+        );
+        assert!(c.fit.fitted.contains(&"grpc_ns_per_byte"), "{:?}", c.fit);
+        let costs = data_dir_calibration(dir.path()).unwrap().unwrap();
+        assert_eq!(costs, c.fit.costs);
+        assert_eq!(c.crossover, fitted_crossover(&costs));
+        let stored = crate::stored_classifier(dir.path()).unwrap();
+        assert_eq!(stored.model.map(|m| m.version), Some(version));
+
+        // Too few rows to train on: an error, and nothing new is saved.
+        let other = tempfile::tempdir().unwrap();
+        let few = CalibrationRun {
+            idle: idle[..3].to_vec(),
+            ..CalibrationRun::default()
+        };
+        assert!(matches!(
+            calibrate_data_dir(other.path(), &few),
+            Err(CalibrationError::Stored(crate::StoredError::Learn(_)))
+        ));
+        assert_eq!(data_dir_calibration(other.path()).unwrap(), None);
+        let none = CalibrationRun {
+            loaded: loaded.to_vec(),
+            ..CalibrationRun::default()
+        };
+        assert!(matches!(
+            calibrate_data_dir(other.path(), &none),
+            Err(CalibrationError::NoIdleRows)
+        ));
+    }
+
     #[test]
     fn timestamps_are_utc_calendar_dates() {
         assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
