@@ -241,8 +241,10 @@ fn a_calibration_replaces_only_the_built_in_costs() {
     };
     let with_calibration = grpc_us(&c);
 
-    let mut with_costs = perf_core::Config::default();
-    with_costs.costs = own;
+    let with_costs = perf_core::Config {
+        costs: own,
+        ..perf_core::Config::default()
+    };
     c.reload(with_costs).unwrap();
     assert_eq!(c.config().costs, own);
     assert!(grpc_us(&c) < with_calibration);
@@ -251,8 +253,10 @@ fn a_calibration_replaces_only_the_built_in_costs() {
     assert_eq!(c.config().costs, calibrated);
     assert_eq!(grpc_us(&c), with_calibration);
 
-    let mut with_profile = perf_core::Config::default();
-    with_profile.profile = Some("machine.toml".into());
+    let with_profile = perf_core::Config {
+        profile: Some("machine.toml".into()),
+        ..perf_core::Config::default()
+    };
     c.reload(with_profile).unwrap();
     assert_eq!(c.config().costs, CostCoefficients::default());
 }
