@@ -106,28 +106,6 @@ pub fn fitted_crossover(costs: &CostCoefficients) -> Option<u64> {
     from
 }
 
-/// A UTC calendar date and time, `2025-01-31T12:00:00Z`, from seconds since the Unix epoch.
-fn utc_timestamp(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs = unix_secs % 86_400;
-    // Days to a proleptic Gregorian date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
 #[cfg(all(feature = "store", feature = "learn", feature = "transport"))]
 pub use self::run::{Calibrated, CalibrationError, CalibrationRun, calibrate_data_dir};
 
@@ -141,8 +119,30 @@ mod run {
     use perf_core::{CostCoefficients, Method};
     use perf_learn::PairedSample;
 
-    use super::{calibration_path, fitted_crossover, utc_timestamp};
+    use super::{calibration_path, fitted_crossover};
     use crate::stored::{StoredError, Training, train_classifier};
+
+    /// A UTC calendar date and time, `2025-01-31T12:00:00Z`, from seconds since the Unix epoch.
+    pub(super) fn utc_timestamp(unix_secs: u64) -> String {
+        let days = (unix_secs / 86_400) as i64;
+        let secs = unix_secs % 86_400;
+        // Days to a proleptic Gregorian date (H. Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
+    }
 
     /// Paired measurements of this machine to calibrate a data directory with.
     #[derive(Debug, Clone, Default)]
@@ -498,8 +498,10 @@ mod tests {
         ));
     }
 
+    #[cfg(all(feature = "store", feature = "learn", feature = "transport"))]
     #[test]
     fn timestamps_are_utc_calendar_dates() {
+        use super::run::utc_timestamp;
         assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc_timestamp(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");

@@ -413,6 +413,12 @@ impl Controller {
         self.calibration.as_ref()
     }
 
+    /// `config` as a reload would put it in force: with the calibration's costs when it states
+    /// none of its own (see [`ControllerBuilder::calibration`]); what a dry run compares.
+    pub fn effective(&self, config: Config) -> Config {
+        calibrated(config, self.calibration.as_ref())
+    }
+
     /// The configuration version in force (1 for the first).
     pub fn version(&self) -> u64 {
         self.snapshot.load().version

@@ -249,6 +249,7 @@ fn a_calibration_replaces_only_the_built_in_costs() {
     assert_eq!(c.config().costs, own);
     assert!(grpc_us(&c) < with_calibration);
 
+    assert_eq!(c.effective(perf_core::Config::default()).costs, calibrated);
     c.reload(perf_core::Config::default()).unwrap();
     assert_eq!(c.config().costs, calibrated);
     assert_eq!(grpc_us(&c), with_calibration);
