@@ -75,6 +75,14 @@ fn a_calibrated_data_directory_decides_with_its_model_from_the_first_transfer() 
     assert!(out.contains(&format!("{MODEL_NAME} v{version}")), "{out}");
     assert!(status["validation"]["accuracy"].as_f64().unwrap() >= 0.75);
 
+    // `decide` on the directory estimates with the profile's coefficients.
+    let decide = |extra: &[&str]| {
+        let mut args = vec!["decide", "--size", "64MiB", "--json"];
+        args.extend(extra);
+        json(&args)["estimates"].clone()
+    };
+    assert_ne!(decide(&["--data-dir", data]), decide(&[]));
+
     // A short run decides with that model from the start: it is loaded before the first
     // transfer, nothing is trained during the run, and learned picks decide transfers.
     let run = perfopt(&[

@@ -133,16 +133,12 @@ impl ControllerBuilder {
     }
 }
 
-/// `config` with `calibration`'s costs when it states none of its own (no profile, the
-/// built-in `[costs]`).
-fn calibrated(mut config: Config, calibration: Option<&CostCoefficients>) -> Config {
-    if let Some(costs) = calibration
-        && config.profile.is_none()
-        && config.costs == CostCoefficients::default()
-    {
-        config.costs = *costs;
+/// `config` with `calibration`'s costs when it states none of its own.
+fn calibrated(config: Config, calibration: Option<&CostCoefficients>) -> Config {
+    match calibration {
+        Some(costs) => crate::calibrate::apply_calibration(config, costs),
+        None => config,
     }
-    config
 }
 
 /// The decision engine.
