@@ -527,6 +527,8 @@ impl Daemon for DaemonView {
         };
         let new = perf_core::Config::from_toml_str(toml).map_err(invalid)?;
         let controller = self.optimizer.controller();
+        // The data directory's calibration stays in force, so the diff does not show its costs.
+        let new = controller.effective(new);
         let diff = controller
             .config()
             .diff(&new)

@@ -31,6 +31,7 @@
 //! | part | feature | builder | what happens |
 //! |---|---|---|---|
 //! | metrics store | `store` | `.data_dir(dir)`, `.require_store()` | records go to the redb store of `dir`; when it cannot be opened they go to memory and [`Optimizer::store_status`] and [`Optimizer::warnings`] say why (`.require_store()` makes it an error); without a directory they go to memory. [`Optimizer::metrics`] and [`Optimizer::store_query`] answer either way |
+//! | calibration | `store` | `.data_dir(dir)` | the data directory's calibration profile ([`CALIBRATION_FILE`], written by `perfopt calibrate` or [`calibrate_data_dir`]) gives the cost coefficients wherever the configuration states none of its own (no `profile`, the built-in `[costs]`), across reloads; [`Optimizer::calibration`] says whether it does |
 //! | thresholds | `store` | `.data_dir(dir)` | adjustments and their history persist in the store and are restored at build |
 //! | retention | `store` | `.retention(..)`, `.cleanup_every(..)` | with a durable store: a clean-up at build, then every 10 minutes on a background thread ([`Optimizer::retention`]) |
 //! | cost models | `predict` | `.cost_models(on)` | on by default with a data directory: the saved models are restored (a model that does not load is said and replaced), every record feeds them off the transfer's path (failed transfers skipped), the engine uses their predictor once confident, and they are saved at stop |
@@ -82,6 +83,7 @@
 //! println!("{}", large.rationale());
 //! ```
 
+mod calibration;
 #[cfg(all(feature = "monitor", feature = "transport"))]
 pub mod daemon;
 #[cfg(feature = "monitor")]
@@ -91,6 +93,11 @@ mod optimizer;
 mod stored;
 mod watch;
 
+pub use calibration::{
+    CALIBRATION_FILE, CalibrationStatus, calibration_path, data_dir_calibration, fitted_crossover,
+};
+#[cfg(all(feature = "store", feature = "learn", feature = "transport"))]
+pub use calibration::{Calibrated, CalibrationError, CalibrationRun, calibrate_data_dir};
 #[cfg(feature = "learn")]
 pub use optimizer::LearningReport;
 #[cfg(feature = "store")]

@@ -50,8 +50,9 @@ pub(crate) struct DecideArgs {
     /// What shared memory can do: pooled, fresh, unavailable.
     #[arg(long, default_value = "pooled")]
     shm: String,
-    /// Decides with the learned classifier saved in this data directory's store, as a run
-    /// with learning on would (the rules alone when none validated there).
+    /// Decides with the learned classifier saved in this data directory's store and its
+    /// calibration profile, as a run with learning on would (the rules alone when no model
+    /// validated there; the configuration's costs when it states its own).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Prints one JSON object instead of text.
@@ -120,12 +121,25 @@ pub(crate) fn run(args: &DecideArgs) -> Result<(), Exit> {
             perfopt::load_profile(path).map_err(|e| Exit::bad_input(e.to_string().trim_end()))?;
     }
     let (request, ctx) = request(args)?;
+    let dir = match &args.data_dir {
+        Some(dir) => Some(
+            crate::args::DataDirArg {
+                data_dir: Some(dir.clone()),
+            }
+            .resolve()?
+            .path,
+        ),
+        None => None,
+    };
+    // The data directory's calibration decides, as in a run, unless costs were given.
+    if let Some(dir) = &dir
+        && let Some(costs) = perfopt::data_dir_calibration(dir).map_err(Exit::failed)?
+    {
+        config = perf_core::calibrate::apply_calibration(config, &costs);
+    }
     let mut builder = Optimizer::builder().config(config);
-    if let Some(dir) = &args.data_dir {
-        let data = crate::args::DataDirArg {
-            data_dir: Some(dir.clone()),
-        };
-        let stored = perfopt::stored_classifier(&data.resolve()?.path).map_err(Exit::failed)?;
+    if let Some(dir) = &dir {
+        let stored = perfopt::stored_classifier(dir).map_err(Exit::failed)?;
         match (stored.model, stored.problem) {
             (Some(model), _) => {
                 let classifier = perfopt::learn::LearnedClassifier::fixed(model);

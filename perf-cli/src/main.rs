@@ -3,6 +3,7 @@
 // Commands, one module each; they never import each other.
 mod bench;
 mod burn;
+mod calibrate;
 mod config_cmd;
 mod decide;
 mod model_cmd;
@@ -70,6 +71,9 @@ enum Command {
     /// Runs the performance scenarios of a scenario file with real transfers and writes
     /// every series' samples, counts and resources as JSON (`cargo xtask perf` checks them).
     Suite(suite::SuiteArgs),
+    /// Measures this machine (both methods across sizes, idle and under CPU load) and
+    /// calibrates the data directory: the cost profile and a first validated classifier.
+    Calibrate(calibrate::CalibrateArgs),
     /// Estimates a transfer's latency, interval, throughput and memory per method, from models
     /// learned on the stored samples (or the calibrated coefficients when they are too few).
     Predict(predict_cmd::PredictArgs),
@@ -129,6 +133,7 @@ fn dispatch(command: Command) -> Result<(), Exit> {
         Command::Doctor { data, config } => store_cmd::doctor(&data, config.as_ref()),
         Command::Bench(args) => bench::run(&args),
         Command::Suite(args) => suite::run(&args),
+        Command::Calibrate(args) => calibrate::run(&args),
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
         Command::Model(cmd) => model_cmd::run(&cmd),

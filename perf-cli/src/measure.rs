@@ -1,6 +1,11 @@
 //! What `perfopt bench` and `perfopt model collect` measure with: one `perfopt worker` process
 //! reached through the library's host runtime, transfers by a fixed method checked byte for
-//! byte, what went another way than the method measured, warm-ups, progress and output files.
+//! byte, what went another way than the method measured, warm-ups, progress and output files;
+//! paired measurements ([`paired`]) and the calibration of a data directory made of them
+//! ([`calibration`]).
+
+pub(crate) mod calibration;
+pub(crate) mod paired;
 
 use std::io::IsTerminal as _;
 use std::path::Path;

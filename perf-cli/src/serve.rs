@@ -24,6 +24,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::args::{DataDirArg, DurationRange, WorkerCmdArg, parse_duration};
 use crate::exit::Exit;
+use crate::measure::calibration::{self, CalibrationPlan};
 
 /// Drain deadlines accepted: 0 s to 10 min.
 const DRAIN: DurationRange = DurationRange {
@@ -66,6 +67,11 @@ pub(crate) struct ServeArgs {
     /// `perfopt::decision` events).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Calibrates the data directory first, as `perfopt calibrate` does (about 60 s), before
+    /// serving: the daemon then decides with this machine's costs and the classifier trained
+    /// on them.
+    #[arg(long)]
+    calibrate: bool,
     #[command(flatten)]
     data: DataDirArg,
 }
@@ -176,6 +182,11 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
     let _logs = init_logs(args.log_format)?;
     let dir = args.data.resolve()?;
     let worker = args.worker.command()?;
+    if args.calibrate {
+        let plan = CalibrationPlan::default_plan()?;
+        let report = calibration::calibrate(&dir.path, &plan, worker.clone())?;
+        info!(target: TARGET, "{}", report.trim_end());
+    }
     let mut builder = Optimizer::builder()
         .data_dir(&dir.path)
         .cost_models(true)
@@ -202,6 +213,9 @@ pub(crate) fn serve(args: &ServeArgs) -> Result<(), Exit> {
     })?;
     for warning in optimizer.warnings() {
         warn!(target: TARGET, "{warning}");
+    }
+    if let Some(notice) = calibration::notice(&dir.path, optimizer.calibration()) {
+        info!(target: TARGET, "{notice}");
     }
     let optimizer = Arc::new(optimizer);
     let export = ConfiguredExport::start(optimizer.clone(), Box::new(log_export));

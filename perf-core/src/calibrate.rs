@@ -68,6 +68,16 @@ pub const COEFFICIENTS: [&str; 12] = [
     "pool_return_us",
 ];
 
+/// `config` with `costs` (a machine's calibration) when it states no costs of its own: it names
+/// no `profile` and its `[costs]` are the built-in defaults. A configuration with costs of its
+/// own is returned as it is.
+pub fn apply_calibration(mut config: Config, costs: &CostCoefficients) -> Config {
+    if config.profile.is_none() && config.costs == CostCoefficients::default() {
+        config.costs = *costs;
+    }
+    config
+}
+
 /// A measured value as the parser accepts it; None when it is not a number.
 fn cost(x: f64) -> Option<f64> {
     x.is_finite().then(|| x.clamp(0.0, MAX_COST))

@@ -11,6 +11,7 @@ use perf_core::{
     ThresholdStore, Timestamp, TransferMetrics, TransferRequest, ZeroCopyAvailability,
 };
 
+use crate::calibration::CalibrationStatus;
 use crate::watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 
 #[cfg(feature = "predict")]
@@ -356,6 +357,16 @@ impl OptimizerBuilder {
         }
 
         #[cfg(feature = "store")]
+        let (calibration, calibrated_costs) = read_calibration(self.data_dir.as_deref(), &config);
+        #[cfg(not(feature = "store"))]
+        let (calibration, calibrated_costs) = (CalibrationStatus::NoDataDir, None);
+        if let CalibrationStatus::Unreadable { error, .. } = &calibration {
+            warnings.push(format!(
+                "the data directory's calibration is not used, the configuration's costs decide: {error}"
+            ));
+        }
+
+        #[cfg(feature = "store")]
         let has_data_dir = self.data_dir.is_some();
         #[cfg(not(feature = "store"))]
         let has_data_dir = false;
@@ -452,6 +463,9 @@ impl OptimizerBuilder {
         if let Some(c) = classifier {
             builder = builder.classifier(c);
         }
+        if let Some(costs) = calibrated_costs {
+            builder = builder.calibration(costs);
+        }
         let controller = Arc::new(builder.build()?);
 
         #[cfg_attr(
@@ -503,6 +517,7 @@ impl OptimizerBuilder {
             probe: self.probe,
             zero_copy: self.zero_copy,
             warnings,
+            calibration,
             stopped: false,
             #[cfg(feature = "store")]
             store,
@@ -520,6 +535,30 @@ impl OptimizerBuilder {
             monitor,
             _watcher: watcher,
         })
+    }
+}
+
+/// The calibration profile of `data_dir`, if any, with what it means for `config`.
+#[cfg(feature = "store")]
+fn read_calibration(
+    data_dir: Option<&std::path::Path>,
+    config: &Config,
+) -> (CalibrationStatus, Option<perf_core::CostCoefficients>) {
+    let Some(dir) = data_dir else {
+        return (CalibrationStatus::NoDataDir, None);
+    };
+    let path = crate::calibration::calibration_path(dir);
+    match crate::calibration::data_dir_calibration(dir) {
+        Ok(None) => (CalibrationStatus::Missing { path }, None),
+        Ok(Some(costs)) => {
+            let overridden =
+                config.profile.is_some() || config.costs != perf_core::CostCoefficients::default();
+            (CalibrationStatus::Applied { path, overridden }, Some(costs))
+        }
+        Err(e) => {
+            let error = e.to_string();
+            (CalibrationStatus::Unreadable { path, error }, None)
+        }
     }
 }
 
@@ -555,6 +594,7 @@ pub struct Optimizer {
     probe: Arc<dyn ResourceProbe>,
     zero_copy: ZeroCopyAvailability,
     warnings: Vec<String>,
+    calibration: CalibrationStatus,
     stopped: bool,
     #[cfg(feature = "store")]
     store: store::OpenStore,
@@ -714,6 +754,14 @@ impl Optimizer {
     /// replayed, a failed sweep or clean-up.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Whether the data directory's calibration profile ([`crate::CALIBRATION_FILE`], written
+    /// by `perfopt calibrate` or [`crate::calibrate_data_dir`]) decides: it does wherever the
+    /// configuration states no costs of its own (no `profile`, the built-in `[costs]`), for
+    /// the first configuration and every reload.
+    pub fn calibration(&self) -> &CalibrationStatus {
+        &self.calibration
     }
 
     /// The learning engine, when [`OptimizerBuilder::learning`] turned it on:

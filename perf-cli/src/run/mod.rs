@@ -23,6 +23,7 @@ use self::summary::Summary;
 use crate::args::{DataDirArg, RUN_TIME, parse_duration};
 use crate::exit::Exit;
 use crate::load::Burners;
+use crate::measure::calibration::{self, CalibrationPlan};
 
 /// The mix of sizes a run sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +114,10 @@ pub(crate) struct RunArgs {
     /// workload and retrain.
     #[arg(long)]
     load_after: Option<String>,
+    /// Calibrates the data directory first, as `perfopt calibrate` does (about 60 s): the
+    /// run then decides with this machine's costs and the classifier trained on them.
+    #[arg(long)]
+    calibrate: bool,
     #[command(flatten)]
     data: DataDirArg,
 }
@@ -223,6 +228,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         )));
     }
     let dir = args.data.resolve()?;
+    if args.calibrate {
+        let plan = CalibrationPlan::default_plan()?;
+        eprint!(
+            "{}",
+            calibration::calibrate(&dir.path, &plan, args.worker.command()?)?
+        );
+    }
     let learning = args.learning == Switch::On;
     // The library wires the store (memory when it cannot be opened), the cost models, the
     // learning engine replaying earlier runs' transfers, the swept shared-memory backend, the
@@ -246,6 +258,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         })?;
     for warning in optimizer.warnings() {
         eprintln!("warning: {warning}");
+    }
+    if let Some(notice) = calibration::notice(&dir.path, optimizer.calibration()) {
+        eprintln!("note: {notice}");
     }
     let classifier = optimizer.learning().map(|engine| engine.classifier());
     let mut policies: Vec<Arc<dyn TransferPolicy>> = vec![optimizer.controller().clone()];

@@ -44,6 +44,7 @@ pub struct ControllerBuilder {
     store: Arc<dyn ThresholdStore>,
     functions: Vec<RegisteredFunction>,
     seed: u64,
+    calibration: Option<CostCoefficients>,
 }
 
 impl ControllerBuilder {
@@ -102,11 +103,21 @@ impl ControllerBuilder {
         self
     }
 
+    /// Decides with `costs` (this machine's calibration, e.g. the profile of a data directory)
+    /// whenever a configuration states no costs of its own: one that names no `profile` and
+    /// whose `[costs]` are the built-in defaults. This holds for the first configuration and
+    /// for every reload.
+    pub fn calibration(mut self, costs: CostCoefficients) -> Self {
+        self.calibration = Some(costs);
+        self
+    }
+
     /// Validates the rule order and restores thresholds.
     pub fn build(self) -> Result<Controller, ControllerError> {
         let thresholds = ThresholdManager::restore(self.store)?;
         let counters = Mutex::new(BTreeMap::new());
-        let snapshot = compile(1, self.config, &self.functions, &thresholds, &counters)?;
+        let config = calibrated(self.config, self.calibration.as_ref());
+        let snapshot = compile(1, config, &self.functions, &thresholds, &counters)?;
         Ok(Controller {
             snapshot: ArcSwap::from_pointee(snapshot),
             thresholds,
@@ -117,7 +128,16 @@ impl ControllerBuilder {
             metrics: self.metrics,
             rng: SplitMix::new(self.seed),
             reload: Mutex::new(()),
+            calibration: self.calibration,
         })
+    }
+}
+
+/// `config` with `calibration`'s costs when it states none of its own.
+fn calibrated(config: Config, calibration: Option<&CostCoefficients>) -> Config {
+    match calibration {
+        Some(costs) => crate::calibrate::apply_calibration(config, costs),
+        None => config,
     }
 }
 
@@ -136,6 +156,7 @@ pub struct Controller {
     metrics: Arc<dyn MetricsQuery>,
     rng: SplitMix,
     reload: Mutex<()>,
+    calibration: Option<CostCoefficients>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -159,6 +180,7 @@ impl Controller {
             store: Arc::new(NoopThresholdStore),
             functions: Vec::new(),
             seed: 0x5EED,
+            calibration: None,
         }
     }
 
@@ -367,7 +389,7 @@ impl Controller {
         let version = self.snapshot.load().version + 1;
         let snap = compile(
             version,
-            config,
+            calibrated(config, self.calibration.as_ref()),
             &self.functions,
             &self.thresholds,
             &self.counters,
@@ -379,6 +401,18 @@ impl Controller {
     /// Parses, validates and swaps in a TOML configuration.
     pub fn reload_toml(&self, text: &str) -> Result<u64, ConfigErrors> {
         self.reload(Config::from_toml_str(text)?)
+    }
+
+    /// The calibration a configuration without costs of its own decides with, when one was
+    /// given ([`ControllerBuilder::calibration`]).
+    pub fn calibration(&self) -> Option<&CostCoefficients> {
+        self.calibration.as_ref()
+    }
+
+    /// `config` as a reload would put it in force: with the calibration's costs when it states
+    /// none of its own (see [`ControllerBuilder::calibration`]); what a dry run compares.
+    pub fn effective(&self, config: Config) -> Config {
+        calibrated(config, self.calibration.as_ref())
     }
 
     /// The configuration version in force (1 for the first).

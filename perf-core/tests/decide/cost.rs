@@ -215,3 +215,49 @@ fn a_small_gain_falls_back_to_grpc() {
     let e = d.estimates.unwrap();
     assert!(e.zero_copy.latency_us < e.grpc.latency_us);
 }
+
+/// A calibration decides wherever a configuration states no costs of its own, across reloads;
+/// a configuration with costs of its own keeps them.
+#[test]
+fn a_calibration_replaces_only_the_built_in_costs() {
+    let calibrated = CostCoefficients {
+        grpc_ns_per_byte: 9.0,
+        ..CostCoefficients::default()
+    };
+    let own = CostCoefficients {
+        grpc_ns_per_byte: 0.5,
+        ..CostCoefficients::default()
+    };
+    let c = Controller::builder(perf_core::Config::default())
+        .calibration(calibrated)
+        .build()
+        .unwrap();
+    assert_eq!(c.config().costs, calibrated);
+    assert_eq!(c.calibration(), Some(&calibrated));
+    let grpc_us = |c: &Controller| {
+        c.estimate(&TransferRequest::new(64 * MIB), &ctx(IDLE, Pooled))
+            .grpc
+            .latency_us
+    };
+    let with_calibration = grpc_us(&c);
+
+    let with_costs = perf_core::Config {
+        costs: own,
+        ..perf_core::Config::default()
+    };
+    c.reload(with_costs).unwrap();
+    assert_eq!(c.config().costs, own);
+    assert!(grpc_us(&c) < with_calibration);
+
+    assert_eq!(c.effective(perf_core::Config::default()).costs, calibrated);
+    c.reload(perf_core::Config::default()).unwrap();
+    assert_eq!(c.config().costs, calibrated);
+    assert_eq!(grpc_us(&c), with_calibration);
+
+    let with_profile = perf_core::Config {
+        profile: Some("machine.toml".into()),
+        ..perf_core::Config::default()
+    };
+    c.reload(with_profile).unwrap();
+    assert_eq!(c.config().costs, CostCoefficients::default());
+}

@@ -1,6 +1,7 @@
 //! Unit tests of `perfopt model collect`: size lists, order, crossover, summary.
 
 use perf_core::{Compression, DataType, Format, Name, Timestamp};
+use perfopt::learn::{Conditions, Source};
 
 use super::*;
 
@@ -58,17 +59,6 @@ fn a_comma_list_is_sorted_deduplicated_and_bounded() {
             "{text}: {e}"
         );
     }
-}
-
-#[test]
-fn shuffling_is_seeded_and_keeps_every_size() {
-    let sizes: Vec<(u64, u32)> = (0..20).map(|i| (KIB << i, 3)).collect();
-    let a = shuffled(&sizes, &SplitMix::new(7));
-    assert_eq!(a, shuffled(&sizes, &SplitMix::new(7)));
-    assert_ne!(a, sizes);
-    let mut sorted = a.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, sizes);
 }
 
 fn sample(size: u64, grpc_us: f64, zero_copy_us: f64) -> PairedSample {
