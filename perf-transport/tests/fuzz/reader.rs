@@ -82,7 +82,7 @@ fn check_reader(made: &Made, fixture: &Fixture) -> Result<(), TestCaseError> {
         }
     }
     let handled = on_the_wire(
-        Reference::decode(&encoded).and_then(|r| ReferenceHandler::handle(&reader, &r)),
+        Reference::decode(&encoded).and_then(|r| ReferenceHandler::handle(&reader, &r, perf_core::Verification::Checksum)),
     );
     check_ack(&handled, &made.wire, expected, fixture)?;
     if !made.signed || matches!(expected, Expected::Refused(_)) {
