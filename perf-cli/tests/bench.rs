@@ -84,9 +84,15 @@ fn a_small_bench_measures_every_size_and_method_and_writes_a_valid_profile() {
     // The loan path verified by nothing is compared with the bare notification at every size.
     for size in ["1KiB", "64KiB"] {
         let key = format!("zero_copy_loan_none_within_notify_{size}");
-        assert!(report["ratios"][&key]["ratio"].as_f64() > Some(0.0), "{key}");
+        assert!(
+            report["ratios"][&key]["ratio"].as_f64() > Some(0.0),
+            "{key}"
+        );
     }
-    assert!(stdout.contains("zero_copy_loan_none latency / notify at 64.0 KiB"), "{stdout}");
+    assert!(
+        stdout.contains("zero_copy_loan_none latency / notify at 64.0 KiB"),
+        "{stdout}"
+    );
     assert_eq!(report["machine"]["platform"]["os"], std::env::consts::OS);
 
     let text = std::fs::read_to_string(&profile_path).unwrap();

@@ -708,7 +708,10 @@ fn verify_is_a_pool_setting_inherited_from_the_defaults() {
         config.pools[&name("tests")].settings.verify,
         Verification::Checksum
     );
-    assert_eq!(config.pools[&name("ml")].settings.verify, Verification::None);
+    assert_eq!(
+        config.pools[&name("ml")].settings.verify,
+        Verification::None
+    );
     assert_eq!(
         config.pools[&Name::DEFAULT_POOL].settings.verify,
         Verification::None

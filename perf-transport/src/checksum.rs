@@ -76,7 +76,9 @@ pub struct SampleRanges {
 impl SampleRanges {
     /// Skips the windows that end at or before `offset`; later ones are unchanged.
     fn skip_to(mut self, offset: u64) -> SampleRanges {
-        self.next = self.next.max(offset.saturating_sub(SAMPLE_WINDOW - 1) / SAMPLE_STRIDE);
+        self.next = self
+            .next
+            .max(offset.saturating_sub(SAMPLE_WINDOW - 1) / SAMPLE_STRIDE);
         self
     }
 }
@@ -215,9 +217,10 @@ mod tests {
     #[test]
     fn the_sample_is_the_first_and_last_window_and_one_at_every_mib() {
         assert!(ranges(0).is_empty());
-        assert_eq!(ranges(100), [0..100]);
-        assert_eq!(ranges(SAMPLE_WINDOW), [0..SAMPLE_WINDOW]);
-        assert_eq!(ranges(6000), [0..6000], "the windows overlap: one range");
+        let whole = |len: u64| vec![Range { start: 0, end: len }];
+        assert_eq!(ranges(100), whole(100));
+        assert_eq!(ranges(SAMPLE_WINDOW), whole(SAMPLE_WINDOW));
+        assert_eq!(ranges(6000), whole(6000), "the windows overlap: one range");
         assert_eq!(ranges(10_000), [0..4096, 5904..10_000]);
         assert_eq!(
             ranges(3 * MIB),
@@ -234,7 +237,16 @@ mod tests {
         assert_eq!(ranges(MIB + 100), [0..4096, MIB + 100 - 4096..MIB + 100]);
         let sampled: u64 = ranges(256 * MIB).iter().map(|r| r.end - r.start).sum();
         assert_eq!(sampled, 257 * SAMPLE_WINDOW);
-        for len in [1, 4095, 4097, MIB - 1, MIB, MIB + 4095, MIB + 4096, 7 * MIB + 3] {
+        for len in [
+            1,
+            4095,
+            4097,
+            MIB - 1,
+            MIB,
+            MIB + 4095,
+            MIB + 4096,
+            7 * MIB + 3,
+        ] {
             let r = ranges(len);
             assert!(r.windows(2).all(|w| w[0].end <= w[1].start), "{len}: {r:?}");
             assert_eq!(r.last().map(|r| r.end), Some(len), "{len}");
@@ -246,7 +258,10 @@ mod tests {
     fn the_sample_is_the_shared_tables() {
         let table = include_str!("../tests/data/samples.txt");
         let mut checked = 0;
-        for line in table.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in table
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let [len, listed, sum] = fields[..] else {
                 panic!("a line of three fields, got {line:?}");
@@ -264,7 +279,11 @@ mod tests {
             assert_eq!(shown, listed, "ranges of {len} bytes");
             let data: Vec<u8> = (0..len).map(|i| (31 * i + 7) as u8).collect();
             let digest = sampled_checksum(&data);
-            assert_eq!(format!("{digest:#018x}"), sum, "sampled digest of {len} bytes");
+            assert_eq!(
+                format!("{digest:#018x}"),
+                sum,
+                "sampled digest of {len} bytes"
+            );
             checked += 1;
         }
         assert!(checked >= 10, "{checked} lines");
@@ -272,7 +291,9 @@ mod tests {
 
     #[test]
     fn a_corrupted_byte_is_caught_inside_the_sample_and_not_outside() {
-        let data: Vec<u8> = (0..(3 * MIB + 777) as u32).map(|i| (i * 31) as u8).collect();
+        let data: Vec<u8> = (0..(3 * MIB + 777) as u32)
+            .map(|i| (i * 31) as u8)
+            .collect();
         let sum = sampled_checksum(&data);
         assert_ne!(sum, checksum(&data));
         let flipped = |at: u64| {
@@ -280,17 +301,30 @@ mod tests {
             d[at as usize] ^= 0x40;
             sampled_checksum(&d)
         };
-        for inside in [0, 4095, MIB, MIB + 4095, 2 * MIB + 17, data.len() as u64 - 1] {
+        for inside in [
+            0,
+            4095,
+            MIB,
+            MIB + 4095,
+            2 * MIB + 17,
+            data.len() as u64 - 1,
+        ] {
             assert_ne!(flipped(inside), sum, "byte {inside} is in the sample");
         }
         for outside in [4096, MIB - 1, MIB + 4096, 2 * MIB + 4096 + 5] {
-            assert_eq!(flipped(outside), sum, "byte {outside} is outside the sample");
+            assert_eq!(
+                flipped(outside),
+                sum,
+                "byte {outside} is outside the sample"
+            );
         }
     }
 
     #[test]
     fn parts_in_any_split_give_the_digest_of_the_whole() {
-        let data: Vec<u8> = (0..(5 * MIB + 12_345) as u32).map(|i| (i * 7) as u8).collect();
+        let data: Vec<u8> = (0..(5 * MIB + 12_345) as u32)
+            .map(|i| (i * 7) as u8)
+            .collect();
         for verify in [
             Verification::Checksum,
             Verification::Sampled,
@@ -301,7 +335,11 @@ mod tests {
                 for (i, bytes) in data.chunks(part).enumerate() {
                     v.update((i * part) as u64, bytes);
                 }
-                assert_eq!(v.digest(), digest(&data, verify), "{verify} in parts of {part}");
+                assert_eq!(
+                    v.digest(),
+                    digest(&data, verify),
+                    "{verify} in parts of {part}"
+                );
             }
         }
         assert_eq!(digest(&data, Verification::None), 0);

@@ -185,7 +185,9 @@ impl ReferenceHandler for ReferenceReader {
         r: &Reference,
         verify: Verification,
     ) -> Result<Box<dyn ReferenceRead>, Refusal> {
-        let read = self.begin_verifying(r, verify).map_err(|e| refusal_of(&e))?;
+        let read = self
+            .begin_verifying(r, verify)
+            .map_err(|e| refusal_of(&e))?;
         Ok(Box::new(Progress {
             transfer_id: r.transfer_id,
             read,

@@ -114,14 +114,14 @@ impl MemoryCarrier {
                 message: "refused by the script".into(),
             });
         }
-        let mut ack = self
-            .reader
-            .handle(reference, verify)
-            .map_err(|refusal| ClientError::Rejected {
-                call,
-                code: refusal.code,
-                message: refusal.message,
-            })?;
+        let mut ack =
+            self.reader
+                .handle(reference, verify)
+                .map_err(|refusal| ClientError::Rejected {
+                    call,
+                    code: refusal.code,
+                    message: refusal.message,
+                })?;
         if script.corrupt {
             ack.checksum ^= 1;
         }

@@ -72,9 +72,9 @@ impl BenchMethod {
     pub(crate) fn verification(self) -> Verification {
         match self {
             BenchMethod::ZeroCopyPooledSampled => Verification::Sampled,
-            BenchMethod::ZeroCopyPooledNone | BenchMethod::ZeroCopyLoanNone | BenchMethod::Notify => {
-                Verification::None
-            }
+            BenchMethod::ZeroCopyPooledNone
+            | BenchMethod::ZeroCopyLoanNone
+            | BenchMethod::Notify => Verification::None,
             _ => Verification::Checksum,
         }
     }
@@ -592,14 +592,23 @@ mod tests {
             (64 * MIB, 3_400.0, 100.0, 80.0),
             (256 * MIB, 14_000.0, 170.0, 80.0),
         ] {
-            res.rows.push(row(size, BenchMethod::ZeroCopyPooledNone, &[none]));
-            res.rows.push(row(size, BenchMethod::ZeroCopyLoanNone, &[loan_none]));
+            res.rows
+                .push(row(size, BenchMethod::ZeroCopyPooledNone, &[none]));
+            res.rows
+                .push(row(size, BenchMethod::ZeroCopyLoanNone, &[loan_none]));
             res.rows.push(row(size, BenchMethod::Notify, &[notify]));
         }
         let r = ratios(&res);
-        let find = |key: &str| r.iter().find(|r| r.key == key).unwrap_or_else(|| panic!("{key}"));
+        let find = |key: &str| {
+            r.iter()
+                .find(|r| r.key == key)
+                .unwrap_or_else(|| panic!("{key}"))
+        };
         let none = find("zero_copy_pooled_none_over_memcpy_64MiB");
-        assert!((none.value - 3_200.0 / 3_400.0).abs() < 1e-9 && none.met(), "{none:?}");
+        assert!(
+            (none.value - 3_200.0 / 3_400.0).abs() < 1e-9 && none.met(),
+            "{none:?}"
+        );
         assert!(!find("zero_copy_pooled_none_over_memcpy_256MiB").met());
         // 170 µs against an 80 µs notification is more than twice as slow.
         let at = |size: &str| find(&format!("zero_copy_loan_none_within_notify_{size}")).met();
@@ -612,14 +621,20 @@ mod tests {
             "{text}"
         );
         let v = to_json(&res, &crossovers(&res, 10 * MIB), &r, json!({}));
-        assert_eq!(v["ratios"]["zero_copy_loan_none_within_notify_64MiB"]["met"], true);
+        assert_eq!(
+            v["ratios"]["zero_copy_loan_none_within_notify_64MiB"]["met"],
+            true
+        );
         let notify = v["rows"]
             .as_array()
             .unwrap()
             .iter()
             .find(|r| r["method"] == "notify")
             .unwrap();
-        assert_eq!((notify["verify"].as_str(), notify["payload"].as_u64()), (Some("none"), Some(1024)));
+        assert_eq!(
+            (notify["verify"].as_str(), notify["payload"].as_u64()),
+            (Some("none"), Some(1024))
+        );
         assert!(notify["throughput_mib_s"].is_null());
     }
 

@@ -264,10 +264,18 @@ async fn a_transfer_of_every_verification_delivers_by_zero_copy_and_is_recorded(
         }
         let records = p.records.all();
         assert_eq!(records.len(), 2, "{verify}: one record per transfer");
-        assert!(records.iter().all(|r| r.success && r.method == Method::ZeroCopy));
+        assert!(
+            records
+                .iter()
+                .all(|r| r.success && r.method == Method::ZeroCopy)
+        );
         // Only a full checksum has the worker read the large payload part by part.
         let streamed = u64::from(verify == Verification::Checksum);
-        assert_eq!(p.calls.streams.load(Ordering::Relaxed), streamed, "{verify}");
+        assert_eq!(
+            p.calls.streams.load(Ordering::Relaxed),
+            streamed,
+            "{verify}"
+        );
     }
 }
 

@@ -21,11 +21,11 @@ use super::proto::{
 };
 use super::{DEFAULT_MAX_INLINE_BYTES, MAX_FORMAT_LEN, PROTOCOL_VERSION};
 use crate::handler::{from_wire, verification_of};
-use perf_core::Verification;
 use crate::pool::SegmentPool;
 use crate::reference::{Reference, Secret};
 use crate::worker::Handler;
 use crate::worker::desk::{Ask, HeldReplyLimits, PeerKey, ReplyDesk};
+use perf_core::Verification;
 
 /// The name of the reply extension in `Capabilities.features`.
 pub(crate) const REPLY_FEATURE: &str = "reply";
@@ -625,15 +625,16 @@ impl Transfer for TransferService {
         if let Some(worker) = self.worker_for(&ask) {
             let quick = reference.length <= QUICK_HANDLER_BYTES as u64
                 && handler.reads_quickly(reference.length);
-            let handle = move || {
-                handle_reference(handler.as_ref(), &worker, &reference, verify, &ask)
-            };
+            let handle =
+                move || handle_reference(handler.as_ref(), &worker, &reference, verify, &ask);
             let (handled, cpu_ns) = if quick {
                 cpu::timed(handle)
             } else {
                 tokio::task::spawn_blocking(move || cpu::timed(handle))
-                .await
-                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
+                    .await
+                    .map_err(|err| {
+                        Status::internal(format!("the reference handler failed: {err}"))
+                    })?
             };
             let mut ack = handled?;
             ack.worker_ns = nanos(started.elapsed());

@@ -11,8 +11,7 @@ use crate::size::config_size;
 use crate::vocab::{Goal, Verification};
 
 // The keys a pool table accepts, separated by single spaces.
-const POOL_KEYS: &str =
-    "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning verify \
+const POOL_KEYS: &str = "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning verify \
     rules";
 
 /// A pool as read: its resolved settings and its own rules, errors included.
@@ -127,7 +126,11 @@ pub(super) fn read_settings(
     if let Some(learning) = sec.read(report, "learning", read_bool) {
         s.learning = learning;
     }
-    if let Some(verify) = sec.read(report, "verify", one_of::<Verification>(Verification::NAMES)) {
+    if let Some(verify) = sec.read(
+        report,
+        "verify",
+        one_of::<Verification>(Verification::NAMES),
+    ) {
         s.verify = verify;
     }
     (s, sizes)
