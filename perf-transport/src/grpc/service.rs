@@ -937,6 +937,20 @@ mod tests {
         assert_eq!(features(&working, &["zstd", "reply"]).await, ["reply"]);
     }
 
+    #[tokio::test]
+    async fn the_verify_extension_is_spoken_only_by_a_worker_that_maps_references() {
+        let plain = TransferService::new(ServiceConfig::default()).unwrap();
+        assert!(features(&plain, &["verify"]).await.is_empty());
+        let mapping = TransferService::new(ServiceConfig::default())
+            .unwrap()
+            .with_reference_handler(Arc::new(Echo));
+        assert!(
+            features(&mapping, &["reply"]).await.is_empty(),
+            "a host that does not name it"
+        );
+        assert_eq!(features(&mapping, &["reply", "verify"]).await, ["verify"]);
+    }
+
     #[test]
     fn zero_copy_is_announced_only_with_a_handler() {
         let service = TransferService::new(ServiceConfig::default()).unwrap();
