@@ -8,7 +8,7 @@ use perf_core::Config;
 use serde_json::Value;
 
 /// Every row's method, and how it is verified.
-const METHODS: [(&str, &str); 9] = [
+const METHODS: [(&str, &str); 10] = [
     ("grpc", "checksum"),
     ("zero_copy_pooled", "checksum"),
     ("zero_copy_pooled_sampled", "sampled"),
@@ -16,6 +16,7 @@ const METHODS: [(&str, &str); 9] = [
     ("zero_copy_loan", "checksum"),
     ("zero_copy_loan_none", "none"),
     ("notify", "none"),
+    ("notify_after_write", "none"),
     ("zero_copy_fresh", "checksum"),
     ("memcpy", ""),
 ];
@@ -66,7 +67,7 @@ fn a_small_bench_measures_every_size_and_method_and_writes_a_valid_profile() {
             }
             // A notification carries 1 KiB whatever the size beside it: no throughput.
             let throughput = row["throughput_mib_s"].as_f64();
-            assert_eq!(throughput.is_some(), method != "notify", "{row}");
+            assert_eq!(throughput.is_some(), !method.starts_with("notify"), "{row}");
             assert_eq!(row["verify"].as_str().unwrap_or(""), verify, "{row}");
             assert!(row["p99_us"].as_f64() >= row["median_us"].as_f64());
             assert_eq!(row["repeats"], 2, "{row}");
@@ -83,11 +84,13 @@ fn a_small_bench_measures_every_size_and_method_and_writes_a_valid_profile() {
     );
     // The loan path verified by nothing is compared with the bare notification at every size.
     for size in ["1KiB", "64KiB"] {
-        let key = format!("zero_copy_loan_none_within_notify_{size}");
-        assert!(
-            report["ratios"][&key]["ratio"].as_f64() > Some(0.0),
-            "{key}"
-        );
+        for against in ["notify", "notify_after_write"] {
+            let key = format!("zero_copy_loan_none_within_{against}_{size}");
+            assert!(
+                report["ratios"][&key]["ratio"].as_f64() > Some(0.0),
+                "{key}"
+            );
+        }
     }
     assert!(
         stdout.contains("zero_copy_loan_none latency / notify at 64.0 KiB"),

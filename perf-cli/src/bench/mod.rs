@@ -67,7 +67,7 @@ impl Plan {
     fn work(&self) -> u64 {
         self.sizes
             .iter()
-            .map(|&(size, n)| u64::from(n + WARMUPS) * 7 * weight(size))
+            .map(|&(size, n)| u64::from(n + WARMUPS) * 8 * weight(size))
             .sum()
     }
 }
@@ -215,15 +215,21 @@ impl Bench<'_> {
                 worker.carry_loaned(bytes, verify).await?
             }
             BenchMethod::Notify => worker.notify(NOTIFY_BYTES as usize).await?,
+            BenchMethod::NotifyAfterWrite => {
+                // Untimed, as the loan rows' producer writes its payload before sending.
+                self.target[..bytes.len()].copy_from_slice(bytes);
+                worker.notify(NOTIFY_BYTES as usize).await?
+            }
             _ => worker
                 .carry_verified(wanted(method), verify, bytes)
                 .await
                 .map_err(Exit::failed)?,
         };
         let after = worker.pool_stats();
-        let bytes = match method {
-            BenchMethod::Notify => &self.payload[..NOTIFY_BYTES as usize],
-            _ => bytes,
+        let bytes = if method.notifies() {
+            &self.payload[..NOTIFY_BYTES as usize]
+        } else {
+            bytes
         };
         // Outside the timed part, like the executor's own check.
         if let Some(why) = misread(&out, bytes) {
@@ -269,6 +275,7 @@ fn judge(
         | BenchMethod::ZeroCopyLoan
         | BenchMethod::ZeroCopyLoanNone
         | BenchMethod::Notify
+        | BenchMethod::NotifyAfterWrite
             if after.reused != before.reused + 1 =>
         {
             Some("segment not reused".to_string())
