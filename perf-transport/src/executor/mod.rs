@@ -891,6 +891,9 @@ impl Executor {
                 if progress.send((from + bytes.len()) as u64).await.is_err() {
                     break;
                 }
+                // Lets the connection send the announcement now rather than after the next
+                // parts are written, so the worker reads while the host writes.
+                tokio::task::yield_now().await;
             }
         };
         let (sent, ()) = tokio::join!(call, write);
