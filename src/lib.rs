@@ -17,6 +17,11 @@
 //! | `abtest` | [`abtest`] | experiments between policies |
 //! | `monitor` | [`monitor`] | telemetry, exporters, regression detection |
 //!
+//! One more feature is off by default and only for tests of performance gates:
+//! `delay-injection` makes `PERFOPT_INJECT_ZERO_COPY_DELAY_US` add that many microseconds to
+//! every zero-copy transfer (see the `transport` crate's docs); without it the hook does not
+//! exist.
+//!
 //! The platform layer itself is always built, whatever the features: the facade
 //! reads configuration files and calibration profiles through its bounded
 //! reader (regular files only, so a FIFO or `/dev/zero` given as a file is an
@@ -123,7 +128,7 @@ pub use perf_core as core;
 pub use perf_core::{
     Compression, Config, ConfigErrors, Controller, DataType, Decision, DecisionContext, Format,
     Goal, Locality, Method, MetricsSink, Name, Reason, SystemState, Timestamp, TransferMetrics,
-    TransferRequest, ZeroCopyAvailability,
+    TransferRequest, Verification, ZeroCopyAvailability,
 };
 
 /// Shared-memory backends, resource probe and platform detection.

@@ -11,8 +11,12 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::Arc;
 
-use perf_core::{FallbackReason, FixedPolicy, Method, TransferRequest};
-use perfopt::transport::grpc::{Endpoint, checksum};
+use perf_core::{
+    Decision, DecisionContext, FallbackReason, FixedPolicy, Method, TransferPolicy,
+    TransferRequest, Verification,
+};
+use perfopt::transport::checksum::digest;
+use perfopt::transport::grpc::Endpoint;
 use perfopt::transport::pool::MIN_CLASS;
 use perfopt::transport::{
     ExecutorConfig, Host, HostBuilder, HostConfig, PoolStats, SegmentPool, SegmentPoolConfig,
@@ -104,9 +108,31 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Exit> {
         .map_err(Exit::failed)
 }
 
+/// A fixed method, verified as told (a [`FixedPolicy`] verifies as the default pool does).
+struct Fixed {
+    method: Method,
+    verify: Verification,
+}
+
+impl TransferPolicy for Fixed {
+    fn name(&self) -> &str {
+        match self.method {
+            Method::ZeroCopy => "always-zero-copy",
+            Method::Grpc => "always-grpc",
+        }
+    }
+
+    fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
+        Decision {
+            verify: self.verify,
+            ..FixedPolicy(self.method).decide(request, ctx)
+        }
+    }
+}
+
 /// A host runtime that carries to one `perfopt worker` process by whichever method it is
-/// told, zero-copy through its own segment pool; the worker checks every checksum, and a
-/// failed transfer is not tried again.
+/// told, zero-copy through its own segment pool; the worker checksums every byte unless told to
+/// verify otherwise, and a failed transfer is not tried again.
 pub(crate) struct Worker {
     host: Host,
     pool: SegmentPool,
@@ -118,10 +144,7 @@ fn host(pool: &SegmentPool) -> HostBuilder {
         .zero_copy(pool.clone())
         .config(HostConfig {
             retries: 0,
-            executor: ExecutorConfig {
-                verify: true,
-                ..ExecutorConfig::default()
-            },
+            executor: ExecutorConfig::default(),
             ..HostConfig::default()
         })
 }
@@ -171,26 +194,60 @@ impl Worker {
         }
     }
 
-    /// Carries `bytes` by `method` (zero-copy through this worker's pool).
+    /// Carries `bytes` by `method` (zero-copy through this worker's pool), checksummed whole.
     pub(crate) async fn carry(
         &self,
         method: Method,
         bytes: &[u8],
     ) -> Result<TransferOutcome, TransferError> {
-        let request = TransferRequest::new(bytes.len() as u64);
-        self.host
-            .transfer_with(&FixedPolicy(method), &request, bytes)
+        self.carry_verified(method, Verification::Checksum, bytes)
             .await
     }
 
-    /// Lends a pooled segment, writes `bytes` into it as a producer would, and sends it: the
-    /// loan path, where nothing is copied on the way.
-    pub(crate) async fn carry_loaned(&self, bytes: &[u8]) -> Result<TransferOutcome, Exit> {
+    /// Carries `bytes` by `method`, verified as `verify` says.
+    pub(crate) async fn carry_verified(
+        &self,
+        method: Method,
+        verify: Verification,
+        bytes: &[u8],
+    ) -> Result<TransferOutcome, TransferError> {
+        let request = TransferRequest::new(bytes.len() as u64);
+        let policy = Fixed { method, verify };
+        self.host.transfer_with(&policy, &request, bytes).await
+    }
+
+    /// Lends a pooled segment, writes `bytes` into it as a producer would (untimed), and sends
+    /// it verified as `verify` says: the loan path, where nothing is copied on the way.
+    pub(crate) async fn carry_loaned(
+        &self,
+        bytes: &[u8],
+        verify: Verification,
+    ) -> Result<TransferOutcome, Exit> {
         let mut lease = self.host.loan(bytes.len()).map_err(Exit::failed)?;
         lease.as_mut_slice()[..bytes.len()].copy_from_slice(bytes);
-        let request = TransferRequest::new(bytes.len() as u64);
+        self.send_loaned(lease, bytes.len(), verify).await
+    }
+
+    /// Lends a pooled segment of `len` bytes and sends it as it is, written before by
+    /// whichever transfer used it last, verified by nothing: a bare notification round trip.
+    pub(crate) async fn notify(&self, len: usize) -> Result<TransferOutcome, Exit> {
+        let lease = self.host.loan(len).map_err(Exit::failed)?;
+        self.send_loaned(lease, len, Verification::None).await
+    }
+
+    async fn send_loaned(
+        &self,
+        lease: perfopt::transport::Lease,
+        len: usize,
+        verify: Verification,
+    ) -> Result<TransferOutcome, Exit> {
+        let request = TransferRequest::new(len as u64);
+        let policy = Fixed {
+            method: Method::ZeroCopy,
+            verify,
+        };
         self.host
-            .send_lease(&request, lease, bytes.len())
+            .send_lease_with(&policy, &request, lease, len)
             .await
             .map_err(Exit::failed)
     }
@@ -211,13 +268,17 @@ impl Worker {
     }
 }
 
-/// What the worker read wrong, if anything: other bytes than `bytes`.
+/// What the worker read wrong, if anything: other bytes than `bytes`, by the digest the
+/// transfer was verified with (its length only, when verified by nothing).
 pub(crate) fn misread(out: &TransferOutcome, bytes: &[u8]) -> Option<String> {
-    let expected = checksum(bytes);
-    (out.ack.checksum != expected || out.ack.length != bytes.len() as u64).then(|| {
+    let expected = digest(bytes, out.verified);
+    let wrong_sum = out.verified != Verification::None && out.ack.checksum != expected;
+    (wrong_sum || out.ack.length != bytes.len() as u64).then(|| {
         format!(
-            "the worker read {} bytes with checksum {:#018x}, expected {} bytes with {expected:#018x}",
+            "the worker read {} bytes with {} digest {:#018x}, expected {} bytes with \
+             {expected:#018x}",
             out.ack.length,
+            out.verified,
             out.ack.checksum,
             bytes.len()
         )

@@ -7,12 +7,18 @@ use support::perfopt;
 use perf_core::Config;
 use serde_json::Value;
 
-const METHODS: [&str; 5] = [
-    "grpc",
-    "zero_copy_pooled",
-    "zero_copy_loan",
-    "zero_copy_fresh",
-    "memcpy",
+/// Every row's method, and how it is verified.
+const METHODS: [(&str, &str); 10] = [
+    ("grpc", "checksum"),
+    ("zero_copy_pooled", "checksum"),
+    ("zero_copy_pooled_sampled", "sampled"),
+    ("zero_copy_pooled_none", "none"),
+    ("zero_copy_loan", "checksum"),
+    ("zero_copy_loan_none", "none"),
+    ("notify", "none"),
+    ("notify_after_write", "none"),
+    ("zero_copy_fresh", "checksum"),
+    ("memcpy", ""),
 ];
 
 #[test]
@@ -50,15 +56,19 @@ fn a_small_bench_measures_every_size_and_method_and_writes_a_valid_profile() {
     let sizes: Vec<u64> = (0..7).map(|i| 1024 << i).collect();
     assert_eq!(rows.len(), sizes.len() * METHODS.len());
     for size in &sizes {
-        for method in METHODS {
+        for (method, verify) in METHODS {
             let row = rows
                 .iter()
                 .find(|r| r["size"] == *size && r["method"] == method)
                 .unwrap_or_else(|| panic!("no row for {method} at {size}"));
-            for field in ["median_us", "p99_us", "throughput_mib_s"] {
+            for field in ["median_us", "p99_us"] {
                 let v = row[field].as_f64().unwrap();
                 assert!(v > 0.0, "{method} at {size}: {field} = {v}");
             }
+            // A notification carries 1 KiB whatever the size beside it: no throughput.
+            let throughput = row["throughput_mib_s"].as_f64();
+            assert_eq!(throughput.is_some(), !method.starts_with("notify"), "{row}");
+            assert_eq!(row["verify"].as_str().unwrap_or(""), verify, "{row}");
             assert!(row["p99_us"].as_f64() >= row["median_us"].as_f64());
             assert_eq!(row["repeats"], 2, "{row}");
             // The worker's share is reported for real transfers only.
@@ -71,6 +81,20 @@ fn a_small_bench_measures_every_size_and_method_and_writes_a_valid_profile() {
     assert_eq!(report["crossover"]["default_threshold"], 10 << 20);
     assert!(
         report["ratios"]["zero_copy_pooled_speedup_over_grpc_1KiB"]["ratio"].as_f64() > Some(0.0)
+    );
+    // The loan path verified by nothing is compared with the bare notification at every size.
+    for size in ["1KiB", "64KiB"] {
+        for against in ["notify", "notify_after_write"] {
+            let key = format!("zero_copy_loan_none_within_{against}_{size}");
+            assert!(
+                report["ratios"][&key]["ratio"].as_f64() > Some(0.0),
+                "{key}"
+            );
+        }
+    }
+    assert!(
+        stdout.contains("zero_copy_loan_none latency / notify at 64.0 KiB"),
+        "{stdout}"
     );
     assert_eq!(report["machine"]["platform"]["os"], std::env::consts::OS);
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::name::Name;
 use crate::request::Timestamp;
 use crate::size::{HumanMicros, HumanSize};
-use crate::vocab::{Goal, Method};
+use crate::vocab::{Goal, Method, Verification};
 
 /// The step of the decision order that made a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -335,6 +335,10 @@ pub struct Decision {
     /// memory (see [`crate::policy::reply_threshold`]).
     #[serde(default = "never")]
     pub reply_threshold: u64,
+    /// How much of the payload a zero-copy worker hashes for the host to check: the pool's
+    /// `verify` setting. Decisions recorded before the setting existed verified fully.
+    #[serde(default)]
+    pub verify: Verification,
     /// Per-method estimates, when the cost analysis ran.
     pub estimates: Option<Estimates>,
     /// How sure the policy is, 0.0 to 1.0.

@@ -45,7 +45,9 @@ pub use metrics::{FailureKind, FallbackReason, ReplyRecord, TransferMetrics};
 pub use name::{Name, NameError};
 pub use request::{DecisionContext, SystemState, Timestamp, TransferRequest, ZeroCopyAvailability};
 pub use size::{HumanMicros, HumanSize, MAX_SIZE, SizeError, parse_size};
-pub use vocab::{Compression, DataType, Direction, Format, Goal, Locality, Method, UnknownName};
+pub use vocab::{
+    Compression, DataType, Direction, Format, Goal, Locality, Method, UnknownName, Verification,
+};
 
 pub mod calibrate;
 pub mod controller;

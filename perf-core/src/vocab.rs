@@ -1,5 +1,5 @@
 //! The small closed vocabularies: method, direction, goal, data type, format, compression,
-//! locality.
+//! locality, verification.
 
 use std::fmt;
 
@@ -201,6 +201,27 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// How much of a zero-copy payload the worker hashes so that the host can tell the bytes
+    /// arrived: all of them, a fixed sample, or none (see `docs/protocol.md`, "Verification").
+    Verification, "verification" {
+        /// XXH3-64 of every byte: catches any corruption, and reads the whole payload once more.
+        Checksum = "checksum",
+        /// XXH3-64 of a fixed selection (the first and last 4 KiB and 4 KiB at every MiB): a
+        /// wrong segment, offset or stale write, for a fraction of a percent of the bytes.
+        Sampled = "sampled",
+        /// Nothing: the worker reads no byte of the payload it is not asked to handle.
+        None = "none",
+    }
+}
+
+impl Default for Verification {
+    /// The full checksum: what a peer that predates the setting does.
+    fn default() -> Verification {
+        Verification::Checksum
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +237,12 @@ mod tests {
             "unknown goal \"fastest\", expected one of minimize_latency, maximize_throughput, minimize_memory, balanced"
         );
         assert_eq!(Method::ZeroCopy.other(), Method::Grpc);
+        assert_eq!("sampled".parse::<Verification>(), Ok(Verification::Sampled));
+        assert_eq!(Verification::default(), Verification::Checksum);
+        assert_eq!(
+            "crc".parse::<Verification>().unwrap_err().to_string(),
+            "unknown verification \"crc\", expected one of checksum, sampled, none"
+        );
         assert_eq!(
             serde_json::to_string(&Method::ZeroCopy).unwrap(),
             "\"zero_copy\""

@@ -693,3 +693,44 @@ fn errors_of_endpoint(endpoint: &str) -> Vec<ConfigError> {
         toml::Value::String(endpoint.into())
     ))
 }
+
+#[test]
+fn verify_is_a_pool_setting_inherited_from_the_defaults() {
+    use perf_core::Verification;
+    assert_eq!(PoolSettings::default().verify, Verification::Sampled);
+    let config = Config::from_toml_str(
+        "version = 1\n[defaults]\nverify = \"none\"\n[pools.tests]\nverify = \"checksum\"\n\
+         [pools.ml]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.defaults.verify, Verification::None);
+    assert_eq!(
+        config.pools[&name("tests")].settings.verify,
+        Verification::Checksum
+    );
+    assert_eq!(
+        config.pools[&name("ml")].settings.verify,
+        Verification::None
+    );
+    assert_eq!(
+        config.pools[&Name::DEFAULT_POOL].settings.verify,
+        Verification::None
+    );
+}
+
+#[test]
+fn a_bad_verify_is_reported_with_its_key_path() {
+    let errs = errors(
+        "version = 1\n[defaults]\nverify = \"crc32\"\n[pools.ml]\nverify = true\n\
+         [pools.batch]\nverify = \"Sampled\"\n",
+    );
+    let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "defaults.verify: got \"crc32\", expected one of checksum, sampled, none",
+            "pools.batch.verify: got \"Sampled\", expected one of checksum, sampled, none",
+            "pools.ml.verify: got true, expected one of checksum, sampled, none",
+        ]
+    );
+}

@@ -1,7 +1,7 @@
 //! The worker's zero-copy handler: turns a reference into a checked, in-place read; and the
 //! reference's wire form, converted at the gRPC edge.
 
-use perf_core::SegmentId;
+use perf_core::{SegmentId, Verification};
 use prost::Message;
 
 use crate::grpc::proto::segment_reference::Segment;
@@ -47,6 +47,36 @@ pub(crate) fn to_wire(r: &Reference) -> SegmentReference {
         format: r.format.clone(),
         expires_unix_ms: r.expires_unix_ms,
         token: r.token.to_vec(),
+        verify: 0,
+    }
+}
+
+/// The wire value of `verify` in a `SegmentReference`.
+pub(crate) fn verification_to_wire(verify: Verification) -> i32 {
+    use crate::grpc::proto::Verification as Wire;
+    match verify {
+        Verification::Checksum => Wire::Checksum as i32,
+        Verification::Sampled => Wire::Sampled as i32,
+        Verification::None => Wire::None as i32,
+    }
+}
+
+/// The verification a `SegmentReference` asks for; a value this worker does not know is
+/// refused (`INVALID_ARGUMENT`) before anything is mapped.
+pub(crate) fn verification_of(w: &SegmentReference) -> Result<Verification, Refusal> {
+    use crate::grpc::proto::Verification as Wire;
+    match Wire::try_from(w.verify) {
+        Ok(Wire::Checksum) => Ok(Verification::Checksum),
+        Ok(Wire::Sampled) => Ok(Verification::Sampled),
+        Ok(Wire::None) => Ok(Verification::None),
+        Err(_) => Err(Refusal::new(
+            Code::InvalidArgument,
+            format!(
+                "reference {} asks for verification {}, expected 0 (checksum), 1 (sampled) or \
+                 2 (none)",
+                w.transfer_id, w.verify
+            ),
+        )),
     }
 }
 
@@ -125,8 +155,8 @@ fn ack_of(transfer_id: u64, out: &ReadOutcome) -> Ack {
 }
 
 impl ReferenceHandler for ReferenceReader {
-    fn handle(&self, r: &Reference) -> Result<Ack, Refusal> {
-        let out = self.read(r).map_err(|e| refusal_of(&e))?;
+    fn handle(&self, r: &Reference, verify: Verification) -> Result<Ack, Refusal> {
+        let out = self.read_verifying(r, verify).map_err(|e| refusal_of(&e))?;
         Ok(ack_of(r.transfer_id, &out))
     }
 
@@ -134,8 +164,13 @@ impl ReferenceHandler for ReferenceReader {
         self.release_unused();
     }
 
-    fn handle_with(&self, r: &Reference, visit: &mut dyn FnMut(&[u8])) -> Result<Ack, Refusal> {
-        let (payload, out) = self.map(r).map_err(|e| refusal_of(&e))?;
+    fn handle_with(
+        &self,
+        r: &Reference,
+        verify: Verification,
+        visit: &mut dyn FnMut(&[u8]),
+    ) -> Result<Ack, Refusal> {
+        let (payload, out) = self.map_verifying(r, verify).map_err(|e| refusal_of(&e))?;
         visit(payload.as_slice());
         Ok(ack_of(r.transfer_id, &out))
     }
@@ -145,8 +180,14 @@ impl ReferenceHandler for ReferenceReader {
         length <= 256 << 10
     }
 
-    fn begin(&self, r: &Reference) -> Result<Box<dyn ReferenceRead>, Refusal> {
-        let read = ReferenceReader::begin(self, r).map_err(|e| refusal_of(&e))?;
+    fn begin(
+        &self,
+        r: &Reference,
+        verify: Verification,
+    ) -> Result<Box<dyn ReferenceRead>, Refusal> {
+        let read = self
+            .begin_verifying(r, verify)
+            .map_err(|e| refusal_of(&e))?;
         Ok(Box::new(Progress {
             transfer_id: r.transfer_id,
             read,

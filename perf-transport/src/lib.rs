@@ -22,6 +22,22 @@
 //!   (callers wait, never fail, for load), balance, supervision with one retry on a live worker,
 //!   and every transfer recorded, failed ones included.
 //!
+//! Each zero-copy transfer is verified as its pool's `verify` setting says
+//! ([`Verification`](perf_core::Verification), carried by the decision, or
+//! [`ExecutorConfig::verify`] for every transfer): the worker hashes every byte, a fixed sample
+//! ([`checksum::sample_ranges`]) or nothing, and the host compares the digest after the clock
+//! stops. A worker that does not name the `verify` extension in negotiation is asked for the
+//! full checksum. Inline transfers are always checksummed whole as the worker reassembles them.
+//!
+//! ## Feature `delay-injection`
+//!
+//! A test hook for performance gates, off by default. With it compiled in, the environment
+//! variable `PERFOPT_INJECT_ZERO_COPY_DELAY_US` (read once, at the first zero-copy transfer; a
+//! whole number of microseconds, anything else counts as 0) adds that delay to the timed part of
+//! every zero-copy transfer on the host side, spun for precision (slept above 2 ms, but for
+//! the last millisecond). `cargo xtask perf` builds `perfopt` with it to show that its gate
+//! fails on a slowdown. Without the feature no code of it exists.
+//!
 //! It covers R2.1 (measured transfers), R8.2 (fall back to gRPC when shared memory is
 //! exhausted), R15.2 to R15.4 (references, loopback endpoints, bounds) and, with
 //! `perf-platform`, R15.1.

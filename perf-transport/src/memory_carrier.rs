@@ -34,6 +34,8 @@ pub(crate) struct Script {
     pub(crate) break_inline: u32,
     /// Acknowledgements carry a wrong checksum.
     pub(crate) corrupt: bool,
+    /// The worker names the `verify` extension in negotiation (and follows what references ask).
+    pub(crate) verify_feature: bool,
 }
 
 /// What a [`MemoryCarrier`]'s worker was asked.
@@ -42,6 +44,8 @@ pub(crate) struct Calls {
     pub(crate) inline: AtomicU64,
     pub(crate) references: AtomicU64,
     pub(crate) streams: AtomicU64,
+    /// What the last reference asked to be hashed.
+    pub(crate) last_verify: Mutex<Option<perf_core::Verification>>,
 }
 
 /// A carrier to a worker in this process.
@@ -86,8 +90,20 @@ impl MemoryCarrier {
         }
     }
 
-    async fn read(&self, call: &'static str, reference: &Reference) -> Result<Ack, ClientError> {
+    async fn read(
+        &self,
+        call: &'static str,
+        reference: &Reference,
+        meta: &CallMeta,
+    ) -> Result<Ack, ClientError> {
         let script = self.script();
+        *self.calls.last_verify.lock().unwrap() = Some(meta.verify);
+        // A worker without the extension never sees what was asked: it checksums everything.
+        let verify = if script.verify_feature {
+            meta.verify
+        } else {
+            perf_core::Verification::Checksum
+        };
         if script.hang_references {
             std::future::pending::<()>().await;
         }
@@ -98,14 +114,14 @@ impl MemoryCarrier {
                 message: "refused by the script".into(),
             });
         }
-        let mut ack = self
-            .reader
-            .handle(reference)
-            .map_err(|refusal| ClientError::Rejected {
-                call,
-                code: refusal.code,
-                message: refusal.message,
-            })?;
+        let mut ack =
+            self.reader
+                .handle(reference, verify)
+                .map_err(|refusal| ClientError::Rejected {
+                    call,
+                    code: refusal.code,
+                    message: refusal.message,
+                })?;
         if script.corrupt {
             ack.checksum ^= 1;
         }
@@ -127,7 +143,12 @@ impl Carrier for MemoryCarrier {
     }
 
     fn negotiate(&self, _reply_segments: u64) -> CarrierFuture<'_, PeerCapabilities> {
-        Box::pin(async {
+        let features = if self.script().verify_feature {
+            vec![crate::grpc::service::VERIFY_FEATURE.to_owned()]
+        } else {
+            Vec::new()
+        };
+        Box::pin(async move {
             Ok(PeerCapabilities {
                 protocol_version: PROTOCOL_VERSION,
                 pid: std::process::id(),
@@ -136,7 +157,7 @@ impl Carrier for MemoryCarrier {
                 max_inline_bytes: 1 << 30,
                 max_segment_bytes: 1 << 30,
                 platform: "memory".into(),
-                features: Vec::new(),
+                features,
             })
         })
     }
@@ -172,11 +193,11 @@ impl Carrier for MemoryCarrier {
     fn send_reference<'a>(
         &'a self,
         reference: &'a Reference,
-        _meta: &'a CallMeta,
+        meta: &'a CallMeta,
     ) -> CarrierFuture<'a, Acked> {
         Box::pin(async move {
             self.calls.references.fetch_add(1, Ordering::Relaxed);
-            self.read("send_reference", reference)
+            self.read("send_reference", reference, meta)
                 .await
                 .map(Acked::from)
         })
@@ -186,7 +207,7 @@ impl Carrier for MemoryCarrier {
         &'a self,
         reference: &'a Reference,
         mut progress: mpsc::Receiver<u64>,
-        _meta: &'a CallMeta,
+        meta: &'a CallMeta,
     ) -> CarrierFuture<'a, Acked> {
         Box::pin(async move {
             self.calls.streams.fetch_add(1, Ordering::Relaxed);
@@ -201,7 +222,7 @@ impl Carrier for MemoryCarrier {
                     message: format!("{ready} of {} bytes announced", reference.length),
                 });
             }
-            self.read("send_reference_stream", reference)
+            self.read("send_reference_stream", reference, meta)
                 .await
                 .map(Acked::from)
         })

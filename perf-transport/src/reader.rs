@@ -9,8 +9,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::checksum::{Checksum, checksum};
-use perf_core::{PlatformShm, SegmentId, ShmError, ShmView};
+use crate::checksum::Verifier;
+use perf_core::{PlatformShm, SegmentId, ShmError, ShmView, Verification};
 
 use crate::reference::{Reference, ReferenceError, Secret};
 
@@ -72,7 +72,8 @@ pub enum ReadError {
 pub struct ReadOutcome {
     /// Bytes read.
     pub length: u64,
-    /// XXH3-64 of those bytes.
+    /// XXH3-64 of those bytes, or of the part the verification asked for (0 for none: see
+    /// [`crate::checksum::digest`]).
     pub checksum: u64,
     /// Time spent checking, mapping and reading, in nanoseconds.
     pub worker_ns: u64,
@@ -202,15 +203,25 @@ impl ReferenceReader {
         self.peer_pid = pid;
     }
 
-    /// Checks `reference` and reads its payload in place.
+    /// Checks `reference` and reads its payload in place, all of it.
     pub fn read(&self, reference: &Reference) -> Result<ReadOutcome, ReadError> {
+        self.read_verifying(reference, Verification::Checksum)
+    }
+
+    /// Checks `reference` and reads in place what `verify` asks of its payload: every byte, the
+    /// sample, or none (the checks still run, and the segment is still mapped).
+    pub fn read_verifying(
+        &self,
+        reference: &Reference,
+        verify: Verification,
+    ) -> Result<ReadOutcome, ReadError> {
         let start = Instant::now();
         self.check(reference)?;
         let (view, cached) = self.view(reference)?;
         view.check_intact()?;
         let start_byte = reference.offset as usize;
         let bytes = &view.as_slice()[start_byte..start_byte + reference.length as usize];
-        let checksum = checksum(bytes);
+        let checksum = crate::checksum::digest(bytes, verify);
         Ok(ReadOutcome {
             length: reference.length,
             checksum,
@@ -222,6 +233,15 @@ impl ReferenceReader {
     /// Checks `reference` and maps its payload read-only, checksummed, for as long as the
     /// returned view lives: a reader of bytes in place, not a copy.
     pub fn map(&self, reference: &Reference) -> Result<(MappedPayload, ReadOutcome), ReadError> {
+        self.map_verifying(reference, Verification::Checksum)
+    }
+
+    /// As [`ReferenceReader::map`], hashing what `verify` asks.
+    pub fn map_verifying(
+        &self,
+        reference: &Reference,
+        verify: Verification,
+    ) -> Result<(MappedPayload, ReadOutcome), ReadError> {
         let start = Instant::now();
         self.check(reference)?;
         let (view, cached) = self.view(reference)?;
@@ -231,7 +251,7 @@ impl ReferenceReader {
             offset: reference.offset as usize,
             len: reference.length as usize,
         };
-        let checksum = checksum(payload.as_slice());
+        let checksum = crate::checksum::digest(payload.as_slice(), verify);
         Ok((
             payload,
             ReadOutcome {
@@ -350,6 +370,16 @@ impl ReferenceReader {
     /// being written: [`PartialRead::advance`] reads each part as the host
     /// announces it.
     pub fn begin(&self, reference: &Reference) -> Result<PartialRead, ReadError> {
+        self.begin_verifying(reference, Verification::Checksum)
+    }
+
+    /// As [`ReferenceReader::begin`], hashing what `verify` asks: a part outside the sample, or
+    /// any part under [`Verification::None`], is checked for bounds only and not read.
+    pub fn begin_verifying(
+        &self,
+        reference: &Reference,
+        verify: Verification,
+    ) -> Result<PartialRead, ReadError> {
         let started = Instant::now();
         self.check(reference)?;
         let (view, cached) = self.view(reference)?;
@@ -358,7 +388,7 @@ impl ReferenceReader {
             offset: reference.offset as usize,
             length: reference.length,
             done: 0,
-            hasher: Checksum::new(),
+            verifier: Verifier::new(verify, reference.length),
             started,
             cached,
         })
@@ -404,7 +434,7 @@ pub struct PartialRead {
     offset: usize,
     length: u64,
     done: u64,
-    hasher: Checksum,
+    verifier: Verifier,
     started: Instant,
     cached: bool,
 }
@@ -455,11 +485,14 @@ impl PartialRead {
             });
         }
         self.view.check_intact()?;
-        let (from, to) = (
-            self.offset + self.done as usize,
-            self.offset + ready as usize,
-        );
-        self.hasher.update(&self.view.as_slice()[from..to]);
+        if self.verifier.reads(self.done, ready) {
+            let (from, to) = (
+                self.offset + self.done as usize,
+                self.offset + ready as usize,
+            );
+            self.verifier
+                .update(self.done, &self.view.as_slice()[from..to]);
+        }
         self.done = ready;
         Ok(())
     }
@@ -483,7 +516,7 @@ impl PartialRead {
         }
         Ok(ReadOutcome {
             length: self.length,
-            checksum: self.hasher.digest(),
+            checksum: self.verifier.digest(),
             worker_ns: self.started.elapsed().as_nanos() as u64,
             cached: self.cached,
         })

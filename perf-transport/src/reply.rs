@@ -43,6 +43,9 @@ pub struct CallMeta {
     pub reply: Option<ReplyAsk>,
     /// What the caller says about the payload.
     pub options: CallOptions,
+    /// How much of a referenced payload the worker hashes; sent only to a worker that speaks
+    /// the `verify` extension (the executor asks the others for the full checksum).
+    pub verify: perf_core::Verification,
 }
 
 /// Where a reply's bytes are, as the acknowledgement says.

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use perf_core::SegmentId;
+use perf_core::{SegmentId, Verification};
 use perf_transport::Reference;
 use perf_transport::grpc::{
     Ack, ClientConfig, ClientError, Code, DEFAULT_MAX_INLINE_BYTES, PROTOCOL_VERSION,
@@ -160,7 +160,7 @@ struct Recorder {
 }
 
 impl ReferenceHandler for Recorder {
-    fn handle(&self, reference: &Reference) -> Result<Ack, Refusal> {
+    fn handle(&self, reference: &Reference, _: Verification) -> Result<Ack, Refusal> {
         self.seen.lock().unwrap().push(reference.clone());
         if reference.length > reference.segment_len {
             return Err(Refusal::new(
@@ -209,7 +209,7 @@ struct Stall {
 }
 
 impl ReferenceHandler for Stall {
-    fn handle(&self, _: &Reference) -> Result<Ack, Refusal> {
+    fn handle(&self, _: &Reference, _: Verification) -> Result<Ack, Refusal> {
         let _ = self
             .release
             .lock()

@@ -10,7 +10,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
-use perf_core::SegmentId;
+use perf_core::{SegmentId, Verification};
 use perf_transport::Reference;
 use perf_transport::grpc::{
     Ack, ClientConfig, ClientError, Endpoint, EndpointError, Listener, MAX_CHUNK_SIZE,
@@ -161,7 +161,7 @@ async fn a_stream_without_a_deadline_is_ended_by_the_worker_call_limit() {
 struct Stall(std::sync::Mutex<mpsc::Receiver<()>>);
 
 impl ReferenceHandler for Stall {
-    fn handle(&self, _: &Reference) -> Result<Ack, Refusal> {
+    fn handle(&self, _: &Reference, _: Verification) -> Result<Ack, Refusal> {
         let _ = self.0.lock().unwrap().recv_timeout(Duration::from_secs(30));
         Err(Refusal::new(perf_transport::Code::Aborted, "released"))
     }
@@ -323,7 +323,7 @@ const CHILD_WORKER_ENV: &str = "PERFOPT_GRPC_TEST_WORKER";
 struct Hang;
 
 impl ReferenceHandler for Hang {
-    fn handle(&self, _: &Reference) -> Result<Ack, Refusal> {
+    fn handle(&self, _: &Reference, _: Verification) -> Result<Ack, Refusal> {
         std::thread::sleep(Duration::from_secs(600));
         Err(Refusal::new(perf_transport::Code::Aborted, "woke up"))
     }

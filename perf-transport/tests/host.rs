@@ -325,7 +325,12 @@ async fn a_loaned_segment_goes_through_the_host_without_a_copy() {
         .await
         .unwrap();
     assert_eq!(outcome.metrics.method, Method::ZeroCopy);
-    assert_eq!(outcome.ack.checksum, perf_transport::grpc::checksum(&data));
+    // The default pool samples; the worker speaks the extension.
+    assert_eq!(outcome.verified, perf_core::Verification::Sampled);
+    assert_eq!(
+        outcome.ack.checksum,
+        perf_transport::checksum::digest(&data, outcome.verified)
+    );
 }
 
 #[tokio::test]

@@ -218,6 +218,9 @@ fn reference(s: &HashMap<&str, &str>, secret: &Secret, dir: &Path) -> (SegmentRe
     if segment.is_none() {
         wire.segment = None;
     }
+    if let Some(verify) = s.get("verify") {
+        wire.verify = verify.parse().unwrap();
+    }
     (wire, fixture)
 }
 

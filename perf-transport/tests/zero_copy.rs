@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use perf_core::{
     Config, Controller, FallbackReason, FixedPolicy, FixedProbe, Method, ReasonCode,
-    TransferRequest,
+    TransferRequest, Verification,
 };
 use perf_platform::{MemfdShm, NamedShm, NamedShmConfig};
 use perf_transport::grpc::{
@@ -54,6 +54,21 @@ async fn executor(
     pool: SegmentPool,
     secret: Secret,
 ) -> Executor {
+    // These tests prove the bytes arrive intact: every byte is checksummed.
+    let config = ExecutorConfig {
+        verify: Some(Verification::Checksum),
+        ..ExecutorConfig::default()
+    };
+    executor_with(w, policy, pool, secret, config).await
+}
+
+async fn executor_with(
+    w: &Worker,
+    policy: Arc<dyn perf_core::TransferPolicy>,
+    pool: SegmentPool,
+    secret: Secret,
+    config: ExecutorConfig,
+) -> Executor {
     let client = WorkerClient::connect(&w.endpoint, ClientConfig::default())
         .await
         .unwrap();
@@ -62,7 +77,7 @@ async fn executor(
         client,
         Some((pool, secret)),
         Arc::new(FixedProbe::default()),
-        ExecutorConfig::default(),
+        config,
     )
     .await
     .unwrap()
@@ -302,5 +317,48 @@ async fn a_reference_stream_must_announce_the_whole_payload_in_order() {
             Some(perf_transport::grpc::Code::OutOfRange),
             "{err}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_verification_delivers_over_a_real_worker_and_the_pool_default_samples() {
+    use perf_transport::checksum::digest;
+    let secret = Secret::generate().unwrap();
+    let reader = ReferenceReader::new(
+        Arc::new(MemfdShm::default()),
+        secret.clone(),
+        Some(std::process::id()),
+    );
+    let w = worker(Some(reader)).await;
+    let pool = memfd_pool(1 << 30);
+    let modes = [
+        Some(Verification::Checksum),
+        Some(Verification::Sampled),
+        Some(Verification::None),
+        None,
+    ];
+    for verify in modes {
+        let config = ExecutorConfig {
+            verify,
+            ..ExecutorConfig::default()
+        };
+        let policy = Arc::new(FixedPolicy(Method::ZeroCopy));
+        let ex = executor_with(&w, policy, pool.clone(), secret.clone(), config).await;
+        assert!(ex.peer().speaks("verify"), "{:?}", ex.peer());
+        // The default pool samples.
+        let want = verify.unwrap_or(Verification::Sampled);
+        for len in [100 << 10, 9 * MIB + 5] {
+            let data = payload(len, len as u8);
+            let out = ex
+                .transfer(&TransferRequest::new(len as u64), &data)
+                .await
+                .unwrap();
+            assert_eq!(out.metrics.method, Method::ZeroCopy, "{want} {len}");
+            assert_eq!(out.metrics.fallback, None, "{want} {len}");
+            assert!(out.metrics.success);
+            assert_eq!(out.verified, want);
+            assert_eq!(out.ack.checksum, digest(&data, want), "{want} {len}");
+            assert_eq!(out.ack.length, len as u64);
+        }
     }
 }

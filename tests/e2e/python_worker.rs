@@ -10,10 +10,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use perfopt::core::FixedProbe;
+use perfopt::transport::checksum::digest;
 use perfopt::transport::grpc::checksum;
 use perfopt::transport::reply::{CallOptions, ReplyMethod};
 use perfopt::transport::{TransferError, WorkerCommand};
-use perfopt::{Method, Optimizer, TransferRequest};
+use perfopt::{Method, Optimizer, TransferRequest, Verification};
 
 use crate::python_venv::{repo, venv_python};
 
@@ -46,7 +47,17 @@ async fn the_python_worker_carries_1_kib_to_64_mib_inline_zero_copy_and_loaned_w
             assert_eq!(out.metrics.fallback, None, "{len} bytes by {method}");
             assert!(out.metrics.success, "{len} bytes by {method}");
             assert_eq!(out.ack.length, len as u64, "{len} bytes by {method}");
-            assert_eq!(out.ack.checksum, checksum(data), "{len} bytes by {method}");
+            // By reference the default pool's sample, inline the whole payload.
+            let verified = match method {
+                Method::ZeroCopy => Verification::Sampled,
+                Method::Grpc => Verification::Checksum,
+            };
+            assert_eq!(out.verified, verified, "{len} bytes by {method}");
+            assert_eq!(
+                out.ack.checksum,
+                digest(data, verified),
+                "{len} bytes by {method}"
+            );
         }
     }
     // A loaned segment, written in place by the producer, is read in place by the worker.
@@ -56,7 +67,7 @@ async fn the_python_worker_carries_1_kib_to_64_mib_inline_zero_copy_and_loaned_w
     let out = host.send_lease(&request, lease, 32 * MIB).await.unwrap();
     assert_eq!(out.metrics.method, Method::ZeroCopy, "{:?}", out.metrics);
     assert_eq!(out.metrics.fallback, None);
-    assert_eq!(out.ack.checksum, checksum(&largest[..32 * MIB]));
+    assert_eq!(out.ack.checksum, digest(&largest[..32 * MIB], out.verified));
     let stats = host.stats();
     assert_eq!(
         (stats.delivered, stats.failed, stats.retried, stats.restarts),

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use perfopt::core::FixedProbe;
 use perfopt::platform::MemfdShm;
+use perfopt::transport::checksum::digest;
 use perfopt::transport::grpc::{ClientConfig, checksum};
 use perfopt::transport::{SegmentPool, SegmentPoolConfig};
 use perfopt::{Method, MetricsSink, Optimizer, TransferMetrics, TransferRequest};
@@ -60,7 +61,9 @@ async fn an_optimizer_carries_small_payloads_by_grpc_and_large_ones_by_zero_copy
         "{}",
         out.decision.rationale()
     );
-    assert_eq!(out.ack.checksum, checksum(&large));
+    // The default pool verifies by the sample.
+    assert_eq!(out.verified, perfopt::Verification::Sampled);
+    assert_eq!(out.ack.checksum, digest(&large, out.verified));
     assert!(out.metrics.latency_us > 0.0 && out.metrics.throughput_bps > 0.0);
     assert_eq!(count.0.load(Ordering::Relaxed), 2);
 }

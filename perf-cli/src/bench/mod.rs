@@ -1,4 +1,4 @@
-//! `perfopt bench`: measures gRPC, pooled and fresh zero-copy and a plain memcpy at each size against a real worker process.
+//! `perfopt bench`: measures gRPC, pooled, loaned and fresh zero-copy (checksummed, sampled or not verified), a bare notification and a plain memcpy at each size against a real worker process.
 
 mod fit;
 mod report;
@@ -13,7 +13,7 @@ use perfopt::transport::PoolStats;
 use perfopt::transport::TransferOutcome;
 use serde_json::json;
 
-use self::report::{BenchMethod, Results, Row};
+use self::report::{BenchMethod, NOTIFY_BYTES, Results, Row};
 use crate::args::{check_output, largest, parse_size_list, repeats};
 use crate::exit::Exit;
 use crate::measure::{
@@ -67,7 +67,7 @@ impl Plan {
     fn work(&self) -> u64 {
         self.sizes
             .iter()
-            .map(|&(size, n)| u64::from(n + WARMUPS) * 4 * weight(size))
+            .map(|&(size, n)| u64::from(n + WARMUPS) * 8 * weight(size))
             .sum()
     }
 }
@@ -148,7 +148,7 @@ impl Bench<'_> {
             let size = first.min(START_WARMUP_SIZE);
             self.pooled
                 .pool()
-                .warm(&[size as usize])
+                .warm(&[size as usize, NOTIFY_BYTES as usize])
                 .map_err(Exit::failed)?;
             for _ in 0..START_WARMUPS {
                 for method in BenchMethod::ALL {
@@ -209,14 +209,28 @@ impl Bench<'_> {
             _ => &self.pooled,
         };
         let before = worker.pool_stats();
+        let verify = method.verification();
         let out = match method {
-            BenchMethod::ZeroCopyLoan => worker.carry_loaned(bytes).await?,
+            BenchMethod::ZeroCopyLoan | BenchMethod::ZeroCopyLoanNone => {
+                worker.carry_loaned(bytes, verify).await?
+            }
+            BenchMethod::Notify => worker.notify(NOTIFY_BYTES as usize).await?,
+            BenchMethod::NotifyAfterWrite => {
+                // Untimed, as the loan rows' producer writes its payload before sending.
+                self.target[..bytes.len()].copy_from_slice(bytes);
+                worker.notify(NOTIFY_BYTES as usize).await?
+            }
             _ => worker
-                .carry(wanted(method), bytes)
+                .carry_verified(wanted(method), verify, bytes)
                 .await
                 .map_err(Exit::failed)?,
         };
         let after = worker.pool_stats();
+        let bytes = if method.notifies() {
+            &self.payload[..NOTIFY_BYTES as usize]
+        } else {
+            bytes
+        };
         // Outside the timed part, like the executor's own check.
         if let Some(why) = misread(&out, bytes) {
             return Err(Exit::failed(format_args!(
@@ -255,7 +269,13 @@ fn judge(
     }
     let new = |s: PoolStats| s.created + s.one_off;
     match method {
-        BenchMethod::ZeroCopyPooled | BenchMethod::ZeroCopyLoan
+        BenchMethod::ZeroCopyPooled
+        | BenchMethod::ZeroCopyPooledSampled
+        | BenchMethod::ZeroCopyPooledNone
+        | BenchMethod::ZeroCopyLoan
+        | BenchMethod::ZeroCopyLoanNone
+        | BenchMethod::Notify
+        | BenchMethod::NotifyAfterWrite
             if after.reused != before.reused + 1 =>
         {
             Some("segment not reused".to_string())
@@ -289,15 +309,17 @@ fn finish(
     let ratios = report::ratios(results);
     let platform = perfopt::platform::detect();
     let text = format!(
-        "perfopt bench: {} sizes x 4 methods against one worker process in {elapsed_s:.1} s \
-         ({} {}, kernel {}, {} CPUs, {} segments)\n\n{}\n{}",
+        "perfopt bench: {} sizes x {} methods against one worker process in {elapsed_s:.1} s \
+         ({} {}, kernel {}, {} CPUs, {} segments)\n\n{}\n{}\n{}",
         sizes.len(),
+        BenchMethod::ALL.len() - 1,
         platform.os,
         platform.arch,
         platform.kernel_release,
         platform.cpus,
         backend,
         report::table(results),
+        report::LEGEND,
         report::conclusions(&crossovers, &ratios, &sizes),
     );
     let json_to_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");

@@ -264,6 +264,7 @@ fn settings(s: &PoolSettings) -> Vec<(&'static str, String)> {
         ("exploration_rate", number(s.exploration_rate)),
         ("exploration_band", number(s.exploration_band)),
         ("learning", s.learning.to_string()),
+        ("verify", s.verify.to_string()),
     ]
 }
 
@@ -543,6 +544,15 @@ mod tests {
                 "pools.ml.learning: true -> false",
             ]
         );
+    }
+
+    #[test]
+    fn a_changed_verification_shows_per_pool() {
+        let got = lines(
+            "version = 1\n[pools.ml]\n",
+            "version = 1\n[pools.ml]\nverify = \"checksum\"\n",
+        );
+        assert_eq!(got, ["pools.ml.verify: sampled -> checksum"]);
     }
 
     #[test]

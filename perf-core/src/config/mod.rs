@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::name::Name;
-use crate::vocab::{DataType, Format, Goal, Method};
+use crate::vocab::{DataType, Format, Goal, Method, Verification};
 
 pub use diff::{Change, ConfigDiff, Flip, KeyChange};
 pub use parse::{ConfigError, ConfigErrors};
@@ -70,6 +70,10 @@ pub struct PoolSettings {
     /// Whether history may move the threshold and models may replace the
     /// static estimates.
     pub learning: bool,
+    /// How much of a zero-copy payload the worker hashes for the host to check; by default
+    /// [`Verification::Sampled`], which finds a wrong segment, offset or stale write for a
+    /// fraction of a percent of the bytes (a full checksum reads the payload once more).
+    pub verify: Verification,
 }
 
 /// The policy of one pool: its settings and its own rules.
@@ -192,6 +196,7 @@ impl Default for PoolSettings {
             exploration_rate: 0.05,
             exploration_band: 2.0,
             learning: true,
+            verify: Verification::Sampled,
         }
     }
 }

@@ -268,6 +268,7 @@ impl Controller {
             size: request.size,
             threshold,
             reply_threshold,
+            verify: s.verify,
             estimates,
             confidence,
             propensity,

@@ -52,6 +52,7 @@ impl TransferPolicy for FixedPolicy {
                 settings.threshold,
                 (settings.floor, settings.ceiling),
             ),
+            verify: settings.verify,
             estimates: None,
             confidence: 1.0,
             propensity: 1.0,

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use perf_core::{
     Decision, DecisionContext, FailureKind, FallbackReason, Locality, Method, MetricsSink,
     ReplyRecord, ResourceProbe, Timestamp, TransferMetrics, TransferPolicy, TransferRequest,
-    ZeroCopyAvailability,
+    Verification, ZeroCopyAvailability,
 };
 
 use crate::carrier::{Carrier, bounded};
+use crate::checksum::digest;
 use crate::grpc::cpu::CpuTimed;
-use crate::grpc::service::REPLY_FEATURE;
+use crate::grpc::service::{REPLY_FEATURE, VERIFY_FEATURE};
 use crate::grpc::{Ack, ClientError, Code, Endpoint, PeerCapabilities, checksum, same_host};
 use crate::pool::{Lease, PoolError, SegmentPool};
 use crate::reader::{MAX_SEGMENT_BYTES, MappingLimits, ReferenceReader, now_unix_ms};
@@ -23,7 +24,12 @@ use crate::reply::{
 };
 use crate::worker::DEFAULT_REPLY_INLINE;
 
-/// Payloads from this size on are written and read in overlapping parts.
+#[cfg(feature = "delay-injection")]
+mod delay;
+
+/// Payloads from this size on, verified by the full checksum, are written and read in
+/// overlapping parts; under a sampled verification, or none, the worker has (nearly) nothing to
+/// overlap with the copy, and the payload is written whole before its reference goes.
 pub const PIPELINE_MIN: usize = 4 << 20;
 /// The part a pipelined copy announces at a time.
 pub const PIPELINE_PART: usize = 2 << 20;
@@ -35,10 +41,12 @@ const PIPELINE_DEPTH: usize = 4;
 pub struct ExecutorConfig {
     /// How long a reference stays valid after it is signed.
     pub reference_ttl: Duration,
-    /// Whether to compare the worker's checksum with the payload's (after the
-    /// transfer is timed); a zero-copy mismatch falls back to gRPC, a gRPC
-    /// mismatch is an error.
-    pub verify: bool,
+    /// How every transfer is verified, whatever its pool says; `None` (the default) follows
+    /// each decision's [`Decision::verify`], the pool's `verify` setting. The worker's digest
+    /// is compared with the payload's after the transfer is timed: a zero-copy mismatch falls
+    /// back to gRPC, a gRPC mismatch is an error. A worker without the `verify` extension is
+    /// always asked for the full checksum.
+    pub verify: Option<Verification>,
     /// How long a zero-copy transfer waits for a segment when the pool's
     /// budget is only busy (lent segments hold it), before it falls back to
     /// gRPC with [`FallbackReason::ShmExhausted`]. Zero never waits.
@@ -49,7 +57,7 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             reference_ttl: Duration::from_secs(30),
-            verify: true,
+            verify: None,
             segment_wait: Duration::from_millis(250),
         }
     }
@@ -168,6 +176,9 @@ pub struct TransferOutcome {
     pub metrics: TransferMetrics,
     /// The worker's acknowledgement.
     pub ack: Ack,
+    /// How the bytes were verified: what the worker was asked to hash and the host compared
+    /// ([`Verification::None`]: nothing was compared).
+    pub verified: Verification,
 }
 
 /// What carrying one transfer measured.
@@ -569,7 +580,7 @@ impl Executor {
                 envelope.length
             )));
         }
-        if self.config.verify {
+        if self.verification(&reply.outcome.decision) != Verification::None {
             let sum = summed.unwrap_or_else(|| checksum(got));
             if sum != envelope.checksum {
                 return Err(bad(format!(
@@ -581,6 +592,22 @@ impl Executor {
         let mut reply = reply;
         reply.metrics.latency_us = started.elapsed().as_secs_f64() * 1e6;
         Ok(reply)
+    }
+
+    /// How a transfer decided as `decision` is verified: the configured override, else the
+    /// pool's setting the decision carries.
+    fn verification(&self, decision: &Decision) -> Verification {
+        self.config.verify.unwrap_or(decision.verify)
+    }
+
+    /// What a worker is asked to hash for a reference: the wanted verification when it speaks
+    /// the `verify` extension, else the full checksum, all it knows.
+    fn reference_verification(&self, wanted: Verification) -> Verification {
+        if self.peer.speaks(VERIFY_FEATURE) {
+            wanted
+        } else {
+            Verification::Checksum
+        }
     }
 
     /// The request as carried: its real size, and marked remote when the
@@ -664,12 +691,15 @@ impl Executor {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let format = request.format.as_str();
+        let wanted = self.verification(&decision);
+        let by_reference = self.reference_verification(wanted);
         let meta = CallMeta {
             reply: call.map(|_| ReplyAsk {
                 inline_max: DEFAULT_REPLY_INLINE,
                 threshold: decision.reply_threshold,
             }),
             options: call.cloned().unwrap_or_default(),
+            verify: by_reference,
         };
         let meta = &meta;
         let mut measured = Measured {
@@ -694,6 +724,8 @@ impl Executor {
                 }
             };
             measured.cpu_ns += cpu;
+            #[cfg(feature = "delay-injection")]
+            delay::inject().await;
             match result {
                 Ok(done) => carried = Some(done),
                 Err(Missed::Fallback(reason)) => measured.fallback = Some(reason),
@@ -715,9 +747,10 @@ impl Executor {
         }
         let mut elapsed = start.elapsed();
         let bytes = payload.bytes();
+        let mut verified = by_reference;
         if let Some((acked, _)) = &carried
-            && self.config.verify
-            && acked.ack.checksum != checksum(bytes)
+            && by_reference != Verification::None
+            && acked.ack.checksum != digest(bytes, by_reference)
         {
             // The worker read other bytes: never trust that, go the simple way.
             measured.fallback = Some(FallbackReason::WorkerError);
@@ -736,12 +769,21 @@ impl Executor {
                 let (sent, cpu) = CpuTimed::new(bounded("send_inline", deadline, call)).await;
                 elapsed += start.elapsed();
                 measured.cpu_ns += cpu;
-                let verified = sent
+                // A worker always checksums an inline payload whole as it reassembles it: the
+                // host compares that unless the pool verifies nothing.
+                verified = match wanted {
+                    Verification::None => Verification::None,
+                    _ => Verification::Checksum,
+                };
+                let checked = sent
                     .map_err(|source| grpc_error(id, source))
                     .and_then(|acked| {
+                        if verified == Verification::None {
+                            return Ok(acked);
+                        }
                         // After the clock stopped.
                         let expected = checksum(bytes);
-                        if self.config.verify && acked.ack.checksum != expected {
+                        if acked.ack.checksum != expected {
                             return Err(TransferError::Corrupted {
                                 id,
                                 expected,
@@ -750,7 +792,7 @@ impl Executor {
                         }
                         Ok(acked)
                     });
-                match verified {
+                match checked {
                     Ok(acked) => acked,
                     Err(e) => {
                         measured.latency_us = elapsed.as_secs_f64() * 1e6;
@@ -778,6 +820,7 @@ impl Executor {
             decision,
             metrics,
             ack,
+            verified,
         };
         Ok((outcome, acked.reply))
     }
@@ -823,7 +866,7 @@ impl Executor {
                 _ => Missed::Fallback(FallbackReason::ShmError),
             })?;
         let segment_len = lease.len() as u64;
-        if payload.len() < PIPELINE_MIN {
+        if payload.len() < PIPELINE_MIN || meta.verify != Verification::Checksum {
             lease.as_mut_slice()[..payload.len()].copy_from_slice(payload);
             let acked = self
                 .send_reference(id, &lease, payload.len(), format, secret, meta)
@@ -848,6 +891,9 @@ impl Executor {
                 if progress.send((from + bytes.len()) as u64).await.is_err() {
                     break;
                 }
+                // Lets the connection send the announcement now rather than after the next
+                // parts are written, so the worker reads while the host writes.
+                tokio::task::yield_now().await;
             }
         };
         let (sent, ()) = tokio::join!(call, write);

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use perf_core::{FailureKind, FallbackReason, FixedPolicy, FixedProbe, Method, TransferRequest};
+use perf_core::{
+    FailureKind, FallbackReason, FixedPolicy, FixedProbe, Method, TransferRequest, Verification,
+};
 use perf_platform::InProcessShm;
 
 use super::{Executor, ExecutorConfig, PIPELINE_MIN, TransferError, TransferOutcome};
+use crate::checksum::digest;
 use crate::grpc::{ClientError, Code, checksum};
 use crate::memory_carrier::{CALL_TIMEOUT, INLINE_DEADLINE, MemoryCarrier, Records, Script};
 use crate::pool::{MIN_CLASS, SegmentPool, SegmentPoolConfig};
@@ -22,6 +25,12 @@ struct Pair {
 }
 
 async fn pair(method: Method, script: Script, budget: u64) -> Pair {
+    pair_with(method, script, budget, ExecutorConfig::default()).await
+}
+
+/// As [`pair`], with the executor configured by `config`.
+async fn pair_with(method: Method, script: Script, budget: u64, config: ExecutorConfig) -> Pair {
+    let executor_config = config;
     let shm = InProcessShm::default();
     let secret = Secret::from_bytes([7; 32]);
     let carrier = MemoryCarrier::new(&shm, secret.clone());
@@ -38,7 +47,7 @@ async fn pair(method: Method, script: Script, budget: u64) -> Pair {
         carrier,
         Some((pool, secret)),
         Arc::new(FixedProbe::default()),
-        ExecutorConfig::default(),
+        executor_config,
     )
     .await
     .unwrap()
@@ -218,4 +227,106 @@ async fn a_large_payload_is_announced_part_by_part_and_a_loan_is_sent_without_a_
     assert_eq!(out.metrics.method, Method::ZeroCopy);
     assert_eq!(out.ack.checksum, checksum(b"hello"));
     assert_eq!(out.ack.length, 5);
+}
+
+const VERIFICATIONS: [Verification; 3] = [
+    Verification::Checksum,
+    Verification::Sampled,
+    Verification::None,
+];
+
+/// A pair whose worker speaks the `verify` extension and whose executor verifies as `verify`.
+async fn verifying_pair(verify: Option<Verification>, script: Script) -> Pair {
+    let script = Script {
+        verify_feature: true,
+        ..script
+    };
+    let config = ExecutorConfig {
+        verify,
+        ..ExecutorConfig::default()
+    };
+    pair_with(Method::ZeroCopy, script, 1 << 30, config).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transfer_of_every_verification_delivers_by_zero_copy_and_is_recorded() {
+    for verify in VERIFICATIONS {
+        let p = verifying_pair(Some(verify), Script::default()).await;
+        for len in [100_000, PIPELINE_MIN + 12_345] {
+            let data = payload(len);
+            let out = p.send(&data).await.unwrap();
+            assert_eq!(out.metrics.method, Method::ZeroCopy, "{verify} {len}");
+            assert_eq!(out.metrics.fallback, None, "{verify} {len}");
+            assert_eq!(out.verified, verify);
+            assert_eq!(out.ack.length, len as u64);
+            assert_eq!(out.ack.checksum, digest(&data, verify), "{verify} {len}");
+            assert_eq!(*p.calls.last_verify.lock().unwrap(), Some(verify));
+        }
+        let records = p.records.all();
+        assert_eq!(records.len(), 2, "{verify}: one record per transfer");
+        assert!(
+            records
+                .iter()
+                .all(|r| r.success && r.method == Method::ZeroCopy)
+        );
+        // Only a full checksum has the worker read the large payload part by part.
+        let streamed = u64::from(verify == Verification::Checksum);
+        assert_eq!(
+            p.calls.streams.load(Ordering::Relaxed),
+            streamed,
+            "{verify}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_an_override_the_pools_setting_decides() {
+    // A fixed policy decides as the default pool, which samples.
+    let p = verifying_pair(None, Script::default()).await;
+    let data = payload(3 << 20);
+    let out = p.send(&data).await.unwrap();
+    assert_eq!(out.decision.verify, Verification::Sampled);
+    assert_eq!(out.verified, Verification::Sampled);
+    assert_eq!(out.ack.checksum, digest(&data, Verification::Sampled));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_without_the_extension_is_asked_for_the_full_checksum() {
+    for wanted in VERIFICATIONS {
+        let config = ExecutorConfig {
+            verify: Some(wanted),
+            ..ExecutorConfig::default()
+        };
+        let p = pair_with(Method::ZeroCopy, Script::default(), 1 << 30, config).await;
+        let data = payload(200_000);
+        let out = p.send(&data).await.unwrap();
+        assert_eq!(out.metrics.method, Method::ZeroCopy);
+        assert_eq!(
+            *p.calls.last_verify.lock().unwrap(),
+            Some(Verification::Checksum),
+            "{wanted}"
+        );
+        assert_eq!(out.verified, Verification::Checksum);
+        assert_eq!(out.ack.checksum, checksum(&data));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_digest_falls_back_unless_nothing_is_verified() {
+    let corrupt = Script {
+        corrupt: true,
+        ..Script::default()
+    };
+    let sampled = verifying_pair(Some(Verification::Sampled), corrupt.clone()).await;
+    let err = sampled.send(&payload(50_000)).await.unwrap_err();
+    assert!(matches!(err, TransferError::Corrupted { .. }), "{err}");
+    assert_eq!(
+        sampled.records.all()[0].fallback,
+        Some(FallbackReason::WorkerError)
+    );
+    // Verified by nothing, the worker's digest is not looked at, by reference or inline.
+    let unverified = verifying_pair(Some(Verification::None), corrupt).await;
+    let out = unverified.send(&payload(50_000)).await.unwrap();
+    assert_eq!(out.metrics.method, Method::ZeroCopy);
+    assert_eq!(out.verified, Verification::None);
 }

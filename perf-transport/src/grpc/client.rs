@@ -23,7 +23,7 @@ use super::{
     MESSAGE_SLACK, MIN_CHUNK_SIZE, PROTOCOL_VERSION, STREAM_WINDOW,
 };
 use crate::carrier::{Carrier, CarrierFuture};
-use crate::handler::{from_wire, to_wire};
+use crate::handler::{from_wire, to_wire, verification_to_wire};
 use crate::reference::Reference;
 use crate::reply::{Acked, CallMeta, ReplyBody, ReplyEnvelope, caller_metadata};
 
@@ -185,8 +185,8 @@ impl WorkerClient {
     }
 
     /// As [`WorkerClient::negotiate`], saying that this host maps reply segments of up to
-    /// `reply_segments` bytes (0: none). The host always offers the `reply` extension; the
-    /// worker's [`PeerCapabilities::features`] say whether it speaks it.
+    /// `reply_segments` bytes (0: none). The host always offers the `reply` and `verify`
+    /// extensions; the worker's [`PeerCapabilities::features`] say whether it speaks them.
     pub async fn negotiate_replies(
         &self,
         reply_segments: u64,
@@ -197,7 +197,10 @@ impl WorkerClient {
             reply_segments > 0,
             0,
             reply_segments,
-            vec![crate::grpc::service::REPLY_FEATURE.to_owned()],
+            vec![
+                crate::grpc::service::REPLY_FEATURE.to_owned(),
+                crate::grpc::service::VERIFY_FEATURE.to_owned(),
+            ],
         ));
         request.set_timeout(deadline);
         let mut client = self.transfer.clone();
@@ -312,7 +315,9 @@ impl WorkerClient {
         }
         let deadline = self.config.call_timeout;
         let (transfer_id, length) = (reference.transfer_id, reference.length);
-        let mut request = tonic::Request::new(to_wire(reference));
+        let mut wire = to_wire(reference);
+        wire.verify = verification_to_wire(meta.verify);
+        let mut request = tonic::Request::new(wire);
         request.set_timeout(deadline);
         apply(CALL, meta, request.metadata_mut())?;
         let mut client = self.transfer.clone();
@@ -356,8 +361,10 @@ impl WorkerClient {
         }
         let (transfer_id, length) = (reference.transfer_id, reference.length);
         let deadline = self.inline_deadline(length);
+        let mut wire = to_wire(reference);
+        wire.verify = verification_to_wire(meta.verify);
         let first = ReferenceProgress {
-            reference: Some(to_wire(reference)),
+            reference: Some(wire),
             ready: 0,
         };
         let rest =

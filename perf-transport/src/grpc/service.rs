@@ -20,14 +20,18 @@ use super::proto::{
     SegmentReference, TransferAck,
 };
 use super::{DEFAULT_MAX_INLINE_BYTES, MAX_FORMAT_LEN, PROTOCOL_VERSION};
-use crate::handler::from_wire;
+use crate::handler::{from_wire, verification_of};
 use crate::pool::SegmentPool;
 use crate::reference::{Reference, Secret};
 use crate::worker::Handler;
 use crate::worker::desk::{Ask, HeldReplyLimits, PeerKey, ReplyDesk};
+use perf_core::Verification;
 
 /// The name of the reply extension in `Capabilities.features`.
 pub(crate) const REPLY_FEATURE: &str = "reply";
+/// The name of the verification extension in `Capabilities.features`: references carry how much
+/// of the payload to hash (docs/protocol.md, "Verification").
+pub(crate) const VERIFY_FEATURE: &str = "verify";
 /// Inline payloads up to this size are handed to the handler on the serving thread.
 const QUICK_HANDLER_BYTES: usize = 64 << 10;
 
@@ -48,13 +52,15 @@ const INFLIGHT_UNIT: u64 = 1024;
 /// Maps a shared-memory reference and reads the payload in place: the worker's zero-copy path.
 ///
 /// The service hands it a reference whose wire form is well-formed (it names a segment and has
-/// a 32-byte token). The handler checks the reference (token, expiry, bounds, owner, mode) before
-/// it maps anything, and answers with the length and XXH3-64 checksum of what it read. It may
-/// block for a while (mapping and checksumming a large payload), so the service runs it on a
-/// blocking thread. A [`Refusal`] it returns goes back to the host as that gRPC status.
+/// a 32-byte token), with the [`Verification`] the host asked for. The handler checks the
+/// reference (token, expiry, bounds, owner, mode) before it maps anything, whatever the
+/// verification, and answers with the length and the digest `verify` names
+/// ([`crate::checksum::digest`]: XXH3-64 of every byte, of the sample, or 0). It may block for a
+/// while (mapping and checksumming a large payload), so the service runs it on a blocking thread.
+/// A [`Refusal`] it returns goes back to the host as that gRPC status.
 pub trait ReferenceHandler: Send + Sync {
-    /// Reads the payload `reference` points to and acknowledges it.
-    fn handle(&self, reference: &Reference) -> Result<Ack, Refusal>;
+    /// Reads what `verify` asks of the payload `reference` points to and acknowledges it.
+    fn handle(&self, reference: &Reference, verify: Verification) -> Result<Ack, Refusal>;
 
     /// Whether reading `length` bytes takes so little time (a few tens of
     /// microseconds, no blocking call) that it may run on the serving thread
@@ -73,13 +79,14 @@ pub trait ReferenceHandler: Send + Sync {
     fn maintain(&self) {}
 
     /// Reads the payload `reference` points to, as [`ReferenceHandler::handle`], and shows the
-    /// bytes read to `visit` before the mapping is let go; handlers that cannot refuse.
+    /// whole payload to `visit` before the mapping is let go; handlers that cannot refuse.
     fn handle_with(
         &self,
         reference: &Reference,
+        verify: Verification,
         visit: &mut dyn FnMut(&[u8]),
     ) -> Result<Ack, Refusal> {
-        let _ = (reference, visit);
+        let _ = (reference, verify, visit);
         Err(Refusal::new(
             Code::Unimplemented,
             "this worker's reference handler cannot show the bytes it reads",
@@ -87,9 +94,14 @@ pub trait ReferenceHandler: Send + Sync {
     }
 
     /// Checks `reference` and prepares to read a payload that the host is
-    /// still writing, part by part; handlers that cannot do that refuse.
-    fn begin(&self, reference: &Reference) -> Result<Box<dyn ReferenceRead>, Refusal> {
-        let _ = reference;
+    /// still writing, part by part, hashing what `verify` asks; handlers that cannot do that
+    /// refuse.
+    fn begin(
+        &self,
+        reference: &Reference,
+        verify: Verification,
+    ) -> Result<Box<dyn ReferenceRead>, Refusal> {
+        let _ = (reference, verify);
         Err(Refusal::new(
             Code::Unimplemented,
             "this worker reads references only once they are fully written",
@@ -563,6 +575,9 @@ impl Transfer for TransferService {
             )));
         }
         let mut caps = self.wire_capabilities();
+        if self.handler.is_some() && host.features.iter().any(|f| f == VERIFY_FEATURE) {
+            caps.features.push(VERIFY_FEATURE.to_owned());
+        }
         if let Some(worker) = &self.worker
             && host.features.iter().any(|f| f == REPLY_FEATURE)
         {
@@ -603,32 +618,35 @@ impl Transfer for TransferService {
                 reference.format.len()
             )));
         }
+        let verify = verification_of(&reference).map_err(Refusal::into_tonic)?;
         let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
         let started = Instant::now();
         if let Some(worker) = self.worker_for(&ask) {
             let quick = reference.length <= QUICK_HANDLER_BYTES as u64
                 && handler.reads_quickly(reference.length);
+            let handle =
+                move || handle_reference(handler.as_ref(), &worker, &reference, verify, &ask);
             let (handled, cpu_ns) = if quick {
-                cpu::timed(|| handle_reference(handler.as_ref(), &worker, &reference, &ask))
+                cpu::timed(handle)
             } else {
-                tokio::task::spawn_blocking(move || {
-                    cpu::timed(|| handle_reference(handler.as_ref(), &worker, &reference, &ask))
-                })
-                .await
-                .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
+                tokio::task::spawn_blocking(move || cpu::timed(handle))
+                    .await
+                    .map_err(|err| {
+                        Status::internal(format!("the reference handler failed: {err}"))
+                    })?
             };
             let mut ack = handled?;
             ack.worker_ns = nanos(started.elapsed());
             ack.worker_cpu_ns = cpu_ns;
             return Ok(Response::new(ack));
         }
-        let (handled, cpu_ns) = if handler.reads_quickly(reference.length) {
+        let (handled, cpu_ns) = if handler.reads_quickly(bytes_read(reference.length, verify)) {
             // Reading a small payload costs less than a hand-off to a blocking thread.
-            cpu::timed(|| handler.handle(&reference))
+            cpu::timed(|| handler.handle(&reference, verify))
         } else {
             // The blocking thread runs on after a deadline drops this future; it cannot be stopped.
-            tokio::task::spawn_blocking(move || cpu::timed(|| handler.handle(&reference)))
+            tokio::task::spawn_blocking(move || cpu::timed(|| handler.handle(&reference, verify)))
                 .await
                 .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?
         };
@@ -743,11 +761,12 @@ impl TransferService {
                 reference.format.len()
             )));
         }
+        let verify = verification_of(&reference).map_err(Refusal::into_tonic)?;
         let reference = from_wire(&reference).map_err(Refusal::into_tonic)?;
         let transfer_id = reference.transfer_id;
         let format = reference.format.clone();
         let (begun, mut cpu_ns) =
-            tokio::task::spawn_blocking(move || cpu::timed(|| handler.begin(&reference)))
+            tokio::task::spawn_blocking(move || cpu::timed(|| handler.begin(&reference, verify)))
                 .await
                 .map_err(|err| Status::internal(format!("the reference handler failed: {err}")))?;
         let mut read = begun.map_err(Refusal::into_tonic)?;
@@ -809,18 +828,30 @@ fn handle_reference(
     handler: &dyn ReferenceHandler,
     worker: &WorkerSide,
     reference: &Reference,
+    verify: Verification,
     ask: &Ask,
 ) -> Result<TransferAck, Status> {
     let (id, format) = (reference.transfer_id, reference.format.as_str());
     let mut reply = Ok(None);
     let mut visit = |bytes: &[u8]| reply = worker.run(id, format, bytes, ask);
     let ack = handler
-        .handle_with(reference, &mut visit)
+        .handle_with(reference, verify, &mut visit)
         .map_err(Refusal::into_tonic)?;
     let mut ack = ack.to_wire();
     ack.transfer_id = id;
     ack.reply = reply?;
     Ok(ack)
+}
+
+/// How many of a payload's `length` bytes a handler reads to acknowledge it under `verify`.
+fn bytes_read(length: u64, verify: Verification) -> u64 {
+    match verify {
+        Verification::Checksum => length,
+        Verification::Sampled => crate::checksum::sample_ranges(length)
+            .map(|r| r.end - r.start)
+            .sum(),
+        Verification::None => 0,
+    }
 }
 
 fn nanos(elapsed: Duration) -> u64 {
@@ -872,7 +903,7 @@ mod tests {
     struct Echo;
 
     impl ReferenceHandler for Echo {
-        fn handle(&self, reference: &Reference) -> Result<Ack, Refusal> {
+        fn handle(&self, reference: &Reference, _: Verification) -> Result<Ack, Refusal> {
             Ok(Ack {
                 length: reference.length,
                 ..Ack::default()
@@ -904,6 +935,20 @@ mod tests {
             .with_handler(Arc::new(quiet), None);
         assert!(features(&working, &[]).await.is_empty(), "a v1 host");
         assert_eq!(features(&working, &["zstd", "reply"]).await, ["reply"]);
+    }
+
+    #[tokio::test]
+    async fn the_verify_extension_is_spoken_only_by_a_worker_that_maps_references() {
+        let plain = TransferService::new(ServiceConfig::default()).unwrap();
+        assert!(features(&plain, &["verify"]).await.is_empty());
+        let mapping = TransferService::new(ServiceConfig::default())
+            .unwrap()
+            .with_reference_handler(Arc::new(Echo));
+        assert!(
+            features(&mapping, &["reply"]).await.is_empty(),
+            "a host that does not name it"
+        );
+        assert_eq!(features(&mapping, &["reply", "verify"]).await, ["verify"]);
     }
 
     #[test]

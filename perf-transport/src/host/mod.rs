@@ -520,7 +520,19 @@ impl Host {
         len: usize,
     ) -> Result<TransferOutcome, TransferError> {
         let policy = self.inner.policy.clone();
-        self.carry(policy.as_ref(), request, Payload::loaned(lease, len), None)
+        self.send_lease_with(policy.as_ref(), request, lease, len)
+            .await
+    }
+
+    /// As [`Host::send_lease`], deciding with `policy` instead of the host's (for comparisons).
+    pub async fn send_lease_with(
+        &self,
+        policy: &dyn TransferPolicy,
+        request: &TransferRequest,
+        lease: Lease,
+        len: usize,
+    ) -> Result<TransferOutcome, TransferError> {
+        self.carry(policy, request, Payload::loaned(lease, len), None)
             .await
             .map(|(outcome, ..)| outcome)
     }

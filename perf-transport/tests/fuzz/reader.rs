@@ -81,9 +81,10 @@ fn check_reader(made: &Made, fixture: &Fixture) -> Result<(), TestCaseError> {
             }
         }
     }
-    let handled = on_the_wire(
-        Reference::decode(&encoded).and_then(|r| ReferenceHandler::handle(&reader, &r)),
-    );
+    let handled =
+        on_the_wire(Reference::decode(&encoded).and_then(|r| {
+            ReferenceHandler::handle(&reader, &r, perf_core::Verification::Checksum)
+        }));
     check_ack(&handled, &made.wire, expected, fixture)?;
     if !made.signed || matches!(expected, Expected::Refused(_)) {
         prop_assert_eq!(shm.opens(), 0, "a refused reference was opened");

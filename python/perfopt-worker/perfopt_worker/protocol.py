@@ -1,4 +1,5 @@
-"""Protocol version 1 of docs/protocol.md: its limits, the reference token and the checksum."""
+"""Protocol version 1 of docs/protocol.md: its limits, the reference token, the checksum and the
+verification a reference asks for."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Iterator, Optional, Tuple, Union
 
 import xxhash
 
@@ -30,6 +31,16 @@ TRANSFER_SERVICE = "perfopt.transfer.v1.Transfer"
 TOKEN_DOMAIN = b"perfopt-ref-v1"
 KIND_MEMFD = 0x01
 KIND_NAMED = 0x02
+
+# The `verify` extension (docs/protocol.md, "Verification"): SegmentReference.verify.
+VERIFY_CHECKSUM = 0
+VERIFY_SAMPLED = 1
+VERIFY_NONE = 2
+VERIFICATIONS = {VERIFY_CHECKSUM: "checksum", VERIFY_SAMPLED: "sampled", VERIFY_NONE: "none"}
+# The sample: a window of SAMPLE_WINDOW bytes at every multiple of SAMPLE_STRIDE, and the last
+# SAMPLE_WINDOW bytes.
+SAMPLE_WINDOW = 4_096
+SAMPLE_STRIDE = 1_048_576
 
 Bytes = Union[bytes, bytearray, memoryview]
 
@@ -116,3 +127,58 @@ def token_matches(secret: bytes, fields: ReferenceFields, token: bytes) -> bool:
 def checksum(data: Bytes) -> int:
     """XXH3-64 (seed 0) of `data`, the value a `TransferAck` carries."""
     return xxhash.xxh3_64_intdigest(data)
+
+
+def sample_ranges(length: int, start: int = 0) -> Iterator[Tuple[int, int]]:
+    """The (from, to) byte ranges of a payload of `length` bytes that the sampled verification
+    hashes, in order and without overlap, from the first that ends after `start` on: a window at
+    every multiple of SAMPLE_STRIDE, and the last window (one range where they overlap)."""
+    if length == 0:
+        return
+    last = max(length - SAMPLE_WINDOW, 0)
+    k = max(start - (SAMPLE_WINDOW - 1), 0) // SAMPLE_STRIDE
+    while k * SAMPLE_STRIDE < last:
+        begin = k * SAMPLE_STRIDE
+        end = begin + SAMPLE_WINDOW
+        if end >= last:
+            yield begin, length
+            return
+        yield begin, end
+        k += 1
+    yield last, length
+
+
+class Verifier:
+    """The digest a worker acknowledges under a verification, over a payload's parts in order:
+    XXH3-64 of every byte, of the sample's bytes concatenated, or 0 for none."""
+
+    def __init__(self, verify: int, length: int):
+        if verify not in VERIFICATIONS:
+            raise ValueError(f"verification {verify}, expected one of {sorted(VERIFICATIONS)}")
+        self.verify = verify
+        self.length = length
+        self._hasher = xxhash.xxh3_64()
+
+    def update(self, offset: int, part: Bytes) -> None:
+        """Adds `part`, the payload's bytes from `offset` on, right after the part before."""
+        if self.verify == VERIFY_CHECKSUM:
+            self._hasher.update(part)
+        elif self.verify == VERIFY_SAMPLED:
+            end_of_part = offset + len(part)
+            for begin, end in sample_ranges(self.length, offset):
+                if begin >= end_of_part:
+                    break
+                lo, hi = max(begin, offset), min(end, end_of_part)
+                if lo < hi:
+                    self._hasher.update(part[lo - offset : hi - offset])
+
+    def intdigest(self) -> int:
+        """The digest of everything added."""
+        return 0 if self.verify == VERIFY_NONE else self._hasher.intdigest()
+
+
+def digest(data: Bytes, verify: int) -> int:
+    """What a worker acknowledges for `data` under `verify`."""
+    v = Verifier(verify, len(data))
+    v.update(0, data)
+    return v.intdigest()

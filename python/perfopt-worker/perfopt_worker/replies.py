@@ -27,8 +27,10 @@ from .protocol import (
     sign,
 )
 
-#: The extensions this worker speaks, answered in Negotiate's `features`.
-FEATURES = ("reply",)
+#: The extensions this worker speaks, answered in Negotiate's `features` (`verify` only when it
+#: maps references).
+FEATURES = ("reply", "verify")
+VERIFY_FEATURE = "verify"
 REPLY_KEY = "perfopt-reply"
 INLINE_MAX_KEY = "perfopt-reply-inline-max"
 THRESHOLD_KEY = "perfopt-reply-threshold"

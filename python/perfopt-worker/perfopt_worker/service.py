@@ -26,11 +26,14 @@ from .protocol import (
     MAX_SEGMENT_BYTES,
     PROTOCOL_VERSION,
     TRANSFER_SERVICE,
+    VERIFICATIONS,
+    Verifier,
 )
 from .replies import (
     DEFAULT_MAX_HELD_BYTES,
     DEFAULT_MAX_HELD_REPLIES,
     FEATURES,
+    VERIFY_FEATURE,
     HostReplyCaps,
     ReplyOptions,
     ReplyStore,
@@ -155,6 +158,17 @@ def _next(requests: Iterator, guard: CallGuard):
     if message is not None:
         guard.progressed()
     return message
+
+
+def _verification(reference) -> int:
+    """The verification a `SegmentReference` asks for (extension `verify`); a value this worker
+    does not know is refused before anything is mapped."""
+    if reference.verify not in VERIFICATIONS:
+        raise errors.invalid_argument(
+            f"reference {reference.transfer_id} asks for verification {reference.verify}, "
+            "expected 0 (checksum), 1 (sampled) or 2 (none)"
+        )
+    return reference.verify
 
 
 def _stream(first, rest: Iterator, guard: CallGuard, first_only: str,
@@ -312,8 +326,11 @@ class TransferServicer:
             self._hosts[peer] = request
             while len(self._hosts) > MAX_HOSTS:
                 self._hosts.popitem(last=False)
-        features = [f for f in dict.fromkeys(request.features) if f in FEATURES]
         zero_copy = self.secret is not None
+        features = [
+            f for f in dict.fromkeys(request.features)
+            if f in FEATURES and (zero_copy or f != VERIFY_FEATURE)
+        ]
         return transfer_pb2.Capabilities(
             protocol_version=PROTOCOL_VERSION,
             pid=os.getpid(),
@@ -466,9 +483,13 @@ class TransferServicer:
     def _send_reference(self, request, context, guard: CallGuard):
         timer = _Timer()
         call = _Call(context)
-        with self._mapped(_checked(request)) as (fields, mapping, data):
+        request = _checked(request)
+        verify = _verification(request)
+        with self._mapped(request) as (fields, mapping, data):
             mapping.check_length(fields.transfer_id)
-            digest = xxhash.xxh3_64_intdigest(data)
+            verifier = Verifier(verify, fields.length)
+            verifier.update(0, data)
+            digest = verifier.intdigest()
             reply = self._handle(
                 self._payload(fields.transfer_id, fields.format, data, "reference", call), call)
         return self._ack(timer, guard, fields.transfer_id, fields.length, digest, reply)
@@ -483,9 +504,10 @@ class TransferServicer:
             raise errors.invalid_argument(
                 "the stream's first message carries no reference, expected one"
             )
+        verify = _verification(first.reference)
         with self._mapped(first.reference) as (fields, mapping, data):
             tid, length = fields.transfer_id, fields.length
-            hasher = xxhash.xxh3_64()
+            verifier = Verifier(verify, length)
             done = 0
             later_reference = f"transfer {tid}: a reference after the first message"
             for message in _stream(first, requests, guard, "reference", later_reference):
@@ -498,7 +520,7 @@ class TransferServicer:
                         f"expected {done} to {length}"
                     )
                 mapping.check_length(tid)
-                hasher.update(data[done:ready])
+                verifier.update(done, data[done:ready])
                 done = ready
             guard.streaming = False
             if done != length:
@@ -506,7 +528,7 @@ class TransferServicer:
                     f"transfer {tid}: the stream ended with {done} of {length} bytes ready"
                 )
             reply = self._handle(self._payload(tid, fields.format, data, "reference", call), call)
-        return self._ack(timer, guard, tid, length, hasher.intdigest(), reply)
+        return self._ack(timer, guard, tid, length, verifier.intdigest(), reply)
 
     def generic_handler(self) -> grpc.GenericRpcHandler:
         ack = transfer_pb2.TransferAck.SerializeToString

@@ -89,6 +89,8 @@ class Setup:
         if s.get("token") == "flipped":
             token = bytes([token[0] ^ 1]) + token[1:]
         self.reference = message(fields, token)
+        if "verify" in s:
+            self.reference.verify = int(s["verify"])
 
     def close(self):
         for f in reversed(self.cleanup):

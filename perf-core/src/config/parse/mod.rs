@@ -69,7 +69,7 @@ const PROFILE_KEYS: &str = "version costs measured";
 /// The longest profile path accepted, in bytes.
 const MAX_PROFILE_PATH: usize = 4096;
 const SETTINGS_KEYS: &str =
-    "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning";
+    "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning verify";
 const ADAPTATION_KEYS: &str = "max_step min_factor max_factor cpu_high memory_high \
     predictor_min_confidence classifier_min_confidence exploration_min_share";
 const COST_KEYS: &str = "grpc_call_us grpc_ns_per_byte grpc_cached_ns_per_byte grpc_cache_bytes \

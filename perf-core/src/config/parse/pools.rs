@@ -8,11 +8,11 @@ use super::values::{NAME_RULES, Range, one_of, read_bool, read_number, read_size
 use crate::config::PoolSettings;
 use crate::name::Name;
 use crate::size::config_size;
-use crate::vocab::Goal;
+use crate::vocab::{Goal, Verification};
 
 // The keys a pool table accepts, separated by single spaces.
-const POOL_KEYS: &str =
-    "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning rules";
+const POOL_KEYS: &str = "goal floor ceiling threshold marginal_gain exploration_rate exploration_band learning verify \
+    rules";
 
 /// A pool as read: its resolved settings and its own rules, errors included.
 pub(super) struct PoolDraft {
@@ -125,6 +125,13 @@ pub(super) fn read_settings(
     }
     if let Some(learning) = sec.read(report, "learning", read_bool) {
         s.learning = learning;
+    }
+    if let Some(verify) = sec.read(
+        report,
+        "verify",
+        one_of::<Verification>(Verification::NAMES),
+    ) {
+        s.verify = verify;
     }
     (s, sizes)
 }

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"perfopt/transfer/v1/transfer.proto\x12\x13perfopt.transfer.v1\"\xb2\x01\n\x0c\x43\x61pabilities\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x11\n\tzero_copy\x18\x04 \x01(\x08\x12\x18\n\x10max_inline_bytes\x18\x05 \x01(\x04\x12\x19\n\x11max_segment_bytes\x18\x06 \x01(\x04\x12\x10\n\x08platform\x18\x07 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x08 \x03(\t\"F\n\x0cInlineHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\x11\n\ttotal_len\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"N\n\x0bInlineChunk\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32!.perfopt.transfer.v1.InlineHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\'\n\x0cMemfdSegment\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\n\n\x02\x66\x64\x18\x02 \x01(\x05\"\xfb\x01\n\x10SegmentReference\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\x32\n\x05memfd\x18\x02 \x01(\x0b\x32!.perfopt.transfer.v1.MemfdSegmentH\x00\x12\x0f\n\x05named\x18\x03 \x01(\tH\x00\x12\x15\n\rsegment_inode\x18\x04 \x01(\x04\x12\x13\n\x0bsegment_len\x18\x05 \x01(\x04\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x0e\n\x06length\x18\x07 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\t \x01(\x04\x12\r\n\x05token\x18\n \x01(\x0c\x42\t\n\x07segment\"\\\n\x11ReferenceProgress\x12\x38\n\treference\x18\x01 \x01(\x0b\x32%.perfopt.transfer.v1.SegmentReference\x12\r\n\x05ready\x18\x02 \x01(\x04\"\x99\x01\n\x0bTransferAck\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\x0e\n\x06length\x18\x02 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x03 \x01(\x04\x12\x11\n\tworker_ns\x18\x04 \x01(\x04\x12\x15\n\rworker_cpu_ns\x18\x05 \x01(\x04\x12)\n\x05reply\x18\x06 \x01(\x0b\x32\x1a.perfopt.transfer.v1.Reply\"\x8e\x02\n\x05Reply\x12\x0e\n\x06length\x18\x01 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32(.perfopt.transfer.v1.Reply.MetadataEntry\x12\x10\n\x06inline\x18\x05 \x01(\x0cH\x00\x12\x38\n\x07segment\x18\x06 \x01(\x0b\x32%.perfopt.transfer.v1.SegmentReferenceH\x00\x12\x12\n\x08\x64\x65\x66\x65rred\x18\x07 \x01(\x08H\x00\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x62ody\"\"\n\x0bReplyHandle\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\"\x1a\n\nReplyChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x0f\n\rReplyReleased2\x97\x04\n\x08Transfer\x12Q\n\tNegotiate\x12!.perfopt.transfer.v1.Capabilities\x1a!.perfopt.transfer.v1.Capabilities\x12R\n\nSendInline\x12 .perfopt.transfer.v1.InlineChunk\x1a .perfopt.transfer.v1.TransferAck(\x01\x12X\n\rSendReference\x12%.perfopt.transfer.v1.SegmentReference\x1a .perfopt.transfer.v1.TransferAck\x12\x61\n\x13SendReferenceStream\x12&.perfopt.transfer.v1.ReferenceProgress\x1a .perfopt.transfer.v1.TransferAck(\x01\x12Q\n\nFetchReply\x12 .perfopt.transfer.v1.ReplyHandle\x1a\x1f.perfopt.transfer.v1.ReplyChunk0\x01\x12T\n\x0cReleaseReply\x12 .perfopt.transfer.v1.ReplyHandle\x1a\".perfopt.transfer.v1.ReplyReleasedb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"perfopt/transfer/v1/transfer.proto\x12\x13perfopt.transfer.v1\"\xb2\x01\n\x0c\x43\x61pabilities\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0f\n\x07host_id\x18\x03 \x01(\t\x12\x11\n\tzero_copy\x18\x04 \x01(\x08\x12\x18\n\x10max_inline_bytes\x18\x05 \x01(\x04\x12\x19\n\x11max_segment_bytes\x18\x06 \x01(\x04\x12\x10\n\x08platform\x18\x07 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x08 \x03(\t\"F\n\x0cInlineHeader\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\x11\n\ttotal_len\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\"N\n\x0bInlineChunk\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32!.perfopt.transfer.v1.InlineHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\'\n\x0cMemfdSegment\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\n\n\x02\x66\x64\x18\x02 \x01(\x05\"\xae\x02\n\x10SegmentReference\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\x32\n\x05memfd\x18\x02 \x01(\x0b\x32!.perfopt.transfer.v1.MemfdSegmentH\x00\x12\x0f\n\x05named\x18\x03 \x01(\tH\x00\x12\x15\n\rsegment_inode\x18\x04 \x01(\x04\x12\x13\n\x0bsegment_len\x18\x05 \x01(\x04\x12\x0e\n\x06offset\x18\x06 \x01(\x04\x12\x0e\n\x06length\x18\x07 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x08 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\t \x01(\x04\x12\r\n\x05token\x18\n \x01(\x0c\x12\x31\n\x06verify\x18\x0b \x01(\x0e\x32!.perfopt.transfer.v1.VerificationB\t\n\x07segment\"\\\n\x11ReferenceProgress\x12\x38\n\treference\x18\x01 \x01(\x0b\x32%.perfopt.transfer.v1.SegmentReference\x12\r\n\x05ready\x18\x02 \x01(\x04\"\x99\x01\n\x0bTransferAck\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\x12\x0e\n\x06length\x18\x02 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x03 \x01(\x04\x12\x11\n\tworker_ns\x18\x04 \x01(\x04\x12\x15\n\rworker_cpu_ns\x18\x05 \x01(\x04\x12)\n\x05reply\x18\x06 \x01(\x0b\x32\x1a.perfopt.transfer.v1.Reply\"\x8e\x02\n\x05Reply\x12\x0e\n\x06length\x18\x01 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x02 \x01(\x04\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12:\n\x08metadata\x18\x04 \x03(\x0b\x32(.perfopt.transfer.v1.Reply.MetadataEntry\x12\x10\n\x06inline\x18\x05 \x01(\x0cH\x00\x12\x38\n\x07segment\x18\x06 \x01(\x0b\x32%.perfopt.transfer.v1.SegmentReferenceH\x00\x12\x12\n\x08\x64\x65\x66\x65rred\x18\x07 \x01(\x08H\x00\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x06\n\x04\x62ody\"\"\n\x0bReplyHandle\x12\x13\n\x0btransfer_id\x18\x01 \x01(\x04\"\x1a\n\nReplyChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x0f\n\rReplyReleased*Z\n\x0cVerification\x12\x19\n\x15VERIFICATION_CHECKSUM\x10\x00\x12\x18\n\x14VERIFICATION_SAMPLED\x10\x01\x12\x15\n\x11VERIFICATION_NONE\x10\x02\x32\x97\x04\n\x08Transfer\x12Q\n\tNegotiate\x12!.perfopt.transfer.v1.Capabilities\x1a!.perfopt.transfer.v1.Capabilities\x12R\n\nSendInline\x12 .perfopt.transfer.v1.InlineChunk\x1a .perfopt.transfer.v1.TransferAck(\x01\x12X\n\rSendReference\x12%.perfopt.transfer.v1.SegmentReference\x1a .perfopt.transfer.v1.TransferAck\x12\x61\n\x13SendReferenceStream\x12&.perfopt.transfer.v1.ReferenceProgress\x1a .perfopt.transfer.v1.TransferAck(\x01\x12Q\n\nFetchReply\x12 .perfopt.transfer.v1.ReplyHandle\x1a\x1f.perfopt.transfer.v1.ReplyChunk0\x01\x12T\n\x0cReleaseReply\x12 .perfopt.transfer.v1.ReplyHandle\x1a\".perfopt.transfer.v1.ReplyReleasedb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPLY_METADATAENTRY']._loaded_options = None
   _globals['_REPLY_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_VERIFICATION']._serialized_start=1342
+  _globals['_VERIFICATION']._serialized_end=1432
   _globals['_CAPABILITIES']._serialized_start=60
   _globals['_CAPABILITIES']._serialized_end=238
   _globals['_INLINEHEADER']._serialized_start=240
@@ -42,21 +44,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMFDSEGMENT']._serialized_start=392
   _globals['_MEMFDSEGMENT']._serialized_end=431
   _globals['_SEGMENTREFERENCE']._serialized_start=434
-  _globals['_SEGMENTREFERENCE']._serialized_end=685
-  _globals['_REFERENCEPROGRESS']._serialized_start=687
-  _globals['_REFERENCEPROGRESS']._serialized_end=779
-  _globals['_TRANSFERACK']._serialized_start=782
-  _globals['_TRANSFERACK']._serialized_end=935
-  _globals['_REPLY']._serialized_start=938
-  _globals['_REPLY']._serialized_end=1208
-  _globals['_REPLY_METADATAENTRY']._serialized_start=1153
-  _globals['_REPLY_METADATAENTRY']._serialized_end=1200
-  _globals['_REPLYHANDLE']._serialized_start=1210
-  _globals['_REPLYHANDLE']._serialized_end=1244
-  _globals['_REPLYCHUNK']._serialized_start=1246
-  _globals['_REPLYCHUNK']._serialized_end=1272
-  _globals['_REPLYRELEASED']._serialized_start=1274
-  _globals['_REPLYRELEASED']._serialized_end=1289
-  _globals['_TRANSFER']._serialized_start=1292
-  _globals['_TRANSFER']._serialized_end=1827
+  _globals['_SEGMENTREFERENCE']._serialized_end=736
+  _globals['_REFERENCEPROGRESS']._serialized_start=738
+  _globals['_REFERENCEPROGRESS']._serialized_end=830
+  _globals['_TRANSFERACK']._serialized_start=833
+  _globals['_TRANSFERACK']._serialized_end=986
+  _globals['_REPLY']._serialized_start=989
+  _globals['_REPLY']._serialized_end=1259
+  _globals['_REPLY_METADATAENTRY']._serialized_start=1204
+  _globals['_REPLY_METADATAENTRY']._serialized_end=1251
+  _globals['_REPLYHANDLE']._serialized_start=1261
+  _globals['_REPLYHANDLE']._serialized_end=1295
+  _globals['_REPLYCHUNK']._serialized_start=1297
+  _globals['_REPLYCHUNK']._serialized_end=1323
+  _globals['_REPLYRELEASED']._serialized_start=1325
+  _globals['_REPLYRELEASED']._serialized_end=1340
+  _globals['_TRANSFER']._serialized_start=1435
+  _globals['_TRANSFER']._serialized_end=1970
 # @@protoc_insertion_point(module_scope)
