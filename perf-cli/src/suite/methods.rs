@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use perf_core::size::config_size;
-use perf_core::{HumanSize, Method};
+use perf_core::{HumanSize, Method, Verification};
 
 use super::Measured;
 use super::machine::{peak_rss, process_cpu_s, reset_peak_rss};
@@ -52,6 +52,11 @@ pub(crate) fn run(spec: &MethodsSpec) -> Result<Measured, Exit> {
                     );
                     s.size = Some(size);
                     s.load = spec.load.name();
+                    s.verify = match m {
+                        MethodName::Memcpy => None,
+                        MethodName::Grpc => Some(Verification::Checksum.as_str()),
+                        _ => Some(spec.verify.as_str()),
+                    };
                     s
                 })
                 .collect();
@@ -64,7 +69,7 @@ pub(crate) fn run(spec: &MethodsSpec) -> Result<Measured, Exit> {
                     let method = spec.methods[j];
                     let bytes = &payload[..size as usize];
                     let cpu_before = process_cpu_s();
-                    let sample = one(&worker, method, bytes, &mut target).await?;
+                    let sample = one(&worker, method, spec.verify, bytes, &mut target).await?;
                     let cpu = process_cpu_s() - cpu_before;
                     if i < WARMUPS {
                         continue;
@@ -118,6 +123,7 @@ enum Sample {
 async fn one(
     worker: &Worker,
     method: MethodName,
+    verify: Verification,
     bytes: &[u8],
     target: &mut [u8],
 ) -> Result<Sample, Exit> {
@@ -132,9 +138,9 @@ async fn one(
                 worker_cpu_s: None,
             });
         }
-        MethodName::ZeroCopy => worker.carry(Method::ZeroCopy, bytes).await,
+        MethodName::ZeroCopy => worker.carry_verified(Method::ZeroCopy, verify, bytes).await,
         MethodName::Grpc => worker.carry(Method::Grpc, bytes).await,
-        MethodName::ZeroCopyLoaned => Ok(worker.carry_loaned(bytes).await?),
+        MethodName::ZeroCopyLoaned => Ok(worker.carry_loaned(bytes, verify).await?),
     }
     .map_err(|e| {
         Exit::failed(format_args!(

@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::Read as _;
 use std::path::Path;
 
-use perf_core::{DataType, Format, HumanSize, TransferRequest, parse_size};
+use perf_core::{DataType, Format, HumanSize, TransferRequest, Verification, parse_size};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -144,6 +144,10 @@ pub(crate) struct MethodsSpec {
     /// Idle, or under one CPU burner per CPU.
     #[serde(default)]
     pub(crate) load: Load,
+    /// How much of each zero-copy payload the worker hashes: `checksum` (every byte, the
+    /// default here), `sampled` or `none`; gRPC payloads are always checksummed whole.
+    #[serde(default)]
+    pub(crate) verify: Verification,
 }
 
 /// A workload: payload sizes drawn log-uniformly from `min_size` to `max_size`, and the data
