@@ -67,6 +67,7 @@ transfers = 10
 min_size = "1KiB"
 max_size = "1MiB"
 settle_ms = 100
+pause_ms = 1
 "#;
 
 fn series<'a>(scenario: &'a Value, id: &str) -> &'a Value {

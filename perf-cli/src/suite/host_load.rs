@@ -400,8 +400,9 @@ pub(crate) fn memory_pressure(spec: &MemoryPressureSpec) -> Result<Measured, Exi
 }
 
 /// Runs a `cpu_saturation` scenario: the same sizes decided by the engine idle, then with one
-/// burner per CPU after `settle_ms`; the share decided zero-copy is the figure (high CPU
-/// favours zero-copy, which saves serialization).
+/// burner per CPU after `settle_ms`, one transfer every `pause_ms`; the share decided
+/// zero-copy is the figure (high CPU favours zero-copy, which saves serialization), with the
+/// CPU utilization the engine's probe saw in each phase.
 pub(crate) fn cpu_saturation(spec: &CpuSaturationSpec) -> Result<Measured, Exit> {
     let optimizer = optimizer(false, |b| b)?;
     let tally = Arc::new(Tally::default());
@@ -437,6 +438,7 @@ pub(crate) fn cpu_saturation(spec: &CpuSaturationSpec) -> Result<Measured, Exit>
                 let d = Done::of(&result);
                 zero_copy += u64::from(d.zero_copy_decided);
                 done.push(d);
+                tokio::time::sleep(Duration::from_millis(spec.pause_ms)).await;
             }
             count(&mut s, sizes.len(), &done, tally.take());
             shares.push(zero_copy as f64 / sizes.len() as f64);
@@ -456,6 +458,7 @@ pub(crate) fn cpu_saturation(spec: &CpuSaturationSpec) -> Result<Measured, Exit>
     measured.figure("failed", series.iter().map(|s| s.failed).sum::<u64>());
     measured.figure("zero_copy_share_idle", shares[0]);
     measured.figure("zero_copy_share_loaded", shares[1]);
+    measured.figure("zero_copy_share_gain", shares[1] - shares[0]);
     measured.figure("cpu_utilization_idle", cpu_seen[0]);
     measured.figure("cpu_utilization_loaded", cpu_seen[1]);
     Ok(measured)

@@ -253,6 +253,9 @@ pub(crate) struct CpuSaturationSpec {
     pub(crate) range: SizeRange,
     /// How long the load runs before the loaded phase starts, in milliseconds.
     pub(crate) settle_ms: u64,
+    /// The pause between transfers, in milliseconds, so that the transfers themselves keep
+    /// the idle phase's CPU low.
+    pub(crate) pause_ms: u64,
 }
 
 /// What went wrong with a scenario file.
@@ -495,6 +498,7 @@ fn check(kind: &Kind) -> Result<(), String> {
         Kind::CpuSaturation(s) => {
             within("transfers", s.transfers, 10, MAX_COUNT)?;
             within("settle_ms", s.settle_ms as usize, 0, 60_000)?;
+            within("pause_ms", s.pause_ms as usize, 0, 10_000)?;
             check_range(&s.range)?;
         }
     }

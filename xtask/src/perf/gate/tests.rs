@@ -92,7 +92,7 @@ fn a_slowed_zero_copy_path_fails_its_ratio_slo_and_regresses_against_the_baselin
     assert!(
         v.message
             .starts_with("sizes: zero_copy@1MiB / memcpy@1MiB = ")
-            && v.message.ends_with("(median ratio), over its limit 8"),
+            && v.message.ends_with("(median ratio), over its limit 12"),
         "{}",
         v.message
     );
