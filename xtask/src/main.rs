@@ -6,7 +6,7 @@
 //! `perfopt suite` on `xtask/perf/scenarios.toml`, evaluates the SLOs of `xtask/perf/slo.toml`
 //! on its results, compares them with the baseline of this machine under
 //! `xtask/perf/baselines/`, and writes `report.json` and a self-contained `report.html`;
-//! `xtask/perf/README.md` describes the files and how the gate decides.
+//! README.md ("The suite and the CI gate") describes the files and how the gate decides.
 
 mod ci;
 mod perf;
