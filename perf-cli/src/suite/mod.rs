@@ -77,6 +77,12 @@ pub(crate) fn run(args: &SuiteArgs) -> Result<(), Exit> {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
+    if injected_us > 0 && !cfg!(feature = "delay-injection") {
+        return Err(Exit::bad_input(format_args!(
+            "{INJECT_VAR} is set, but this perfopt was built without the delay-injection \
+             feature, so nothing would be delayed"
+        )));
+    }
     let started_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
