@@ -88,12 +88,18 @@ pub(crate) fn run(args: &SuiteArgs) -> Result<(), Exit> {
         .map_or(0, |d| d.as_secs());
     let started = Instant::now();
     let mut results = Vec::new();
+    // A run in a private mount namespace reports inside its parent's run.
+    let who = if args.private_shm.is_some() {
+        "suite (private /dev/shm)"
+    } else {
+        "suite"
+    };
     for s in &chosen {
-        eprintln!("suite: {} ({}) ...", s.name, s.kind.name());
+        eprintln!("{who}: {} ({}) ...", s.name, s.kind.name());
         let began = Instant::now();
         let measured = run_one(s, args)?;
         let elapsed = began.elapsed().as_secs_f64();
-        eprintln!("suite: {} done in {elapsed:.1} s", s.name);
+        eprintln!("{who}: {} done in {elapsed:.1} s", s.name);
         results.push(json!({
             "name": s.name,
             "kind": s.kind.name(),
