@@ -286,7 +286,7 @@ fn times(speedup: f64) -> String {
     }
 }
 
-/// The ratios the issue asks for, at the sizes that were measured: the copied pooled path at
+/// The ratios the transfer targets name, at the sizes that were measured: the copied pooled path at
 /// least 0.75x memcpy's throughput checksummed and 0.9x verified by nothing (64 and 256 MiB),
 /// the loan path as fast as the copied one, zero-copy against gRPC, and the loan path verified
 /// by nothing within 2x of a bare notification at every size.
