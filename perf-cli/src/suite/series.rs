@@ -1,6 +1,7 @@
 //! One measured series of a scenario: its samples, counts and resources, and its JSON with a
-//! summary (quantiles interpolated linearly, as R's type 7 and numpy do).
+//! summary (quantiles by perf-predict's type 7, as R and numpy interpolate).
 
+use perfopt::predict::quantile_sorted;
 use serde_json::{Value, json};
 
 /// The most samples a series writes; more are thinned evenly (the summary uses them all).
@@ -122,21 +123,6 @@ impl Series {
     }
 }
 
-/// The `q` quantile of sorted `xs`, interpolated linearly between the closest ranks (R's
-/// `quantile(x, q, type = 7)`, numpy's default).
-pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        1 => sorted[0],
-        n => {
-            let h = (n - 1) as f64 * q.clamp(0.0, 1.0);
-            let lo = h.floor() as usize;
-            let hi = (lo + 1).min(n - 1);
-            sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
-        }
-    }
-}
-
 /// Count, mean, min, p50, p95, p99, p99.9 and max of `samples` (nulls when empty).
 pub(crate) fn summary(samples: &[f64]) -> Value {
     let mut sorted: Vec<f64> = samples.iter().copied().filter(|x| x.is_finite()).collect();
@@ -150,10 +136,10 @@ pub(crate) fn summary(samples: &[f64]) -> Value {
         "count": sorted.len(),
         "mean": mean,
         "min": sorted[0],
-        "p50": quantile(&sorted, 0.50),
-        "p95": quantile(&sorted, 0.95),
-        "p99": quantile(&sorted, 0.99),
-        "p999": quantile(&sorted, 0.999),
+        "p50": quantile_sorted(&sorted, 0.50),
+        "p95": quantile_sorted(&sorted, 0.95),
+        "p99": quantile_sorted(&sorted, 0.99),
+        "p999": quantile_sorted(&sorted, 0.999),
         "max": sorted[sorted.len() - 1],
     })
 }
@@ -169,19 +155,6 @@ pub(crate) fn thin(xs: &[f64], max: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantiles_match_r_type_7() {
-        // R: quantile(c(1, 2, 3, 4), c(0.25, 0.5, 0.9), type = 7) gives 1.75, 2.5, 3.7.
-        let xs = [1.0, 2.0, 3.0, 4.0];
-        assert!((quantile(&xs, 0.25) - 1.75).abs() < 1e-12);
-        assert!((quantile(&xs, 0.5) - 2.5).abs() < 1e-12);
-        assert!((quantile(&xs, 0.9) - 3.7).abs() < 1e-12);
-        // R: quantile(c(3, 1, 4, 1, 5, 9, 2, 6), 0.99, type = 7) gives 8.79.
-        let mut ys = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
-        ys.sort_by(f64::total_cmp);
-        assert!((quantile(&ys, 0.99) - 8.79).abs() < 1e-12);
-    }
 
     #[test]
     fn the_summary_uses_every_sample_and_thinning_keeps_the_spread() {

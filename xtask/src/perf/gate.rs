@@ -316,26 +316,26 @@ fn ratio_verdict<'r>(slo: &RatioSlo, results: &'r Results) -> (Verdict, Option<R
     } else {
         figure
     };
-    match check_bounds(value, slo.max, slo.min, "") {
-        Some(tail) => {
-            verdict.outcome = Outcome::Fail;
-            verdict.message = format!(
-                "{}: {shown} = {} (median ratio), {tail}",
-                slo.scenario,
-                num(value)
-            );
-        }
-        None => {
-            verdict.outcome = Outcome::Pass;
-            verdict.message = format!(
-                "{}: {shown} = {} (median ratio), within {}",
-                slo.scenario,
-                num(value),
-                verdict.limit
-            );
+    let head = format!("{}: {shown} = {} (median ratio)", slo.scenario, num(value));
+    verdict.judge(&head, check_bounds(value, slo.max, slo.min, ""));
+    (verdict, Some(ratio))
+}
+
+impl Verdict {
+    /// Fails with `head` and the limit it missed (`tail`), or passes with `head` within the
+    /// limit.
+    fn judge(&mut self, head: &str, tail: Option<String>) {
+        match tail {
+            Some(tail) => {
+                self.outcome = Outcome::Fail;
+                self.message = format!("{head}, {tail}");
+            }
+            None => {
+                self.outcome = Outcome::Pass;
+                self.message = format!("{head}, within {}", self.limit);
+            }
         }
     }
-    (verdict, Some(ratio))
 }
 
 impl Missing {
@@ -389,21 +389,8 @@ fn quantile_verdict<'r>(slo: &QuantileSlo, results: &'r Results) -> (Verdict, Op
     verdict.limit = limit_text(slo.max, slo.min, &unit);
     let value = stats::quantile(&series.samples, slo.q);
     verdict.value = Some(value);
-    match check_bounds(value, slo.max, slo.min, &unit) {
-        Some(tail) => {
-            verdict.outcome = Outcome::Fail;
-            verdict.message = format!("{}: {figure} = {}{unit}, {tail}", slo.scenario, num(value));
-        }
-        None => {
-            verdict.outcome = Outcome::Pass;
-            verdict.message = format!(
-                "{}: {figure} = {}{unit}, within {}",
-                slo.scenario,
-                num(value),
-                verdict.limit
-            );
-        }
-    }
+    let head = format!("{}: {figure} = {}{unit}", slo.scenario, num(value));
+    verdict.judge(&head, check_bounds(value, slo.max, slo.min, &unit));
     (verdict, Some(series))
 }
 
@@ -489,16 +476,7 @@ fn figure_verdict(slo: &FigureSlo, results: &Results) -> Verdict {
         Ok((value, tail)) => {
             verdict.value = Some(value);
             let head = format!("{}: {} = {}", slo.scenario, slo.figure, num(value));
-            match tail {
-                Some(tail) => {
-                    verdict.outcome = Outcome::Fail;
-                    verdict.message = format!("{head}, {tail}");
-                }
-                None => {
-                    verdict.outcome = Outcome::Pass;
-                    verdict.message = format!("{head}, within {}", verdict.limit);
-                }
-            }
+            verdict.judge(&head, tail);
         }
     }
     verdict
