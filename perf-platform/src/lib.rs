@@ -18,6 +18,7 @@
 //! - [`InProcessShm`]: heap memory and a registry, for tests of the layers above.
 //! - [`ProcProbe`] (Linux): a [`ResourceProbe`] reading `/proc/stat`, `/proc/meminfo` and
 //!   `statvfs` on `/dev/shm`, sampled at most once a second and cached.
+//! - [`stream_copy`]: a copy with non-temporal stores, for bytes another process reads next.
 //! - [`detect`]: the OS, kernel, page sizes, huge pages, io_uring and memfd availability.
 //! - [`default_shm`]: the best backend of this platform.
 //!
@@ -77,6 +78,7 @@
 // few system calls; every unsafe block is small and carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+mod copy;
 mod cpu;
 mod detect;
 mod files;
@@ -98,6 +100,7 @@ use std::sync::Arc;
 
 use perf_core::seams::PlatformShm;
 
+pub use copy::{stream_copy, stream_copy_available};
 pub use cpu::{process_cpu_ns, thread_cpu_ns};
 pub use detect::{IoUringStatus, PlatformInfo, ThpMode, detect};
 pub use files::{FileError, FileKind, RegularFile, read_regular, read_regular_to_string};

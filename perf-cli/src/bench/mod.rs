@@ -310,7 +310,7 @@ fn finish(
     let platform = perfopt::platform::detect();
     let text = format!(
         "perfopt bench: {} sizes x {} methods against one worker process in {elapsed_s:.1} s \
-         ({} {}, kernel {}, {} CPUs, {} segments)\n\n{}\n{}\n{}",
+         ({} {}, kernel {}, {} CPUs, {} segments, {})\n\n{}\n{}\n{}",
         sizes.len(),
         BenchMethod::ALL.len() - 1,
         platform.os,
@@ -318,6 +318,14 @@ fn finish(
         platform.kernel_release,
         platform.cpus,
         backend,
+        if perfopt::platform::stream_copy_available() {
+            format!(
+                "copies from {} MiB streamed",
+                perfopt::transport::executor::STREAM_MIN >> 20
+            )
+        } else {
+            "no streamed copies".to_string()
+        },
         report::table(results),
         report::LEGEND,
         report::conclusions(&crossovers, &ratios, &sizes),

@@ -9,7 +9,7 @@ use perf_core::{
 };
 use perf_platform::InProcessShm;
 
-use super::{Executor, ExecutorConfig, PIPELINE_MIN, TransferError, TransferOutcome};
+use super::{Executor, ExecutorConfig, PIPELINE_MIN, STREAM_MIN, TransferError, TransferOutcome};
 use crate::checksum::digest;
 use crate::grpc::{ClientError, Code, checksum};
 use crate::memory_carrier::{CALL_TIMEOUT, INLINE_DEADLINE, MemoryCarrier, Records, Script};
@@ -252,7 +252,8 @@ async fn verifying_pair(verify: Option<Verification>, script: Script) -> Pair {
 async fn a_transfer_of_every_verification_delivers_by_zero_copy_and_is_recorded() {
     for verify in VERIFICATIONS {
         let p = verifying_pair(Some(verify), Script::default()).await;
-        for len in [100_000, PIPELINE_MIN + 12_345] {
+        // Plain copies, copies in parts, and streamed copies whole or in parts.
+        for len in [100_000, PIPELINE_MIN + 12_345, STREAM_MIN + 12_345] {
             let data = payload(len);
             let out = p.send(&data).await.unwrap();
             assert_eq!(out.metrics.method, Method::ZeroCopy, "{verify} {len}");
@@ -263,14 +264,14 @@ async fn a_transfer_of_every_verification_delivers_by_zero_copy_and_is_recorded(
             assert_eq!(*p.calls.last_verify.lock().unwrap(), Some(verify));
         }
         let records = p.records.all();
-        assert_eq!(records.len(), 2, "{verify}: one record per transfer");
+        assert_eq!(records.len(), 3, "{verify}: one record per transfer");
         assert!(
             records
                 .iter()
                 .all(|r| r.success && r.method == Method::ZeroCopy)
         );
-        // Only a full checksum has the worker read the large payload part by part.
-        let streamed = u64::from(verify == Verification::Checksum);
+        // Only a full checksum has the worker read the large payloads part by part.
+        let streamed = 2 * u64::from(verify == Verification::Checksum);
         assert_eq!(
             p.calls.streams.load(Ordering::Relaxed),
             streamed,
