@@ -68,6 +68,8 @@ macro_rules! named_enum {
     };
 }
 
+pub(crate) use named_enum;
+
 named_enum! {
     /// How a payload travels to its worker.
     Method, "method" {

@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::{Adaptation, Config, CostCoefficients, MonitorSettings, PoolSettings, Rule};
+use super::{
+    Adaptation, Config, CostCoefficients, Experiment, MonitorSettings, PoolSettings, Rule,
+};
 use crate::controller::{Controller, ControllerError};
 use crate::decision::ReasonCode;
 use crate::name::Name;
@@ -198,9 +200,68 @@ impl Config {
                 (None, None) => {}
             }
         }
+        compare_experiments(&mut out, &self.experiments, &new.experiments);
         out.sort_by(|x, y| x.path.cmp(&y.path));
         out
     }
+}
+
+/// One line per experiment added, removed or changed, matched by name.
+fn compare_experiments(out: &mut Vec<KeyChange>, old: &[Experiment], new: &[Experiment]) {
+    let names: BTreeSet<&str> = old.iter().chain(new).map(|e| e.name.as_str()).collect();
+    let find = |side: &[Experiment], name: &str| {
+        side.iter()
+            .find(|e| e.name.as_str() == name)
+            .map(experiment_line)
+    };
+    for name in names {
+        let (a, b) = (find(old, name), find(new, name));
+        if a != b {
+            out.push(KeyChange {
+                path: format!("experiments[\"{name}\"]"),
+                change: Change::Value {
+                    old: a.unwrap_or_else(|| NONE.to_string()),
+                    new: b.unwrap_or_else(|| NONE.to_string()),
+                },
+            });
+        }
+    }
+}
+
+/// An experiment in one line: `pool ml, control 50 %, low 50 % (threshold 2 MiB), mean_latency,
+/// sequential, alpha 0.05, 10000 samples`.
+fn experiment_line(e: &Experiment) -> String {
+    let variants: Vec<String> = e
+        .variants
+        .iter()
+        .map(|v| {
+            let set = settings(&v.settings);
+            let overrides: Vec<String> = set
+                .iter()
+                .filter(|(k, _)| v.overrides.iter().any(|o| o == k))
+                .map(|(k, value)| format!("{k} {value}"))
+                .collect();
+            let weight = v.weight * 100.0;
+            if overrides.is_empty() {
+                format!("{} {weight} %", v.name)
+            } else {
+                format!("{} {weight} % ({})", v.name, overrides.join(", "))
+            }
+        })
+        .collect();
+    let window = |t: Option<u64>| t.map_or_else(|| NONE.to_string(), |ms| format!("{ms} ms"));
+    format!(
+        "pool {}, {}, {}, {}, alpha {}, {} samples, seed {:?}, start {}, stop {}",
+        e.pool,
+        variants.join(", "),
+        e.metric,
+        e.mode,
+        e.alpha,
+        e.min_samples,
+        e.seed,
+        window(e.start_unix_ms),
+        window(e.stop_unix_ms),
+    )
 }
 
 /// Shown for a key that is not set: no profile, no size bound.

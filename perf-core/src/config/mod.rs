@@ -1,9 +1,11 @@
-//! The configuration: TOML `version = 1`, global defaults, cost coefficients, rules and pools.
+//! The configuration: TOML `version = 1`, global defaults, cost coefficients, rules, pools and
+//! experiments.
 //!
 //! [`Config::from_toml_str`] validates the whole file and reports every error at
 //! once; a [`Config`] value is always valid, so applying one cannot fail half-way.
 
 mod diff;
+mod experiment;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -14,6 +16,10 @@ use crate::name::Name;
 use crate::vocab::{DataType, Format, Goal, Method, Verification};
 
 pub use diff::{Change, ConfigDiff, Flip, KeyChange};
+pub use experiment::{
+    DEFAULT_ALPHA, DEFAULT_MIN_SAMPLES, Experiment, ExperimentMetric, ExperimentMode,
+    ExperimentUnit, MAX_EXPERIMENTS, MAX_SEED_LEN, MAX_VARIANTS, Variant,
+};
 pub use parse::{ConfigError, ConfigErrors};
 
 /// The configuration version this build reads and writes.
@@ -48,6 +54,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// The pools, always including `default`; each fully resolved against `defaults`.
     pub pools: BTreeMap<Name, PoolConfig>,
+    /// A/B experiments between variants of a pool's settings (`[[experiments]]`).
+    pub experiments: Vec<Experiment>,
 }
 
 /// The policy settings of one pool.
@@ -280,6 +288,7 @@ impl Default for Config {
             monitor: MonitorSettings::default(),
             rules: Vec::new(),
             pools,
+            experiments: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! problem in the file is collected and reported at once, each with its key
 //! path, the value as written and what was expected there.
 
+mod experiments;
 mod pools;
 mod render;
 mod rules;
@@ -14,6 +15,7 @@ use std::fmt;
 
 use toml::{Table, Value};
 
+use self::experiments::read_experiments;
 use self::pools::{PoolDraft, SizesWritten, check_bounds, read_pool, read_settings};
 use self::render::{join, render};
 use self::rules::{check_effective_rules, read_rules};
@@ -64,7 +66,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 // The keys each table accepts, separated by single spaces.
-const TOP_KEYS: &str = "version profile defaults adaptation costs monitor rules pools";
+const TOP_KEYS: &str = "version profile defaults adaptation costs monitor rules pools experiments";
 const PROFILE_KEYS: &str = "version costs measured";
 /// The longest profile path accepted, in bytes.
 const MAX_PROFILE_PATH: usize = 4096;
@@ -286,6 +288,18 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
     }
     top.unknown_keys(report, TOP_KEYS);
 
+    let pools = pools
+        .into_iter()
+        .map(|p| {
+            let rules = p.rules.into_iter().filter_map(|d| d.rule).collect();
+            let config = PoolConfig {
+                settings: p.settings,
+                rules,
+            };
+            (p.name, config)
+        })
+        .collect();
+    let experiments = read_experiments(report, top.table.get("experiments"), &pools);
     Config {
         profile,
         defaults,
@@ -293,17 +307,8 @@ fn read_config(report: &mut Report, top: &Section<'_>) -> Config {
         costs,
         monitor,
         rules: global.into_iter().filter_map(|d| d.rule).collect(),
-        pools: pools
-            .into_iter()
-            .map(|p| {
-                let rules = p.rules.into_iter().filter_map(|d| d.rule).collect();
-                let config = PoolConfig {
-                    settings: p.settings,
-                    rules,
-                };
-                (p.name, config)
-            })
-            .collect(),
+        pools,
+        experiments,
     }
 }
 
