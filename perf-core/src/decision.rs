@@ -350,6 +350,19 @@ pub struct Decision {
     pub policy_version: u64,
     /// When it was decided.
     pub decided_at: Timestamp,
+    /// The experiment variant whose settings decided, when the pool runs an experiment and
+    /// the decision was assigned to it.
+    #[serde(default)]
+    pub experiment: Option<ExperimentArm>,
+}
+
+/// The variant of an experiment a transfer was assigned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExperimentArm {
+    /// The experiment's name.
+    pub experiment: Name,
+    /// The variant's name.
+    pub variant: Name,
 }
 
 /// A reply threshold no reply reaches: decisions recorded before replies existed.
@@ -470,7 +483,15 @@ impl fmt::Display for Rationale<'_> {
                 d.propensity
             )?,
         }
-        write!(f, "; pool {}, goal {}", d.pool, d.goal)
+        write!(f, "; pool {}, goal {}", d.pool, d.goal)?;
+        if let Some(arm) = d.experiment {
+            write!(
+                f,
+                "; experiment \"{}\", variant \"{}\"",
+                arm.experiment, arm.variant
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -38,8 +38,8 @@ pub use config::{
     PoolSettings,
 };
 pub use decision::{
-    Decision, EstimateSource, Estimates, MethodEstimate, Rationale, Reason, ReasonCode, Step,
-    ThresholdBreakdown,
+    Decision, EstimateSource, Estimates, ExperimentArm, MethodEstimate, Rationale, Reason,
+    ReasonCode, Step, ThresholdBreakdown,
 };
 pub use metrics::{FailureKind, FallbackReason, ReplyRecord, TransferMetrics};
 pub use name::{Name, NameError};

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{Decision, ReasonCode};
+use crate::decision::{Decision, ExperimentArm, ReasonCode};
 use crate::name::Name;
 use crate::request::{SystemState, Timestamp, TransferRequest};
 use crate::vocab::{Compression, DataType, Format, Method};
@@ -158,6 +158,10 @@ pub struct TransferMetrics {
     /// The reply, when the transfer was a call whose worker answered.
     #[serde(default)]
     pub reply: Option<ReplyRecord>,
+    /// The experiment variant the decision was made under, if any: the store keeps a series
+    /// per variant.
+    #[serde(default)]
+    pub experiment: Option<ExperimentArm>,
 }
 
 impl TransferMetrics {
@@ -202,6 +206,7 @@ impl TransferMetrics {
             failure: None,
             queued_us: 0.0,
             reply: None,
+            experiment: decision.experiment,
         }
     }
 

@@ -74,6 +74,7 @@ pub fn samples(model: &SyntheticModel, n: usize, seed: u64) -> Vec<TransferMetri
                 failure: None,
                 queued_us: 0.0,
                 reply: None,
+                experiment: None,
             }
         })
         .collect()

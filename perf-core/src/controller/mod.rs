@@ -5,9 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Adaptation, Config, ConfigErrors, CostCoefficients};
+use crate::config::{Adaptation, Config, ConfigErrors, CostCoefficients, Experiment};
 use crate::cost::{Weights, calibrated_estimates, weigh};
-use crate::decision::{Decision, EstimateSource, Estimates, Reason, ThresholdBreakdown};
+use crate::decision::{
+    Decision, EstimateSource, Estimates, ExperimentArm, Reason, ThresholdBreakdown,
+};
 use crate::name::Name;
 use crate::policy::{forced, reply_threshold};
 use crate::request::{DecisionContext, Timestamp, TransferRequest};
@@ -198,6 +200,40 @@ impl Controller {
         d
     }
 
+    /// Decides as [`Controller::decide`] does, except in a pool that runs an experiment now
+    /// (between its start and stop): there the variant `assign` picks (an index into the
+    /// experiment's variants, the last one past the end) decides with its settings, and the
+    /// decision names the experiment and the variant. The pool's rules, threshold history and
+    /// counters are shared by its variants.
+    pub fn decide_assigned(
+        &self,
+        request: &TransferRequest,
+        ctx: &DecisionContext,
+        assign: &dyn Fn(&Experiment, &TransferRequest) -> usize,
+    ) -> Decision {
+        let snap = self.snapshot.load();
+        let (pool, configured) = snap.pool(request.pool);
+        let now_ms = ctx.now.0 / 1_000_000;
+        let running = snap.experiments.iter().find(|e| {
+            configured && e.pool == pool.name && snap.config.experiments[e.index].active_at(now_ms)
+        });
+        let d = match running {
+            Some(state) => {
+                let experiment = &snap.config.experiments[state.index];
+                let v = assign(experiment, request).min(state.variants.len() - 1);
+                let mut d = self.run(&snap, &state.variants[v], configured, request, ctx, true);
+                d.experiment = Some(ExperimentArm {
+                    experiment: experiment.name,
+                    variant: experiment.variants[v].name,
+                });
+                d
+            }
+            None => self.run(&snap, pool, configured, request, ctx, true),
+        };
+        pool.counters.count(d.method, d.reason.code());
+        d
+    }
+
     /// Decides as `decide` would without exploring and without counting: what
     /// the policy would pick (for dry runs and diagnostics).
     pub fn preview(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
@@ -274,6 +310,7 @@ impl Controller {
             propensity,
             policy_version: snap.version,
             decided_at: ctx.now,
+            experiment: None,
         };
 
         if let Some((method, reason)) = forced(request, ctx) {

@@ -109,6 +109,7 @@ impl RuleStep {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct PoolState {
     pub(super) name: Name,
     pub(super) settings: PoolSettings,
@@ -117,12 +118,22 @@ pub(super) struct PoolState {
     pub(super) counters: Arc<Counters>,
 }
 
+/// An experiment of the configuration, compiled: its pool and one state per variant, each the
+/// pool's rules, threshold history and counters with the variant's settings.
+pub(super) struct ExperimentState {
+    /// Its index in the configuration's experiments.
+    pub(super) index: usize,
+    pub(super) pool: Name,
+    pub(super) variants: Vec<PoolState>,
+}
+
 /// One immutable policy version; reloads replace it whole.
 pub(super) struct Snapshot {
     pub(super) version: u64,
     pub(super) config: Arc<Config>,
     pub(super) pools: Vec<PoolState>,
     pub(super) default_index: usize,
+    pub(super) experiments: Vec<ExperimentState>,
 }
 
 impl Snapshot {
@@ -218,11 +229,33 @@ pub(super) fn compile(
                 expected: "a pool named default".into(),
             }])
         })?;
+    let experiments = config
+        .experiments
+        .iter()
+        .enumerate()
+        .filter_map(|(index, e)| {
+            let pool = pools.iter().find(|p| p.name == e.pool)?;
+            let variants = e
+                .variants
+                .iter()
+                .map(|v| PoolState {
+                    settings: v.settings,
+                    ..pool.clone()
+                })
+                .collect();
+            Some(ExperimentState {
+                index,
+                pool: e.pool,
+                variants,
+            })
+        })
+        .collect();
     Ok(Snapshot {
         version,
         config: Arc::new(config),
         pools,
         default_index,
+        experiments,
     })
 }
 

@@ -58,6 +58,7 @@ impl TransferPolicy for FixedPolicy {
             propensity: 1.0,
             policy_version: 0,
             decided_at: ctx.now,
+            experiment: None,
         }
     }
 }

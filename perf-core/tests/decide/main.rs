@@ -6,6 +6,7 @@
 //! exploration.
 
 mod cost;
+mod experiments;
 mod exploration;
 mod forced;
 mod learned;

@@ -67,18 +67,29 @@ pub(super) fn read_experiments(
         let sec = Section { table, path };
         let before = report.0.len();
         let experiment = read_experiment(report, &sec, pools);
-        if let Some(experiment) = experiment
-            && report.0.len() == before
+        let Some(experiment) = experiment.filter(|_| report.0.len() == before) else {
+            continue;
+        };
+        if !names.insert(experiment.name) {
+            report.push(
+                sec.key_path("name"),
+                render_str(experiment.name.as_str()),
+                "a name no other experiment has",
+            );
+        } else if let Some(other) = experiments
+            .iter()
+            .find(|e: &&Experiment| e.pool == experiment.pool && overlap(e, &experiment))
         {
-            if names.insert(experiment.name) {
-                experiments.push(experiment);
-            } else {
-                report.push(
-                    sec.key_path("name"),
-                    render_str(experiment.name.as_str()),
-                    "a name no other experiment has",
-                );
-            }
+            report.push(
+                sec.key_path("pool"),
+                render_str(experiment.pool.as_str()),
+                format!(
+                    "a pool no other experiment splits at the same time (experiment \"{}\" does)",
+                    other.name
+                ),
+            );
+        } else {
+            experiments.push(experiment);
         }
     }
     experiments
@@ -265,6 +276,16 @@ fn read_variants(
         return None;
     }
     Some(variants)
+}
+
+/// Whether two experiments run at the same time at some point (an open end runs forever).
+fn overlap(a: &Experiment, b: &Experiment) -> bool {
+    let starts_before_end = |x: &Experiment, y: &Experiment| match (x.start_unix_ms, y.stop_unix_ms)
+    {
+        (Some(start), Some(stop)) => start < stop,
+        _ => true,
+    };
+    starts_before_end(a, b) && starts_before_end(b, a)
 }
 
 fn read_name(v: &Value) -> Result<Name, String> {
@@ -514,5 +535,27 @@ variants = [{{ name = "control", weight = 50 }}, {{ name = "low", weight = 50, t
             [format!("experiments[\"x\"]: (none) -> {}", line("2 MiB"))]
         );
         assert!(a.changes_to(&a).is_empty());
+    }
+
+    #[test]
+    fn one_pool_runs_one_experiment_at_a_time() {
+        let experiment = |name: &str, window: &str| {
+            format!(
+                "[[experiments]]\nname = \"{name}\"\npool = \"ml\"\n{window}\n\
+                 variants = [{{ name = \"a\", weight = 50 }}, {{ name = \"b\", weight = 50 }}]\n"
+            )
+        };
+        let week1 = "start = 2026-12-01T00:00:00Z\nstop = 2026-12-08T00:00:00Z";
+        let week2 = "start = 2026-12-08T00:00:00Z\nstop = 2026-12-15T00:00:00Z";
+        let config = parse(&(experiment("one", week1) + &experiment("two", week2))).unwrap();
+        assert_eq!(config.experiments.len(), 2, "one after the other");
+        let errors = parse(&(experiment("one", week1) + &experiment("always", ""))).unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "experiments[1].pool: got \"ml\", expected a pool no other experiment splits at the \
+              same time (experiment \"one\" does)"
+            ]
+        );
     }
 }
