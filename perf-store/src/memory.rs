@@ -70,6 +70,9 @@ pub(crate) fn passes(filter: &SampleFilter, m: &TransferMetrics) -> bool {
         && filter
             .sizes
             .is_none_or(|(lo, hi)| (lo..=hi).contains(&m.size))
+        && filter
+            .experiment
+            .is_none_or(|e| m.experiment.is_some_and(|arm| arm.experiment == e))
 }
 
 impl MemoryBackend {

@@ -150,6 +150,7 @@ impl StatsReport {
                 method: request.method,
                 since: q.from,
                 sizes: None,
+                experiment: None,
             };
             Some(query.profile(&filter, PROFILE_SAMPLES)?)
         } else {

@@ -127,7 +127,15 @@ fn samples_are_filtered_newest_first_and_bounded() {
             } else {
                 Method::ZeroCopy
             };
-            sample(i * NS, pool, method, 1 << (i % 20), i)
+            let mut m = sample(i * NS, pool, method, 1 << (i % 20), i);
+            // Every fifth transfer ran under an experiment, alternating its variants.
+            if i % 5 == 0 {
+                m.experiment = Some(perf_core::ExperimentArm {
+                    experiment: Name::new("low").unwrap(),
+                    variant: Name::new(if i % 10 == 0 { "a" } else { "b" }).unwrap(),
+                });
+            }
+            m
         })
         .collect();
     b.commit(&Batch {
@@ -158,6 +166,22 @@ fn samples_are_filtered_newest_first_and_bounded() {
         ..SampleFilter::default()
     };
     assert_eq!(sessions(sizes, 100), [24, 23, 4, 3]);
+    let experiment = SampleFilter {
+        experiment: Some(Name::new("low").unwrap()),
+        ..SampleFilter::default()
+    };
+    assert_eq!(sessions(experiment, 100), [35, 30, 25, 20, 15, 10, 5, 0]);
+    let other = SampleFilter {
+        experiment: Some(Name::new("other").unwrap()),
+        ..SampleFilter::default()
+    };
+    assert!(sessions(other, 100).is_empty());
+    let back = b.samples(&experiment, 1).unwrap();
+    assert_eq!(
+        back[0].experiment.map(|a| a.variant.to_string()).as_deref(),
+        Some("b"),
+        "the variant is stored with the record"
+    );
     assert!(sessions(SampleFilter::default(), 0).is_empty());
 }
 

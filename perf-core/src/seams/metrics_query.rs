@@ -122,6 +122,9 @@ pub struct SampleFilter {
     pub since: Timestamp,
     /// Only sizes in this inclusive range.
     pub sizes: Option<(u64, u64)>,
+    /// Only transfers assigned to a variant of this experiment.
+    #[serde(default)]
+    pub experiment: Option<Name>,
 }
 
 /// Why a metrics query failed.
