@@ -1,11 +1,26 @@
-//! A/B testing of perfopt: experiments between a control and an experimental policy, with
-//! statistics and reports.
+//! A/B testing of perfopt: the assignment of sessions to variants and the statistics that
+//! compare them.
 //!
-//! This crate will own the experiment split, a `TransferPolicy` of `perf-core` that sends a
-//! configurable share of traffic to each variant and always puts the same session in the same
-//! variant; per-variant metrics; significance tests (Welch's t-test and friends, with golden
-//! tests against R or scipy) from 10,000 samples per variant (configurable) with confidence
-//! intervals; the recommendation of a winning variant, whose promotion and rollback are one
-//! command each; and reports that compare the variants with their intervals.
+//! What exists now (R9.6 and the statistics of R9):
 //!
-//! Not implemented yet. It will cover R9.1 to R9.6 (A/B testing).
+//! - [`assign`]: the deterministic, versioned assignment of a session to a variant. A
+//!   session's bucket is GrowthBook's version 2 hash of the experiment's seed and the session
+//!   id ([`assign::bucket_session`], a stable contract, [`assign::HASH_VERSION`]), and a
+//!   [`assign::Split`] of variant weights maps the bucket to a variant. Neither allocates.
+//! - [`stats`]: per-variant [`stats::Summary`]s kept by a streaming update; Welch's t-test
+//!   with the absolute and relative differences and their intervals
+//!   ([`stats::welch_test`]); the always-valid sequential test, a normal-mixture mSPRT with
+//!   its confidence sequence as gbstats computes it ([`stats::sequential_test`]); the
+//!   fixed-horizon guard that refuses to conclude before the planned sample size
+//!   ([`stats::fixed_horizon_test`]); the sample-ratio-mismatch check graded green, yellow or
+//!   red ([`stats::srm_check`]); and power and minimum sample size
+//!   ([`stats::PowerAnalysis`]). Each is golden-tested against R, scipy, statsmodels or
+//!   gbstats, and every result is serde-serialisable.
+//!
+//! What comes next: the experiment policy (a `perf_core::TransferPolicy` that sends each
+//! session to its variant's policy), the experiment's configuration and its lifecycle
+//! (start, the recommendation of a winner, promotion and rollback), and the report of
+//! `perfopt ab report`.
+
+pub mod assign;
+pub mod stats;
