@@ -221,6 +221,26 @@ impl Split {
     }
 }
 
+/// The variant whose range holds `bucket` for weights given in order, laid out exactly as
+/// [`Split::variant`] lays out a split of the same weights (fractions adding up to 1), without
+/// building one: for a policy that reads its weights from a configuration. It never allocates.
+pub fn variant_of(weights: impl Iterator<Item = f64> + Clone, bucket: f64) -> usize {
+    let mut end = 0.0;
+    let mut last_nonzero = None;
+    let mut count = 0;
+    for (index, w) in weights.enumerate() {
+        end += w;
+        if bucket < end {
+            return index;
+        }
+        if w > 0.0 {
+            last_nonzero = Some(index);
+        }
+        count = index + 1;
+    }
+    last_nonzero.unwrap_or(count.saturating_sub(1))
+}
+
 impl TryFrom<Vec<f64>> for Split {
     type Error = SplitError;
 
@@ -238,6 +258,33 @@ impl From<Split> for Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variant_of_lays_the_weights_out_as_a_split() {
+        for weights in [
+            vec![0.5, 0.5],
+            vec![0.1, 0.9],
+            vec![0.2, 0.3, 0.5],
+            vec![1.0 / 3.0; 3],
+            vec![0.25, 0.0, 0.75],
+        ] {
+            let split = Split::from_fractions(&weights).unwrap();
+            for b in 0..10_000 {
+                let bucket = f64::from(b) / 10_000.0;
+                assert_eq!(
+                    variant_of(weights.iter().copied(), bucket),
+                    split.variant(bucket),
+                    "{weights:?} at {bucket}"
+                );
+            }
+            // Past the last end (rounding), both give the last variant with a weight.
+            assert_eq!(
+                variant_of(weights.iter().copied(), 1.0),
+                split.variant(1.0),
+                "{weights:?}"
+            );
+        }
+    }
 
     #[test]
     fn decimal_renders_the_extremes() {

@@ -23,4 +23,9 @@
 //! `perfopt ab report`.
 
 pub mod assign;
+pub mod policy;
+pub mod report;
 pub mod stats;
+
+pub use policy::{ExperimentPolicy, assignment};
+pub use report::{ExperimentReport, Recommendation, ReportError, report};

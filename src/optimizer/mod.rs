@@ -348,6 +348,13 @@ impl OptimizerBuilder {
             config = read;
             initial_text = Some(text);
         }
+        #[cfg(not(feature = "abtest"))]
+        if !config.experiments.is_empty() {
+            warnings.push(format!(
+                "the configuration's {} experiment(s) do not run: this build has no `abtest` feature",
+                config.experiments.len()
+            ));
+        }
 
         #[cfg(feature = "transport")]
         let (segment_pool, shm_status) = shm::start(self.shm)?;
@@ -490,14 +497,20 @@ impl OptimizerBuilder {
         }
         #[cfg(feature = "monitor")]
         let monitor = monitor::Monitor::new(&controller, self.decision_log.as_ref())?;
+        // The engine, splitting the pools that run an experiment by variant.
+        #[cfg(feature = "abtest")]
+        let deciding: Arc<dyn perf_core::TransferPolicy> =
+            Arc::new(perf_abtest::ExperimentPolicy::new(controller.clone()));
+        #[cfg(not(feature = "abtest"))]
+        let deciding: Arc<dyn perf_core::TransferPolicy> = controller.clone();
         #[cfg(feature = "monitor")]
         let policy: Arc<dyn perf_core::TransferPolicy> = {
             sinks.push(monitor.telemetry.clone());
             sinks.push(monitor.tally.clone());
-            Arc::new(monitor.observed(controller.clone()))
+            Arc::new(monitor.observed(controller.clone(), deciding))
         };
         #[cfg(not(feature = "monitor"))]
-        let policy: Arc<dyn perf_core::TransferPolicy> = controller.clone();
+        let policy: Arc<dyn perf_core::TransferPolicy> = deciding;
 
         let watcher = match (self.config_file, self.watch) {
             (Some(path), Some(interval)) => Some(ConfigWatcher::spawn(

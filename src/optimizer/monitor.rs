@@ -50,10 +50,17 @@ impl Monitor {
     }
 
     /// The engine's policy over `controller`, each decision also handed to the decision log.
-    pub(crate) fn observed(&self, controller: Arc<Controller>) -> Observed {
+    /// `policy` decides (the controller, or the experiment policy over it); `controller` is
+    /// the engine whose configuration the log and telemetry follow.
+    pub(crate) fn observed(
+        &self,
+        controller: Arc<Controller>,
+        policy: Arc<dyn TransferPolicy>,
+    ) -> Observed {
         Observed {
             version: AtomicU64::new(controller.version()),
             controller,
+            policy,
             log: self.decisions.clone(),
             telemetry: self.telemetry.clone(),
             follows_rate: self.follows_config,
@@ -68,6 +75,7 @@ impl Monitor {
 /// per version, off the steady path.
 pub(crate) struct Observed {
     controller: Arc<Controller>,
+    policy: Arc<dyn TransferPolicy>,
     log: Arc<DecisionLog>,
     telemetry: Arc<Telemetry>,
     /// Whether the sample rate follows the configuration.
@@ -98,7 +106,7 @@ impl TransferPolicy for Observed {
         TransferPolicy::name(self.controller.as_ref())
     }
     fn decide(&self, request: &TransferRequest, ctx: &DecisionContext) -> Decision {
-        let d = self.controller.decide(request, ctx);
+        let d = self.policy.decide(request, ctx);
         if self.version.load(Relaxed) != d.policy_version {
             self.follow(d.policy_version);
         }
