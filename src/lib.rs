@@ -94,7 +94,10 @@ pub mod daemon;
 #[cfg(feature = "monitor")]
 pub mod export;
 mod optimizer;
-#[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
+#[cfg(all(
+    feature = "store",
+    any(feature = "learn", feature = "predict", feature = "abtest")
+))]
 mod stored;
 mod watch;
 
@@ -119,7 +122,10 @@ pub use optimizer::{Tally, TallyCounts};
 /// What a path given as a file turned out to be when it is not a regular file
 /// (see [`OptimizerError::NotRegular`]).
 pub use perf_platform::FileKind;
-#[cfg(all(feature = "store", any(feature = "learn", feature = "predict")))]
+#[cfg(all(
+    feature = "store",
+    any(feature = "learn", feature = "predict", feature = "abtest")
+))]
 pub use stored::*;
 pub use watch::{ConfigWatcher, ReloadCallback, ReloadEvent};
 

@@ -26,6 +26,10 @@ pub enum StoredError {
     #[cfg(feature = "predict")]
     #[error(transparent)]
     Predict(perf_predict::PredictError),
+    /// The experiment's report could not be made.
+    #[cfg(feature = "abtest")]
+    #[error(transparent)]
+    Experiment(perf_abtest::ReportError),
 }
 
 fn store_error(data_dir: &Path) -> impl FnOnce(StoreError) -> StoredError + '_ {
@@ -187,6 +191,70 @@ mod learn {
 
 #[cfg(feature = "predict")]
 pub use self::predict::{StoredCostModels, stored_cost_models};
+
+#[cfg(feature = "abtest")]
+pub use self::experiments::{MAX_EXPERIMENT_RECORDS, StoredReport, stored_experiment_report};
+
+#[cfg(feature = "abtest")]
+mod experiments {
+    use std::path::Path;
+
+    use perf_abtest::ExperimentReport;
+    use perf_core::config::Experiment;
+    use perf_core::{SampleFilter, Timestamp};
+    use perf_store::Backend as _;
+
+    use super::{StoredError, reader, store_error};
+
+    /// The most records of one experiment a report reads, newest first; a report of more says
+    /// it covers the newest ones only ([`StoredReport::truncated`]).
+    pub const MAX_EXPERIMENT_RECORDS: usize = perf_store::db::MAX_SAMPLE_LIMIT;
+
+    /// An experiment's report from a data directory's store.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+    pub struct StoredReport {
+        /// The report.
+        #[serde(flatten)]
+        pub report: ExperimentReport,
+        /// Records of the experiment read, delivered or failed.
+        pub records: usize,
+        /// Whether there were more than [`MAX_EXPERIMENT_RECORDS`], so only the newest count.
+        pub truncated: bool,
+    }
+
+    /// The report of `experiment` at `now_unix_ms` from the transfers stored in `data_dir` (read
+    /// only; a directory without a store reports no transfers, and none is created).
+    pub fn stored_experiment_report(
+        data_dir: &Path,
+        experiment: &Experiment,
+        now_unix_ms: u64,
+    ) -> Result<StoredReport, StoredError> {
+        let mut records = Vec::new();
+        if let Some(reader) = reader(data_dir)? {
+            let filter = SampleFilter {
+                pool: Some(experiment.pool),
+                since: Timestamp(
+                    experiment
+                        .start_unix_ms
+                        .unwrap_or(0)
+                        .saturating_mul(1_000_000),
+                ),
+                experiment: Some(experiment.name),
+                ..SampleFilter::default()
+            };
+            records = reader
+                .samples(&filter, MAX_EXPERIMENT_RECORDS)
+                .map_err(store_error(data_dir))?;
+        }
+        let report = perf_abtest::report(experiment, &records, now_unix_ms)
+            .map_err(StoredError::Experiment)?;
+        Ok(StoredReport {
+            report,
+            records: records.len(),
+            truncated: records.len() == MAX_EXPERIMENT_RECORDS,
+        })
+    }
+}
 
 #[cfg(feature = "predict")]
 mod predict {

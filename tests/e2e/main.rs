@@ -2,6 +2,8 @@
 
 #[cfg(all(feature = "monitor", feature = "transport", feature = "store"))]
 mod daemon;
+#[cfg(all(feature = "abtest", feature = "store", feature = "transport"))]
+mod experiments;
 #[cfg(feature = "transport")]
 mod in_process;
 #[cfg(all(feature = "learn", feature = "store"))]
