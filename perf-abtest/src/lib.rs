@@ -17,10 +17,21 @@
 //!   ([`stats::PowerAnalysis`]). Each is golden-tested against R, scipy, statsmodels or
 //!   gbstats, and every result is serde-serialisable.
 //!
-//! What comes next: the experiment policy (a `perf_core::TransferPolicy` that sends each
-//! session to its variant's policy), the experiment's configuration and its lifecycle
-//! (start, the recommendation of a winner, promotion and rollback), and the report of
-//! `perfopt ab report`.
+//! - [`policy`]: [`ExperimentPolicy`], the `perf_core::TransferPolicy` that runs the
+//!   configuration's `[[experiments]]`: in a pool that runs one, each session's variant (by
+//!   [`assignment`], the hash above over the variants' weights) decides with its settings
+//!   through `Controller::decide_assigned`, and the decision and the transfer's record name the
+//!   experiment and the variant. It allocates nothing and takes no lock.
+//! - [`report`]: an experiment's report from its records: per variant the transfers, failures,
+//!   fallbacks, the metric's mean, p50, p95 and p99; each treatment against the control by the
+//!   mode's test (sequential, always valid, or Welch's) or, for `p95_latency`, a seeded
+//!   bootstrap, Bonferroni-corrected over the treatments; the sample-ratio check; and a
+//!   recommendation (promote, keep the control, or inconclusive with the samples still
+//!   needed) with its reason. A red sample ratio blocks any winner, and no winner is named
+//!   before `min_samples` per variant.
+//!
+//! Promotion and rollback, the `perfopt ab` commands and the offline evaluation of a candidate
+//! from the logged propensities come next.
 
 pub mod assign;
 pub mod policy;

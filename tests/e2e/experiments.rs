@@ -96,7 +96,7 @@ async fn an_experiment_splits_live_transfers_and_its_report_reads_them_back() {
     assert_eq!(control + by_variant["one-mib"].0, 400);
 
     drop(host);
-    let optimizer = Arc::try_unwrap(optimizer).ok().expect("one owner left");
+    let optimizer = Arc::try_unwrap(optimizer).unwrap_or_else(|_| panic!("one owner left"));
     let config = optimizer.controller().config();
     optimizer.shutdown();
 
