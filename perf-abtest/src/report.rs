@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use perf_core::TransferMetrics;
 use perf_core::config::{Experiment, ExperimentMetric, ExperimentMode};
+use perf_core::{HumanMicros, HumanSize, TransferMetrics};
 
 use crate::assign::Split;
 use crate::stats::{
@@ -39,6 +39,9 @@ pub struct VariantReport {
     pub weight: f64,
     /// The settings keys it overrides.
     pub overrides: Vec<String>,
+    /// Sessions assigned to it that made at least one transfer: the unit of assignment, which
+    /// the sample-ratio check counts.
+    pub sessions: u64,
     /// Transfers assigned to it, delivered or failed.
     pub transfers: u64,
     /// Of those, the failed ones (every failure is counted, never dropped).
@@ -114,7 +117,8 @@ pub struct ExperimentReport {
     pub status: Status,
     /// The variants, the control first.
     pub variants: Vec<VariantReport>,
-    /// The sample-ratio check of the transfers' counts against the weights, once there are any.
+    /// The sample-ratio check of the sessions per variant against the weights, once there are
+    /// any (sessions are what is assigned; one session may make many transfers).
     pub srm: Option<SrmCheck>,
     /// What to do now.
     pub recommendation: Recommendation,
@@ -161,6 +165,7 @@ fn higher_is_better(metric: ExperimentMetric) -> bool {
 /// The transfers of one variant as read from the records.
 #[derive(Default)]
 struct Arm {
+    sessions: std::collections::HashSet<u64>,
     transfers: u64,
     failed: u64,
     fallbacks: u64,
@@ -199,6 +204,7 @@ pub fn report<'a>(
             continue;
         };
         let a = &mut arms[i];
+        a.sessions.insert(m.session);
         a.transfers += 1;
         a.fallbacks += u64::from(m.fallback.is_some());
         if m.is_evidence() {
@@ -233,6 +239,7 @@ pub fn report<'a>(
             name: v.name.as_str().to_string(),
             weight: v.weight,
             overrides: v.overrides.clone(),
+            sessions: a.sessions.len() as u64,
             transfers: a.transfers,
             failed: a.failed,
             fallbacks: a.fallbacks,
@@ -244,7 +251,7 @@ pub fn report<'a>(
             vs_control,
         });
     }
-    let counts: Vec<u64> = arms.iter().map(|a| a.transfers).collect();
+    let counts: Vec<u64> = arms.iter().map(|a| a.sessions.len() as u64).collect();
     let srm = if counts.iter().sum::<u64>() > 0 {
         Some(srm_check(&counts, &split).map_err(stats_err)?)
     } else {
@@ -324,6 +331,20 @@ fn compare(
         significant: absolute.is_significant(),
         better,
     }))
+}
+
+/// A value or difference of `metric` in its unit, signed: `-136 ms`, `+2.0 MiB/s`.
+pub fn in_unit(metric: ExperimentMetric, x: f64) -> String {
+    let sign = if x < 0.0 { "-" } else { "+" };
+    let magnitude = x.abs();
+    let shown = match metric {
+        ExperimentMetric::MeanLatency
+        | ExperimentMetric::P95Latency
+        | ExperimentMetric::CpuTime => HumanMicros(magnitude).to_string(),
+        ExperimentMetric::Throughput => format!("{}/s", HumanSize(magnitude as u64)),
+        ExperimentMetric::Memory => HumanSize(magnitude as u64).to_string(),
+    };
+    format!("{sign}{shown}")
 }
 
 /// The R type-7 quantile of sorted `values`; 0 for none.
@@ -435,13 +456,13 @@ fn recommend(
                 variant: v.name.clone(),
             },
             format!(
-                "{} beats {} on {}: {:+.4}{relative}, interval {:.4} to {:.4}, p = {:.2e}{srm_note}",
+                "{} beats {} on {}: {}{relative}, interval {} to {}, p = {:.2e}{srm_note}",
                 v.name,
                 variants[0].name,
                 experiment.metric,
-                c.absolute.estimate,
-                c.absolute.ci.low,
-                c.absolute.ci.high,
+                in_unit(experiment.metric, c.absolute.estimate),
+                in_unit(experiment.metric, c.absolute.ci.low),
+                in_unit(experiment.metric, c.absolute.ci.high),
                 c.absolute.p_value
             ),
         );
@@ -533,11 +554,12 @@ variants = [{{ name = "control", weight = 50 }}, {{ name = "low", weight = 50, t
         seed: u64,
     ) -> Vec<TransferMetrics> {
         let rng = SplitMix::new(seed);
-        let request = TransferRequest::new(1 << 20);
         let ctx = DecisionContext::idle(Timestamp::from_secs(1_800_000_000));
-        let decision = FixedPolicy(Method::ZeroCopy).decide(&request, &ctx);
         (0..n)
             .map(|i| {
+                // A session of its own per record.
+                let request = TransferRequest::new(1 << 20).with_session(seed << 32 | i as u64);
+                let decision = FixedPolicy(Method::ZeroCopy).decide(&request, &ctx);
                 // Box-Muller from two uniforms in (0, 1].
                 let (u, v) = (1.0 - rng.next_f64(), rng.next_f64());
                 let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos();
@@ -741,5 +763,25 @@ variants = [{{ name = "control", weight = 50 }}, {{ name = "low", weight = 50, t
         assert_eq!(r.srm, None);
         let r = report(&e, &other, 1_900_000_000_000).unwrap();
         assert_eq!(r.status, Status::Stopped);
+    }
+
+    #[test]
+    fn the_sample_ratio_counts_sessions_not_transfers() {
+        let e = experiment("");
+        // 1,000 sessions each; the treatment's make five transfers apiece.
+        let control = records("control", 1000, 1000.0, 100.0, 0, 1);
+        let mut low = Vec::new();
+        for _ in 0..5 {
+            low.extend(records("low", 1000, 1000.0, 100.0, 0, 2));
+        }
+        let r = run(&e, &[control, low]);
+        assert_eq!(
+            r.variants
+                .iter()
+                .map(|v| (v.sessions, v.transfers))
+                .collect::<Vec<_>>(),
+            [(1000, 1000), (1000, 5000)]
+        );
+        assert_eq!(r.srm.unwrap().grade, SrmGrade::Green, "{:?}", r.srm);
     }
 }

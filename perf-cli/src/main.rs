@@ -1,6 +1,7 @@
 //! The `perfopt` command line: decide, configure, run workers, benchmark and run workloads.
 
 // Commands, one module each; they never import each other.
+mod ab_cmd;
 mod bench;
 mod burn;
 mod calibrate;
@@ -80,6 +81,10 @@ enum Command {
     /// Forecasts latency percentiles, CPU, shared memory and the first bottleneck for a
     /// transfer rate, a size mix and a worker count, with what-if for threshold and budget.
     Plan(predict_cmd::PlanArgs),
+    /// A/B experiments of the configuration: list them, and each one's status and report
+    /// from the metrics store.
+    #[command(subcommand)]
+    Ab(ab_cmd::AbCommand),
     /// The learned classifier: paired measurements, status, training and evaluation.
     #[command(subcommand)]
     Model(model_cmd::ModelCommand),
@@ -137,6 +142,7 @@ fn dispatch(command: Command) -> Result<(), Exit> {
         Command::Predict(args) => predict_cmd::predict(&args),
         Command::Plan(args) => predict_cmd::plan_cmd(&args),
         Command::Model(cmd) => model_cmd::run(&cmd),
+        Command::Ab(cmd) => ab_cmd::run(&cmd),
         Command::Burn(args) => burn::burn(&args),
     }
 }

@@ -263,7 +263,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), Exit> {
         eprintln!("note: {notice}");
     }
     let classifier = optimizer.learning().map(|engine| engine.classifier());
-    let mut policies: Vec<Arc<dyn TransferPolicy>> = vec![optimizer.controller().clone()];
+    let mut policies: Vec<Arc<dyn TransferPolicy>> = vec![optimizer.policy()];
     if args.compare {
         let fixed = optimizer.fixed_thresholds_policy().map_err(Exit::failed)?;
         policies.push(Arc::new(fixed));
