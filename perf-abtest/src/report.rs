@@ -347,6 +347,18 @@ pub fn in_unit(metric: ExperimentMetric, x: f64) -> String {
     format!("{sign}{shown}")
 }
 
+/// A p-value as text with its relation: `= 0.042`, `= 3.1e-5`, or `< 1e-15` below what a double
+/// tells apart from 0 in these tests.
+pub fn p_text(p: f64) -> String {
+    if p < 1e-15 {
+        "< 1e-15".to_string()
+    } else if p < 0.001 {
+        format!("= {p:.1e}")
+    } else {
+        format!("= {p:.3}")
+    }
+}
+
 /// The R type-7 quantile of sorted `values`; 0 for none.
 fn quantile(sorted: &[f64], p: f64) -> f64 {
     match sorted.len() {
@@ -407,10 +419,11 @@ fn recommend(
         return (
             inconclusive(None),
             format!(
-                "the sample ratio does not match the weights (chi-square p = {:.2e}, largest \
-                 share off by {:.3}): the assignment is biased, so no result can be trusted \
-                 until its cause is found",
-                srm.p_value, srm.max_deviation
+                "the sample ratio does not match the weights (chi-square p {}, largest share \
+                 off by {:.3}): the assignment is biased, so no result can be trusted until its \
+                 cause is found",
+                p_text(srm.p_value),
+                srm.max_deviation
             ),
         );
     }
@@ -456,14 +469,14 @@ fn recommend(
                 variant: v.name.clone(),
             },
             format!(
-                "{} beats {} on {}: {}{relative}, interval {} to {}, p = {:.2e}{srm_note}",
+                "{} beats {} on {}: {}{relative}, interval {} to {}, p {}{srm_note}",
                 v.name,
                 variants[0].name,
                 experiment.metric,
                 in_unit(experiment.metric, c.absolute.estimate),
                 in_unit(experiment.metric, c.absolute.ci.low),
                 in_unit(experiment.metric, c.absolute.ci.high),
-                c.absolute.p_value
+                p_text(c.absolute.p_value)
             ),
         );
     }

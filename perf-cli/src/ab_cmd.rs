@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use perfopt::abtest::report::{Comparison, Status, VariantReport, in_unit};
+use perfopt::abtest::report::{Comparison, Status, VariantReport, in_unit, p_text};
 use perfopt::abtest::stats::SrmGrade;
 use perfopt::abtest::{ExperimentReport, Recommendation};
 use perfopt::core::config::{Experiment, ExperimentMetric, PoolSettings};
@@ -211,9 +211,9 @@ fn text(e: &Experiment, stored: &StoredReport, full: bool) -> String {
         Some(s) => {
             let _ = writeln!(
                 out,
-                "  sample ratio: {} (sessions, chi-square p = {}, largest share off by {:.4})",
+                "  sample ratio: {} (sessions, chi-square p {}, largest share off by {:.4})",
                 grade(s.grade),
-                p_value(s.p_value),
+                p_text(s.p_value),
                 s.max_deviation
             );
         }
@@ -280,20 +280,12 @@ fn comparison(metric: ExperimentMetric, c: &Comparison) -> String {
         (false, _) => "not significant",
     };
     format!(
-        "{}{relative}, interval {} to {}, p = {}: {verdict}",
+        "{}{relative}, interval {} to {}, p {}: {verdict}",
         in_unit(metric, a.estimate),
         in_unit(metric, a.ci.low),
         in_unit(metric, a.ci.high),
-        p_value(a.p_value)
+        p_text(a.p_value)
     )
-}
-
-fn p_value(p: f64) -> String {
-    if p < 0.001 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.3}")
-    }
 }
 
 /// A value of the metric in its unit.
