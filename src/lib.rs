@@ -91,6 +91,8 @@
 mod calibration;
 #[cfg(all(feature = "monitor", feature = "transport"))]
 pub mod daemon;
+#[cfg(feature = "abtest")]
+pub mod experiments;
 #[cfg(feature = "monitor")]
 pub mod export;
 mod optimizer;

@@ -11,7 +11,7 @@ use perfopt::abtest::{ExperimentReport, Recommendation};
 use perfopt::core::config::{Experiment, ExperimentMetric, PoolSettings};
 use perfopt::core::size::config_size;
 use perfopt::core::{Config, HumanMicros, HumanSize};
-use perfopt::{StoredReport, stored_experiment_report};
+use perfopt::{StoredReport, experiments, stored_experiment_report};
 use serde_json::json;
 
 use crate::args::{DataDirArg, config};
@@ -30,6 +30,59 @@ pub(crate) enum AbCommand {
     /// with the control and its interval, the p-value (always valid in sequential mode), the
     /// sample-ratio check, and the recommendation with its reason.
     Report(ReportArgs),
+    /// Writes a variant's settings into its pool in the configuration file and stops the
+    /// experiment: the report's winner, or `--variant`. Validated, backed up beside the file,
+    /// written atomically (a running `perfopt serve` applies it by hot reload) and journaled
+    /// with who, when and why in the data directory.
+    Promote(PromoteArgs),
+    /// Restores the configuration file as it was before the experiment's last promotion.
+    Rollback(RollbackArgs),
+}
+
+/// Arguments of `perfopt ab promote`.
+#[derive(Debug, Args)]
+pub(crate) struct PromoteArgs {
+    /// The experiment's name.
+    name: String,
+    /// The configuration file that defines it, and that is changed.
+    #[arg(long)]
+    config: PathBuf,
+    /// The variant to promote (else the one the report recommends; without a recommended
+    /// winner nothing is promoted).
+    #[arg(long)]
+    variant: Option<String>,
+    /// Why, for the journal (else the report's reason, or "promoted by hand").
+    #[arg(long)]
+    why: Option<String>,
+    /// Who, for the journal (else $USER).
+    #[arg(long)]
+    who: Option<String>,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Prints JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `perfopt ab rollback`.
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    /// The experiment's name.
+    name: String,
+    /// The configuration file to restore.
+    #[arg(long)]
+    config: PathBuf,
+    /// Why, for the journal.
+    #[arg(long, default_value = "rolled back")]
+    why: String,
+    /// Who, for the journal (else $USER).
+    #[arg(long)]
+    who: Option<String>,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Prints JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `perfopt ab list`.
@@ -65,7 +118,101 @@ pub(crate) fn run(cmd: &AbCommand) -> Result<(), Exit> {
         AbCommand::List(args) => list(args),
         AbCommand::Status(args) => report(args, false),
         AbCommand::Report(args) => report(args, true),
+        AbCommand::Promote(args) => promote(args),
+        AbCommand::Rollback(args) => rollback(args),
     }
+}
+
+fn who(given: Option<&String>) -> String {
+    given
+        .cloned()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn promote(args: &PromoteArgs) -> Result<(), Exit> {
+    let config = config(Some(&args.config))?;
+    let experiment = find(&config, &args.name)?;
+    let dir = args.data.resolve()?;
+    let now_ms = experiments::now_unix_ms();
+    let (variant, reason) = match &args.variant {
+        Some(v) => (v.clone(), "promoted by hand".to_string()),
+        None => {
+            let stored =
+                stored_experiment_report(&dir.path, experiment, now_ms).map_err(Exit::failed)?;
+            match stored.report.recommendation {
+                Recommendation::Promote { variant } => (variant, stored.report.reason),
+                _ => {
+                    return Err(Exit::bad_input(format_args!(
+                        "experiment {} has no winner to promote ({}: {}); name one with \
+                         --variant to promote it anyway",
+                        args.name,
+                        action(&stored.report),
+                        stored.report.reason
+                    )));
+                }
+            }
+        }
+    };
+    let why = args.why.clone().unwrap_or(reason);
+    let who = who(args.who.as_ref());
+    let request = experiments::Request {
+        who: &who,
+        why: &why,
+        now_unix_ms: now_ms,
+    };
+    let event = experiments::promote(&args.config, &dir.path, &args.name, &variant, request)
+        .map_err(lifecycle_exit)?;
+    print_event(&event, args.json)
+}
+
+fn rollback(args: &RollbackArgs) -> Result<(), Exit> {
+    let dir = args.data.resolve()?;
+    let who = who(args.who.as_ref());
+    let request = experiments::Request {
+        who: &who,
+        why: &args.why,
+        now_unix_ms: experiments::now_unix_ms(),
+    };
+    let event = experiments::rollback(&args.config, &dir.path, &args.name, request)
+        .map_err(lifecycle_exit)?;
+    print_event(&event, args.json)
+}
+
+fn lifecycle_exit(e: experiments::LifecycleError) -> Exit {
+    match e {
+        experiments::LifecycleError::Io { .. } => Exit::failed(e),
+        _ => Exit::bad_input(e),
+    }
+}
+
+fn print_event(event: &experiments::LifecycleEvent, json: bool) -> Result<(), Exit> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(event).map_err(Exit::failed)?
+        );
+        return Ok(());
+    }
+    let done = if event.action == "promote" {
+        format!("promoted {} of {}", event.variant, event.experiment)
+    } else {
+        format!(
+            "rolled back the promotion of {} of {}",
+            event.variant, event.experiment
+        )
+    };
+    println!(
+        "{done} in {} (the file before: {}), by {}: {}",
+        event.config.display(),
+        event.backup.display(),
+        event.who,
+        event.why
+    );
+    for change in &event.changes {
+        println!("  {change}");
+    }
+    Ok(())
 }
 
 fn list(args: &ListArgs) -> Result<(), Exit> {

@@ -156,4 +156,63 @@ fn an_experiment_splits_a_real_run_and_its_report_reads_every_transfer() {
         &data,
     ));
     assert!(full.contains("vs control"), "{full}");
+
+    // Promote the report's winner, or name one when it has none.
+    let recommended = report["recommendation"]["variant"]
+        .as_str()
+        .map(str::to_string);
+    let mut promote = vec![
+        "ab",
+        "promote",
+        "lower-threshold",
+        "--config",
+        config,
+        "--json",
+    ];
+    if recommended.is_none() {
+        promote.extend(["--variant", "one-mib", "--why", "tried by hand"]);
+    }
+    let event: Value = serde_json::from_str(&ok(&perfopt(&promote, &data))).unwrap();
+    let variant = recommended.as_deref().unwrap_or("one-mib");
+    assert_eq!(event["action"], "promote");
+    assert_eq!(event["variant"], variant);
+    let promoted = std::fs::read_to_string(config).unwrap();
+    let backup = event["backup"].as_str().unwrap();
+    assert_eq!(std::fs::read_to_string(backup).unwrap(), CONFIG);
+    let validate = perfopt(&["config", "validate", config], &data);
+    assert!(validate.status.success(), "{promoted}");
+    if variant == "one-mib" {
+        assert!(
+            promoted.contains("[pools.default]\nthreshold = \"1MiB\""),
+            "{promoted}"
+        );
+    }
+    assert!(
+        promoted.contains("stop = "),
+        "the experiment stops:\n{promoted}"
+    );
+    let listed = ok(&perfopt(&["ab", "list", "--config", config], &data));
+    assert!(listed.contains(", until "), "{listed}");
+
+    let back = ok(&perfopt(
+        &[
+            "ab",
+            "rollback",
+            "lower-threshold",
+            "--config",
+            config,
+            "--why",
+            "test",
+        ],
+        &data,
+    ));
+    assert!(back.starts_with("rolled back the promotion of "), "{back}");
+    assert_eq!(std::fs::read_to_string(config).unwrap(), CONFIG);
+    let journal = std::fs::read_to_string(data.join("experiments.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 2, "{journal}");
+    let again = perfopt(
+        &["ab", "rollback", "lower-threshold", "--config", config],
+        &data,
+    );
+    assert_eq!(again.status.code(), Some(2));
 }

@@ -249,7 +249,15 @@ fn experiment_line(e: &Experiment) -> String {
             }
         })
         .collect();
-    let window = |t: Option<u64>| t.map_or_else(|| NONE.to_string(), |ms| format!("{ms} ms"));
+    let window = |t: Option<u64>| {
+        t.map_or_else(
+            || NONE.to_string(),
+            |ms| {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                humantime::format_rfc3339_seconds(at).to_string()
+            },
+        )
+    };
     format!(
         "pool {}, {}, {}, {}, alpha {}, {} samples, seed {:?}, start {}, stop {}",
         e.pool,
