@@ -561,6 +561,37 @@ impl Daemon for DaemonView {
         }))
     }
 
+    fn experiments(&self) -> Result<Value, String> {
+        let config = self.optimizer.controller().config();
+        let mut out = Vec::with_capacity(config.experiments.len());
+        for e in &config.experiments {
+            match self.experiment(e.name.as_str())? {
+                Some(report) => out.push(report),
+                None => continue,
+            }
+        }
+        Ok(json!({ "experiments": out }))
+    }
+
+    fn experiment(&self, name: &str) -> Result<Option<Value>, String> {
+        #[cfg(all(feature = "abtest", feature = "store"))]
+        {
+            let now_ms = self.optimizer.context().now.as_nanos() / 1_000_000;
+            let report = self
+                .optimizer
+                .experiment_report(name, now_ms)
+                .map_err(|e| e.to_string())?;
+            report
+                .map(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
+                .transpose()
+        }
+        #[cfg(not(all(feature = "abtest", feature = "store")))]
+        {
+            let _ = name;
+            Err("experiment reports need the `abtest` and `store` features".into())
+        }
+    }
+
     fn stats(&self, request: &StatsRequest) -> Result<Value, StatsRefusal> {
         let o = &self.optimizer;
         if let Some(pool) = request.pool

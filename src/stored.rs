@@ -193,18 +193,19 @@ mod learn {
 pub use self::predict::{StoredCostModels, stored_cost_models};
 
 #[cfg(feature = "abtest")]
-pub use self::experiments::{MAX_EXPERIMENT_RECORDS, StoredReport, stored_experiment_report};
+pub use self::experiments::{
+    MAX_EXPERIMENT_RECORDS, ReportFailure, StoredReport, experiment_report_from,
+    stored_experiment_report,
+};
 
 #[cfg(feature = "abtest")]
 mod experiments {
     use std::path::Path;
 
+    use super::{StoredError, reader};
     use perf_abtest::ExperimentReport;
     use perf_core::config::Experiment;
     use perf_core::{SampleFilter, Timestamp};
-    use perf_store::Backend as _;
-
-    use super::{StoredError, reader, store_error};
 
     /// The most records of one experiment a report reads, newest first; a report of more says
     /// it covers the newest ones only ([`StoredReport::truncated`]).
@@ -229,25 +230,58 @@ mod experiments {
         experiment: &Experiment,
         now_unix_ms: u64,
     ) -> Result<StoredReport, StoredError> {
-        let mut records = Vec::new();
-        if let Some(reader) = reader(data_dir)? {
-            let filter = SampleFilter {
-                pool: Some(experiment.pool),
-                since: Timestamp(
-                    experiment
-                        .start_unix_ms
-                        .unwrap_or(0)
-                        .saturating_mul(1_000_000),
-                ),
-                experiment: Some(experiment.name),
-                ..SampleFilter::default()
-            };
-            records = reader
-                .samples(&filter, MAX_EXPERIMENT_RECORDS)
-                .map_err(store_error(data_dir))?;
+        match reader(data_dir)? {
+            Some(reader) => {
+                experiment_report_from(&reader, experiment, now_unix_ms).map_err(|e| match e {
+                    ReportFailure::Store(source) => StoredError::Store {
+                        path: data_dir.to_path_buf(),
+                        source,
+                    },
+                    ReportFailure::Report(e) => StoredError::Experiment(e),
+                })
+            }
+            None => Ok(StoredReport {
+                report: perf_abtest::report(experiment, &[], now_unix_ms)
+                    .map_err(StoredError::Experiment)?,
+                records: 0,
+                truncated: false,
+            }),
         }
+    }
+
+    /// Why a report from a backend failed.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ReportFailure {
+        /// The store could not be read.
+        #[error(transparent)]
+        Store(perf_store::StoreError),
+        /// The report could not be made.
+        #[error(transparent)]
+        Report(perf_abtest::ReportError),
+    }
+
+    /// The report of `experiment` at `now_unix_ms` from the records `backend` holds.
+    pub fn experiment_report_from(
+        backend: &dyn perf_store::Backend,
+        experiment: &Experiment,
+        now_unix_ms: u64,
+    ) -> Result<StoredReport, ReportFailure> {
+        let filter = SampleFilter {
+            pool: Some(experiment.pool),
+            since: Timestamp(
+                experiment
+                    .start_unix_ms
+                    .unwrap_or(0)
+                    .saturating_mul(1_000_000),
+            ),
+            experiment: Some(experiment.name),
+            ..SampleFilter::default()
+        };
+        let records = backend
+            .samples(&filter, MAX_EXPERIMENT_RECORDS)
+            .map_err(ReportFailure::Store)?;
         let report = perf_abtest::report(experiment, &records, now_unix_ms)
-            .map_err(StoredError::Experiment)?;
+            .map_err(ReportFailure::Report)?;
         Ok(StoredReport {
             report,
             records: records.len(),

@@ -73,6 +73,12 @@ impl Daemon for Fake {
         asked.push((pool.map(str::to_owned), range_secs));
         Ok(Some(json!({ "range_secs": range_secs, "t": [] })))
     }
+    fn experiments(&self) -> Result<Value, String> {
+        Ok(json!({ "experiments": [{ "experiment": "lower-threshold" }] }))
+    }
+    fn experiment(&self, name: &str) -> Result<Option<Value>, String> {
+        Ok((name == "lower-threshold").then(|| json!({ "experiment": name })))
+    }
 }
 
 async fn get(app: &Router, uri: &str) -> axum::response::Response {

@@ -74,6 +74,12 @@ impl Daemon for Fake {
     fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String> {
         Ok(pool.is_none().then(|| json!({ "range_secs": range_secs })))
     }
+    fn experiments(&self) -> Result<Value, String> {
+        Ok(json!({ "experiments": [{ "experiment": "lower-threshold" }] }))
+    }
+    fn experiment(&self, name: &str) -> Result<Option<Value>, String> {
+        Ok((name == "lower-threshold").then(|| json!({ "experiment": name })))
+    }
 }
 
 async fn get(daemon: &Arc<Fake>, uri: &str) -> (StatusCode, String) {
@@ -298,5 +304,29 @@ async fn the_endpoints_listen_on_loopback_unless_told_and_shut_down_gracefully()
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "stopped listening"
+    );
+}
+
+#[tokio::test]
+async fn experiments_are_listed_and_read_one_by_one() {
+    let daemon = Arc::new(Fake::default());
+    let (code, body) = get(&daemon, "/api/v1/experiments").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(all["experiments"][0]["experiment"], "lower-threshold");
+    let (code, body) = get(&daemon, "/api/v1/experiments/lower-threshold").await;
+    assert_eq!(code, StatusCode::OK, "{body}");
+    let (code, body) = get(&daemon, "/api/v1/experiments/nope").await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert!(
+        body.contains("no experiment \\\"nope\\\"; see /api/v1/experiments"),
+        "{body}"
+    );
+    let long = format!("/api/v1/experiments/{}", "x".repeat(65));
+    let (code, body) = get(&daemon, &long).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("an experiment name of 65 bytes, expected at most 64"),
+        "{body}"
     );
 }

@@ -130,6 +130,12 @@ impl StoreQuery {
         StoreQuery { backend }
     }
 
+    /// The backend it reads, for what the `MetricsQuery` seam does not ask: raw records,
+    /// failed transfers included ([`Backend::samples`]).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// The merged buckets of `q`, by start in seconds, empty buckets left out.
     ///
     /// Each merges the stored buckets of the coarsest granularity that tiles the requested width

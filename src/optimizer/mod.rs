@@ -712,6 +712,23 @@ impl Optimizer {
         self.policy.clone()
     }
 
+    /// The report of experiment `name` of the configuration in force at `now_unix_ms`, from
+    /// the transfers its store has committed; `None` when the configuration has no such
+    /// experiment.
+    #[cfg(all(feature = "abtest", feature = "store"))]
+    pub fn experiment_report(
+        &self,
+        name: &str,
+        now_unix_ms: u64,
+    ) -> Result<Option<crate::StoredReport>, crate::ReportFailure> {
+        let config = self.controller.config();
+        let Some(experiment) = config.experiments.iter().find(|e| e.name.as_str() == name) else {
+            return Ok(None);
+        };
+        let backend = self.store.query.backend();
+        crate::experiment_report_from(backend.as_ref(), experiment, now_unix_ms).map(Some)
+    }
+
     /// The telemetry every record goes to: counters, histograms and gauges exported as
     /// Prometheus text and by OTLP.
     #[cfg(feature = "monitor")]

@@ -95,15 +95,29 @@ async fn an_experiment_splits_live_transfers_and_its_report_reads_them_back() {
     assert!((control as f64 - 120.0).abs() < 4.0 * 9.2, "{by_variant:?}");
     assert_eq!(control + by_variant["one-mib"].0, 400);
 
+    // The running optimizer reports from its own store (the daemon's /api/v1/experiments).
+    optimizer.flush().unwrap();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let live = optimizer
+        .experiment_report("lower-threshold", now_ms)
+        .unwrap()
+        .expect("the experiment is configured");
+    assert_eq!(live.records, 400);
+    assert!(
+        optimizer
+            .experiment_report("nope", now_ms)
+            .unwrap()
+            .is_none()
+    );
+
     drop(host);
     let optimizer = Arc::try_unwrap(optimizer).unwrap_or_else(|_| panic!("one owner left"));
     let config = optimizer.controller().config();
     optimizer.shutdown();
 
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     let stored =
         perfopt::stored_experiment_report(dir.path(), &config.experiments[0], now_ms).unwrap();
     assert_eq!(

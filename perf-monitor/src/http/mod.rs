@@ -90,6 +90,11 @@ pub trait Daemon: Send + Sync + 'static {
     /// seconds (within [`HISTORY_RANGE_SECS`]): `Ok(None)` when the pool is not known, `Err`
     /// when no history can be read.
     fn history(&self, pool: Option<&str>, range_secs: u64) -> Result<Option<Value>, String>;
+    /// The configuration's experiments, each with its report from the stored transfers: an
+    /// object `{ "experiments": [...] }`; `Err` when the reports cannot be read.
+    fn experiments(&self) -> Result<Value, String>;
+    /// One experiment's report, `Ok(None)` when the configuration has no experiment `name`.
+    fn experiment(&self, name: &str) -> Result<Option<Value>, String>;
 }
 
 /// Why statistics were not given.
@@ -234,6 +239,8 @@ fn routes(daemon: Arc<dyn Daemon>, stopped: Option<tokio::sync::watch::Receiver<
         .route("/api/v1/config", get(config).post(post_config))
         .route("/api/v1/predict", get(predict))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/experiments", get(experiments))
+        .route("/api/v1/experiments/{name}", get(experiment))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
@@ -442,6 +449,45 @@ async fn stats(State(daemon): Shared, Query(params): Params) -> Response {
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the statistics failed: {e}"),
+        ),
+    }
+}
+
+/// `GET /api/v1/experiments`: every experiment with its report.
+async fn experiments(State(daemon): Shared) -> Response {
+    // Reading the store may take a while: off the server's threads.
+    match tokio::task::spawn_blocking(move || daemon.experiments()).await {
+        Ok(Ok(answer)) => axum::Json(answer).into_response(),
+        Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the experiments' reports failed: {e}"),
+        ),
+    }
+}
+
+/// `GET /api/v1/experiments/{name}`: one experiment's report.
+async fn experiment(
+    State(daemon): Shared,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    if name.len() > MAX_POOL_NAME {
+        return bad_request(format!(
+            "an experiment name of {} bytes, expected at most {MAX_POOL_NAME}",
+            name.len()
+        ));
+    }
+    let asked = name.clone();
+    match tokio::task::spawn_blocking(move || daemon.experiment(&asked)).await {
+        Ok(Ok(Some(answer))) => axum::Json(answer).into_response(),
+        Ok(Ok(None)) => error(
+            StatusCode::NOT_FOUND,
+            format!("no experiment {name:?}; see /api/v1/experiments"),
+        ),
+        Ok(Err(why)) => error(StatusCode::SERVICE_UNAVAILABLE, why),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the experiment's report failed: {e}"),
         ),
     }
 }
