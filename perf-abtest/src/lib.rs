@@ -30,10 +30,18 @@
 //!   needed) with its reason. A red sample ratio blocks any winner, and no winner is named
 //!   before `min_samples` per variant.
 //!
-//! Promotion and rollback, the `perfopt ab` commands and the offline evaluation of a candidate
-//! from the logged propensities come next.
+//! - [`offline`]: the offline evaluation of a candidate from logged decisions and their
+//!   propensities: inverse propensity scoring, its self-normalised form and the doubly robust
+//!   estimator, each with its interval, and the effective sample size; checked against a
+//!   reference computation and, on simulated logs with a known truth, for coverage.
+//!
+//! Promotion and rollback of a winner live in the facade (`perfopt::experiments`), which
+//! edits the configuration file. Next: `perfopt ab simulate`, which feeds [`offline`] from a
+//! data directory's transfers and a candidate configuration, and its validation against live
+//! runs.
 
 pub mod assign;
+pub mod offline;
 pub mod policy;
 pub mod report;
 pub mod stats;
