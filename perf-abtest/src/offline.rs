@@ -161,7 +161,8 @@ pub fn evaluate(logged: &[LoggedDecision], alpha: f64) -> Result<OfflineEvaluati
     let (mut sum_w, mut sum_w2, mut sum_wr) = (0.0, 0.0, 0.0);
     let (mut matched, mut unsupported) = (0, 0);
     for (index, d) in logged.iter().enumerate() {
-        if !(d.propensity > 0.0 && d.propensity <= 1.0) || !d.outcome.is_finite() {
+        let valid = d.propensity > 0.0 && d.propensity <= 1.0 && d.outcome.is_finite();
+        if !valid {
             return Err(OfflineError::Invalid {
                 index,
                 propensity: d.propensity,
