@@ -30,6 +30,11 @@ pub enum StoredError {
     #[cfg(feature = "abtest")]
     #[error(transparent)]
     Experiment(perf_abtest::ReportError),
+    /// The candidate configuration makes no controller, or the calibration for its model
+    /// does not load.
+    #[cfg(feature = "abtest")]
+    #[error("{0}")]
+    Candidate(String),
 }
 
 fn store_error(data_dir: &Path) -> impl FnOnce(StoreError) -> StoredError + '_ {
@@ -197,6 +202,106 @@ pub use self::experiments::{
     MAX_EXPERIMENT_RECORDS, ReportFailure, StoredReport, experiment_report_from,
     stored_experiment_report,
 };
+
+#[cfg(feature = "abtest")]
+pub use self::offline::{OfflineRun, stored_offline_evaluation};
+
+#[cfg(feature = "abtest")]
+mod offline {
+    use std::path::Path;
+
+    use perf_abtest::offline::{LoggedDecision, Model, OfflineEvaluation, evaluate};
+    use perf_core::{
+        Config, Controller, DecisionContext, SampleFilter, TransferRequest, ZeroCopyAvailability,
+    };
+    use perf_store::Backend as _;
+
+    use super::{StoredError, reader, store_error};
+
+    /// A candidate configuration evaluated offline on a data directory's logged transfers.
+    #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+    pub struct OfflineRun {
+        /// The estimates, `None` when the store holds fewer than two usable transfers or the
+        /// candidate takes none of the logged actions.
+        pub evaluation: Option<OfflineEvaluation>,
+        /// Why there is no evaluation, when there is none.
+        pub problem: Option<String>,
+        /// Logged transfers read (delivered ones: a failed transfer's latency is no outcome of
+        /// its method).
+        pub transfers: usize,
+        /// Whether the cost coefficients of the direct model came from the data directory's
+        /// calibration profile (else from the candidate's configuration).
+        pub calibrated_model: bool,
+    }
+
+    /// Estimates the mean latency `candidate` would have had on the newest `limit` delivered
+    /// transfers that pass `filter` in `data_dir`'s store, from their logged decisions and
+    /// propensities (read only; no store is created). The candidate decides each logged
+    /// request in its logged context without exploring; the direct model of the doubly robust
+    /// estimator is the candidate's cost estimate, with the data directory's calibration
+    /// profile where the candidate states no costs of its own.
+    pub fn stored_offline_evaluation(
+        data_dir: &Path,
+        candidate: &Config,
+        filter: &SampleFilter,
+        limit: usize,
+        alpha: f64,
+    ) -> Result<OfflineRun, StoredError> {
+        let calibration = crate::data_dir_calibration(data_dir).map_err(|e| {
+            StoredError::Candidate(format!("the data directory's calibration: {e}"))
+        })?;
+        let mut builder = Controller::builder(candidate.clone());
+        if let Some(costs) = &calibration {
+            builder = builder.calibration(*costs);
+        }
+        let controller = builder
+            .build()
+            .map_err(|e| StoredError::Candidate(format!("the candidate configuration: {e}")))?;
+        let records = match reader(data_dir)? {
+            Some(reader) => reader
+                .evidence(filter, limit)
+                .map_err(store_error(data_dir))?,
+            None => Vec::new(),
+        };
+        let logged: Vec<LoggedDecision> = records
+            .iter()
+            .map(|m| {
+                let request = TransferRequest::new(m.size)
+                    .with_pool(m.pool)
+                    .with_data_type(m.data_type)
+                    .with_format(m.format)
+                    .with_compression(m.compression)
+                    .with_session(m.session);
+                let ctx = DecisionContext {
+                    now: m.started_at,
+                    system: m.system,
+                    zero_copy: ZeroCopyAvailability::Pooled,
+                };
+                let estimates = controller.estimate(&request, &ctx);
+                LoggedDecision {
+                    action: m.decided_method,
+                    propensity: m.propensity,
+                    outcome: m.latency_us,
+                    candidate: controller.preview(&request, &ctx).method,
+                    model: Model {
+                        zero_copy: estimates.zero_copy.latency_us,
+                        grpc: estimates.grpc.latency_us,
+                    },
+                }
+            })
+            .collect();
+        let (evaluation, problem) = match evaluate(&logged, alpha) {
+            Ok(e) => (Some(e), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        Ok(OfflineRun {
+            evaluation,
+            problem,
+            transfers: records.len(),
+            calibrated_model: calibration.is_some(),
+        })
+    }
+}
 
 #[cfg(feature = "abtest")]
 mod experiments {

@@ -37,6 +37,31 @@ pub(crate) enum AbCommand {
     Promote(PromoteArgs),
     /// Restores the configuration file as it was before the experiment's last promotion.
     Rollback(RollbackArgs),
+    /// Estimates a candidate configuration's mean latency from the logged transfers and their
+    /// propensities (IPS, self-normalised IPS, doubly robust), before it runs live.
+    Simulate(SimulateArgs),
+}
+
+/// Arguments of `perfopt ab simulate`.
+#[derive(Debug, Args)]
+pub(crate) struct SimulateArgs {
+    /// The candidate configuration file.
+    #[arg(long)]
+    candidate: PathBuf,
+    /// Only the transfers of this pool.
+    #[arg(long)]
+    pool: Option<String>,
+    /// The newest transfers read, at most 1000000.
+    #[arg(long, default_value_t = 100_000)]
+    limit: usize,
+    /// The intervals' level is 1 - alpha.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    #[command(flatten)]
+    data: DataDirArg,
+    /// Prints JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `perfopt ab promote`.
@@ -120,7 +145,87 @@ pub(crate) fn run(cmd: &AbCommand) -> Result<(), Exit> {
         AbCommand::Report(args) => report(args, true),
         AbCommand::Promote(args) => promote(args),
         AbCommand::Rollback(args) => rollback(args),
+        AbCommand::Simulate(args) => simulate(args),
     }
+}
+
+fn simulate(args: &SimulateArgs) -> Result<(), Exit> {
+    let candidate = config(Some(&args.candidate))?;
+    if !(1..=perfopt::MAX_EXPERIMENT_RECORDS).contains(&args.limit) {
+        return Err(Exit::bad_input(format_args!(
+            "--limit {} is out of range, expected 1 to {}",
+            args.limit,
+            perfopt::MAX_EXPERIMENT_RECORDS
+        )));
+    }
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        return Err(Exit::bad_input(format_args!(
+            "--alpha {} is out of range, expected above 0 and below 1",
+            args.alpha
+        )));
+    }
+    let pool = args
+        .pool
+        .as_deref()
+        .map(|p| {
+            perfopt::core::Name::new(p)
+                .map_err(|e| Exit::bad_input(format_args!("--pool {p:?}: {e}")))
+        })
+        .transpose()?;
+    let dir = args.data.resolve()?;
+    let filter = perfopt::core::SampleFilter {
+        pool,
+        ..perfopt::core::SampleFilter::default()
+    };
+    let run =
+        perfopt::stored_offline_evaluation(&dir.path, &candidate, &filter, args.limit, args.alpha)
+            .map_err(Exit::failed)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&run).map_err(Exit::failed)?
+        );
+        return Ok(());
+    }
+    let Some(e) = &run.evaluation else {
+        println!(
+            "no estimate from {} logged transfers: {}",
+            run.transfers,
+            run.problem.as_deref().unwrap_or("nothing to evaluate")
+        );
+        return Ok(());
+    };
+    let level = (1.0 - e.alpha) * 100.0;
+    println!(
+        "{} offline, from {} logged transfers ({} where it takes the logged action, {} it could \
+         not have been seen taking; effective sample size {:.0}):",
+        args.candidate.display(),
+        e.n,
+        e.matched,
+        e.unsupported,
+        e.effective_sample_size
+    );
+    for (name, est) in [("IPS", e.ips), ("SNIPS", e.snips), ("doubly robust", e.dr)] {
+        println!(
+            "  {name:<14} mean latency {} ({level:.0} % interval {} to {})",
+            HumanMicros(est.estimate),
+            HumanMicros(est.ci.low),
+            HumanMicros(est.ci.high)
+        );
+    }
+    println!(
+        "  logged policy  mean latency {} (what the transfers took)",
+        HumanMicros(e.logged_mean)
+    );
+    println!(
+        "  direct model: the candidate's cost estimates{}",
+        if run.calibrated_model {
+            ", with the data directory's calibration"
+        } else {
+            ""
+        }
+    );
+    Ok(())
 }
 
 fn who(given: Option<&String>) -> String {

@@ -157,6 +157,46 @@ fn an_experiment_splits_a_real_run_and_its_report_reads_every_transfer() {
     ));
     assert!(full.contains("vs control"), "{full}");
 
+    // A candidate estimated offline from the run's logged decisions and propensities.
+    let candidate = dir.path().join("candidate.toml");
+    std::fs::write(
+        &candidate,
+        "version = 1\n[defaults]\nthreshold = \"2MiB\"\nlearning = false\n",
+    )
+    .unwrap();
+    let candidate = candidate.to_str().unwrap();
+    let sim: Value = serde_json::from_str(&ok(&perfopt(
+        &["ab", "simulate", "--candidate", candidate, "--json"],
+        &data,
+    )))
+    .unwrap();
+    let e = &sim["evaluation"];
+    assert_eq!(sim["transfers"], e["n"], "{sim:#}");
+    assert!(e["n"].as_u64().unwrap() > 200, "{sim:#}");
+    assert!(e["matched"].as_u64().unwrap() > 0, "{sim:#}");
+    for estimator in ["ips", "snips", "dr"] {
+        let est = &e[estimator];
+        let (low, mid, high) = (
+            est["ci"]["low"].as_f64().unwrap(),
+            est["estimate"].as_f64().unwrap(),
+            est["ci"]["high"].as_f64().unwrap(),
+        );
+        assert!(
+            low <= mid && mid <= high && mid.is_finite(),
+            "{estimator}: {est:#}"
+        );
+    }
+    let text = ok(&perfopt(
+        &["ab", "simulate", "--candidate", candidate],
+        &data,
+    ));
+    assert!(text.contains("  doubly robust  mean latency "), "{text}");
+    let bad = perfopt(
+        &["ab", "simulate", "--candidate", candidate, "--alpha", "2"],
+        &data,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+
     // Promote the report's winner, or name one when it has none.
     let recommended = report["recommendation"]["variant"]
         .as_str()
