@@ -351,7 +351,7 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
     if args.format == ExportFormat::Csv {
         writeln!(
             out,
-            "started_at_ns,pool,method,decided_method,reason,size,data_type,format,latency_us,throughput_bps,memory_bytes,cpu_time_us,decision_ns,fallback,success,failure,queued_us"
+            "started_at_ns,pool,method,decided_method,reason,size,data_type,format,latency_us,throughput_bps,memory_bytes,cpu_time_us,decision_ns,fallback,success,failure,queued_us,experiment,variant"
         )?;
     }
     for m in &samples {
@@ -368,7 +368,7 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
                     .unwrap_or_default();
                 writeln!(
                     out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     m.started_at.0,
                     m.pool,
                     m.method,
@@ -385,7 +385,13 @@ pub(crate) fn export(args: &ExportArgs) -> Result<(), Exit> {
                     fallback,
                     m.success,
                     m.failure.map_or("", |f| f.as_str()),
-                    m.queued_us
+                    m.queued_us,
+                    m.experiment
+                        .map(|a| a.experiment.to_string())
+                        .unwrap_or_default(),
+                    m.experiment
+                        .map(|a| a.variant.to_string())
+                        .unwrap_or_default(),
                 )?;
             }
         }

@@ -157,6 +157,21 @@ fn an_experiment_splits_a_real_run_and_its_report_reads_every_transfer() {
     ));
     assert!(full.contains("vs control"), "{full}");
 
+    // The export names each record's variant.
+    let csv = ok(&perfopt(&["export", "--format", "csv"], &data));
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (experiment, variant) = (at("experiment"), at("variant"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len() as u64, recorded);
+    assert!(
+        rows.iter()
+            .all(|r| r[experiment] == "lower-threshold"
+                && ["control", "one-mib"].contains(&r[variant])),
+        "{csv}"
+    );
+
     // A candidate estimated offline from the run's logged decisions and propensities.
     let candidate = dir.path().join("candidate.toml");
     std::fs::write(

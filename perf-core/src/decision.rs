@@ -351,8 +351,8 @@ pub struct Decision {
     /// When it was decided.
     pub decided_at: Timestamp,
     /// The experiment variant whose settings decided, when the pool runs an experiment and
-    /// the decision was assigned to it.
-    #[serde(default)]
+    /// the decision was assigned to it. Left out of the JSON when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentArm>,
 }
 

@@ -159,8 +159,8 @@ pub struct TransferMetrics {
     #[serde(default)]
     pub reply: Option<ReplyRecord>,
     /// The experiment variant the decision was made under, if any: the store keeps a series
-    /// per variant.
-    #[serde(default)]
+    /// per variant. Left out of a record's JSON when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentArm>,
 }
 
