@@ -38,8 +38,8 @@ const PIPELINE_DEPTH: usize = 4;
 /// Payloads from this size on are copied into their segment with non-temporal stores
 /// ([`perf_platform::stream_copy`]): the worker reads them from memory either way, and a plain
 /// copy of a part reads every destination line first. Smaller ones are mostly still in the
-/// shared cache when the worker reads them, which a streamed copy would give away. On a 2-vCPU Xeon
-/// VM the streamed, checksummed copy in parts was faster from 64 MiB on and slower at 32 MiB.
+/// shared cache when the worker reads them, which a streamed copy would give away. The bound is
+/// where `perfopt bench` measured the gain (64 MiB); below it the product copies as before.
 pub const STREAM_MIN: usize = 64 << 20;
 
 /// Copies `part`, the whole or a part of a payload of `payload_len` bytes, into `target`.
